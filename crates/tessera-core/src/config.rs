@@ -1,0 +1,313 @@
+//! The configuration schema: raw layers as read from a TOML file, the
+//! environment and flags, merged and validated once into a typed [`Config`].
+//! Reading files and the environment is the binary's job; this is the shape.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::ValidationError;
+use crate::jwt::JwtRules;
+
+/// One layer of configuration; later layers override earlier ones field by field.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub nats_url: Option<String>,
+    /// `text` or `json`.
+    pub log_format: Option<String>,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: Option<usize>,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_grace_secs: Option<u64>,
+    #[serde(default)]
+    pub auth: RawAuth,
+}
+
+/// `[auth]`: key cache and JWT verification.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// How long a verified key is trusted before it is re-read from the store,
+    /// in milliseconds. Bounds how long a revocation takes on other replicas.
+    pub key_cache_ttl_ms: Option<u64>,
+    /// HS256 secret, as a reference: `env:NAME` or `file:/path`.
+    pub jwt_hs256_secret: Option<String>,
+    /// JWKS URL of an OIDC provider, for RS256/ES256 tokens.
+    pub jwks_url: Option<String>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub jwt_tenant_claim: Option<String>,
+    pub jwt_role_claim: Option<String>,
+}
+
+macro_rules! overlay_fields {
+    ($dst:expr, $src:expr, $($f:ident),*) => { $( if $src.$f.is_some() { $dst.$f = $src.$f; } )* };
+}
+
+impl RawConfig {
+    /// Applies `top` over `self`: every field `top` sets wins.
+    pub fn overlay(mut self, top: RawConfig) -> RawConfig {
+        overlay_fields!(self, top, listen, data_dir, database_url, redis_url, nats_url, log_format,
+            max_body_bytes, shutdown_grace_secs);
+        overlay_fields!(self.auth, top.auth, key_cache_ttl_ms, jwt_hs256_secret, jwks_url,
+            jwt_issuer, jwt_audience, jwt_tenant_claim, jwt_role_claim);
+        self
+    }
+}
+
+/// A secret value; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Self {
+        Self(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where metadata lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// Path of the SQLite file.
+    Sqlite(PathBuf),
+    /// A `postgres://` URL.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(s: &str) -> Result<DatabaseUrl, ValidationError> {
+        if let Some(path) = s.strip_prefix("sqlite://").or_else(|| s.strip_prefix("sqlite:")) {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(ValidationError::new("database_url", "sqlite: url needs a file path"));
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(s.to_owned()));
+        }
+        Err(ValidationError::new(
+            "database_url",
+            format!("database_url {:?} must start with sqlite: or postgres://", redact_url(s)),
+        ))
+    }
+
+    /// The URL with any password replaced, for logs.
+    pub fn display(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(p) => format!("sqlite:{}", p.display()),
+            DatabaseUrl::Postgres(u) => redact_url(u),
+        }
+    }
+}
+
+/// Replaces the password in `scheme://user:pass@host` with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((auth, host)) = rest.split_once('@') else { return url.to_owned() };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// JWT settings, present when any JWT source is configured.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub hs256_secret: Option<Secret>,
+    pub jwks_url: Option<String>,
+    pub rules: JwtRules,
+}
+
+/// The validated configuration of `tessera serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database: DatabaseUrl,
+    pub redis_url: Option<String>,
+    pub nats_url: Option<String>,
+    pub log_format: LogFormat,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub key_cache_ttl: Duration,
+    pub jwt: Option<JwtConfig>,
+    /// The platform admin key from `TESSERA_ADMIN_KEY`.
+    pub admin_key: Option<Secret>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "./tessera-data";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+impl Config {
+    /// Validates a merged raw configuration. `resolve_secret` turns a secret
+    /// reference (`env:NAME`, `file:/path`) into its value.
+    pub fn from_raw(
+        raw: RawConfig,
+        admin_key: Option<Secret>,
+        resolve_secret: impl Fn(&str) -> Result<Secret, String>,
+    ) -> Result<Config, ValidationError> {
+        let listen_s = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_s.parse::<SocketAddr>().map_err(|_| {
+            ValidationError::new("listen", format!("listen {listen_s:?} is not an address like 127.0.0.1:8080"))
+        })?;
+        let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let database = match raw.database_url {
+            Some(u) => DatabaseUrl::parse(&u)?,
+            None => DatabaseUrl::Sqlite(data_dir.join("tessera.db")),
+        };
+        let redis_url = validate_scheme("redis_url", raw.redis_url, &["redis://", "rediss://"])?;
+        let nats_url = validate_scheme("nats_url", raw.nats_url, &["nats://", "tls://"])?;
+        let log_format = match raw.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ValidationError::new(
+                    "log_format",
+                    format!("log_format {other:?} must be text or json"),
+                ));
+            }
+        };
+        let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes < 1024 {
+            return Err(ValidationError::new(
+                "max_body_bytes",
+                format!("max_body_bytes {max_body_bytes} is below the minimum of 1024"),
+            ));
+        }
+        let a = raw.auth;
+        let hs256_secret = a
+            .jwt_hs256_secret
+            .as_deref()
+            .map(|r| resolve_secret(r).map_err(|e| ValidationError::new("auth.jwt_hs256_secret", e)))
+            .transpose()?;
+        let jwks_url = validate_scheme("auth.jwks_url", a.jwks_url, &["http://", "https://"])?;
+        let jwt = (hs256_secret.is_some() || jwks_url.is_some()).then(|| {
+            let d = JwtRules::default();
+            JwtConfig {
+                hs256_secret,
+                jwks_url,
+                rules: JwtRules {
+                    issuer: a.jwt_issuer,
+                    audience: a.jwt_audience,
+                    tenant_claim: a.jwt_tenant_claim.unwrap_or(d.tenant_claim),
+                    role_claim: a.jwt_role_claim.unwrap_or(d.role_claim),
+                    leeway_secs: d.leeway_secs,
+                },
+            }
+        });
+        if let Some(k) = &admin_key
+            && k.expose().len() < 16
+        {
+            return Err(ValidationError::new(
+                "TESSERA_ADMIN_KEY",
+                "TESSERA_ADMIN_KEY must be at least 16 characters",
+            ));
+        }
+        Ok(Config {
+            listen,
+            data_dir,
+            database,
+            redis_url,
+            nats_url,
+            log_format,
+            max_body_bytes,
+            shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(30)),
+            key_cache_ttl: Duration::from_millis(a.key_cache_ttl_ms.unwrap_or(2_000).min(5_000)),
+            jwt,
+            admin_key,
+        })
+    }
+}
+
+fn validate_scheme(
+    param: &str,
+    value: Option<String>,
+    schemes: &[&str],
+) -> Result<Option<String>, ValidationError> {
+    match value {
+        Some(v) if !schemes.iter().any(|s| v.starts_with(s) && v.len() > s.len()) => {
+            Err(ValidationError::new(
+                param,
+                format!("{param} {:?} must start with {}", redact_url(&v), schemes.join(" or ")),
+            ))
+        }
+        other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_secrets(_: &str) -> Result<Secret, String> {
+        Err("no secrets here".into())
+    }
+
+    #[test]
+    fn empty_config_is_the_embedded_default() {
+        let c = Config::from_raw(RawConfig::default(), None, no_secrets).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.database, DatabaseUrl::Sqlite(PathBuf::from("./tessera-data/tessera.db")));
+        assert!(c.jwt.is_none());
+    }
+
+    #[test]
+    fn later_layers_win_field_by_field() {
+        let file = RawConfig { listen: Some("0.0.0.0:1".into()), log_format: Some("json".into()), ..Default::default() };
+        let flags = RawConfig { listen: Some("127.0.0.1:2".into()), ..Default::default() };
+        let merged = file.overlay(flags);
+        assert_eq!(merged.listen.as_deref(), Some("127.0.0.1:2"));
+        assert_eq!(merged.log_format.as_deref(), Some("json"));
+    }
+
+    #[test]
+    fn bad_urls_name_their_field() {
+        let raw = RawConfig { redis_url: Some("http://x".into()), ..Default::default() };
+        let err = Config::from_raw(raw, None, no_secrets).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("redis_url"));
+        let raw = RawConfig { database_url: Some("mysql://u:pw@h/db".into()), ..Default::default() };
+        let err = Config::from_raw(raw, None, no_secrets).unwrap_err();
+        assert!(!err.message.contains("pw"), "{}", err.message);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let raw = RawConfig::default();
+        let c = Config::from_raw(raw, Some(Secret::new("a-very-long-admin-key".into())), no_secrets).unwrap();
+        assert!(!format!("{c:?}").contains("a-very-long-admin-key"));
+    }
+
+    #[test]
+    fn unknown_keys_in_a_file_are_rejected() {
+        assert!(toml_like("colour = 1").is_err());
+    }
+
+    fn toml_like(s: &str) -> Result<RawConfig, serde_json::Error> {
+        let (k, v) = s.split_once(" = ").unwrap_or_default();
+        serde_json::from_str(&format!("{{\"{k}\": {v}}}"))
+    }
+}

@@ -1,0 +1,16 @@
+//! Tessera's domain: ids, tenants, plans, keys, roles, audit records, the
+//! authentication primitives that turn a bearer token into a tenant context,
+//! and the configuration schema. Nothing here does IO.
+
+pub mod apikey;
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod jwt;
+pub mod role;
+pub mod tenant;
+pub mod time;
+
+pub use error::ValidationError;

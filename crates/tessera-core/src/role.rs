@@ -1,0 +1,216 @@
+//! Roles, the operations they permit, and the scopes that narrow a key further.
+//!
+//! The permission table lives in one `match` ([`Role::allows`]) so that adding an
+//! operation forces a decision for every role. It is reproduced in
+//! `docs/permissions.md`.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ValidationError;
+
+/// What a principal may be. Ordered from most to least privileged for
+/// [`Role::can_grant`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Operates the platform: tenants, plans, every tenant's keys and audit.
+    PlatformAdmin,
+    /// Administers one tenant: its keys, models and settings.
+    TenantAdmin,
+    /// Builds on one tenant: models, inference, reads.
+    Developer,
+    /// A workload: inference only.
+    Service,
+    /// Reads a tenant's state and audit; changes nothing.
+    Viewer,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] =
+        [Role::PlatformAdmin, Role::TenantAdmin, Role::Developer, Role::Service, Role::Viewer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::PlatformAdmin => "platform_admin",
+            Role::TenantAdmin => "tenant_admin",
+            Role::Developer => "developer",
+            Role::Service => "service",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Role, ValidationError> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
+            ValidationError::new(
+                "role",
+                format!(
+                    "unknown role {s:?}; expected one of platform_admin, tenant_admin, developer, service, viewer"
+                ),
+            )
+        })
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Role::PlatformAdmin => 4,
+            Role::TenantAdmin => 3,
+            Role::Developer => 2,
+            Role::Service => 1,
+            Role::Viewer => 0,
+        }
+    }
+
+    /// Whether a holder of `self` may mint a key with role `other`: never one
+    /// above its own.
+    pub fn can_grant(self, other: Role) -> bool {
+        self.allows(Operation::KeysWrite) && other.rank() <= self.rank()
+    }
+
+    /// The permission table.
+    pub fn allows(self, op: Operation) -> bool {
+        use Operation as O;
+        use Role as R;
+        match op {
+            O::PlatformAdmin => matches!(self, R::PlatformAdmin),
+            O::TenantRead => true,
+            O::KeysRead | O::KeysWrite => matches!(self, R::PlatformAdmin | R::TenantAdmin),
+            O::AuditRead => matches!(self, R::PlatformAdmin | R::TenantAdmin | R::Viewer),
+            O::ModelsRead => !matches!(self, R::Service),
+            O::ModelsWrite => matches!(self, R::PlatformAdmin | R::TenantAdmin | R::Developer),
+            O::Inference => {
+                matches!(self, R::PlatformAdmin | R::TenantAdmin | R::Developer | R::Service)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An operation a route performs; the unit of both the role table and key scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum Operation {
+    /// Manage tenants, plans and platform keys; read every tenant's audit.
+    #[serde(rename = "platform.admin")]
+    PlatformAdmin,
+    /// Read one's own tenant and key (`GET /v1/me`).
+    #[serde(rename = "tenant.read")]
+    TenantRead,
+    #[serde(rename = "keys.read")]
+    KeysRead,
+    #[serde(rename = "keys.write")]
+    KeysWrite,
+    #[serde(rename = "audit.read")]
+    AuditRead,
+    #[serde(rename = "models.read")]
+    ModelsRead,
+    #[serde(rename = "models.write")]
+    ModelsWrite,
+    /// Embeddings, chat, predict and infer calls.
+    #[serde(rename = "inference")]
+    Inference,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 8] = [
+        Operation::PlatformAdmin,
+        Operation::TenantRead,
+        Operation::KeysRead,
+        Operation::KeysWrite,
+        Operation::AuditRead,
+        Operation::ModelsRead,
+        Operation::ModelsWrite,
+        Operation::Inference,
+    ];
+}
+
+/// Narrows what a key may do below what its role allows. `None` means
+/// "whatever the role allows".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scopes {
+    /// Operations this key may perform (intersected with its role's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operations: Option<Vec<Operation>>,
+    /// Model names this key may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<String>>,
+}
+
+impl Scopes {
+    pub fn allows_operation(&self, op: Operation) -> bool {
+        self.operations.as_ref().is_none_or(|ops| ops.contains(&op))
+    }
+
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models.as_ref().is_none_or(|m| m.iter().any(|x| x == model))
+    }
+
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if let Some(models) = &self.models {
+            for m in models {
+                crate::ids::validate_name("scopes.models", m)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn viewer_cannot_write_keys_or_run_inference() {
+        assert!(!Role::Viewer.allows(Operation::KeysWrite));
+        assert!(!Role::Viewer.allows(Operation::Inference));
+        assert!(Role::Viewer.allows(Operation::AuditRead));
+    }
+
+    #[test]
+    fn service_can_only_infer_and_read_itself() {
+        let allowed: Vec<_> =
+            Operation::ALL.into_iter().filter(|op| Role::Service.allows(*op)).collect();
+        assert_eq!(allowed, vec![Operation::TenantRead, Operation::Inference]);
+    }
+
+    #[test]
+    fn only_platform_admin_administers_the_platform() {
+        for role in Role::ALL {
+            assert_eq!(role.allows(Operation::PlatformAdmin), role == Role::PlatformAdmin);
+        }
+    }
+
+    #[test]
+    fn tenant_admin_cannot_grant_platform_admin() {
+        assert!(Role::TenantAdmin.can_grant(Role::TenantAdmin));
+        assert!(Role::TenantAdmin.can_grant(Role::Viewer));
+        assert!(!Role::TenantAdmin.can_grant(Role::PlatformAdmin));
+        assert!(!Role::Developer.can_grant(Role::Viewer));
+    }
+
+    #[test]
+    fn roles_round_trip_through_their_names() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Ok(role));
+        }
+        assert!(Role::parse("root").is_err());
+    }
+
+    #[test]
+    fn scopes_narrow_operations_and_models() {
+        let s = Scopes {
+            operations: Some(vec![Operation::Inference]),
+            models: Some(vec!["m1".into()]),
+        };
+        assert!(s.allows_operation(Operation::Inference));
+        assert!(!s.allows_operation(Operation::KeysRead));
+        assert!(s.allows_model("m1"));
+        assert!(!s.allows_model("m2"));
+        assert!(Scopes::default().allows_operation(Operation::KeysWrite));
+    }
+}

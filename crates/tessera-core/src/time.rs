@@ -1,0 +1,97 @@
+//! Timestamps: milliseconds since the Unix epoch in storage, RFC 3339 on the wire.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::ValidationError;
+
+/// A point in time with millisecond precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
+        Self((nanos / 1_000_000) as i64)
+    }
+
+    pub fn from_millis(ms: i64) -> Self {
+        Self(ms)
+    }
+
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    pub fn plus_millis(self, ms: i64) -> Self {
+        Self(self.0.saturating_add(ms))
+    }
+
+    /// Parses RFC 3339 (`2026-11-29T10:00:00Z`, offsets allowed).
+    pub fn parse_rfc3339(param: &str, s: &str) -> Result<Self, ValidationError> {
+        let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|e| {
+            ValidationError::new(param, format!("{param} {s:?} is not an RFC 3339 timestamp: {e}"))
+        })?;
+        Ok(Self((t.unix_timestamp_nanos() / 1_000_000) as i64))
+    }
+
+    pub fn to_rfc3339(self) -> String {
+        let nanos = i128::from(self.0) * 1_000_000;
+        OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_else(|| self.0.to_string())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Timestamp::parse_rfc3339("timestamp", &s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::DateTime,
+            )))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trip_keeps_millis() {
+        let t = Timestamp::parse_rfc3339("t", "2026-11-29T10:00:00.123Z").unwrap_or(Timestamp(0));
+        assert_eq!(t.millis(), 1_795_946_400_123);
+        assert_eq!(t.to_rfc3339(), "2026-11-29T10:00:00.123Z");
+    }
+
+    #[test]
+    fn offsets_are_normalised() {
+        let a = Timestamp::parse_rfc3339("t", "2026-11-29T11:00:00+01:00");
+        let b = Timestamp::parse_rfc3339("t", "2026-11-29T10:00:00Z");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn garbage_is_rejected_with_the_param() {
+        let err = Timestamp::parse_rfc3339("expires_at", "tomorrow");
+        assert!(err.is_err_and(|e| e.param.as_deref() == Some("expires_at")));
+    }
+}

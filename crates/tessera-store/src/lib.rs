@@ -1,0 +1,25 @@
+//! Storage for Tessera: the [`MetadataStore`] trait (tenants, plans, keys,
+//! audit) and its SQLite and PostgreSQL implementations, chosen by URL. Both
+//! pass the one conformance suite in [`conformance`].
+
+pub mod conformance;
+mod error;
+mod metadata;
+mod migrate;
+pub mod postgres;
+mod sql_common;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+pub use error::StoreError;
+pub use metadata::{AuditQuery, AuditScope, KeyOwner, MetadataStore, verify_audit_chain};
+use tessera_core::config::DatabaseUrl;
+
+/// Opens (creating and migrating as needed) the metadata store at `url`.
+pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn MetadataStore>, StoreError> {
+    Ok(match url {
+        DatabaseUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path).await?),
+        DatabaseUrl::Postgres(u) => Arc::new(postgres::PgStore::connect(u, None).await?),
+    })
+}

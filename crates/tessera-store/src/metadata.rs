@@ -1,0 +1,117 @@
+//! The metadata store trait: tenants, plans, API keys and the audit log.
+//!
+//! Every method that touches tenant data takes a [`TenantCtx`] or a
+//! [`SystemCtx`]; every mutation takes the [`AuditActor`] and appends its audit
+//! entry in the same transaction as the change.
+
+use async_trait::async_trait;
+use tessera_core::apikey::KeyRecord;
+use tessera_core::audit::{AuditActor, AuditEntry};
+use tessera_core::auth::{SystemCtx, TenantCtx};
+use tessera_core::ids::{KeyId, TenantId};
+use tessera_core::tenant::{NewTenant, Plan, PlanPatch, Tenant, TenantPatch};
+use tessera_core::time::Timestamp;
+
+use crate::StoreError;
+
+/// Whose key is being stored or revoked.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyOwner<'a> {
+    Tenant(&'a TenantCtx),
+    Platform(&'a SystemCtx),
+}
+
+/// Which audit entries a reader may see.
+#[derive(Debug, Clone, Copy)]
+pub enum AuditScope<'a> {
+    /// One tenant's own entries.
+    Tenant(&'a TenantCtx),
+    /// Everything, optionally filtered to one tenant.
+    System(&'a SystemCtx, Option<&'a TenantId>),
+}
+
+/// Filters for listing audit entries (newest first).
+#[derive(Debug, Clone, Copy)]
+pub struct AuditQuery {
+    pub since: Option<Timestamp>,
+    pub limit: u32,
+}
+
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// `sqlite` or `postgres`, for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Creates the default plans that do not exist yet.
+    async fn ensure_default_plans(&self, sys: &SystemCtx) -> Result<(), StoreError>;
+    async fn create_plan(&self, sys: &SystemCtx, plan: &Plan, actor: &AuditActor) -> Result<Plan, StoreError>;
+    async fn list_plans(&self) -> Result<Vec<Plan>, StoreError>;
+    /// Plans are a public catalogue: any authenticated caller may read one.
+    async fn get_plan(&self, name: &str) -> Result<Plan, StoreError>;
+    async fn update_plan(
+        &self,
+        sys: &SystemCtx,
+        name: &str,
+        patch: PlanPatch,
+        actor: &AuditActor,
+    ) -> Result<Plan, StoreError>;
+
+    async fn create_tenant(&self, sys: &SystemCtx, new: &NewTenant, actor: &AuditActor) -> Result<Tenant, StoreError>;
+    async fn list_tenants(&self, sys: &SystemCtx) -> Result<Vec<Tenant>, StoreError>;
+    async fn get_tenant(&self, ctx: &TenantCtx) -> Result<Tenant, StoreError>;
+    async fn update_tenant(
+        &self,
+        sys: &SystemCtx,
+        ctx: &TenantCtx,
+        patch: &TenantPatch,
+        actor: &AuditActor,
+    ) -> Result<Tenant, StoreError>;
+    /// Deletes the tenant and revokes all its keys.
+    async fn delete_tenant(&self, sys: &SystemCtx, ctx: &TenantCtx, actor: &AuditActor) -> Result<(), StoreError>;
+
+    async fn insert_key(&self, owner: KeyOwner<'_>, key: &KeyRecord, actor: &AuditActor) -> Result<(), StoreError>;
+    /// Keys of one tenant, or the platform's keys, newest first.
+    async fn list_keys(&self, owner: KeyOwner<'_>) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Marks a key revoked; revoking twice is not an error.
+    async fn revoke_key(&self, owner: KeyOwner<'_>, id: &KeyId, actor: &AuditActor) -> Result<KeyRecord, StoreError>;
+    /// Looks a key up for authentication, before any tenant is known.
+    async fn key_for_auth(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
+    /// Active platform keys (to decide whether to mint the first admin key).
+    async fn count_active_platform_keys(&self, sys: &SystemCtx) -> Result<u64, StoreError>;
+
+    async fn list_audit(&self, scope: AuditScope<'_>, q: AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Entries with `id > after`, oldest first, for verifying the chain.
+    async fn audit_page(&self, sys: &SystemCtx, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+    /// The chain head: last id and hash.
+    async fn audit_head(&self, sys: &SystemCtx) -> Result<Option<(i64, String)>, StoreError>;
+}
+
+/// Walks the whole audit chain in pages and reports the first broken link.
+pub async fn verify_audit_chain(
+    store: &dyn MetadataStore,
+    sys: &SystemCtx,
+) -> Result<tessera_core::audit::VerifyReport, StoreError> {
+    let mut v = tessera_core::audit::ChainVerifier::default();
+    // Read the head first: entries appended during the walk are then beyond it
+    // and are not mistaken for a broken tail.
+    let head = store.audit_head(sys).await?;
+    let head_id = head.as_ref().map_or(0, |h| h.0);
+    loop {
+        let page = store.audit_page(sys, v.last_id(), 1000).await?;
+        if page.is_empty() {
+            break;
+        }
+        for e in page.iter().filter(|e| e.id <= head_id) {
+            if let Err(b) = v.feed(e) {
+                return Ok(v.failed(b));
+            }
+        }
+        if page.last().is_some_and(|e| e.id >= head_id) {
+            break;
+        }
+    }
+    Ok(v.finish(head))
+}

@@ -1,0 +1,28 @@
+//! Versioned schema migrations, embedded in the binary. Each applied version is
+//! recorded in `tessera_migrations`; a database newer than the binary is refused.
+
+/// One migration step.
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub(crate) const COMMON: &[Migration] =
+    &[Migration { version: 1, name: "init", sql: include_str!("migrations/0001_init.sql") }];
+
+pub(crate) const POSTGRES_ONLY: &[Migration] =
+    &[Migration { version: 2, name: "pg_rls", sql: include_str!("migrations/0002_pg_rls.sql") }];
+
+pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS tessera_migrations \
+     (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+
+/// Refuses to run against a schema written by a newer Tessera.
+pub(crate) fn check_not_newer(applied_max: Option<i64>, known_max: i64) -> Result<(), crate::StoreError> {
+    match applied_max {
+        Some(v) if v > known_max => Err(crate::StoreError::Internal(format!(
+            "database schema version {v} is newer than this binary supports ({known_max}); upgrade tessera"
+        ))),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,560 @@
+//! The SQL shared by the SQLite and PostgreSQL stores, written once.
+//!
+//! Both dialects accept the same statements (`$N` placeholders, `BIGINT`
+//! milliseconds, JSON in `TEXT`), so one macro expands the [`MetadataStore`]
+//! implementation for each backend's concrete sqlx types. A backend provides
+//! `begin(TxScope, write)`, which is where PostgreSQL arms row-level security,
+//! and `ping()`; `$lock` is the row-lock suffix for the audit chain head.
+//!
+//! [`MetadataStore`]: crate::MetadataStore
+
+/// What a transaction may see; PostgreSQL enforces it with row-level security.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TxScope<'a> {
+    System,
+    Tenant(&'a str),
+}
+
+pub(crate) fn to_i64(v: Option<u64>) -> Option<i64> {
+    v.map(|x| i64::try_from(x).unwrap_or(i64::MAX))
+}
+
+pub(crate) fn to_u64(v: Option<i64>) -> Option<u64> {
+    v.map(|x| u64::try_from(x).unwrap_or(0))
+}
+
+macro_rules! sql_metadata_store {
+    ($store:ty, $db:ty, $backend:literal, lock = $lock:literal) => {
+        use async_trait::async_trait;
+        use sqlx::Row as _;
+        use tessera_core::apikey::KeyRecord;
+        use tessera_core::audit::{AuditActor, AuditEntry, AuditEvent};
+        use tessera_core::auth::{SystemCtx, TenantCtx};
+        use tessera_core::ids::{KeyId, TenantId};
+        use tessera_core::role::{Role, Scopes};
+        use tessera_core::tenant::{NewTenant, Plan, PlanPatch, Tenant, TenantPatch};
+        use tessera_core::time::Timestamp;
+        use tessera_core::ValidationError;
+
+        use crate::sql_common::{to_i64, to_u64, TxScope};
+        use crate::{AuditQuery, AuditScope, KeyOwner, MetadataStore, StoreError};
+
+        type Tx = sqlx::Transaction<'static, $db>;
+        type DbRow = <$db as sqlx::Database>::Row;
+
+        const KEY_COLUMNS: &str =
+            "id, tenant_id, name, role, scopes, hash, created_at, expires_at, revoked_at, created_by";
+
+        fn plan_from_row(r: &DbRow) -> Result<Plan, StoreError> {
+            let models: Option<String> = r.try_get("models")?;
+            Ok(Plan {
+                name: r.try_get("name")?,
+                rpm: to_u64(r.try_get("rpm")?),
+                tpm: to_u64(r.try_get("tpm")?),
+                concurrency: to_u64(r.try_get("concurrency")?),
+                monthly_budget_usd: r.try_get("monthly_budget_usd")?,
+                models: models.map(|m| serde_json::from_str(&m)).transpose().map_err(corrupt)?,
+            })
+        }
+
+        fn tenant_from_row(r: &DbRow) -> Result<Tenant, StoreError> {
+            Ok(Tenant {
+                id: TenantId::from_stored(r.try_get("id")?),
+                name: r.try_get("name")?,
+                plan: r.try_get("plan")?,
+                segment: r.try_get("segment")?,
+                created_at: Timestamp::from_millis(r.try_get("created_at")?),
+            })
+        }
+
+        fn key_from_row(r: &DbRow) -> Result<KeyRecord, StoreError> {
+            let role: String = r.try_get("role")?;
+            let scopes: String = r.try_get("scopes")?;
+            let tenant: Option<String> = r.try_get("tenant_id")?;
+            let created_by: Option<String> = r.try_get("created_by")?;
+            let expires_at: Option<i64> = r.try_get("expires_at")?;
+            let revoked_at: Option<i64> = r.try_get("revoked_at")?;
+            Ok(KeyRecord {
+                id: KeyId::from_stored(r.try_get("id")?),
+                tenant_id: tenant.map(TenantId::from_stored),
+                name: r.try_get("name")?,
+                role: Role::parse(&role).map_err(|e| StoreError::Internal(e.message))?,
+                scopes: serde_json::from_str::<Scopes>(&scopes).map_err(corrupt)?,
+                hash: r.try_get("hash")?,
+                created_at: Timestamp::from_millis(r.try_get("created_at")?),
+                expires_at: expires_at.map(Timestamp::from_millis),
+                revoked_at: revoked_at.map(Timestamp::from_millis),
+                created_by: created_by.map(KeyId::from_stored),
+            })
+        }
+
+        fn audit_from_row(r: &DbRow) -> Result<AuditEntry, StoreError> {
+            Ok(AuditEntry {
+                id: r.try_get("id")?,
+                ts: Timestamp::from_millis(r.try_get("ts")?),
+                actor_key_id: r.try_get("actor_key_id")?,
+                tenant_id: r.try_get("tenant_id")?,
+                action: r.try_get("action")?,
+                target: r.try_get("target")?,
+                request_id: r.try_get("request_id")?,
+                prev_hash: r.try_get("prev_hash")?,
+                hash: r.try_get("hash")?,
+            })
+        }
+
+        fn corrupt(e: serde_json::Error) -> StoreError {
+            StoreError::Internal(format!("stored json is corrupt: {e}"))
+        }
+
+        fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+            serde_json::to_string(v).map_err(|e| StoreError::Internal(e.to_string()))
+        }
+
+        /// Appends one entry to the audit chain inside the caller's transaction.
+        async fn append_audit(
+            tx: &mut Tx,
+            tenant_id: Option<&TenantId>,
+            action: &str,
+            target: &str,
+            actor: &AuditActor,
+        ) -> Result<(), StoreError> {
+            let head = sqlx::query(concat!(
+                "SELECT last_id, last_hash FROM audit_head WHERE id = 1",
+                $lock
+            ))
+            .fetch_one(&mut **tx)
+            .await?;
+            let last_id: i64 = head.try_get("last_id")?;
+            let last_hash: String = head.try_get("last_hash")?;
+            let event = AuditEvent {
+                tenant_id: tenant_id.cloned(),
+                action: action.to_owned(),
+                target: target.to_owned(),
+            };
+            let e = AuditEntry::seal(last_id + 1, Timestamp::now(), &event, actor, &last_hash);
+            sqlx::query(
+                "INSERT INTO audit_log (id, ts, actor_key_id, tenant_id, action, target, request_id, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(e.id)
+            .bind(e.ts.millis())
+            .bind(&e.actor_key_id)
+            .bind(&e.tenant_id)
+            .bind(&e.action)
+            .bind(&e.target)
+            .bind(&e.request_id)
+            .bind(&e.prev_hash)
+            .bind(&e.hash)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("UPDATE audit_head SET last_id = $1, last_hash = $2 WHERE id = 1")
+                .bind(e.id)
+                .bind(&e.hash)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+
+        async fn plan_exists(tx: &mut Tx, name: &str) -> Result<bool, StoreError> {
+            Ok(sqlx::query("SELECT 1 AS one FROM plans WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut **tx)
+                .await?
+                .is_some())
+        }
+
+        async fn require_plan(tx: &mut Tx, name: &str) -> Result<(), StoreError> {
+            if plan_exists(tx, name).await? {
+                Ok(())
+            } else {
+                Err(ValidationError::new("plan", format!("unknown plan {name:?}")).into())
+            }
+        }
+
+        async fn tenant_in_tx(tx: &mut Tx, id: &TenantId) -> Result<Tenant, StoreError> {
+            let row = sqlx::query("SELECT id, name, plan, segment, created_at FROM tenants WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or_else(|| StoreError::not_found("tenant", id))?;
+            tenant_from_row(&row)
+        }
+
+        async fn insert_plan(tx: &mut Tx, p: &Plan) -> Result<(), StoreError> {
+            let models = p.models.as_ref().map(to_json).transpose()?;
+            sqlx::query(
+                "INSERT INTO plans (name, rpm, tpm, concurrency, monthly_budget_usd, models, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&p.name)
+            .bind(to_i64(p.rpm))
+            .bind(to_i64(p.tpm))
+            .bind(to_i64(p.concurrency))
+            .bind(p.monthly_budget_usd)
+            .bind(models)
+            .bind(Timestamp::now().millis())
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        fn owner_scope<'a>(owner: &'a KeyOwner<'a>) -> (TxScope<'a>, Option<&'a TenantId>) {
+            match owner {
+                KeyOwner::Tenant(ctx) => (TxScope::Tenant(ctx.tenant_id().as_str()), Some(ctx.tenant_id())),
+                KeyOwner::Platform(_) => (TxScope::System, None),
+            }
+        }
+
+        async fn key_in_tx(tx: &mut Tx, id: &KeyId, tenant: Option<&TenantId>) -> Result<Option<KeyRecord>, StoreError> {
+            let sql = match tenant {
+                Some(_) => "SELECT id, tenant_id, name, role, scopes, hash, created_at, expires_at, revoked_at, created_by \
+                            FROM api_keys WHERE id = $1 AND tenant_id = $2",
+                None => "SELECT id, tenant_id, name, role, scopes, hash, created_at, expires_at, revoked_at, created_by \
+                         FROM api_keys WHERE id = $1 AND tenant_id IS NULL",
+            };
+            let mut q = sqlx::query(sql).bind(id.as_str());
+            if let Some(t) = tenant {
+                q = q.bind(t.as_str());
+            }
+            q.fetch_optional(&mut **tx).await?.as_ref().map(key_from_row).transpose()
+        }
+
+        #[async_trait]
+        impl MetadataStore for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                self.ping_db().await
+            }
+
+            async fn ensure_default_plans(&self, _sys: &SystemCtx) -> Result<(), StoreError> {
+                let mut tx = self.begin(TxScope::System, true).await?;
+                for p in Plan::defaults() {
+                    if !plan_exists(&mut tx, &p.name).await? {
+                        insert_plan(&mut tx, &p).await?;
+                        append_audit(&mut tx, None, "plan.create", &p.name, &AuditActor::default()).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn create_plan(&self, _sys: &SystemCtx, plan: &Plan, actor: &AuditActor) -> Result<Plan, StoreError> {
+                let mut tx = self.begin(TxScope::System, true).await?;
+                if plan_exists(&mut tx, &plan.name).await? {
+                    return Err(StoreError::Conflict(format!("plan {:?} already exists", plan.name)));
+                }
+                insert_plan(&mut tx, plan).await?;
+                append_audit(&mut tx, None, "plan.create", &plan.name, actor).await?;
+                tx.commit().await?;
+                Ok(plan.clone())
+            }
+
+            async fn list_plans(&self) -> Result<Vec<Plan>, StoreError> {
+                let mut tx = self.begin(TxScope::System, false).await?;
+                let rows = sqlx::query(
+                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models FROM plans ORDER BY name",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                rows.iter().map(plan_from_row).collect()
+            }
+
+            async fn get_plan(&self, name: &str) -> Result<Plan, StoreError> {
+                let mut tx = self.begin(TxScope::System, false).await?;
+                let row = sqlx::query(
+                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models FROM plans WHERE name = $1",
+                )
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                plan_from_row(&row.ok_or_else(|| StoreError::not_found("plan", name))?)
+            }
+
+            async fn update_plan(
+                &self,
+                _sys: &SystemCtx,
+                name: &str,
+                patch: PlanPatch,
+                actor: &AuditActor,
+            ) -> Result<Plan, StoreError> {
+                let mut tx = self.begin(TxScope::System, true).await?;
+                let row = sqlx::query(
+                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models FROM plans WHERE name = $1",
+                )
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::not_found("plan", name))?;
+                let mut plan = plan_from_row(&row)?;
+                plan.apply(patch);
+                let models = plan.models.as_ref().map(to_json).transpose()?;
+                sqlx::query(
+                    "UPDATE plans SET rpm = $1, tpm = $2, concurrency = $3, monthly_budget_usd = $4, models = $5 \
+                     WHERE name = $6",
+                )
+                .bind(to_i64(plan.rpm))
+                .bind(to_i64(plan.tpm))
+                .bind(to_i64(plan.concurrency))
+                .bind(plan.monthly_budget_usd)
+                .bind(models)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+                append_audit(&mut tx, None, "plan.update", name, actor).await?;
+                tx.commit().await?;
+                Ok(plan)
+            }
+
+            async fn create_tenant(&self, _sys: &SystemCtx, new: &NewTenant, actor: &AuditActor) -> Result<Tenant, StoreError> {
+                let tenant = Tenant {
+                    id: TenantId::generate(),
+                    name: new.name.clone(),
+                    plan: new.plan.clone().unwrap_or_else(|| "free".to_owned()),
+                    segment: new.segment.clone(),
+                    created_at: Timestamp::now(),
+                };
+                let mut tx = self.begin(TxScope::System, true).await?;
+                require_plan(&mut tx, &tenant.plan).await?;
+                let taken = sqlx::query("SELECT 1 AS one FROM tenants WHERE name = $1")
+                    .bind(&tenant.name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if taken.is_some() {
+                    return Err(StoreError::Conflict(format!("tenant name {:?} is taken", tenant.name)));
+                }
+                sqlx::query("INSERT INTO tenants (id, name, plan, segment, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(tenant.id.as_str())
+                    .bind(&tenant.name)
+                    .bind(&tenant.plan)
+                    .bind(&tenant.segment)
+                    .bind(tenant.created_at.millis())
+                    .execute(&mut *tx)
+                    .await?;
+                append_audit(&mut tx, Some(&tenant.id), "tenant.create", tenant.id.as_str(), actor).await?;
+                tx.commit().await?;
+                Ok(tenant)
+            }
+
+            async fn list_tenants(&self, _sys: &SystemCtx) -> Result<Vec<Tenant>, StoreError> {
+                let mut tx = self.begin(TxScope::System, false).await?;
+                let rows = sqlx::query("SELECT id, name, plan, segment, created_at FROM tenants ORDER BY created_at, id")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                rows.iter().map(tenant_from_row).collect()
+            }
+
+            async fn get_tenant(&self, ctx: &TenantCtx) -> Result<Tenant, StoreError> {
+                let mut tx = self.begin(TxScope::Tenant(ctx.tenant_id().as_str()), false).await?;
+                let t = tenant_in_tx(&mut tx, ctx.tenant_id()).await?;
+                tx.commit().await?;
+                Ok(t)
+            }
+
+            async fn update_tenant(
+                &self,
+                _sys: &SystemCtx,
+                ctx: &TenantCtx,
+                patch: &TenantPatch,
+                actor: &AuditActor,
+            ) -> Result<Tenant, StoreError> {
+                let mut tx = self.begin(TxScope::System, true).await?;
+                let mut t = tenant_in_tx(&mut tx, ctx.tenant_id()).await?;
+                if let Some(plan) = &patch.plan {
+                    require_plan(&mut tx, plan).await?;
+                    t.plan = plan.clone();
+                }
+                if let Some(name) = &patch.name {
+                    if *name != t.name {
+                        let taken = sqlx::query("SELECT 1 AS one FROM tenants WHERE name = $1")
+                            .bind(name)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        if taken.is_some() {
+                            return Err(StoreError::Conflict(format!("tenant name {name:?} is taken")));
+                        }
+                    }
+                    t.name = name.clone();
+                }
+                if let Some(segment) = &patch.segment {
+                    t.segment = segment.clone();
+                }
+                sqlx::query("UPDATE tenants SET name = $1, plan = $2, segment = $3 WHERE id = $4")
+                    .bind(&t.name)
+                    .bind(&t.plan)
+                    .bind(&t.segment)
+                    .bind(t.id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                append_audit(&mut tx, Some(&t.id), "tenant.update", t.id.as_str(), actor).await?;
+                tx.commit().await?;
+                Ok(t)
+            }
+
+            async fn delete_tenant(&self, _sys: &SystemCtx, ctx: &TenantCtx, actor: &AuditActor) -> Result<(), StoreError> {
+                let id = ctx.tenant_id();
+                let mut tx = self.begin(TxScope::Tenant(id.as_str()), true).await?;
+                tenant_in_tx(&mut tx, id).await?;
+                sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE tenant_id = $2 AND revoked_at IS NULL")
+                    .bind(Timestamp::now().millis())
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM tenants WHERE id = $1").bind(id.as_str()).execute(&mut *tx).await?;
+                append_audit(&mut tx, Some(id), "tenant.delete", id.as_str(), actor).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn insert_key(&self, owner: KeyOwner<'_>, key: &KeyRecord, actor: &AuditActor) -> Result<(), StoreError> {
+                let (scope, tenant) = owner_scope(&owner);
+                if key.tenant_id.as_ref() != tenant {
+                    return Err(StoreError::Internal("key owner does not match its record".into()));
+                }
+                let mut tx = self.begin(scope, true).await?;
+                if let Some(t) = tenant {
+                    tenant_in_tx(&mut tx, t).await?;
+                }
+                sqlx::query(
+                    "INSERT INTO api_keys (id, tenant_id, name, role, scopes, hash, created_at, expires_at, revoked_at, created_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(key.id.as_str())
+                .bind(key.tenant_id.as_ref().map(|t| t.as_str()))
+                .bind(&key.name)
+                .bind(key.role.as_str())
+                .bind(to_json(&key.scopes)?)
+                .bind(&key.hash)
+                .bind(key.created_at.millis())
+                .bind(key.expires_at.map(|t| t.millis()))
+                .bind(key.revoked_at.map(|t| t.millis()))
+                .bind(key.created_by.as_ref().map(|k| k.as_str()))
+                .execute(&mut *tx)
+                .await?;
+                append_audit(&mut tx, tenant, "key.create", key.id.as_str(), actor).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_keys(&self, owner: KeyOwner<'_>) -> Result<Vec<KeyRecord>, StoreError> {
+                let (scope, tenant) = owner_scope(&owner);
+                let mut tx = self.begin(scope, false).await?;
+                let rows = match tenant {
+                    Some(t) => {
+                        tenant_in_tx(&mut tx, t).await?;
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id"
+                        )))
+                        .bind(t.as_str())
+                        .fetch_all(&mut *tx)
+                        .await?
+                    }
+                    None => {
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id IS NULL ORDER BY created_at DESC, id"
+                        )))
+                        .fetch_all(&mut *tx)
+                        .await?
+                    }
+                };
+                tx.commit().await?;
+                rows.iter().map(key_from_row).collect()
+            }
+
+            async fn revoke_key(&self, owner: KeyOwner<'_>, id: &KeyId, actor: &AuditActor) -> Result<KeyRecord, StoreError> {
+                let (scope, tenant) = owner_scope(&owner);
+                let mut tx = self.begin(scope, true).await?;
+                let mut key = key_in_tx(&mut tx, id, tenant).await?.ok_or_else(|| StoreError::not_found("key", id))?;
+                if key.revoked_at.is_none() {
+                    let now = Timestamp::now();
+                    sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2")
+                        .bind(now.millis())
+                        .bind(id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    append_audit(&mut tx, tenant, "key.revoke", id.as_str(), actor).await?;
+                    key.revoked_at = Some(now);
+                }
+                tx.commit().await?;
+                Ok(key)
+            }
+
+            async fn key_for_auth(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+                let mut tx = self.begin(TxScope::System, false).await?;
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1")))
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                row.as_ref().map(key_from_row).transpose()
+            }
+
+            async fn count_active_platform_keys(&self, _sys: &SystemCtx) -> Result<u64, StoreError> {
+                let mut tx = self.begin(TxScope::System, false).await?;
+                let now = Timestamp::now().millis();
+                let row = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM api_keys WHERE tenant_id IS NULL AND role = 'platform_admin' \
+                     AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)",
+                )
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                let n: i64 = row.try_get("n")?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            }
+
+            async fn list_audit(&self, scope: AuditScope<'_>, q: AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+                let (tx_scope, tenant) = match scope {
+                    AuditScope::Tenant(ctx) => (TxScope::Tenant(ctx.tenant_id().as_str()), Some(ctx.tenant_id())),
+                    AuditScope::System(_, filter) => (TxScope::System, filter),
+                };
+                let mut tx = self.begin(tx_scope, false).await?;
+                let rows = sqlx::query(
+                    "SELECT id, ts, actor_key_id, tenant_id, action, target, request_id, prev_hash, hash FROM audit_log \
+                     WHERE ($1 IS NULL OR tenant_id = $1) AND ts >= $2 ORDER BY id DESC LIMIT $3",
+                )
+                .bind(tenant.map(|t| t.as_str()))
+                .bind(q.since.map_or(i64::MIN, |t| t.millis()))
+                .bind(i64::from(q.limit))
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                rows.iter().map(audit_from_row).collect()
+            }
+
+            async fn audit_page(&self, _sys: &SystemCtx, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+                let mut tx = self.begin(TxScope::System, false).await?;
+                let rows = sqlx::query(
+                    "SELECT id, ts, actor_key_id, tenant_id, action, target, request_id, prev_hash, hash FROM audit_log \
+                     WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                rows.iter().map(audit_from_row).collect()
+            }
+
+            async fn audit_head(&self, _sys: &SystemCtx) -> Result<Option<(i64, String)>, StoreError> {
+                let mut tx = self.begin(TxScope::System, false).await?;
+                let row = sqlx::query("SELECT last_id, last_hash FROM audit_head WHERE id = 1")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                match row {
+                    Some(r) => Ok(Some((r.try_get("last_id")?, r.try_get("last_hash")?))),
+                    None => Ok(None),
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use sql_metadata_store;
