@@ -30,8 +30,9 @@ pub struct KeyRecord {
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
-    /// Key that created this one (`None` for the bootstrap key).
-    pub created_by: Option<KeyId>,
+    /// Actor that created this one (a key id or `jwt:<subject>`; `None` for
+    /// the bootstrap key).
+    pub created_by: Option<String>,
 }
 
 impl KeyRecord {
@@ -131,7 +132,7 @@ impl std::fmt::Debug for MintedKey {
 pub fn mint(
     tenant_id: Option<TenantId>,
     req: NewKey,
-    created_by: Option<KeyId>,
+    created_by: Option<String>,
     now: Timestamp,
 ) -> MintedKey {
     let public = random_lower(PUBLIC_LEN);

@@ -150,6 +150,20 @@ impl Scopes {
         self.models.as_ref().is_none_or(|m| m.iter().any(|x| x == model))
     }
 
+    /// Whether these scopes grant nothing beyond `parent`'s (a key may not
+    /// mint a key broader than itself).
+    pub fn is_within(&self, parent: &Scopes) -> bool {
+        fn subset<T: PartialEq>(child: Option<&Vec<T>>, parent: Option<&Vec<T>>) -> bool {
+            match (child, parent) {
+                (_, None) => true,
+                (None, Some(_)) => false,
+                (Some(c), Some(p)) => c.iter().all(|x| p.contains(x)),
+            }
+        }
+        subset(self.operations.as_ref(), parent.operations.as_ref())
+            && subset(self.models.as_ref(), parent.models.as_ref())
+    }
+
     pub fn validate(&self) -> Result<(), ValidationError> {
         if let Some(models) = &self.models {
             for m in models {
@@ -212,5 +226,16 @@ mod tests {
         assert!(s.allows_model("m1"));
         assert!(!s.allows_model("m2"));
         assert!(Scopes::default().allows_operation(Operation::KeysWrite));
+    }
+
+    #[test]
+    fn child_scopes_must_stay_within_the_parent() {
+        let parent = Scopes { operations: Some(vec![Operation::Inference, Operation::TenantRead]), models: None };
+        let narrower = Scopes { operations: Some(vec![Operation::Inference]), models: Some(vec!["m".into()]) };
+        assert!(narrower.is_within(&parent));
+        assert!(!Scopes::default().is_within(&parent));
+        let broader = Scopes { operations: Some(vec![Operation::KeysWrite]), models: None };
+        assert!(!broader.is_within(&parent));
+        assert!(broader.is_within(&Scopes::default()));
     }
 }

@@ -84,7 +84,7 @@ macro_rules! sql_metadata_store {
                 created_at: Timestamp::from_millis(r.try_get("created_at")?),
                 expires_at: expires_at.map(Timestamp::from_millis),
                 revoked_at: revoked_at.map(Timestamp::from_millis),
-                created_by: created_by.map(KeyId::from_stored),
+                created_by,
             })
         }
 
@@ -433,7 +433,7 @@ macro_rules! sql_metadata_store {
                 .bind(key.created_at.millis())
                 .bind(key.expires_at.map(|t| t.millis()))
                 .bind(key.revoked_at.map(|t| t.millis()))
-                .bind(key.created_by.as_ref().map(|k| k.as_str()))
+                .bind(key.created_by.as_deref())
                 .execute(&mut *tx)
                 .await?;
                 append_audit(&mut tx, tenant, "key.create", key.id.as_str(), actor).await?;

@@ -1,0 +1,198 @@
+//! Authentication: turns a bearer credential into a [`Principal`].
+//!
+//! API keys are verified against a per-replica cache so the database is not
+//! read on every request: a verified record is trusted for `key_cache_ttl`
+//! (at most 5 s, so a revocation reaches every replica within that), and a
+//! revocation on this replica evicts at once. When the database is down a
+//! stale entry is still served (nothing can be revoked meanwhile), and an
+//! uncached key gets 503, never 401.
+
+mod extract;
+mod jwks;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+pub use extract::{Authed, authenticate_request};
+use jsonwebtoken::DecodingKey;
+use tessera_core::apikey::{KeyRecord, parse_key_id};
+use tessera_core::auth::{AuthError, ConfiguredAdminKey, Principal, verify_api_key};
+use tessera_core::config::JwtConfig;
+use tessera_core::ids::{KeyId, TenantId};
+use tessera_core::jwt::{self, TokenKind};
+use tessera_core::time::Timestamp;
+use tessera_store::{MetadataStore, StoreError};
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// Entries beyond this are dropped wholesale (a flood of random key ids
+/// must not grow memory without bound).
+const KEY_CACHE_CAPACITY: usize = 100_000;
+
+struct CachedKey {
+    record: Option<KeyRecord>,
+    fetched: Instant,
+}
+
+pub struct Authenticator {
+    store: Arc<dyn MetadataStore>,
+    admin_key: Option<ConfiguredAdminKey>,
+    ttl: Duration,
+    keys: RwLock<HashMap<KeyId, CachedKey>>,
+    tenants: RwLock<HashMap<TenantId, Instant>>,
+    jwt: Option<(JwtConfig, Option<DecodingKey>, Option<jwks::JwksCache>)>,
+    metrics: Arc<Metrics>,
+}
+
+impl Authenticator {
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        admin_key: Option<&str>,
+        ttl: Duration,
+        jwt: Option<JwtConfig>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let jwt = jwt.map(|cfg| {
+            let hs = cfg.hs256_secret.as_ref().map(|s| DecodingKey::from_secret(s.expose().as_bytes()));
+            let jwks = cfg.jwks_url.clone().map(jwks::JwksCache::new);
+            (cfg, hs, jwks)
+        });
+        Self {
+            store,
+            admin_key: admin_key.map(ConfiguredAdminKey::new),
+            ttl,
+            keys: RwLock::new(HashMap::new()),
+            tenants: RwLock::new(HashMap::new()),
+            jwt,
+            metrics,
+        }
+    }
+
+    /// Verifies a bearer credential: the configured admin key, a `tsk_` key,
+    /// or (when configured) a JWT.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Principal, ApiError> {
+        if let Some(p) = self.admin_key.as_ref().and_then(|k| k.verify(bearer)) {
+            return Ok(p);
+        }
+        if let Some(id) = parse_key_id(bearer) {
+            let record = self.key_record(&id).await?;
+            return Ok(verify_api_key(bearer, record.as_ref(), Timestamp::now())?);
+        }
+        if let Some(jwt_cfg) = &self.jwt
+            && jwt::looks_like_jwt(bearer)
+        {
+            return self.authenticate_jwt(bearer, jwt_cfg).await;
+        }
+        Err(AuthError::InvalidKey.into())
+    }
+
+    async fn key_record(&self, id: &KeyId) -> Result<Option<KeyRecord>, ApiError> {
+        let stale = {
+            let keys = self.keys.read().map_err(|_| poisoned())?;
+            match keys.get(id) {
+                Some(c) if c.fetched.elapsed() < self.ttl => {
+                    self.metrics.auth_cache(true);
+                    return Ok(c.record.clone());
+                }
+                Some(c) => Some(c.record.clone()),
+                None => None,
+            }
+        };
+        self.metrics.auth_cache(false);
+        match self.store.key_for_auth(id).await {
+            Ok(record) => {
+                let mut keys = self.keys.write().map_err(|_| poisoned())?;
+                if keys.len() >= KEY_CACHE_CAPACITY {
+                    keys.clear();
+                }
+                keys.insert(id.clone(), CachedKey { record: record.clone(), fetched: Instant::now() });
+                Ok(record)
+            }
+            Err(StoreError::Unavailable(m)) => match stale {
+                Some(record) => {
+                    tracing::warn!(key = %id, error = %m, "database unavailable; using cached key");
+                    Ok(record)
+                }
+                None => Err(ApiError::Unavailable(m)),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Forgets a key at once (after revocation on this replica).
+    pub fn evict_key(&self, id: &KeyId) {
+        if let Ok(mut keys) = self.keys.write() {
+            keys.remove(id);
+        }
+    }
+
+    /// Forgets every cached key and token check of a tenant (after deletion).
+    pub fn evict_tenant(&self, tenant: &TenantId) {
+        if let Ok(mut keys) = self.keys.write() {
+            keys.retain(|_, c| c.record.as_ref().and_then(|r| r.tenant_id.as_ref()) != Some(tenant));
+        }
+        if let Ok(mut tenants) = self.tenants.write() {
+            tenants.remove(tenant);
+        }
+    }
+
+    async fn authenticate_jwt(
+        &self,
+        token: &str,
+        (cfg, hs, jwks): &(JwtConfig, Option<DecodingKey>, Option<jwks::JwksCache>),
+    ) -> Result<Principal, ApiError> {
+        let principal = match jwt::token_kind(token)? {
+            TokenKind::Hs256 => {
+                let key = hs.as_ref().ok_or_else(|| {
+                    AuthError::InvalidToken("HS256 tokens are not accepted: no secret configured".into())
+                })?;
+                jwt::verify(token, jsonwebtoken::Algorithm::HS256, key, &cfg.rules)?
+            }
+            TokenKind::Asymmetric { alg, kid } => {
+                let jwks = jwks.as_ref().ok_or_else(|| {
+                    AuthError::InvalidToken(format!("{alg:?} tokens are not accepted: no jwks_url configured"))
+                })?;
+                let key = jwks.key_for(kid.as_deref(), alg).await?;
+                jwt::verify(token, alg, &key, &cfg.rules)?
+            }
+        };
+        // A token names its tenant; that tenant must exist (and not have been deleted).
+        if let Some(tenant) = principal.tenant_id() {
+            self.require_tenant(tenant).await?;
+        }
+        Ok(principal)
+    }
+
+    async fn require_tenant(&self, tenant: &TenantId) -> Result<(), ApiError> {
+        let fresh = self
+            .tenants
+            .read()
+            .map_err(|_| poisoned())?
+            .get(tenant)
+            .is_some_and(|t| t.elapsed() < self.ttl);
+        if fresh {
+            return Ok(());
+        }
+        let sys = tessera_core::auth::SystemCtx::bootstrap();
+        match self.store.get_tenant(&sys.tenant(tenant.clone())).await {
+            Ok(_) => {
+                let mut tenants = self.tenants.write().map_err(|_| poisoned())?;
+                if tenants.len() >= KEY_CACHE_CAPACITY {
+                    tenants.clear();
+                }
+                tenants.insert(tenant.clone(), Instant::now());
+                Ok(())
+            }
+            Err(StoreError::NotFound { .. }) => {
+                Err(AuthError::InvalidToken(format!("tenant {tenant} does not exist")).into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn poisoned() -> ApiError {
+    ApiError::Internal("auth cache lock poisoned".into())
+}

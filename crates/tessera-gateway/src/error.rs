@@ -1,0 +1,170 @@
+//! The gateway's error type and its one mapping to HTTP: status, stable code
+//! and the OpenAI-style envelope
+//! `{"error": {"message", "type", "code", "param"}}`. The `match` has no
+//! wildcard arm, so a new variant cannot silently become a 500. Bodies of 5xx
+//! answers say nothing internal; the detail travels in a response extension to
+//! the request middleware, which logs it with the request id.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tessera_core::ValidationError;
+use tessera_core::auth::AuthError;
+use tessera_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthenticated(AuthError),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("no route for {method} {path}")]
+    RouteNotFound { method: String, path: String },
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{message}")]
+    Invalid { message: String, param: Option<String> },
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("content-type must be application/json")]
+    UnsupportedMediaType,
+    /// A dependency (the database) is down.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// An upstream we call (an identity provider's JWKS) is down.
+    #[error("upstream unavailable: {0}")]
+    UpstreamUnavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Invalid { message: message.into(), param: Some(param.into()) }
+    }
+
+    /// Status, `type`, stable `code`, public message, `param`.
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, String, Option<String>) {
+        use StatusCode as S;
+        match self {
+            ApiError::Unauthenticated(e) => {
+                (S::UNAUTHORIZED, "authentication_error", "invalid_api_key", e.to_string(), None)
+            }
+            ApiError::Forbidden(m) => (S::FORBIDDEN, "permission_error", "permission_denied", m.clone(), None),
+            ApiError::NotFound(m) => (S::NOT_FOUND, "invalid_request_error", "not_found", m.clone(), None),
+            ApiError::RouteNotFound { .. } => {
+                (S::NOT_FOUND, "invalid_request_error", "not_found", self.to_string(), None)
+            }
+            ApiError::MethodNotAllowed { .. } => {
+                (S::METHOD_NOT_ALLOWED, "invalid_request_error", "method_not_allowed", self.to_string(), None)
+            }
+            ApiError::Conflict(m) => (S::CONFLICT, "invalid_request_error", "conflict", m.clone(), None),
+            ApiError::Invalid { message, param } => {
+                (S::BAD_REQUEST, "invalid_request_error", "invalid_request", message.clone(), param.clone())
+            }
+            ApiError::PayloadTooLarge { .. } => {
+                (S::PAYLOAD_TOO_LARGE, "invalid_request_error", "payload_too_large", self.to_string(), None)
+            }
+            ApiError::UnsupportedMediaType => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request_error",
+                "unsupported_media_type",
+                self.to_string(),
+                None,
+            ),
+            ApiError::Unavailable(_) => (
+                S::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "service_unavailable",
+                "a dependency is unavailable; retry shortly".into(),
+                None,
+            ),
+            ApiError::UpstreamUnavailable(_) => (
+                S::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "upstream_unavailable",
+                "an upstream service is unavailable; retry shortly".into(),
+                None,
+            ),
+            ApiError::Internal(_) => {
+                (S::INTERNAL_SERVER_ERROR, "server_error", "internal_error", "internal error".into(), None)
+            }
+        }
+    }
+}
+
+/// The envelope every error answer uses.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub code: String,
+    pub param: Option<String>,
+}
+
+/// Internal detail of a 5xx answer, for the request log only.
+#[derive(Debug, Clone)]
+pub struct InternalDetail(pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, code, message, param) = self.parts();
+        let body = ErrorBody {
+            error: ErrorDetail { message, kind: kind.into(), code: code.into(), param },
+        };
+        let mut resp = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status.is_server_error() {
+            resp.extensions_mut().insert(InternalDetail(self.to_string()));
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { .. } => ApiError::NotFound(e.to_string()),
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Invalid(v) => v.into(),
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::RoleForbids { .. } | AuthError::ScopeForbids { .. } | AuthError::Forbidden(_) => {
+                ApiError::Forbidden(e.to_string())
+            }
+            AuthError::Missing
+            | AuthError::InvalidKey
+            | AuthError::Expired
+            | AuthError::Revoked
+            | AuthError::InvalidToken(_) => ApiError::Unauthenticated(e),
+        }
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        ApiError::Invalid { message: e.message, param: e.param }
+    }
+}

@@ -1,0 +1,127 @@
+//! The route table. Every route is added through [`ApiRoutes::add`], which
+//! also records it, so a test can check that each one is described in the
+//! OpenAPI document (`openapi::ApiDoc`).
+
+pub mod audit;
+pub mod health;
+pub mod keys;
+pub mod me;
+pub mod openapi;
+pub mod plans;
+pub mod tenants;
+
+use axum::Router;
+use axum::handler::Handler;
+use axum::http::{Method, Uri};
+use axum::routing::{MethodFilter, on};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// HTTP verbs the API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Post,
+    Patch,
+    Delete,
+}
+
+impl Verb {
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Patch => MethodFilter::PATCH,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::Post => "post",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
+        }
+    }
+}
+
+/// A router that remembers what it routes.
+pub struct ApiRoutes {
+    router: Router<AppState>,
+    registered: Vec<(Verb, &'static str)>,
+}
+
+impl ApiRoutes {
+    fn new() -> Self {
+        Self { router: Router::new(), registered: Vec::new() }
+    }
+
+    fn add<H: Handler<T, AppState>, T: 'static>(mut self, verb: Verb, path: &'static str, handler: H) -> Self {
+        self.router = self.router.route(path, on(verb.filter(), handler));
+        self.registered.push((verb, path));
+        self
+    }
+
+    /// Every `(verb, path template)` routed.
+    pub fn registered(&self) -> &[(Verb, &'static str)] {
+        &self.registered
+    }
+
+    pub fn into_router(self) -> Router<AppState> {
+        self.router
+    }
+}
+
+/// All routes of the API.
+pub fn api_routes() -> ApiRoutes {
+    use Verb::*;
+    ApiRoutes::new()
+        .add(Get, "/healthz", health::healthz)
+        .add(Get, "/readyz", health::readyz)
+        .add(Get, "/v2/health/live", health::oip_live)
+        .add(Get, "/v2/health/ready", health::oip_ready)
+        .add(Get, "/metrics", health::metrics)
+        .add(Get, "/openapi.json", openapi::openapi_json)
+        .add(Post, "/admin/v1/tenants", tenants::create)
+        .add(Get, "/admin/v1/tenants", tenants::list)
+        .add(Get, "/admin/v1/tenants/{id}", tenants::get)
+        .add(Patch, "/admin/v1/tenants/{id}", tenants::update)
+        .add(Delete, "/admin/v1/tenants/{id}", tenants::delete)
+        .add(Post, "/admin/v1/plans", plans::create)
+        .add(Get, "/admin/v1/plans", plans::list)
+        .add(Get, "/admin/v1/plans/{name}", plans::get)
+        .add(Patch, "/admin/v1/plans/{name}", plans::update)
+        .add(Post, "/admin/v1/tenants/{id}/keys", keys::admin_create)
+        .add(Get, "/admin/v1/tenants/{id}/keys", keys::admin_list)
+        .add(Delete, "/admin/v1/tenants/{id}/keys/{key_id}", keys::admin_revoke)
+        .add(Post, "/admin/v1/keys", keys::platform_create)
+        .add(Get, "/admin/v1/keys", keys::platform_list)
+        .add(Delete, "/admin/v1/keys/{key_id}", keys::platform_revoke)
+        .add(Get, "/admin/v1/audit", audit::admin_list)
+        .add(Get, "/admin/v1/audit/verify", audit::verify)
+        .add(Get, "/v1/me", me::me)
+        .add(Post, "/v1/keys", keys::tenant_create)
+        .add(Get, "/v1/keys", keys::tenant_list)
+        .add(Delete, "/v1/keys/{id}", keys::tenant_revoke)
+        .add(Get, "/v1/audit", audit::tenant_list)
+}
+
+/// Unknown routes answer 404 in the error envelope.
+pub async fn fallback(method: Method, uri: Uri) -> ApiError {
+    ApiError::RouteNotFound { method: method.to_string(), path: uri.path().to_owned() }
+}
+
+/// A list answer: `{"object": "list", "data": [...]}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct List<T> {
+    pub object: &'static str,
+    pub data: Vec<T>,
+}
+
+impl<T> List<T> {
+    pub fn of(data: Vec<T>) -> Self {
+        Self { object: "list", data }
+    }
+}

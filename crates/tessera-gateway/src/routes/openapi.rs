@@ -1,0 +1,43 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{audit, health, keys, me, plans, tenants};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tessera", description = "Multi-tenant AI platform API. Errors use the envelope {\"error\": {\"message\", \"type\", \"code\", \"param\"}}."),
+    paths(
+        health::healthz, health::readyz, health::oip_live, health::oip_ready, health::metrics, openapi_json,
+        tenants::create, tenants::list, tenants::get, tenants::update, tenants::delete,
+        plans::create, plans::list, plans::get, plans::update,
+        keys::admin_create, keys::admin_list, keys::admin_revoke,
+        keys::platform_create, keys::platform_list, keys::platform_revoke,
+        keys::tenant_create, keys::tenant_list, keys::tenant_revoke,
+        audit::admin_list, audit::verify, audit::tenant_list,
+        me::me,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

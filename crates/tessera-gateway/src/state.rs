@@ -1,0 +1,69 @@
+//! Shared state of the HTTP app.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_core::config::{JwtConfig, Secret};
+use tessera_store::MetadataStore;
+
+use crate::auth::Authenticator;
+use crate::metrics::Metrics;
+
+/// What the gateway needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub max_body_bytes: usize,
+    pub key_cache_ttl: Duration,
+    pub jwt: Option<JwtConfig>,
+    pub admin_key: Option<Secret>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: tessera_core::config::DEFAULT_MAX_BODY_BYTES,
+            key_cache_ttl: Duration::from_secs(2),
+            jwt: None,
+            admin_key: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn MetadataStore>,
+    auth: Authenticator,
+    metrics: Arc<Metrics>,
+    max_body_bytes: usize,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn MetadataStore>, cfg: GatewayConfig) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let auth = Authenticator::new(
+            store.clone(),
+            cfg.admin_key.as_ref().map(Secret::expose),
+            cfg.key_cache_ttl,
+            cfg.jwt,
+            metrics.clone(),
+        );
+        Self { inner: Arc::new(Inner { store, auth, metrics, max_body_bytes: cfg.max_body_bytes }) }
+    }
+
+    pub fn store(&self) -> &dyn MetadataStore {
+        &*self.inner.store
+    }
+    pub fn auth(&self) -> &Authenticator {
+        &self.inner.auth
+    }
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+    pub fn max_body_bytes(&self) -> usize {
+        self.inner.max_body_bytes
+    }
+}

@@ -1,0 +1,173 @@
+//! The command line: `serve`, the admin commands that talk to a running
+//! server, offline `audit verify`, and `openapi`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about = "Tessera: a multi-tenant AI platform in one binary")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (embedded SQLite by default; PostgreSQL with --database-url).
+    Serve(ServeArgs),
+    /// Manage tenants on a running server.
+    #[command(subcommand)]
+    Tenants(TenantsCmd),
+    /// Manage API keys on a running server.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Inspect the audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Print the OpenAPI document of the HTTP API.
+    Openapi,
+}
+
+/// Flags of `tessera serve`; each overrides the config file and `TESSERA__*` variables.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, env = "TESSERA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "TESSERA_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory for the SQLite file, the generated admin key and artifacts [default: ./tessera-data].
+    #[arg(long, env = "TESSERA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite:PATH` or `postgres://...` [default: sqlite inside the data dir].
+    #[arg(long, env = "TESSERA_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// `redis://...` for shared cache and limits (scale-out shape).
+    #[arg(long, env = "TESSERA_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// `nats://...` for the event stream (scale-out shape).
+    #[arg(long, env = "TESSERA_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "TESSERA_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// Where a running server is and how to authenticate to it.
+#[derive(Debug, Args, Clone)]
+pub struct ClientArgs {
+    /// Server URL.
+    #[arg(long, env = "TESSERA_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// API key [default: $TESSERA_DATA_DIR/admin.key when readable].
+    #[arg(long, env = "TESSERA_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsCmd {
+    /// Create a tenant.
+    Create {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Unique tenant name.
+        #[arg(long)]
+        name: String,
+        /// Plan name [default: free].
+        #[arg(long)]
+        plan: Option<String>,
+        /// Segment name.
+        #[arg(long)]
+        segment: Option<String>,
+    },
+    /// List tenants.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one tenant.
+    Get {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Tenant id (ten_...).
+        id: String,
+    },
+    /// Delete a tenant and revoke its keys.
+    Delete {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Tenant id (ten_...).
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Create a key; the full key is printed once.
+    Create {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Tenant id; without it, a platform admin key is created.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: String,
+        /// platform_admin, tenant_admin, developer, service or viewer.
+        #[arg(long)]
+        role: String,
+        /// Expiry as RFC 3339, e.g. 2027-01-01T00:00:00Z.
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// Scopes as JSON, e.g. '{"operations": ["inference"], "models": ["m1"]}'.
+        #[arg(long)]
+        scopes: Option<String>,
+    },
+    /// List keys of a tenant (or platform keys without --tenant).
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a key.
+    Revoke {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Key id (key_...).
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Verify the audit hash chain; exits non-zero and names the first broken
+    /// entry when a row was edited or deleted.
+    Verify {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Read the database directly instead of asking a server.
+        #[arg(long, env = "TESSERA_DATABASE_URL")]
+        database_url: Option<String>,
+    },
+    /// List audit entries, newest first.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only this tenant's entries.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only entries at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}

@@ -1,0 +1,133 @@
+//! `tessera serve`: open the store, make sure a platform admin can get in,
+//! build the app and serve until SIGTERM or ctrl-c, letting in-flight
+//! requests finish within the grace period.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+use tessera_core::apikey::{NewKey, mint};
+use tessera_core::audit::AuditActor;
+use tessera_core::auth::SystemCtx;
+use tessera_core::config::LogFormat;
+use tessera_core::role::Role;
+use tessera_core::time::Timestamp;
+use tessera_gateway::{AppState, GatewayConfig};
+use tessera_store::{KeyOwner, MetadataStore};
+use tracing::{info, warn};
+
+use crate::cli::ServeArgs;
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = crate::config::load(&args)?;
+    init_logging(cfg.log_format);
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    let store = tessera_store::open(&cfg.database)
+        .await
+        .with_context(|| format!("cannot open metadata store {}", cfg.database.display()))?;
+    let sys = SystemCtx::bootstrap();
+    store.ensure_default_plans(&sys).await.context("cannot create default plans")?;
+    if cfg.admin_key.is_none() {
+        bootstrap_admin_key(&*store, &sys, &cfg.data_dir).await?;
+    }
+    if cfg.redis_url.is_some() || cfg.nats_url.is_some() {
+        info!("redis_url / nats_url accepted; the scale-out cache and event stream arrive in later releases");
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let backend = store.backend();
+    let state = AppState::new(
+        store,
+        GatewayConfig {
+            max_body_bytes: cfg.max_body_bytes,
+            key_cache_ttl: cfg.key_cache_ttl,
+            jwt: cfg.jwt.clone(),
+            admin_key: cfg.admin_key.clone(),
+        },
+    );
+    let app = tessera_gateway::app(state);
+    info!(%addr, store = backend, database = %cfg.database.display(), "tessera listening");
+    println!("listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let mut graceful = stop_rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = graceful.wait_for(|stop| *stop).await;
+        info!("shutting down; letting in-flight requests finish");
+    });
+    let mut deadline = stop_rx;
+    let grace = cfg.shutdown_grace;
+    tokio::select! {
+        r = server.into_future() => r.context("server failed")?,
+        _ = async move {
+            let _ = deadline.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        } => warn!(grace_secs = grace.as_secs(), "grace period over; exiting with requests in flight"),
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// With no `TESSERA_ADMIN_KEY` and no active platform key, mints one, saves
+/// it to `<data-dir>/admin.key` (mode 0600) and prints it once. The file is
+/// written before the key is stored, so a crash between the two leaves no
+/// key that nobody holds.
+async fn bootstrap_admin_key(store: &dyn MetadataStore, sys: &SystemCtx, data_dir: &Path) -> anyhow::Result<()> {
+    if store.count_active_platform_keys(sys).await? > 0 {
+        return Ok(());
+    }
+    let req = NewKey { name: "bootstrap".into(), role: Role::PlatformAdmin, scopes: None, expires_at: None };
+    let minted = mint(None, req, None, Timestamp::now());
+    let path = data_dir.join("admin.key");
+    write_private(&path, &minted.plaintext).with_context(|| format!("cannot write {}", path.display()))?;
+    let actor = AuditActor { key_id: None, request_id: Some("bootstrap".into()) };
+    store.insert_key(KeyOwner::Platform(sys), &minted.record, &actor).await?;
+    println!("created the platform admin key (shown once; also saved to {}):", path.display());
+    println!("  {}", minted.plaintext);
+    Ok(())
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    use std::io::IsTerminal as _;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

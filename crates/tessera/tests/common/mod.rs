@@ -1,0 +1,286 @@
+//! Shared harness for the integration tests: start the real `tessera` binary
+//! on port 0 against SQLite or a fresh PostgreSQL schema, and call it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+
+/// Where a test server keeps its metadata.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    /// A URL pinned to a fresh schema.
+    Postgres(String),
+}
+
+impl Backend {
+    /// A PostgreSQL backend on a new schema, or `None` (skip) without
+    /// `TESSERA_TEST_POSTGRES_URL`; fails instead with `TESSERA_REQUIRE_SERVICES=1`.
+    pub async fn postgres() -> Option<Backend> {
+        let url = tessera_store::conformance::service_url("TESSERA_TEST_POSTGRES_URL")?;
+        Some(Backend::Postgres(fresh_pg_schema(&url).await))
+    }
+
+    pub fn database_url(&self, data_dir: &Path) -> String {
+        match self {
+            Backend::Sqlite => format!("sqlite:{}", data_dir.join("tessera.db").display()),
+            Backend::Postgres(u) => u.clone(),
+        }
+    }
+}
+
+/// Creates `tessera_it_<time>_<random>` and returns a URL whose connections use it.
+pub async fn fresh_pg_schema(url: &str) -> String {
+    let pool = sqlx::PgPool::connect(url).await.expect("connect to postgres");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let stale: Vec<(String,)> =
+        sqlx::query_as("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'tessera_it_%'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    for (name,) in stale {
+        let created = name.split('_').nth(2).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        if created + 3600 < now {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {name} CASCADE")))
+                .execute(&pool)
+                .await;
+        }
+    }
+    let schema = format!("tessera_it_{now}_{}", tessera_core::ids::random_lower(8));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&pool).await.unwrap();
+    pool.close().await;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// A running `tessera serve`, killed on drop.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub admin_key: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub api: Api,
+}
+
+pub struct Options {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+}
+
+impl Options {
+    pub fn new(backend: &Backend, data_dir: &Path) -> Options {
+        Options {
+            data_dir: data_dir.to_owned(),
+            database_url: backend.database_url(data_dir),
+            env: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Options {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+}
+
+impl Server {
+    pub async fn start(opts: Options) -> Server {
+        Self::try_start(opts).await.expect("server starts")
+    }
+
+    pub async fn try_start(opts: Options) -> Result<Server, String> {
+        std::fs::create_dir_all(&opts.data_dir).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(opts.data_dir.join("server.log"))
+            .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&opts.data_dir)
+            .arg("--database-url")
+            .arg(&opts.database_url)
+            .args(&opts.args)
+            .env_remove("TESSERA_ADMIN_KEY")
+            .env_remove("TESSERA_DATABASE_URL")
+            .env("TESSERA_LOG", "info,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut printed_key = None;
+        let url = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut next_is_key = false;
+            while let Ok(Some(line)) = lines.next_line().await {
+                if next_is_key {
+                    printed_key = Some(line.trim().to_owned());
+                    next_is_key = false;
+                } else if line.starts_with("created the platform admin key") {
+                    next_is_key = true;
+                } else if let Some(u) = line.strip_prefix("listening on ") {
+                    return Some(u.trim().to_owned());
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some(url) = url else {
+            let _ = child.kill().await;
+            let log = std::fs::read_to_string(opts.data_dir.join("server.log")).unwrap_or_default();
+            return Err(format!("server did not start; log:\n{log}"));
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let admin_key = opts
+            .env
+            .iter()
+            .find(|(k, _)| k == "TESSERA_ADMIN_KEY")
+            .map(|(_, v)| v.clone())
+            .or(printed_key)
+            .or_else(|| std::fs::read_to_string(opts.data_dir.join("admin.key")).ok().map(|s| s.trim().to_owned()))
+            .unwrap_or_default();
+        Ok(Server {
+            child,
+            api: Api::new(&url),
+            url,
+            admin_key,
+            data_dir: opts.data_dir,
+            database_url: opts.database_url,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
+    /// kill -9.
+    pub async fn kill9(mut self) {
+        self.child.kill().await.unwrap();
+        let _ = self.child.wait().await;
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.pid().to_string();
+        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.expect("exits after SIGTERM").unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
+        self.api.call(method, path, Some(&self.admin_key), body).await
+    }
+
+    /// Creates a tenant and a key with `role` in it; returns (tenant id, key, key id).
+    pub async fn tenant_with_key(&self, name: &str, role: &str) -> (String, String, String) {
+        let t = self.admin(Method::POST, "/admin/v1/tenants", Some(serde_json::json!({"name": name}))).await;
+        assert_eq!(t.status, StatusCode::CREATED, "{t:?}");
+        let id = t.body["id"].as_str().unwrap().to_owned();
+        let (key, key_id) = self.key_for(&id, role).await;
+        (id, key, key_id)
+    }
+
+    pub async fn key_for(&self, tenant: &str, role: &str) -> (String, String) {
+        let k = self
+            .admin(
+                Method::POST,
+                &format!("/admin/v1/tenants/{tenant}/keys"),
+                Some(serde_json::json!({"name": format!("{role}-key"), "role": role})),
+            )
+            .await;
+        assert_eq!(k.status, StatusCode::CREATED, "{k:?}");
+        (k.body["key"].as_str().unwrap().to_owned(), k.body["id"].as_str().unwrap().to_owned())
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Resp {
+    /// The stable error code of an error answer.
+    pub fn code(&self) -> &str {
+        self.body.pointer("/error/code").and_then(Value::as_str).unwrap_or("")
+    }
+}
+
+#[derive(Clone)]
+pub struct Api {
+    pub http: reqwest::Client,
+    pub url: String,
+}
+
+impl Api {
+    pub fn new(url: &str) -> Api {
+        Api { http: reqwest::Client::new(), url: url.to_owned() }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, key: Option<&str>, body: Option<Value>) -> Resp {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request reaches the server");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Resp { status, body, headers }
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Resp {
+        self.call(Method::GET, path, Some(key), None).await
+    }
+}
+
+/// Runs an async test body against SQLite and (when configured) PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::common::Backend::Sqlite).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(b) = $crate::common::Backend::postgres().await {
+                        super::$name(b).await;
+                    }
+                }
+            }
+        )*
+    };
+}
