@@ -31,6 +31,14 @@ pub async fn authenticate_request(State(state): State<AppState>, mut req: Reques
         return ApiError::from(AuthError::Missing).into_response();
     };
     match state.auth().authenticate(bearer).await {
+        // The operator's API is closed to tenant keys before any body is read.
+        Ok(principal) if route.as_deref().is_some_and(|r| r.starts_with("/admin/")) && principal.system_ctx().is_none() => {
+            ApiError::Forbidden(format!(
+                "the /admin API needs a platform key; this key has role {}",
+                principal.role()
+            ))
+            .into_response()
+        }
         Ok(principal) => {
             req.extensions_mut().insert(principal);
             next.run(req).await
