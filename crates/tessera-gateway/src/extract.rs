@@ -48,12 +48,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = e.into_inner();
         let msg = inner.to_string();
         let unknown = unknown_field(&msg).is_some();
-        let param = (path != ".").then_some(path);
-        let message = match (inner.classify(), &param) {
-            (serde_json::error::Category::Syntax | serde_json::error::Category::Eof, _) => {
-                format!("request body is not valid json: {msg}")
-            }
-            (_, Some(p)) if !unknown => format!("invalid value for {p}: {msg}"),
+        if matches!(inner.classify(), serde_json::error::Category::Syntax | serde_json::error::Category::Eof) {
+            return ApiError::Invalid { message: format!("request body is not valid json: {msg}"), param: None };
+        }
+        let param = (path != "." && path != "?").then_some(path);
+        let message = match &param {
+            Some(p) if !unknown => format!("invalid value for {p}: {msg}"),
             _ => format!("invalid request body: {msg}"),
         };
         ApiError::Invalid { message, param }

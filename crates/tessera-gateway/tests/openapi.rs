@@ -1,0 +1,43 @@
+//! The OpenAPI document describes every route the app serves, and nothing else.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use tessera_gateway::routes::api_routes;
+use tessera_gateway::routes::openapi::ApiDoc;
+use utoipa::OpenApi as _;
+
+#[test]
+fn every_route_is_documented() {
+    let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+    let routes = api_routes();
+    let mut missing = Vec::new();
+    for (verb, path) in routes.registered() {
+        if doc["paths"][*path][verb.as_str()].is_null() {
+            missing.push(format!("{} {path}", verb.as_str()));
+        }
+    }
+    assert!(missing.is_empty(), "routes missing from the OpenAPI document: {missing:?}");
+    let documented: usize = doc["paths"].as_object().unwrap().values().map(|m| m.as_object().unwrap().len()).sum();
+    assert_eq!(documented, routes.registered().len(), "the document lists routes the app does not serve");
+}
+
+#[test]
+fn routes_are_only_added_through_the_registry() {
+    // A `.route(` call outside routes/mod.rs would bypass the registry and the check above.
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut offenders = Vec::new();
+    let mut stack = vec![src];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("routes/mod.rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                if text.contains(".route(") || text.contains(".nest(") || text.contains(".merge(") {
+                    offenders.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "routes added outside the registry: {offenders:?}");
+}
