@@ -124,7 +124,10 @@ pub struct MintedKey {
 
 impl std::fmt::Debug for MintedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MintedKey").field("record", &self.record).field("plaintext", &"<redacted>").finish()
+        f.debug_struct("MintedKey")
+            .field("record", &self.record)
+            .field("plaintext", &"<redacted>")
+            .finish()
     }
 }
 

@@ -137,7 +137,10 @@ impl ChainVerifier {
         if e.id != self.expected_id {
             return Err(BrokenLink {
                 id: self.expected_id,
-                reason: format!("entry {} is missing (next entry found is {})", self.expected_id, e.id),
+                reason: format!(
+                    "entry {} is missing (next entry found is {})",
+                    self.expected_id, e.id
+                ),
             });
         }
         if e.prev_hash != self.prev_hash {
@@ -169,7 +172,10 @@ impl ChainVerifier {
                 reason: format!("chain head says {head_id} entries but only {last} were found"),
             })
         } else if head_hash != self.prev_hash {
-            Some(BrokenLink { id: last, reason: format!("entry {last} does not match the chain head") })
+            Some(BrokenLink {
+                id: last,
+                reason: format!("entry {last} does not match the chain head"),
+            })
         } else {
             None
         };
@@ -190,8 +196,18 @@ mod tests {
         let mut prev = GENESIS_HASH.to_owned();
         (1..=n)
             .map(|i| {
-                let ev = AuditEvent { tenant_id: None, action: "tenant.create".into(), target: format!("t{i}") };
-                let e = AuditEntry::seal(i, Timestamp::from_millis(i), &ev, &AuditActor::default(), &prev);
+                let ev = AuditEvent {
+                    tenant_id: None,
+                    action: "tenant.create".into(),
+                    target: format!("t{i}"),
+                };
+                let e = AuditEntry::seal(
+                    i,
+                    Timestamp::from_millis(i),
+                    &ev,
+                    &AuditActor::default(),
+                    &prev,
+                );
                 prev = e.hash.clone();
                 e
             })

@@ -215,7 +215,12 @@ mod tests {
     use crate::apikey::{NewKey, mint};
 
     fn key(role: Role, tenant: Option<TenantId>) -> (String, KeyRecord) {
-        let m = mint(tenant, NewKey { name: "k".into(), role, scopes: None, expires_at: None }, None, Timestamp::now());
+        let m = mint(
+            tenant,
+            NewKey { name: "k".into(), role, scopes: None, expires_at: None },
+            None,
+            Timestamp::now(),
+        );
         (m.plaintext, m.record)
     }
 
@@ -244,7 +249,10 @@ mod tests {
         let (_, mut rec) = key(Role::Developer, None);
         rec.revoked_at = Some(Timestamp::now());
         let (other, _) = key(Role::Developer, None);
-        assert_eq!(verify_api_key(&other, Some(&rec), Timestamp::now()), Err(AuthError::InvalidKey));
+        assert_eq!(
+            verify_api_key(&other, Some(&rec), Timestamp::now()),
+            Err(AuthError::InvalidKey)
+        );
     }
 
     #[test]

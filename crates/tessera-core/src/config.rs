@@ -54,10 +54,29 @@ macro_rules! overlay_fields {
 impl RawConfig {
     /// Applies `top` over `self`: every field `top` sets wins.
     pub fn overlay(mut self, top: RawConfig) -> RawConfig {
-        overlay_fields!(self, top, listen, data_dir, database_url, redis_url, nats_url, log_format,
-            max_body_bytes, shutdown_grace_secs);
-        overlay_fields!(self.auth, top.auth, key_cache_ttl_ms, jwt_hs256_secret, jwks_url,
-            jwt_issuer, jwt_audience, jwt_tenant_claim, jwt_role_claim);
+        overlay_fields!(
+            self,
+            top,
+            listen,
+            data_dir,
+            database_url,
+            redis_url,
+            nats_url,
+            log_format,
+            max_body_bytes,
+            shutdown_grace_secs
+        );
+        overlay_fields!(
+            self.auth,
+            top.auth,
+            key_cache_ttl_ms,
+            jwt_hs256_secret,
+            jwks_url,
+            jwt_issuer,
+            jwt_audience,
+            jwt_tenant_claim,
+            jwt_role_claim
+        );
         self
     }
 }
@@ -172,7 +191,10 @@ impl Config {
     ) -> Result<Config, ValidationError> {
         let listen_s = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen = listen_s.parse::<SocketAddr>().map_err(|_| {
-            ValidationError::new("listen", format!("listen {listen_s:?} is not an address like 127.0.0.1:8080"))
+            ValidationError::new(
+                "listen",
+                format!("listen {listen_s:?} is not an address like 127.0.0.1:8080"),
+            )
         })?;
         let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let database = match raw.database_url {
@@ -202,7 +224,9 @@ impl Config {
         let hs256_secret = a
             .jwt_hs256_secret
             .as_deref()
-            .map(|r| resolve_secret(r).map_err(|e| ValidationError::new("auth.jwt_hs256_secret", e)))
+            .map(|r| {
+                resolve_secret(r).map_err(|e| ValidationError::new("auth.jwt_hs256_secret", e))
+            })
             .transpose()?;
         let jwks_url = validate_scheme("auth.jwks_url", a.jwks_url, &["http://", "https://"])?;
         let jwt = (hs256_secret.is_some() || jwks_url.is_some()).then(|| {
@@ -277,7 +301,11 @@ mod tests {
 
     #[test]
     fn later_layers_win_field_by_field() {
-        let file = RawConfig { listen: Some("0.0.0.0:1".into()), log_format: Some("json".into()), ..Default::default() };
+        let file = RawConfig {
+            listen: Some("0.0.0.0:1".into()),
+            log_format: Some("json".into()),
+            ..Default::default()
+        };
         let flags = RawConfig { listen: Some("127.0.0.1:2".into()), ..Default::default() };
         let merged = file.overlay(flags);
         assert_eq!(merged.listen.as_deref(), Some("127.0.0.1:2"));
@@ -289,7 +317,8 @@ mod tests {
         let raw = RawConfig { redis_url: Some("http://x".into()), ..Default::default() };
         let err = Config::from_raw(raw, None, no_secrets).unwrap_err();
         assert_eq!(err.param.as_deref(), Some("redis_url"));
-        let raw = RawConfig { database_url: Some("mysql://u:pw@h/db".into()), ..Default::default() };
+        let raw =
+            RawConfig { database_url: Some("mysql://u:pw@h/db".into()), ..Default::default() };
         let err = Config::from_raw(raw, None, no_secrets).unwrap_err();
         assert!(!err.message.contains("pw"), "{}", err.message);
     }
@@ -297,7 +326,9 @@ mod tests {
     #[test]
     fn secrets_are_redacted_in_debug() {
         let raw = RawConfig::default();
-        let c = Config::from_raw(raw, Some(Secret::new("a-very-long-admin-key".into())), no_secrets).unwrap();
+        let c =
+            Config::from_raw(raw, Some(Secret::new("a-very-long-admin-key".into())), no_secrets)
+                .unwrap();
         assert!(!format!("{c:?}").contains("a-very-long-admin-key"));
     }
 

@@ -41,7 +41,10 @@ impl Default for JwtRules {
 pub enum TokenKind {
     Hs256,
     /// RS256 or ES256, with the header's `kid`.
-    Asymmetric { alg: Algorithm, kid: Option<String> },
+    Asymmetric {
+        alg: Algorithm,
+        kid: Option<String>,
+    },
 }
 
 /// Whether `bearer` looks like a JWT at all (three base64url parts).
@@ -88,12 +91,14 @@ pub fn verify(
     principal_from_claims(&data.claims, rules)
 }
 
-fn principal_from_claims(claims: &Map<String, Value>, rules: &JwtRules) -> Result<Principal, AuthError> {
+fn principal_from_claims(
+    claims: &Map<String, Value>,
+    rules: &JwtRules,
+) -> Result<Principal, AuthError> {
     let string_claim = |name: &str| -> Result<&str, AuthError> {
-        claims
-            .get(name)
-            .and_then(Value::as_str)
-            .ok_or_else(|| AuthError::InvalidToken(format!("claim {name:?} is missing or not a string")))
+        claims.get(name).and_then(Value::as_str).ok_or_else(|| {
+            AuthError::InvalidToken(format!("claim {name:?} is missing or not a string"))
+        })
     };
     let tenant = TenantId::parse(string_claim(&rules.tenant_claim)?)
         .map_err(|e| AuthError::InvalidToken(e.message))?;
@@ -119,7 +124,8 @@ mod tests {
     }
 
     fn hs(claims: Value) -> String {
-        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"dev-secret")).unwrap()
+        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"dev-secret"))
+            .unwrap()
     }
 
     fn check(token: &str, rules: &JwtRules) -> Result<Principal, AuthError> {
@@ -129,7 +135,9 @@ mod tests {
     #[test]
     fn hs256_token_maps_claims_to_a_principal() {
         let t = TenantId::generate();
-        let tok = hs(json!({"sub": "u1", "tenant_id": t.as_str(), "role": "developer", "exp": now() + 60}));
+        let tok = hs(
+            json!({"sub": "u1", "tenant_id": t.as_str(), "role": "developer", "exp": now() + 60}),
+        );
         assert_eq!(token_kind(&tok), Ok(TokenKind::Hs256));
         let p = check(&tok, &JwtRules::default()).unwrap();
         assert_eq!(p.tenant_id(), Some(&t));
@@ -146,9 +154,16 @@ mod tests {
             c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
             hs(c)
         };
-        let rules = JwtRules { leeway_secs: 0, issuer: Some("https://idp".into()), ..JwtRules::default() };
+        let rules =
+            JwtRules { leeway_secs: 0, issuer: Some("https://idp".into()), ..JwtRules::default() };
         assert!(check(&with(json!({"exp": now() - 10, "iss": "https://idp"})), &rules).is_err());
-        assert!(check(&with(json!({"exp": now() + 60, "nbf": now() + 60, "iss": "https://idp"})), &rules).is_err());
+        assert!(
+            check(
+                &with(json!({"exp": now() + 60, "nbf": now() + 60, "iss": "https://idp"})),
+                &rules
+            )
+            .is_err()
+        );
         assert!(check(&with(json!({"exp": now() + 60, "iss": "https://other"})), &rules).is_err());
         assert!(check(&with(json!({"exp": now() + 60, "iss": "https://idp"})), &rules).is_ok());
         assert!(check(&with(json!({"iss": "https://idp"})), &rules).is_err(), "exp is required");
@@ -157,7 +172,8 @@ mod tests {
     #[test]
     fn audience_is_enforced_when_configured() {
         let t = TenantId::generate();
-        let tok = hs(json!({"tenant_id": t.as_str(), "role": "viewer", "exp": now() + 60, "aud": "a"}));
+        let tok =
+            hs(json!({"tenant_id": t.as_str(), "role": "viewer", "exp": now() + 60, "aud": "a"}));
         let rules = JwtRules { audience: Some("b".into()), ..JwtRules::default() };
         assert!(check(&tok, &rules).is_err());
         let rules = JwtRules { audience: Some("a".into()), ..JwtRules::default() };
@@ -177,7 +193,12 @@ mod tests {
     fn wrong_secret_fails() {
         let t = TenantId::generate();
         let tok = hs(json!({"tenant_id": t.as_str(), "role": "viewer", "exp": now() + 60}));
-        let r = verify(&tok, Algorithm::HS256, &DecodingKey::from_secret(b"other"), &JwtRules::default());
+        let r = verify(
+            &tok,
+            Algorithm::HS256,
+            &DecodingKey::from_secret(b"other"),
+            &JwtRules::default(),
+        );
         assert!(r.is_err());
     }
 }

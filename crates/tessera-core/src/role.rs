@@ -230,8 +230,12 @@ mod tests {
 
     #[test]
     fn child_scopes_must_stay_within_the_parent() {
-        let parent = Scopes { operations: Some(vec![Operation::Inference, Operation::TenantRead]), models: None };
-        let narrower = Scopes { operations: Some(vec![Operation::Inference]), models: Some(vec!["m".into()]) };
+        let parent = Scopes {
+            operations: Some(vec![Operation::Inference, Operation::TenantRead]),
+            models: None,
+        };
+        let narrower =
+            Scopes { operations: Some(vec![Operation::Inference]), models: Some(vec!["m".into()]) };
         assert!(narrower.is_within(&parent));
         assert!(!Scopes::default().is_within(&parent));
         let broader = Scopes { operations: Some(vec![Operation::KeysWrite]), models: None };

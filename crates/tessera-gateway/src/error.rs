@@ -54,21 +54,39 @@ impl ApiError {
             ApiError::Unauthenticated(e) => {
                 (S::UNAUTHORIZED, "authentication_error", "invalid_api_key", e.to_string(), None)
             }
-            ApiError::Forbidden(m) => (S::FORBIDDEN, "permission_error", "permission_denied", m.clone(), None),
-            ApiError::NotFound(m) => (S::NOT_FOUND, "invalid_request_error", "not_found", m.clone(), None),
+            ApiError::Forbidden(m) => {
+                (S::FORBIDDEN, "permission_error", "permission_denied", m.clone(), None)
+            }
+            ApiError::NotFound(m) => {
+                (S::NOT_FOUND, "invalid_request_error", "not_found", m.clone(), None)
+            }
             ApiError::RouteNotFound { .. } => {
                 (S::NOT_FOUND, "invalid_request_error", "not_found", self.to_string(), None)
             }
-            ApiError::MethodNotAllowed { .. } => {
-                (S::METHOD_NOT_ALLOWED, "invalid_request_error", "method_not_allowed", self.to_string(), None)
+            ApiError::MethodNotAllowed { .. } => (
+                S::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                "method_not_allowed",
+                self.to_string(),
+                None,
+            ),
+            ApiError::Conflict(m) => {
+                (S::CONFLICT, "invalid_request_error", "conflict", m.clone(), None)
             }
-            ApiError::Conflict(m) => (S::CONFLICT, "invalid_request_error", "conflict", m.clone(), None),
-            ApiError::Invalid { message, param } => {
-                (S::BAD_REQUEST, "invalid_request_error", "invalid_request", message.clone(), param.clone())
-            }
-            ApiError::PayloadTooLarge { .. } => {
-                (S::PAYLOAD_TOO_LARGE, "invalid_request_error", "payload_too_large", self.to_string(), None)
-            }
+            ApiError::Invalid { message, param } => (
+                S::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_request",
+                message.clone(),
+                param.clone(),
+            ),
+            ApiError::PayloadTooLarge { .. } => (
+                S::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "payload_too_large",
+                self.to_string(),
+                None,
+            ),
             ApiError::UnsupportedMediaType => (
                 S::UNSUPPORTED_MEDIA_TYPE,
                 "invalid_request_error",
@@ -90,9 +108,13 @@ impl ApiError {
                 "an upstream service is unavailable; retry shortly".into(),
                 None,
             ),
-            ApiError::Internal(_) => {
-                (S::INTERNAL_SERVER_ERROR, "server_error", "internal_error", "internal error".into(), None)
-            }
+            ApiError::Internal(_) => (
+                S::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal_error",
+                "internal error".into(),
+                None,
+            ),
         }
     }
 }
@@ -151,9 +173,9 @@ impl From<StoreError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::RoleForbids { .. } | AuthError::ScopeForbids { .. } | AuthError::Forbidden(_) => {
-                ApiError::Forbidden(e.to_string())
-            }
+            AuthError::RoleForbids { .. }
+            | AuthError::ScopeForbids { .. }
+            | AuthError::Forbidden(_) => ApiError::Forbidden(e.to_string()),
             AuthError::Missing
             | AuthError::InvalidKey
             | AuthError::Expired

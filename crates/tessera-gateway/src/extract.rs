@@ -17,11 +17,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let limit = state.max_body_bytes();
-        let is_json = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+        let is_json =
+            req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            });
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
@@ -48,8 +49,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = e.into_inner();
         let msg = inner.to_string();
         let unknown = unknown_field(&msg).is_some();
-        if matches!(inner.classify(), serde_json::error::Category::Syntax | serde_json::error::Category::Eof) {
-            return ApiError::Invalid { message: format!("request body is not valid json: {msg}"), param: None };
+        if matches!(
+            inner.classify(),
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+        ) {
+            return ApiError::Invalid {
+                message: format!("request body is not valid json: {msg}"),
+                param: None,
+            };
         }
         let param = (path != "." && path != "?").then_some(path);
         let message = match &param {
@@ -75,7 +82,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
         serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|e| {
             let param = Some(e.path().to_string()).filter(|p| p != ".");
-            ApiError::Invalid { message: format!("invalid query string: {}", e.into_inner()), param }
+            ApiError::Invalid {
+                message: format!("invalid query string: {}", e.into_inner()),
+                param,
+            }
         })
     }
 }

@@ -106,8 +106,16 @@ impl Metrics {
                 "tessera_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
                 h.count
             );
-            let _ = writeln!(out, "tessera_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
-            let _ = writeln!(out, "tessera_http_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "tessera_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "tessera_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                h.count
+            );
         }
         out.push_str("# HELP tessera_auth_key_cache_total API key lookups by cache outcome.\n");
         out.push_str("# TYPE tessera_auth_key_cache_total counter\n");
@@ -140,8 +148,12 @@ mod tests {
         m.observe_request("GET", "/v1/me", 200, Duration::from_millis(3));
         m.observe_request("BREW", "/v1/me", 404, Duration::from_secs(20));
         let text = m.render();
-        assert!(text.contains("tessera_http_requests_total{method=\"GET\",route=\"/v1/me\",status=\"200\"} 2"));
-        assert!(text.contains("tessera_http_requests_total{method=\"OTHER\",route=\"/v1/me\",status=\"404\"} 1"));
+        assert!(text.contains(
+            "tessera_http_requests_total{method=\"GET\",route=\"/v1/me\",status=\"200\"} 2"
+        ));
+        assert!(text.contains(
+            "tessera_http_requests_total{method=\"OTHER\",route=\"/v1/me\",status=\"404\"} 1"
+        ));
         assert!(text.contains("le=\"0.0005\"} 1"));
         assert!(text.contains("le=\"0.005\"} 2"));
         assert!(text.contains("le=\"10\"} 2"));

@@ -36,10 +36,15 @@ impl RouteSlot {
 
 fn usable_request_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
-    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| s.to_owned())
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| s.to_owned())
 }
 
-pub async fn request_layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn request_layer(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let start = Instant::now();
     let id = req
         .headers()
@@ -54,8 +59,11 @@ pub async fn request_layer(State(state): State<AppState>, mut req: Request, next
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = tracing::field::Empty);
     let mut resp = next.run(req).instrument(span.clone()).await;
 
-    if resp.status() == StatusCode::METHOD_NOT_ALLOWED && resp.headers().get("content-type").is_none() {
-        resp = ApiError::MethodNotAllowed { method: method.to_string(), path: path.clone() }.into_response();
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+        && resp.headers().get("content-type").is_none()
+    {
+        resp = ApiError::MethodNotAllowed { method: method.to_string(), path: path.clone() }
+            .into_response();
     }
     let route = slot.get().unwrap_or("unmatched").to_owned();
     span.record("route", route.as_str());

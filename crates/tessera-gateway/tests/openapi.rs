@@ -16,8 +16,13 @@ fn every_route_is_documented() {
         }
     }
     assert!(missing.is_empty(), "routes missing from the OpenAPI document: {missing:?}");
-    let documented: usize = doc["paths"].as_object().unwrap().values().map(|m| m.as_object().unwrap().len()).sum();
-    assert_eq!(documented, routes.registered().len(), "the document lists routes the app does not serve");
+    let documented: usize =
+        doc["paths"].as_object().unwrap().values().map(|m| m.as_object().unwrap().len()).sum();
+    assert_eq!(
+        documented,
+        routes.registered().len(),
+        "the document lists routes the app does not serve"
+    );
 }
 
 #[test]
@@ -31,7 +36,9 @@ fn routes_are_only_added_through_the_registry() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("routes/mod.rs") {
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && !path.ends_with("routes/mod.rs")
+            {
                 let text = std::fs::read_to_string(&path).unwrap();
                 if text.contains(".route(") || text.contains(".nest(") || text.contains(".merge(") {
                     offenders.push(path.display().to_string());

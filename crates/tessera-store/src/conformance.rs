@@ -1,5 +1,9 @@
 //! The conformance suite every [`MetadataStore`] implementation must pass.
-#![expect(clippy::unwrap_used, clippy::panic, reason = "a test suite: a failed step is a failed test")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test suite: a failed step is a failed test"
+)]
 //!
 //! A backend's test file implements [`Harness`] and invokes
 //! [`metadata_conformance!`](crate::metadata_conformance), which expands one
@@ -52,7 +56,11 @@ fn sys() -> SystemCtx {
 async fn tenant(store: &dyn MetadataStore, name: &str) -> (Tenant, TenantCtx) {
     store.ensure_default_plans(&sys()).await.unwrap();
     let t = store
-        .create_tenant(&sys(), &NewTenant { name: name.into(), plan: None, segment: None }, &actor())
+        .create_tenant(
+            &sys(),
+            &NewTenant { name: name.into(), plan: None, segment: None },
+            &actor(),
+        )
         .await
         .unwrap();
     let ctx = sys().tenant(t.id.clone());
@@ -86,25 +94,38 @@ pub async fn tenants(store: &dyn MetadataStore) {
     let (t, ctx) = tenant(store, "acme").await;
     assert_eq!(t.plan, "free");
     assert_eq!(store.get_tenant(&ctx).await.unwrap(), t);
-    let dup = store.create_tenant(&sys(), &NewTenant { name: "acme".into(), plan: None, segment: None }, &actor()).await;
+    let dup = store
+        .create_tenant(
+            &sys(),
+            &NewTenant { name: "acme".into(), plan: None, segment: None },
+            &actor(),
+        )
+        .await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
     let bad_plan = NewTenant { name: "other".into(), plan: Some("gold".into()), segment: None };
     match store.create_tenant(&sys(), &bad_plan, &actor()).await {
         Err(StoreError::Invalid(e)) => assert_eq!(e.param.as_deref(), Some("plan")),
         other => panic!("expected invalid plan, got {other:?}"),
     }
-    let patch = TenantPatch { plan: Some("pro".into()), segment: Some(Some("retail".into())), name: None };
+    let patch =
+        TenantPatch { plan: Some("pro".into()), segment: Some(Some("retail".into())), name: None };
     let moved = store.update_tenant(&sys(), &ctx, &patch, &actor()).await.unwrap();
     assert_eq!((moved.plan.as_str(), moved.segment.as_deref()), ("pro", Some("retail")));
     let clear = TenantPatch { segment: Some(None), ..Default::default() };
     assert_eq!(store.update_tenant(&sys(), &ctx, &clear, &actor()).await.unwrap().segment, None);
     let (_, ctx2) = tenant(store, "globex").await;
     let rename = TenantPatch { name: Some("acme".into()), ..Default::default() };
-    assert!(matches!(store.update_tenant(&sys(), &ctx2, &rename, &actor()).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.update_tenant(&sys(), &ctx2, &rename, &actor()).await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(store.list_tenants(&sys()).await.unwrap().len(), 2);
     store.delete_tenant(&sys(), &ctx, &actor()).await.unwrap();
     assert!(matches!(store.get_tenant(&ctx).await, Err(StoreError::NotFound { .. })));
-    assert!(matches!(store.delete_tenant(&sys(), &ctx, &actor()).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.delete_tenant(&sys(), &ctx, &actor()).await,
+        Err(StoreError::NotFound { .. })
+    ));
     assert_eq!(store.list_tenants(&sys()).await.unwrap().len(), 1);
 }
 
@@ -115,7 +136,8 @@ pub async fn keys(store: &dyn MetadataStore) {
     let kb = new_key(Some(&b), Role::Viewer);
     store.insert_key(KeyOwner::Tenant(&a), &ka, &actor()).await.unwrap();
     store.insert_key(KeyOwner::Tenant(&b), &kb, &actor()).await.unwrap();
-    let listed: Vec<_> = store.list_keys(KeyOwner::Tenant(&a)).await.unwrap().into_iter().map(|k| k.id).collect();
+    let listed: Vec<_> =
+        store.list_keys(KeyOwner::Tenant(&a)).await.unwrap().into_iter().map(|k| k.id).collect();
     assert_eq!(listed, vec![ka.id.clone()]);
     assert_eq!(store.key_for_auth(&ka.id).await.unwrap().as_ref(), Some(&ka));
     // A tenant cannot revoke another tenant's key: it does not exist for it.
@@ -131,38 +153,70 @@ pub async fn keys(store: &dyn MetadataStore) {
     assert_eq!(store.count_active_platform_keys(&sys()).await.unwrap(), 0);
     store.insert_key(KeyOwner::Platform(&sys()), &kp, &actor()).await.unwrap();
     assert_eq!(store.count_active_platform_keys(&sys()).await.unwrap(), 1);
-    let platform: Vec<_> = store.list_keys(KeyOwner::Platform(&sys())).await.unwrap().into_iter().map(|k| k.id).collect();
+    let platform: Vec<_> = store
+        .list_keys(KeyOwner::Platform(&sys()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
     assert_eq!(platform, vec![kp.id.clone()]);
-    assert!(matches!(store.revoke_key(KeyOwner::Platform(&sys()), &kb.id, &actor()).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.revoke_key(KeyOwner::Platform(&sys()), &kb.id, &actor()).await,
+        Err(StoreError::NotFound { .. })
+    ));
     // Deleting a tenant revokes its keys.
     store.delete_tenant(&sys(), &b, &actor()).await.unwrap();
     assert!(store.key_for_auth(&kb.id).await.unwrap().is_some_and(|k| k.revoked_at.is_some()));
     // Keys cannot be added to a tenant that does not exist.
     let orphan = new_key(Some(&b), Role::Viewer);
-    assert!(matches!(store.insert_key(KeyOwner::Tenant(&b), &orphan, &actor()).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.insert_key(KeyOwner::Tenant(&b), &orphan, &actor()).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 pub async fn audit_records_every_mutation(store: &dyn MetadataStore) {
     let (_, a) = tenant(store, "a").await;
     let (_, b) = tenant(store, "b").await;
-    store.insert_key(KeyOwner::Tenant(&a), &new_key(Some(&a), Role::Viewer), &actor()).await.unwrap();
-    let all = store.list_audit(AuditScope::System(&sys(), None), AuditQuery { since: None, limit: 100 }).await.unwrap();
+    store
+        .insert_key(KeyOwner::Tenant(&a), &new_key(Some(&a), Role::Viewer), &actor())
+        .await
+        .unwrap();
+    let all = store
+        .list_audit(AuditScope::System(&sys(), None), AuditQuery { since: None, limit: 100 })
+        .await
+        .unwrap();
     let actions: Vec<_> = all.iter().map(|e| e.action.as_str()).collect();
     // Newest first: key, tenant b, tenant a, then the default plans.
     assert_eq!(&actions[..3], &["key.create", "tenant.create", "tenant.create"]);
     assert!(all.iter().all(|e| e.id > 0 && e.hash.len() == 64));
     assert_eq!(all[0].actor_key_id.as_deref(), Some("key_test"));
     assert_eq!(all[0].request_id.as_deref(), Some("req-1"));
-    let mine = store.list_audit(AuditScope::Tenant(&a), AuditQuery { since: None, limit: 100 }).await.unwrap();
+    let mine = store
+        .list_audit(AuditScope::Tenant(&a), AuditQuery { since: None, limit: 100 })
+        .await
+        .unwrap();
     assert_eq!(mine.len(), 2);
     assert!(mine.iter().all(|e| e.tenant_id.as_deref() == Some(a.tenant_id().as_str())));
-    let filtered =
-        store.list_audit(AuditScope::System(&sys(), Some(b.tenant_id())), AuditQuery { since: None, limit: 100 }).await.unwrap();
+    let filtered = store
+        .list_audit(
+            AuditScope::System(&sys(), Some(b.tenant_id())),
+            AuditQuery { since: None, limit: 100 },
+        )
+        .await
+        .unwrap();
     assert_eq!(filtered.len(), 1);
     let future = Timestamp::now().plus_millis(60_000);
-    let none = store.list_audit(AuditScope::Tenant(&a), AuditQuery { since: Some(future), limit: 100 }).await.unwrap();
+    let none = store
+        .list_audit(AuditScope::Tenant(&a), AuditQuery { since: Some(future), limit: 100 })
+        .await
+        .unwrap();
     assert!(none.is_empty());
-    let one = store.list_audit(AuditScope::Tenant(&a), AuditQuery { since: None, limit: 1 }).await.unwrap();
+    let one = store
+        .list_audit(AuditScope::Tenant(&a), AuditQuery { since: None, limit: 1 })
+        .await
+        .unwrap();
     assert_eq!(one.len(), 1);
     let report = verify_audit_chain(store, &sys()).await.unwrap();
     assert!(report.ok, "{report:?}");
@@ -204,7 +258,10 @@ pub async fn audit_tampering_is_detected(h: &dyn Harness) {
 pub async fn missing_tenant_is_not_found(store: &dyn MetadataStore) {
     let ghost = sys().tenant(tessera_core::ids::TenantId::generate());
     assert!(matches!(store.get_tenant(&ghost).await, Err(StoreError::NotFound { .. })));
-    assert!(matches!(store.list_keys(KeyOwner::Tenant(&ghost)).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.list_keys(KeyOwner::Tenant(&ghost)).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 /// Expands the suite into `#[tokio::test]`s; `$make` is an async expression
@@ -214,36 +271,53 @@ macro_rules! metadata_conformance {
     ($make:expr) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn conformance_plans() {
-            if let Some(h) = $make { $crate::conformance::plans(&*$crate::conformance::Harness::store(&h)).await }
+            if let Some(h) = $make {
+                $crate::conformance::plans(&*$crate::conformance::Harness::store(&h)).await
+            }
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn conformance_tenants() {
-            if let Some(h) = $make { $crate::conformance::tenants(&*$crate::conformance::Harness::store(&h)).await }
+            if let Some(h) = $make {
+                $crate::conformance::tenants(&*$crate::conformance::Harness::store(&h)).await
+            }
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn conformance_keys() {
-            if let Some(h) = $make { $crate::conformance::keys(&*$crate::conformance::Harness::store(&h)).await }
+            if let Some(h) = $make {
+                $crate::conformance::keys(&*$crate::conformance::Harness::store(&h)).await
+            }
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn conformance_audit_records_every_mutation() {
             if let Some(h) = $make {
-                $crate::conformance::audit_records_every_mutation(&*$crate::conformance::Harness::store(&h)).await
+                $crate::conformance::audit_records_every_mutation(
+                    &*$crate::conformance::Harness::store(&h),
+                )
+                .await
             }
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn conformance_audit_chain_survives_concurrent_writers() {
             if let Some(h) = $make {
-                $crate::conformance::audit_chain_survives_concurrent_writers($crate::conformance::Harness::store(&h)).await
+                $crate::conformance::audit_chain_survives_concurrent_writers(
+                    $crate::conformance::Harness::store(&h),
+                )
+                .await
             }
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn conformance_audit_tampering_is_detected() {
-            if let Some(h) = $make { $crate::conformance::audit_tampering_is_detected(&h).await }
+            if let Some(h) = $make {
+                $crate::conformance::audit_tampering_is_detected(&h).await
+            }
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn conformance_missing_tenant_is_not_found() {
             if let Some(h) = $make {
-                $crate::conformance::missing_tenant_is_not_found(&*$crate::conformance::Harness::store(&h)).await
+                $crate::conformance::missing_tenant_is_not_found(
+                    &*$crate::conformance::Harness::store(&h),
+                )
+                .await
             }
         }
     };

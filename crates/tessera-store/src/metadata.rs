@@ -47,7 +47,12 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Creates the default plans that do not exist yet.
     async fn ensure_default_plans(&self, sys: &SystemCtx) -> Result<(), StoreError>;
-    async fn create_plan(&self, sys: &SystemCtx, plan: &Plan, actor: &AuditActor) -> Result<Plan, StoreError>;
+    async fn create_plan(
+        &self,
+        sys: &SystemCtx,
+        plan: &Plan,
+        actor: &AuditActor,
+    ) -> Result<Plan, StoreError>;
     async fn list_plans(&self) -> Result<Vec<Plan>, StoreError>;
     /// Plans are a public catalogue: any authenticated caller may read one.
     async fn get_plan(&self, name: &str) -> Result<Plan, StoreError>;
@@ -59,7 +64,12 @@ pub trait MetadataStore: Send + Sync + 'static {
         actor: &AuditActor,
     ) -> Result<Plan, StoreError>;
 
-    async fn create_tenant(&self, sys: &SystemCtx, new: &NewTenant, actor: &AuditActor) -> Result<Tenant, StoreError>;
+    async fn create_tenant(
+        &self,
+        sys: &SystemCtx,
+        new: &NewTenant,
+        actor: &AuditActor,
+    ) -> Result<Tenant, StoreError>;
     async fn list_tenants(&self, sys: &SystemCtx) -> Result<Vec<Tenant>, StoreError>;
     async fn get_tenant(&self, ctx: &TenantCtx) -> Result<Tenant, StoreError>;
     async fn update_tenant(
@@ -70,21 +80,45 @@ pub trait MetadataStore: Send + Sync + 'static {
         actor: &AuditActor,
     ) -> Result<Tenant, StoreError>;
     /// Deletes the tenant and revokes all its keys.
-    async fn delete_tenant(&self, sys: &SystemCtx, ctx: &TenantCtx, actor: &AuditActor) -> Result<(), StoreError>;
+    async fn delete_tenant(
+        &self,
+        sys: &SystemCtx,
+        ctx: &TenantCtx,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError>;
 
-    async fn insert_key(&self, owner: KeyOwner<'_>, key: &KeyRecord, actor: &AuditActor) -> Result<(), StoreError>;
+    async fn insert_key(
+        &self,
+        owner: KeyOwner<'_>,
+        key: &KeyRecord,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError>;
     /// Keys of one tenant, or the platform's keys, newest first.
     async fn list_keys(&self, owner: KeyOwner<'_>) -> Result<Vec<KeyRecord>, StoreError>;
     /// Marks a key revoked; revoking twice is not an error.
-    async fn revoke_key(&self, owner: KeyOwner<'_>, id: &KeyId, actor: &AuditActor) -> Result<KeyRecord, StoreError>;
+    async fn revoke_key(
+        &self,
+        owner: KeyOwner<'_>,
+        id: &KeyId,
+        actor: &AuditActor,
+    ) -> Result<KeyRecord, StoreError>;
     /// Looks a key up for authentication, before any tenant is known.
     async fn key_for_auth(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
     /// Active platform keys (to decide whether to mint the first admin key).
     async fn count_active_platform_keys(&self, sys: &SystemCtx) -> Result<u64, StoreError>;
 
-    async fn list_audit(&self, scope: AuditScope<'_>, q: AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+    async fn list_audit(
+        &self,
+        scope: AuditScope<'_>,
+        q: AuditQuery,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
     /// Entries with `id > after`, oldest first, for verifying the chain.
-    async fn audit_page(&self, sys: &SystemCtx, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+    async fn audit_page(
+        &self,
+        sys: &SystemCtx,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
     /// The chain head: last id and hash.
     async fn audit_head(&self, sys: &SystemCtx) -> Result<Option<(i64, String)>, StoreError>;
 }

@@ -18,7 +18,10 @@ pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS tessera_migrat
      (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
 
 /// Refuses to run against a schema written by a newer Tessera.
-pub(crate) fn check_not_newer(applied_max: Option<i64>, known_max: i64) -> Result<(), crate::StoreError> {
+pub(crate) fn check_not_newer(
+    applied_max: Option<i64>,
+    known_max: i64,
+) -> Result<(), crate::StoreError> {
     match applied_max {
         Some(v) if v > known_max => Err(crate::StoreError::Internal(format!(
             "database schema version {v} is newer than this binary supports ({known_max}); upgrade tessera"

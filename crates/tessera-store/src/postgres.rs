@@ -61,7 +61,10 @@ impl PgStore {
     /// the policies.
     pub async fn count_keys_visible_to(&self, ctx: &TenantCtx) -> Result<i64, StoreError> {
         let mut tx = self.begin(TxScope::Tenant(ctx.tenant_id().as_str()), false).await?;
-        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM api_keys").fetch_one(&mut *tx).await?.try_get("n")?;
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM api_keys")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
         tx.commit().await?;
         Ok(n)
     }
@@ -71,18 +74,22 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
     sqlx::query(CREATE_TABLE).execute(&mut *tx).await?;
-    let applied: Option<i64> =
-        sqlx::query("SELECT MAX(version) AS v FROM tessera_migrations").fetch_one(&mut *tx).await?.try_get("v")?;
+    let applied: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM tessera_migrations")
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("v")?;
     let all = COMMON.iter().chain(POSTGRES_ONLY);
     check_not_newer(applied, all.clone().map(|m| m.version).max().unwrap_or(0))?;
     for m in all.filter(|m| Some(m.version) > applied) {
         sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO tessera_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-            .bind(m.version)
-            .bind(m.name)
-            .bind(Timestamp::now().millis())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO tessera_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(m.version)
+        .bind(m.name)
+        .bind(Timestamp::now().millis())
+        .execute(&mut *tx)
+        .await?;
     }
     // Grants follow the schema in use, so they are renewed on every start.
     sqlx::raw_sql(GRANTS).execute(&mut *tx).await?;

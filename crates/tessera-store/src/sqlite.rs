@@ -7,7 +7,9 @@ use std::path::Path;
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::migrate::{COMMON, CREATE_TABLE, check_not_newer};
 
@@ -46,7 +48,11 @@ impl SqliteStore {
     }
 
     async fn begin(&self, _scope: TxScope<'_>, write: bool) -> Result<Tx, StoreError> {
-        Ok(if write { self.writer.begin_with("BEGIN IMMEDIATE").await? } else { self.reader.begin().await? })
+        Ok(if write {
+            self.writer.begin_with("BEGIN IMMEDIATE").await?
+        } else {
+            self.reader.begin().await?
+        })
     }
 
     async fn ping_db(&self) -> Result<(), StoreError> {
@@ -58,18 +64,22 @@ impl SqliteStore {
 async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     sqlx::query(CREATE_TABLE).execute(&mut *tx).await?;
-    let applied: Option<i64> =
-        sqlx::query("SELECT MAX(version) AS v FROM tessera_migrations").fetch_one(&mut *tx).await?.try_get("v")?;
+    let applied: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM tessera_migrations")
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("v")?;
     let known = COMMON.iter().map(|m| m.version).max().unwrap_or(0);
     check_not_newer(applied, known)?;
     for m in COMMON.iter().filter(|m| Some(m.version) > applied) {
         sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO tessera_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-            .bind(m.version)
-            .bind(m.name)
-            .bind(Timestamp::now().millis())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO tessera_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(m.version)
+        .bind(m.name)
+        .bind(Timestamp::now().millis())
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(())

@@ -1,5 +1,6 @@
 //! Runs the metadata conformance suite against SQLite (always) and PostgreSQL
 //! (when `TESSERA_TEST_POSTGRES_URL` is set; each test gets its own schema).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 
@@ -59,7 +60,8 @@ mod postgres {
     pub async fn make() -> Option<PgHarness> {
         let url = service_url("TESSERA_TEST_POSTGRES_URL")?;
         let admin = sqlx::PgPool::connect(&url).await.unwrap();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         let old: Vec<(String,)> = sqlx::query_as(
             "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'tessera_test_%'",
         )
@@ -69,13 +71,18 @@ mod postgres {
         for (name,) in old {
             let created = name.split('_').nth(2).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
             if created + 3600 < now {
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {name} CASCADE")))
-                    .execute(&admin)
-                    .await;
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS {name} CASCADE"
+                )))
+                .execute(&admin)
+                .await;
             }
         }
         let schema = format!("tessera_test_{now}_{}", tessera_core::ids::random_lower(8));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&admin).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
         admin.close().await;
         let pg = Arc::new(PgStore::connect(&url, Some(&schema)).await.unwrap());
         Some(PgHarness { store: pg.clone(), pg, url, schema })
@@ -105,11 +112,28 @@ mod postgres {
         h.pg.ensure_default_plans(&sys).await.unwrap();
         let mut ctxs = Vec::new();
         for (name, n) in [("a", 2), ("b", 3)] {
-            let t = h.pg.create_tenant(&sys, &NewTenant { name: name.into(), plan: None, segment: None }, &actor).await.unwrap();
+            let t =
+                h.pg.create_tenant(
+                    &sys,
+                    &NewTenant { name: name.into(), plan: None, segment: None },
+                    &actor,
+                )
+                .await
+                .unwrap();
             let ctx = sys.tenant(t.id);
             for _ in 0..n {
-                let req = tessera_core::apikey::NewKey { name: "k".into(), role: tessera_core::role::Role::Viewer, scopes: None, expires_at: None };
-                let key = tessera_core::apikey::mint(Some(ctx.tenant_id().clone()), req, None, tessera_core::time::Timestamp::now());
+                let req = tessera_core::apikey::NewKey {
+                    name: "k".into(),
+                    role: tessera_core::role::Role::Viewer,
+                    scopes: None,
+                    expires_at: None,
+                };
+                let key = tessera_core::apikey::mint(
+                    Some(ctx.tenant_id().clone()),
+                    req,
+                    None,
+                    tessera_core::time::Timestamp::now(),
+                );
                 h.pg.insert_key(KeyOwner::Tenant(&ctx), &key.record, &actor).await.unwrap();
             }
             ctxs.push(ctx);

@@ -21,12 +21,18 @@ impl Client {
                 "no API key: pass --key, set TESSERA_KEY, or run where $TESSERA_DATA_DIR/admin.key is readable",
             )?,
         };
-        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+        let http =
+            reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
         Ok(Client { http, base: args.url.trim_end_matches('/').to_owned(), key, json: args.json })
     }
 
     /// Sends a request and returns the JSON answer, or the server's error message.
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method.clone(), &url).bearer_auth(&self.key);
         if let Some(b) = body {
@@ -35,9 +41,14 @@ impl Client {
         let resp = req.send().await.with_context(|| format!("cannot reach {url}"))?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        let value: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         if !status.is_success() {
-            let msg = value.pointer("/error/message").and_then(Value::as_str).unwrap_or("no details");
+            let msg =
+                value.pointer("/error/message").and_then(Value::as_str).unwrap_or("no details");
             let code = value.pointer("/error/code").and_then(Value::as_str).unwrap_or("unknown");
             bail!("{method} {path} failed: {msg} ({} {code})", status.as_u16());
         }
@@ -46,7 +57,8 @@ impl Client {
 }
 
 fn default_key() -> Option<String> {
-    let dir = std::env::var("TESSERA_DATA_DIR").unwrap_or_else(|_| tessera_core::config::DEFAULT_DATA_DIR.into());
+    let dir = std::env::var("TESSERA_DATA_DIR")
+        .unwrap_or_else(|_| tessera_core::config::DEFAULT_DATA_DIR.into());
     let key = std::fs::read_to_string(std::path::Path::new(&dir).join("admin.key")).ok()?;
     Some(key.trim().to_owned()).filter(|k| !k.is_empty())
 }
@@ -60,7 +72,14 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<&str>| {
-        cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned()
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
     };
     #[expect(clippy::print_stdout, reason = "CLI output")]
     {

@@ -25,12 +25,15 @@ pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
         ..RawConfig::default()
     };
     let raw = file.overlay(env).overlay(flags);
-    let admin_key = std::env::var("TESSERA_ADMIN_KEY").ok().filter(|k| !k.is_empty()).map(Secret::new);
-    Config::from_raw(raw, admin_key, resolve_secret).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+    let admin_key =
+        std::env::var("TESSERA_ADMIN_KEY").ok().filter(|k| !k.is_empty()).map(Secret::new);
+    Config::from_raw(raw, admin_key, resolve_secret)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
 }
 
 fn read_file(path: &Path) -> anyhow::Result<RawConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
 }
 
@@ -50,8 +53,12 @@ fn from_env(vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<RawC
             if i + 1 == parts.len() {
                 table.insert(part.clone(), parsed.clone());
             } else {
-                let entry = table.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-                let Some(t) = entry.as_table_mut() else { bail!("environment variable {name} conflicts with another") };
+                let entry = table
+                    .entry(part.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                let Some(t) = entry.as_table_mut() else {
+                    bail!("environment variable {name} conflicts with another")
+                };
                 table = t;
             }
         }
@@ -62,7 +69,9 @@ fn from_env(vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<RawC
 /// Resolves `env:NAME` and `file:/path` secret references.
 fn resolve_secret(reference: &str) -> Result<Secret, String> {
     if let Some(name) = reference.strip_prefix("env:") {
-        return std::env::var(name).map(Secret::new).map_err(|_| format!("environment variable {name} is not set"));
+        return std::env::var(name)
+            .map(Secret::new)
+            .map_err(|_| format!("environment variable {name} is not set"));
     }
     if let Some(path) = reference.strip_prefix("file:") {
         return std::fs::read_to_string(path)

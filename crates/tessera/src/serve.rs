@@ -32,7 +32,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         bootstrap_admin_key(&*store, &sys, &cfg.data_dir).await?;
     }
     if cfg.redis_url.is_some() || cfg.nats_url.is_some() {
-        info!("redis_url / nats_url accepted; the scale-out cache and event stream arrive in later releases");
+        info!(
+            "redis_url / nats_url accepted; the scale-out cache and event stream arrive in later releases"
+        );
     }
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -80,14 +82,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// it to `<data-dir>/admin.key` (mode 0600) and prints it once. The file is
 /// written before the key is stored, so a crash between the two leaves no
 /// key that nobody holds.
-async fn bootstrap_admin_key(store: &dyn MetadataStore, sys: &SystemCtx, data_dir: &Path) -> anyhow::Result<()> {
+async fn bootstrap_admin_key(
+    store: &dyn MetadataStore,
+    sys: &SystemCtx,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
     if store.count_active_platform_keys(sys).await? > 0 {
         return Ok(());
     }
-    let req = NewKey { name: "bootstrap".into(), role: Role::PlatformAdmin, scopes: None, expires_at: None };
+    let req = NewKey {
+        name: "bootstrap".into(),
+        role: Role::PlatformAdmin,
+        scopes: None,
+        expires_at: None,
+    };
     let minted = mint(None, req, None, Timestamp::now());
     let path = data_dir.join("admin.key");
-    write_private(&path, &minted.plaintext).with_context(|| format!("cannot write {}", path.display()))?;
+    write_private(&path, &minted.plaintext)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     let actor = AuditActor { key_id: None, request_id: Some("bootstrap".into()) };
     store.insert_key(KeyOwner::Platform(sys), &minted.record, &actor).await?;
     println!("created the platform admin key (shown once; also saved to {}):", path.display());
@@ -97,7 +109,12 @@ async fn bootstrap_admin_key(store: &dyn MetadataStore, sys: &SystemCtx, data_di
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(contents.as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()

@@ -17,10 +17,21 @@ async fn start(backend: &Backend) -> (Server, tempfile::TempDir) {
 async fn tenants_and_plans(backend: Backend) {
     let (s, _dir) = start(&backend).await;
     let plans = s.admin(Method::GET, "/admin/v1/plans", None).await;
-    let names: Vec<_> = plans.body["data"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<_> = plans.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["free", "pro"]);
 
-    let created = s.admin(Method::POST, "/admin/v1/tenants", Some(json!({"name": "acme", "segment": "retail"}))).await;
+    let created = s
+        .admin(
+            Method::POST,
+            "/admin/v1/tenants",
+            Some(json!({"name": "acme", "segment": "retail"})),
+        )
+        .await;
     assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
     assert_eq!(created.body["plan"], "free");
     assert_eq!(created.body["segment"], "retail");
@@ -29,17 +40,39 @@ async fn tenants_and_plans(backend: Backend) {
 
     let dup = s.admin(Method::POST, "/admin/v1/tenants", Some(json!({"name": "acme"}))).await;
     assert_eq!((dup.status, dup.code()), (StatusCode::CONFLICT, "conflict"));
-    let bad = s.admin(Method::POST, "/admin/v1/tenants", Some(json!({"name": "x", "plan": "gold"}))).await;
-    assert_eq!((bad.status, bad.body["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("plan")));
+    let bad = s
+        .admin(Method::POST, "/admin/v1/tenants", Some(json!({"name": "x", "plan": "gold"})))
+        .await;
+    assert_eq!(
+        (bad.status, bad.body["error"]["param"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("plan"))
+    );
     let bad = s.admin(Method::POST, "/admin/v1/tenants", Some(json!({"name": "has space"}))).await;
-    assert_eq!((bad.status, bad.body["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("name")));
+    assert_eq!(
+        (bad.status, bad.body["error"]["param"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("name"))
+    );
     let bad = s.admin(Method::POST, "/admin/v1/tenants", Some(json!({"name": 7}))).await;
-    assert_eq!((bad.status, bad.body["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("name")));
-    let bad = s.admin(Method::POST, "/admin/v1/tenants", Some(json!({"name": "y", "colour": "red"}))).await;
-    assert_eq!((bad.status, bad.body["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("colour")));
+    assert_eq!(
+        (bad.status, bad.body["error"]["param"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("name"))
+    );
+    let bad = s
+        .admin(Method::POST, "/admin/v1/tenants", Some(json!({"name": "y", "colour": "red"})))
+        .await;
+    assert_eq!(
+        (bad.status, bad.body["error"]["param"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("colour"))
+    );
 
     // Move to another plan, clear the segment.
-    let moved = s.admin(Method::PATCH, &format!("/admin/v1/tenants/{id}"), Some(json!({"plan": "pro", "segment": null}))).await;
+    let moved = s
+        .admin(
+            Method::PATCH,
+            &format!("/admin/v1/tenants/{id}"),
+            Some(json!({"plan": "pro", "segment": null})),
+        )
+        .await;
     assert_eq!(moved.status, StatusCode::OK, "{moved:?}");
     assert_eq!((moved.body["plan"].as_str(), moved.body["segment"].is_null()), (Some("pro"), true));
     let got = s.admin(Method::GET, &format!("/admin/v1/tenants/{id}"), None).await;
@@ -50,12 +83,25 @@ async fn tenants_and_plans(backend: Backend) {
     let p = s.admin(Method::POST, "/admin/v1/plans", Some(plan.clone())).await;
     assert_eq!(p.status, StatusCode::CREATED, "{p:?}");
     assert_eq!(p.body, plan);
-    let p = s.admin(Method::PATCH, "/admin/v1/plans/team", Some(json!({"rpm": null, "models": null}))).await;
+    let p = s
+        .admin(Method::PATCH, "/admin/v1/plans/team", Some(json!({"rpm": null, "models": null})))
+        .await;
     assert_eq!((p.body["rpm"].is_null(), p.body["tpm"].as_u64()), (true, Some(1000)));
-    let p = s.admin(Method::POST, "/admin/v1/plans", Some(json!({"name": "neg", "monthly_budget_usd": -1}))).await;
+    let p = s
+        .admin(
+            Method::POST,
+            "/admin/v1/plans",
+            Some(json!({"name": "neg", "monthly_budget_usd": -1})),
+        )
+        .await;
     assert_eq!(p.body["error"]["param"], "monthly_budget_usd");
-    assert_eq!(s.admin(Method::GET, "/admin/v1/plans/nope", None).await.status, StatusCode::NOT_FOUND);
-    let moved = s.admin(Method::PATCH, &format!("/admin/v1/tenants/{id}"), Some(json!({"plan": "team"}))).await;
+    assert_eq!(
+        s.admin(Method::GET, "/admin/v1/plans/nope", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let moved = s
+        .admin(Method::PATCH, &format!("/admin/v1/tenants/{id}"), Some(json!({"plan": "team"})))
+        .await;
     assert_eq!(moved.body["plan"], "team");
 
     let list = s.admin(Method::GET, "/admin/v1/tenants", None).await;
@@ -83,7 +129,9 @@ async fn key_lifecycle(backend: Backend) {
     let listed = s.admin(Method::GET, &format!("/admin/v1/tenants/{tenant}/keys"), None).await;
     let text = listed.body.to_string();
     assert!(!text.contains(&key[key.len() - 32..]), "secret leaked: {text}");
-    assert!(listed.body["data"][0].get("key").is_none() && listed.body["data"][0].get("hash").is_none());
+    assert!(
+        listed.body["data"][0].get("key").is_none() && listed.body["data"][0].get("hash").is_none()
+    );
     assert_eq!(listed.body["data"][0]["prefix"], key[..16].to_owned());
 
     // Wrong, malformed and missing keys are 401 invalid_api_key.
@@ -97,7 +145,8 @@ async fn key_lifecycle(backend: Backend) {
     assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "invalid_api_key"));
 
     // Revocation takes effect at once on this replica.
-    let rev = s.admin(Method::DELETE, &format!("/admin/v1/tenants/{tenant}/keys/{key_id}"), None).await;
+    let rev =
+        s.admin(Method::DELETE, &format!("/admin/v1/tenants/{tenant}/keys/{key_id}"), None).await;
     assert_eq!(rev.status, StatusCode::OK, "{rev:?}");
     assert!(rev.body["revoked_at"].is_string());
     let r = s.api.get("/v1/me", &key).await;
@@ -106,7 +155,11 @@ async fn key_lifecycle(backend: Backend) {
     // Expiry is enforced.
     let soon = time_in(1_500);
     let k = s
-        .admin(Method::POST, &format!("/admin/v1/tenants/{tenant}/keys"), Some(json!({"name": "short", "role": "viewer", "expires_at": soon})))
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/tenants/{tenant}/keys"),
+            Some(json!({"name": "short", "role": "viewer", "expires_at": soon})),
+        )
         .await;
     assert_eq!(k.status, StatusCode::CREATED, "{k:?}");
     let short = k.body["key"].as_str().unwrap();
@@ -116,9 +169,16 @@ async fn key_lifecycle(backend: Backend) {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.body["error"]["message"].as_str().unwrap().contains("expired"));
     let past = s
-        .admin(Method::POST, &format!("/admin/v1/tenants/{tenant}/keys"), Some(json!({"name": "old", "role": "viewer", "expires_at": "2020-01-01T00:00:00Z"})))
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/tenants/{tenant}/keys"),
+            Some(json!({"name": "old", "role": "viewer", "expires_at": "2020-01-01T00:00:00Z"})),
+        )
         .await;
-    assert_eq!((past.status, past.body["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("expires_at")));
+    assert_eq!(
+        (past.status, past.body["error"]["param"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("expires_at"))
+    );
 
     // Deleting the tenant stops its keys at once.
     let (key2, _) = s.key_for(&tenant, "viewer").await;
@@ -157,7 +217,11 @@ async fn roles(backend: Backend) {
     // viewer: reads itself and the audit log, cannot create or list keys.
     for (key, role) in [(&viewer, "viewer"), (&service, "service"), (&developer, "developer")] {
         let r = post(key.clone(), new_key("viewer")).await;
-        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "permission_denied"), "{role} created a key");
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::FORBIDDEN, "permission_denied"),
+            "{role} created a key"
+        );
         let r = s.api.get("/v1/keys", key).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{role} listed keys");
         assert_eq!(s.api.get("/v1/me", key).await.status, StatusCode::OK, "{role} reads itself");
@@ -172,13 +236,25 @@ async fn roles(backend: Backend) {
     let scoped = post(admin.clone(), json!({"name": "s", "role": "tenant_admin", "scopes": {"operations": ["tenant.read", "keys.write"]}})).await;
     assert_eq!(scoped.status, StatusCode::CREATED, "{scoped:?}");
     let scoped = scoped.body["key"].as_str().unwrap().to_owned();
-    assert_eq!(s.api.get("/v1/keys", &scoped).await.status, StatusCode::FORBIDDEN, "keys.read not in scope");
-    let broader = post(scoped.clone(), json!({"name": "b", "role": "viewer", "scopes": {"operations": ["audit.read"]}})).await;
+    assert_eq!(
+        s.api.get("/v1/keys", &scoped).await.status,
+        StatusCode::FORBIDDEN,
+        "keys.read not in scope"
+    );
+    let broader = post(
+        scoped.clone(),
+        json!({"name": "b", "role": "viewer", "scopes": {"operations": ["audit.read"]}}),
+    )
+    .await;
     assert_eq!(broader.status, StatusCode::FORBIDDEN, "{broader:?}");
     let inherited = post(scoped.clone(), new_key("viewer")).await;
     assert_eq!(inherited.status, StatusCode::CREATED);
     assert_eq!(inherited.body["scopes"]["operations"], json!(["tenant.read", "keys.write"]));
-    let bad_scope = post(admin.clone(), json!({"name": "b", "role": "viewer", "scopes": {"operations": ["fly"]}})).await;
+    let bad_scope = post(
+        admin.clone(),
+        json!({"name": "b", "role": "viewer", "scopes": {"operations": ["fly"]}}),
+    )
+    .await;
     assert_eq!(bad_scope.status, StatusCode::BAD_REQUEST);
 
     // The platform admin has no tenant: /v1 tenant routes are refused, not guessed.
@@ -191,8 +267,17 @@ async fn roles(backend: Backend) {
     assert_eq!(r.status, StatusCode::CREATED);
     let second_admin = r.body["key"].as_str().unwrap();
     assert_eq!(s.api.get("/admin/v1/tenants", second_admin).await.status, StatusCode::OK);
-    let r = s.admin(Method::POST, &format!("/admin/v1/tenants/{tenant}/keys"), Some(new_key("platform_admin"))).await;
-    assert_eq!((r.status, r.body["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("role")));
+    let r = s
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/tenants/{tenant}/keys"),
+            Some(new_key("platform_admin")),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["param"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("role"))
+    );
 }
 
 on_both_backends!(tenants_and_plans, key_lifecycle, roles);

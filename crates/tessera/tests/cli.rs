@@ -16,7 +16,11 @@ fn tessera(s: &Server, args: &[&str]) -> (bool, String, String) {
         .env_remove("TESSERA_DATABASE_URL")
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn json(s: &Server, args: &[&str]) -> Value {
@@ -32,18 +36,37 @@ async fn admin_commands_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(Options::new(&Backend::Sqlite, dir.path())).await;
 
-    let t = json(&s, &["tenants", "create", "--name", "acme", "--plan", "pro", "--segment", "retail"]);
+    let t =
+        json(&s, &["tenants", "create", "--name", "acme", "--plan", "pro", "--segment", "retail"]);
     let id = t["id"].as_str().unwrap().to_owned();
     assert_eq!((t["plan"].as_str(), t["segment"].as_str()), (Some("pro"), Some("retail")));
     let (ok, table, _) = tessera(&s, &["tenants", "list"]);
-    assert!(ok && table.contains("acme") && table.contains(&id) && table.starts_with("ID"), "{table}");
+    assert!(
+        ok && table.contains("acme") && table.contains(&id) && table.starts_with("ID"),
+        "{table}"
+    );
     assert_eq!(json(&s, &["tenants", "get", &id])["name"], "acme");
 
-    let k = json(&s, &["keys", "create", "--tenant", &id, "--name", "ci", "--role", "developer", "--scopes", r#"{"operations": ["tenant.read"]}"#]);
+    let k = json(
+        &s,
+        &[
+            "keys",
+            "create",
+            "--tenant",
+            &id,
+            "--name",
+            "ci",
+            "--role",
+            "developer",
+            "--scopes",
+            r#"{"operations": ["tenant.read"]}"#,
+        ],
+    );
     let key = k["key"].as_str().unwrap().to_owned();
     let key_id = k["id"].as_str().unwrap().to_owned();
     assert_eq!(s.api.get("/v1/me", &key).await.status, StatusCode::OK);
-    let (ok, out, _) = tessera(&s, &["keys", "create", "--tenant", &id, "--name", "second", "--role", "viewer"]);
+    let (ok, out, _) =
+        tessera(&s, &["keys", "create", "--tenant", &id, "--name", "second", "--role", "viewer"]);
     assert!(ok && out.contains("shown once"), "{out}");
     let listed = json(&s, &["keys", "list", "--tenant", &id]);
     assert_eq!(listed["data"].as_array().unwrap().len(), 2);
@@ -71,7 +94,10 @@ async fn admin_commands_round_trip() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("invalid_api_key"), "{err}");
-    let out = std::process::Command::new(BIN).args(["tenants", "list", "--url", "http://127.0.0.1:9", "--key", "k"]).output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["tenants", "list", "--url", "http://127.0.0.1:9", "--key", "k"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
 

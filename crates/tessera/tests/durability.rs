@@ -25,7 +25,8 @@ async fn kill9_loses_no_acknowledged_key(backend: Backend) {
         writers.push(tokio::spawn(async move {
             for i in 0.. {
                 let body = json!({"name": format!("w{w}-{i}"), "role": "viewer"});
-                let req = api.http.post(format!("{}{path}", api.url)).bearer_auth(&admin).json(&body);
+                let req =
+                    api.http.post(format!("{}{path}", api.url)).bearer_auth(&admin).json(&body);
                 let Ok(resp) = req.send().await else { break };
                 if resp.status() != StatusCode::CREATED {
                     break;

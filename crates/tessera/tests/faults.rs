@@ -62,7 +62,8 @@ impl Proxy {
 /// `host:port` of a postgres URL, and the URL with them replaced by `new`.
 fn split_host(url: &str, new: &str) -> (String, String) {
     let (scheme, rest) = url.split_once("://").unwrap();
-    let (auth, rest) = rest.rsplit_once('@').map(|(a, r)| (format!("{a}@"), r)).unwrap_or((String::new(), rest));
+    let (auth, rest) =
+        rest.rsplit_once('@').map(|(a, r)| (format!("{a}@"), r)).unwrap_or((String::new(), rest));
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let host = &rest[..end];
     let host = if host.contains(':') { host.to_owned() } else { format!("{host}:5432") };
@@ -76,7 +77,8 @@ async fn database_outage_is_503_and_heals() {
     let proxy = Proxy::start(target).await;
     let (_, proxied) = split_host(&url, &format!("127.0.0.1:{}", proxy.port));
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options::new(&Backend::Postgres(proxied), dir.path()).env("TESSERA__AUTH__KEY_CACHE_TTL_MS", "300");
+    let opts = Options::new(&Backend::Postgres(proxied), dir.path())
+        .env("TESSERA__AUTH__KEY_CACHE_TTL_MS", "300");
     let s = Server::start(opts).await;
     let (tenant, used, _) = s.tenant_with_key("acme", "developer").await;
     let (unused, _) = s.key_for(&tenant, "developer").await;
@@ -85,14 +87,23 @@ async fn database_outage_is_503_and_heals() {
     proxy.set_up(false);
     tokio::time::sleep(Duration::from_millis(400)).await; // past the cache TTL
     let r = s.api.get("/v1/me", &unused).await;
-    assert_eq!((r.status, r.code()), (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"), "{r:?}");
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+        "{r:?}"
+    );
     assert!(r.headers.contains_key("retry-after"));
     let r = s.api.get("/v1/me", &used).await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "a known key is authenticated, then the read fails: {r:?}");
+    assert_eq!(
+        r.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a known key is authenticated, then the read fails: {r:?}"
+    );
     let r = s.api.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(s.api.call(Method::GET, "/healthz", None, None).await.status, StatusCode::OK);
-    let r = s.admin(Method::POST, "/admin/v1/tenants", Some(json!({"name": "during-outage"}))).await;
+    let r =
+        s.admin(Method::POST, "/admin/v1/tenants", Some(json!({"name": "during-outage"}))).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
 
     proxy.set_up(true);
@@ -118,15 +129,23 @@ async fn revocation_reaches_another_replica_within_five_seconds() {
     let (tenant, key, key_id) = r1.tenant_with_key("acme", "developer").await;
     assert_eq!(r1.api.get("/v1/me", &key).await.status, StatusCode::OK);
     assert_eq!(r2.api.get("/v1/me", &key).await.status, StatusCode::OK);
-    let rev = r1.admin(Method::DELETE, &format!("/admin/v1/tenants/{tenant}/keys/{key_id}"), None).await;
+    let rev =
+        r1.admin(Method::DELETE, &format!("/admin/v1/tenants/{tenant}/keys/{key_id}"), None).await;
     assert_eq!(rev.status, StatusCode::OK);
     let start = Instant::now();
-    assert_eq!(r1.api.get("/v1/me", &key).await.status, StatusCode::UNAUTHORIZED, "revoking replica rejects at once");
+    assert_eq!(
+        r1.api.get("/v1/me", &key).await.status,
+        StatusCode::UNAUTHORIZED,
+        "revoking replica rejects at once"
+    );
     loop {
         if r2.api.get("/v1/me", &key).await.status == StatusCode::UNAUTHORIZED {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "replica 2 still accepts a revoked key after 5 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "replica 2 still accepts a revoked key after 5 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

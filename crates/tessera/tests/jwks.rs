@@ -76,7 +76,11 @@ async fn jwt_tokens_from_a_jwks_and_a_shared_secret() {
         c
     };
 
-    for (alg, kid) in [(Algorithm::RS256, Some("rsa-1")), (Algorithm::ES256, Some("ec-1")), (Algorithm::HS256, None)] {
+    for (alg, kid) in [
+        (Algorithm::RS256, Some("rsa-1")),
+        (Algorithm::ES256, Some("ec-1")),
+        (Algorithm::HS256, None),
+    ] {
         let r = s.api.get("/v1/me", &token(alg, kid, &claims(json!({})))).await;
         assert_eq!(r.status, StatusCode::OK, "{alg:?}: {r:?}");
         assert_eq!(r.body["tenant"]["id"], tenant.as_str());
@@ -86,22 +90,57 @@ async fn jwt_tokens_from_a_jwks_and_a_shared_secret() {
     }
     // A token's role is enforced like a key's.
     let viewer = token(Algorithm::RS256, Some("rsa-1"), &claims(json!({"role": "viewer"})));
-    let r = s.api.call(reqwest::Method::POST, "/v1/keys", Some(&viewer), Some(json!({"name": "x", "role": "viewer"}))).await;
+    let r = s
+        .api
+        .call(
+            reqwest::Method::POST,
+            "/v1/keys",
+            Some(&viewer),
+            Some(json!({"name": "x", "role": "viewer"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 
     let rejected = [
         ("expired", token(Algorithm::RS256, Some("rsa-1"), &claims(json!({"exp": now() - 120})))),
-        ("not yet valid", token(Algorithm::RS256, Some("rsa-1"), &claims(json!({"nbf": now() + 600})))),
-        ("wrong issuer", token(Algorithm::RS256, Some("rsa-1"), &claims(json!({"iss": "https://evil"})))),
+        (
+            "not yet valid",
+            token(Algorithm::RS256, Some("rsa-1"), &claims(json!({"nbf": now() + 600}))),
+        ),
+        (
+            "wrong issuer",
+            token(Algorithm::RS256, Some("rsa-1"), &claims(json!({"iss": "https://evil"}))),
+        ),
         ("wrong audience", token(Algorithm::ES256, Some("ec-1"), &claims(json!({"aud": "other"})))),
         ("unknown kid", token(Algorithm::RS256, Some("rsa-9"), &claims(json!({})))),
-        ("unknown tenant", token(Algorithm::RS256, Some("rsa-1"), &claims(json!({"tenant_id": "ten_doesnotexist00"})))),
-        ("platform role", token(Algorithm::RS256, Some("rsa-1"), &claims(json!({"role": "platform_admin"})))),
-        ("no tenant claim", token(Algorithm::HS256, None, &json!({"role": "viewer", "iss": ISS, "aud": AUD, "exp": now() + 60}))),
+        (
+            "unknown tenant",
+            token(
+                Algorithm::RS256,
+                Some("rsa-1"),
+                &claims(json!({"tenant_id": "ten_doesnotexist00"})),
+            ),
+        ),
+        (
+            "platform role",
+            token(Algorithm::RS256, Some("rsa-1"), &claims(json!({"role": "platform_admin"}))),
+        ),
+        (
+            "no tenant claim",
+            token(
+                Algorithm::HS256,
+                None,
+                &json!({"role": "viewer", "iss": ISS, "aud": AUD, "exp": now() + 60}),
+            ),
+        ),
     ];
     for (why, tok) in rejected {
         let r = s.api.get("/v1/me", &tok).await;
-        assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "invalid_api_key"), "{why}: {r:?}");
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNAUTHORIZED, "invalid_api_key"),
+            "{why}: {r:?}"
+        );
     }
     // A signature made with another key fails even with a known kid.
     let good = token(Algorithm::RS256, Some("rsa-1"), &claims(json!({})));
@@ -119,7 +158,11 @@ async fn jwt_tokens_from_a_jwks_and_a_shared_secret() {
         .env("TESSERA__AUTH__JWT_AUDIENCE", AUD);
     let s = Server::start(opts).await;
     let r = s.api.get("/v1/me", &good).await;
-    assert_eq!((r.status, r.code()), (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable"), "{r:?}");
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable"),
+        "{r:?}"
+    );
     down.store(false, Ordering::SeqCst);
     assert_eq!(s.api.get("/v1/me", &good).await.status, StatusCode::OK);
 }

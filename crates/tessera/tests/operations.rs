@@ -26,26 +26,53 @@ async fn health_readiness_and_metrics_are_open() {
     let m = s.api.http.get(format!("{}/metrics", s.url)).send().await.unwrap();
     assert!(m.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = m.text().await.unwrap();
-    assert!(text.contains(r#"tessera_http_requests_total{method="GET",route="/healthz",status="200"} 1"#), "{text}");
+    assert!(
+        text.contains(
+            r#"tessera_http_requests_total{method="GET",route="/healthz",status="200"} 1"#
+        ),
+        "{text}"
+    );
     assert!(text.contains(r#"route="/v1/me",status="401""#), "{text}");
-    assert!(text.contains("tessera_http_request_duration_seconds_bucket{route=\"/readyz\",le=\"+Inf\"} 2"), "{text}");
+    assert!(
+        text.contains(
+            "tessera_http_request_duration_seconds_bucket{route=\"/readyz\",le=\"+Inf\"} 2"
+        ),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn request_ids_are_echoed_or_minted() {
     let (s, _d) = server().await;
-    let r = s.api.http.get(format!("{}/healthz", s.url)).header("x-request-id", "trace-abc-123").send().await.unwrap();
+    let r = s
+        .api
+        .http
+        .get(format!("{}/healthz", s.url))
+        .header("x-request-id", "trace-abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-request-id"], "trace-abc-123");
     let r = s.api.http.get(format!("{}/nowhere", s.url)).send().await.unwrap();
     assert!(r.headers()["x-request-id"].to_str().unwrap().starts_with("req_"));
-    let r = s.api.http.get(format!("{}/healthz", s.url)).header("x-request-id", "bad id with spaces").send().await.unwrap();
+    let r = s
+        .api
+        .http
+        .get(format!("{}/healthz", s.url))
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
     assert!(r.headers()["x-request-id"].to_str().unwrap().starts_with("req_"));
 }
 
 fn assert_envelope(body: &Value, code: &str) {
     let e = &body["error"];
     assert_eq!(e["code"], code, "{body}");
-    assert!(e["message"].is_string() && e["type"].is_string() && e.get("param").is_some(), "{body}");
+    assert!(
+        e["message"].is_string() && e["type"].is_string() && e.get("param").is_some(),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -63,7 +90,14 @@ async fn every_error_uses_the_envelope() {
         let key = s.admin_key.clone();
         let u = url("/admin/v1/tenants");
         async move {
-            let r = http.post(u).bearer_auth(key).header("content-type", ct).body(body).send().await.unwrap();
+            let r = http
+                .post(u)
+                .bearer_auth(key)
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             (r.status(), r.json::<Value>().await.unwrap())
         }
     };
@@ -77,7 +111,16 @@ async fn every_error_uses_the_envelope() {
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert_envelope(&b, "invalid_request");
     let big = format!("{{\"name\": \"{}\"}}", "a".repeat(3 * 1024 * 1024));
-    let r = s.api.http.post(url("/admin/v1/tenants")).bearer_auth(&s.admin_key).header("content-type", "application/json").body(big).send().await.unwrap();
+    let r = s
+        .api
+        .http
+        .post(url("/admin/v1/tenants"))
+        .bearer_auth(&s.admin_key)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_envelope(&r.json::<Value>().await.unwrap(), "payload_too_large");
     let r = s.api.call(Method::GET, "/v1/me", Some("tsk_x"), None).await;
@@ -88,11 +131,18 @@ async fn every_error_uses_the_envelope() {
 #[tokio::test]
 async fn configured_admin_key_replaces_the_generated_one() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options::new(&Backend::Sqlite, dir.path()).env("TESSERA_ADMIN_KEY", "operator-chosen-admin-key-1");
+    let opts = Options::new(&Backend::Sqlite, dir.path())
+        .env("TESSERA_ADMIN_KEY", "operator-chosen-admin-key-1");
     let s = Server::start(opts).await;
     assert!(!dir.path().join("admin.key").exists(), "no key file when the operator sets one");
-    assert_eq!(s.api.get("/admin/v1/tenants", "operator-chosen-admin-key-1").await.status, StatusCode::OK);
-    assert_eq!(s.api.get("/admin/v1/tenants", "operator-chosen-admin-key-2").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.api.get("/admin/v1/tenants", "operator-chosen-admin-key-1").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.api.get("/admin/v1/tenants", "operator-chosen-admin-key-2").await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let t = s.admin(Method::POST, "/admin/v1/tenants", Some(json!({"name": "a"}))).await;
     let audit = s.admin(Method::GET, "/admin/v1/audit?limit=1", None).await;
     assert_eq!(audit.body["data"][0]["target"], t.body["id"]);
@@ -113,30 +163,63 @@ async fn generated_admin_key_is_private_and_printed_once() {
     // A restart keeps the key and mints no new one.
     let again = Server::start(Options::new(&Backend::Sqlite, dir.path())).await;
     assert_eq!(again.admin_key, std::fs::read_to_string(&file).unwrap().trim());
-    assert_eq!(again.api.get("/admin/v1/keys", &again.admin_key).await.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        again.api.get("/admin/v1/keys", &again.admin_key).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn config_file_env_and_flags_layer() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("tessera.toml");
-    std::fs::write(&cfg, "listen = \"127.0.0.1:1\"\nmax_body_bytes = 2048\n[auth]\nkey_cache_ttl_ms = 100\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "listen = \"127.0.0.1:1\"\nmax_body_bytes = 2048\n[auth]\nkey_cache_ttl_ms = 100\n",
+    )
+    .unwrap();
     // The flag (--listen 127.0.0.1:0 from the harness) beats the file; the file's body limit applies.
     let mut opts = Options::new(&Backend::Sqlite, dir.path());
     opts.args = vec!["--config".into(), cfg.display().to_string()];
     let s = Server::start(opts).await;
     let body = format!("{{\"name\": \"{}\"}}", "a".repeat(4000));
-    let r = s.api.http.post(format!("{}/admin/v1/tenants", s.url)).bearer_auth(&s.admin_key).header("content-type", "application/json").body(body).send().await.unwrap();
+    let r = s
+        .api
+        .http
+        .post(format!("{}/admin/v1/tenants", s.url))
+        .bearer_auth(&s.admin_key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     drop(s);
 
     // TESSERA__* variables override the file.
-    let mut opts = Options::new(&Backend::Sqlite, dir.path()).env("TESSERA__MAX_BODY_BYTES", "1000000");
+    let mut opts =
+        Options::new(&Backend::Sqlite, dir.path()).env("TESSERA__MAX_BODY_BYTES", "1000000");
     opts.args = vec!["--config".into(), cfg.display().to_string()];
     let s = Server::start(opts).await;
     let body = format!("{{\"name\": \"{}\"}}", "a".repeat(4000));
-    let r = s.api.http.post(format!("{}/admin/v1/tenants", s.url)).bearer_auth(&s.admin_key).header("content-type", "application/json").body(body).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "the name is too long, but the body is within the limit");
+    let r = s
+        .api
+        .http
+        .post(format!("{}/admin/v1/tenants", s.url))
+        .bearer_auth(&s.admin_key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "the name is too long, but the body is within the limit"
+    );
     drop(s);
 
     // Bad configuration fails at start with a message naming the field.
@@ -165,10 +248,22 @@ async fn json_logs_carry_request_ids() {
     let mut opts = Options::new(&Backend::Sqlite, dir.path());
     opts.args = vec!["--log-format".into(), "json".into()];
     let s = Server::start(opts).await;
-    let r = s.api.http.get(format!("{}/healthz", s.url)).header("x-request-id", "log-probe-42").send().await.unwrap();
+    let r = s
+        .api
+        .http
+        .get(format!("{}/healthz", s.url))
+        .header("x-request-id", "log-probe-42")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let line = s.log().lines().find(|l| l.contains("log-probe-42")).map(str::to_owned).expect("request logged");
+    let line = s
+        .log()
+        .lines()
+        .find(|l| l.contains("log-probe-42"))
+        .map(str::to_owned)
+        .expect("request logged");
     let v: Value = serde_json::from_str(&line).expect("log line is json");
     assert_eq!(v["status"], 200);
 }

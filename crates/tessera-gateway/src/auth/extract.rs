@@ -19,7 +19,11 @@ pub const OPEN_ROUTES: &[&str] =
 
 /// Route-level middleware: records the matched route template for metrics,
 /// lets open routes through and authenticates everything else.
-pub async fn authenticate_request(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate_request(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
     if let (Some(slot), Some(r)) = (req.extensions().get::<RouteSlot>(), &route) {
         slot.set(r);
@@ -32,7 +36,10 @@ pub async fn authenticate_request(State(state): State<AppState>, mut req: Reques
     };
     match state.auth().authenticate(bearer).await {
         // The operator's API is closed to tenant keys before any body is read.
-        Ok(principal) if route.as_deref().is_some_and(|r| r.starts_with("/admin/")) && principal.system_ctx().is_none() => {
+        Ok(principal)
+            if route.as_deref().is_some_and(|r| r.starts_with("/admin/"))
+                && principal.system_ctx().is_none() =>
+        {
             ApiError::Forbidden(format!(
                 "the /admin API needs a platform key; this key has role {}",
                 principal.role()
@@ -62,7 +69,10 @@ pub struct Authed {
 impl Authed {
     /// Who to record in the audit log.
     pub fn actor(&self) -> AuditActor {
-        AuditActor { key_id: Some(self.principal.actor().to_owned()), request_id: Some(self.request_id.clone()) }
+        AuditActor {
+            key_id: Some(self.principal.actor().to_owned()),
+            request_id: Some(self.request_id.clone()),
+        }
     }
 
     /// Authorizes `op` and returns the caller's own tenant context.
@@ -78,9 +88,9 @@ impl Authed {
     /// Authorizes platform administration.
     pub fn system(&self) -> Result<SystemCtx, ApiError> {
         self.principal.authorize(Operation::PlatformAdmin)?;
-        self.principal
-            .system_ctx()
-            .ok_or_else(|| ApiError::Forbidden("platform administration requires a platform key".into()))
+        self.principal.system_ctx().ok_or_else(|| {
+            ApiError::Forbidden("platform administration requires a platform key".into())
+        })
     }
 }
 
@@ -93,7 +103,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Authed {
             .get::<Principal>()
             .cloned()
             .ok_or(ApiError::Unauthenticated(AuthError::Missing))?;
-        let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+        let request_id =
+            parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
         Ok(Authed { principal, request_id })
     }
 }

@@ -35,7 +35,11 @@ impl JwksCache {
         Self { url, client, state: Mutex::new(State::default()) }
     }
 
-    pub(super) async fn key_for(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, ApiError> {
+    pub(super) async fn key_for(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<DecodingKey, ApiError> {
         let mut st = self.state.lock().await;
         let age = st.fetched.map(|t| t.elapsed());
         let found = st.set.as_ref().and_then(|s| find(s, kid, alg));
@@ -51,16 +55,17 @@ impl JwksCache {
                     st.fetched = Some(Instant::now());
                 }
                 // A stale set still verifies tokens while the provider is down.
-                Err(e) if found.is_some() => tracing::warn!(url = %self.url, error = %e, "jwks refresh failed"),
+                Err(e) if found.is_some() => {
+                    tracing::warn!(url = %self.url, error = %e, "jwks refresh failed")
+                }
                 Err(e) => return Err(e),
             }
         }
-        let jwk = st
-            .set
-            .as_ref()
-            .and_then(|s| find(s, kid, alg))
-            .ok_or_else(|| AuthError::InvalidToken(format!("no {alg:?} key with kid {kid:?} in the jwks")))?;
-        DecodingKey::from_jwk(&jwk).map_err(|e| AuthError::InvalidToken(format!("unusable jwk: {e}")).into())
+        let jwk = st.set.as_ref().and_then(|s| find(s, kid, alg)).ok_or_else(|| {
+            AuthError::InvalidToken(format!("no {alg:?} key with kid {kid:?} in the jwks"))
+        })?;
+        DecodingKey::from_jwk(&jwk)
+            .map_err(|e| AuthError::InvalidToken(format!("unusable jwk: {e}")).into())
     }
 
     async fn fetch(&self) -> Result<JwkSet, ApiError> {
@@ -71,11 +76,15 @@ impl JwksCache {
             .await
             .map_err(|e| ApiError::UpstreamUnavailable(format!("jwks {}: {e}", self.url)))?;
         if !resp.status().is_success() {
-            return Err(ApiError::UpstreamUnavailable(format!("jwks {} answered {}", self.url, resp.status())));
+            return Err(ApiError::UpstreamUnavailable(format!(
+                "jwks {} answered {}",
+                self.url,
+                resp.status()
+            )));
         }
-        resp.json::<JwkSet>()
-            .await
-            .map_err(|e| ApiError::UpstreamUnavailable(format!("jwks {} is not a key set: {e}", self.url)))
+        resp.json::<JwkSet>().await.map_err(|e| {
+            ApiError::UpstreamUnavailable(format!("jwks {} is not a key set: {e}", self.url))
+        })
     }
 }
 

@@ -55,7 +55,8 @@ impl Authenticator {
         metrics: Arc<Metrics>,
     ) -> Self {
         let jwt = jwt.map(|cfg| {
-            let hs = cfg.hs256_secret.as_ref().map(|s| DecodingKey::from_secret(s.expose().as_bytes()));
+            let hs =
+                cfg.hs256_secret.as_ref().map(|s| DecodingKey::from_secret(s.expose().as_bytes()));
             let jwks = cfg.jwks_url.clone().map(jwks::JwksCache::new);
             (cfg, hs, jwks)
         });
@@ -107,7 +108,10 @@ impl Authenticator {
                 if keys.len() >= KEY_CACHE_CAPACITY {
                     keys.clear();
                 }
-                keys.insert(id.clone(), CachedKey { record: record.clone(), fetched: Instant::now() });
+                keys.insert(
+                    id.clone(),
+                    CachedKey { record: record.clone(), fetched: Instant::now() },
+                );
                 Ok(record)
             }
             Err(StoreError::Unavailable(m)) => match stale {
@@ -131,7 +135,9 @@ impl Authenticator {
     /// Forgets every cached key and token check of a tenant (after deletion).
     pub fn evict_tenant(&self, tenant: &TenantId) {
         if let Ok(mut keys) = self.keys.write() {
-            keys.retain(|_, c| c.record.as_ref().and_then(|r| r.tenant_id.as_ref()) != Some(tenant));
+            keys.retain(|_, c| {
+                c.record.as_ref().and_then(|r| r.tenant_id.as_ref()) != Some(tenant)
+            });
         }
         if let Ok(mut tenants) = self.tenants.write() {
             tenants.remove(tenant);
@@ -146,13 +152,17 @@ impl Authenticator {
         let principal = match jwt::token_kind(token)? {
             TokenKind::Hs256 => {
                 let key = hs.as_ref().ok_or_else(|| {
-                    AuthError::InvalidToken("HS256 tokens are not accepted: no secret configured".into())
+                    AuthError::InvalidToken(
+                        "HS256 tokens are not accepted: no secret configured".into(),
+                    )
                 })?;
                 jwt::verify(token, jsonwebtoken::Algorithm::HS256, key, &cfg.rules)?
             }
             TokenKind::Asymmetric { alg, kid } => {
                 let jwks = jwks.as_ref().ok_or_else(|| {
-                    AuthError::InvalidToken(format!("{alg:?} tokens are not accepted: no jwks_url configured"))
+                    AuthError::InvalidToken(format!(
+                        "{alg:?} tokens are not accepted: no jwks_url configured"
+                    ))
                 })?;
                 let key = jwks.key_for(kid.as_deref(), alg).await?;
                 jwt::verify(token, alg, &key, &cfg.rules)?

@@ -32,10 +32,14 @@ pub struct AuditParams {
 
 impl AuditParams {
     fn query(&self) -> Result<AuditQuery, ApiError> {
-        let since = self.since.as_deref().map(|s| Timestamp::parse_rfc3339("since", s)).transpose()?;
+        let since =
+            self.since.as_deref().map(|s| Timestamp::parse_rfc3339("since", s)).transpose()?;
         let limit = self.limit.unwrap_or(100);
         if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::invalid("limit", format!("limit must be between 1 and {MAX_LIMIT}, got {limit}")));
+            return Err(ApiError::invalid(
+                "limit",
+                format!("limit must be between 1 and {MAX_LIMIT}, got {limit}"),
+            ));
         }
         Ok(AuditQuery { since, limit })
     }
@@ -51,13 +55,21 @@ pub async fn admin_list(
 ) -> Result<Json<List<AuditEntry>>, ApiError> {
     let sys = auth.system()?;
     let q = p.query()?;
-    let tenant = p.tenant.as_deref().map(TenantId::parse).transpose().map_err(|e| ApiError::invalid("tenant", e.message))?;
+    let tenant = p
+        .tenant
+        .as_deref()
+        .map(TenantId::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid("tenant", e.message))?;
     Ok(Json(List::of(s.store().list_audit(AuditScope::System(&sys, tenant.as_ref()), q).await?)))
 }
 
 /// Walks the hash chain and reports the first broken link.
 #[utoipa::path(get, path = "/admin/v1/audit/verify", tag = "audit", responses((status = 200, body = VerifyReport)))]
-pub async fn verify(State(s): State<AppState>, auth: Authed) -> Result<Json<VerifyReport>, ApiError> {
+pub async fn verify(
+    State(s): State<AppState>,
+    auth: Authed,
+) -> Result<Json<VerifyReport>, ApiError> {
     let sys = auth.system()?;
     Ok(Json(verify_audit_chain(s.store(), &sys).await?))
 }

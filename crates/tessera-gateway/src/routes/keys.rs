@@ -60,7 +60,9 @@ pub async fn create_key(
     }
     match &req.scopes {
         Some(scopes) if !scopes.is_within(creator.scopes()) => {
-            return Err(ApiError::Forbidden("the requested scopes exceed the creating key's own".into()));
+            return Err(ApiError::Forbidden(
+                "the requested scopes exceed the creating key's own".into(),
+            ));
         }
         Some(_) => {}
         None => req.scopes = Some(creator.scopes().clone()),
@@ -79,13 +81,17 @@ pub async fn revoke_key(
     key_id: &str,
     actor: &AuditActor,
 ) -> Result<KeyView, ApiError> {
-    let id = KeyId::parse(key_id).map_err(|_| ApiError::NotFound(format!("key {key_id:?} not found")))?;
+    let id = KeyId::parse(key_id)
+        .map_err(|_| ApiError::NotFound(format!("key {key_id:?} not found")))?;
     let rec = store.revoke_key(owner, &id, actor).await?;
     auth.evict_key(&id);
     Ok(rec.view())
 }
 
-async fn list_keys(store: &dyn MetadataStore, owner: KeyOwner<'_>) -> Result<List<KeyView>, ApiError> {
+async fn list_keys(
+    store: &dyn MetadataStore,
+    owner: KeyOwner<'_>,
+) -> Result<List<KeyView>, ApiError> {
     Ok(List::of(store.list_keys(owner).await?.iter().map(|k| k.view()).collect()))
 }
 
@@ -101,7 +107,8 @@ pub async fn admin_create(
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let sys = auth.system()?;
     let ctx = tenant_path(&sys, &id)?;
-    let k = create_key(s.store(), KeyOwner::Tenant(&ctx), &auth.principal, body, &auth.actor()).await?;
+    let k =
+        create_key(s.store(), KeyOwner::Tenant(&ctx), &auth.principal, body, &auth.actor()).await?;
     Ok((StatusCode::CREATED, Json(k)))
 }
 
@@ -142,13 +149,17 @@ pub async fn platform_create(
     ApiJson(body): ApiJson<NewKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let sys = auth.system()?;
-    let k = create_key(s.store(), KeyOwner::Platform(&sys), &auth.principal, body, &auth.actor()).await?;
+    let k = create_key(s.store(), KeyOwner::Platform(&sys), &auth.principal, body, &auth.actor())
+        .await?;
     Ok((StatusCode::CREATED, Json(k)))
 }
 
 /// List platform keys.
 #[utoipa::path(get, path = "/admin/v1/keys", tag = "keys", responses((status = 200, body = List<KeyView>)))]
-pub async fn platform_list(State(s): State<AppState>, auth: Authed) -> Result<Json<List<KeyView>>, ApiError> {
+pub async fn platform_list(
+    State(s): State<AppState>,
+    auth: Authed,
+) -> Result<Json<List<KeyView>>, ApiError> {
     let sys = auth.system()?;
     Ok(Json(list_keys(s.store(), KeyOwner::Platform(&sys)).await?))
 }
@@ -163,7 +174,9 @@ pub async fn platform_revoke(
     Path(key_id): Path<String>,
 ) -> Result<Json<KeyView>, ApiError> {
     let sys = auth.system()?;
-    Ok(Json(revoke_key(s.store(), s.auth(), KeyOwner::Platform(&sys), &key_id, &auth.actor()).await?))
+    Ok(Json(
+        revoke_key(s.store(), s.auth(), KeyOwner::Platform(&sys), &key_id, &auth.actor()).await?,
+    ))
 }
 
 /// Create a key in the caller's own tenant (tenant_admin; never above its own role).
@@ -175,14 +188,18 @@ pub async fn tenant_create(
     ApiJson(body): ApiJson<NewKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let ctx = auth.tenant(Operation::KeysWrite)?;
-    let k = create_key(s.store(), KeyOwner::Tenant(&ctx), &auth.principal, body, &auth.actor()).await?;
+    let k =
+        create_key(s.store(), KeyOwner::Tenant(&ctx), &auth.principal, body, &auth.actor()).await?;
     Ok((StatusCode::CREATED, Json(k)))
 }
 
 /// List the caller's tenant's keys.
 #[utoipa::path(get, path = "/v1/keys", tag = "keys",
     responses((status = 200, body = List<KeyView>), (status = 403, body = ErrorBody)))]
-pub async fn tenant_list(State(s): State<AppState>, auth: Authed) -> Result<Json<List<KeyView>>, ApiError> {
+pub async fn tenant_list(
+    State(s): State<AppState>,
+    auth: Authed,
+) -> Result<Json<List<KeyView>>, ApiError> {
     let ctx = auth.tenant(Operation::KeysRead)?;
     Ok(Json(list_keys(s.store(), KeyOwner::Tenant(&ctx)).await?))
 }

@@ -31,14 +31,23 @@ pub struct Credential {
     pub auth_method: &'static str,
 }
 
-pub async fn whoami(store: &dyn MetadataStore, ctx: &TenantCtx, p: &Principal) -> Result<Me, ApiError> {
+pub async fn whoami(
+    store: &dyn MetadataStore,
+    ctx: &TenantCtx,
+    p: &Principal,
+) -> Result<Me, ApiError> {
     let tenant = store.get_tenant(ctx).await?;
     let plan = store.get_plan(&tenant.plan).await?;
     let auth_method = match p.method() {
         AuthMethod::ApiKey | AuthMethod::ConfiguredAdminKey => "api_key",
         AuthMethod::Jwt => "jwt",
     };
-    let key = Credential { id: p.actor().to_owned(), role: p.role(), scopes: p.scopes().clone(), auth_method };
+    let key = Credential {
+        id: p.actor().to_owned(),
+        role: p.role(),
+        scopes: p.scopes().clone(),
+        auth_method,
+    };
     Ok(Me { tenant, plan, key })
 }
 

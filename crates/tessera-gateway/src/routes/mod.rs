@@ -58,7 +58,12 @@ impl ApiRoutes {
         Self { router: Router::new(), registered: Vec::new() }
     }
 
-    fn add<H: Handler<T, AppState>, T: 'static>(mut self, verb: Verb, path: &'static str, handler: H) -> Self {
+    fn add<H: Handler<T, AppState>, T: 'static>(
+        mut self,
+        verb: Verb,
+        path: &'static str,
+        handler: H,
+    ) -> Self {
         self.router = self.router.route(path, on(verb.filter(), handler));
         self.registered.push((verb, path));
         self

@@ -36,7 +36,11 @@ pub async fn list(State(s): State<AppState>, auth: Authed) -> Result<Json<List<P
 #[utoipa::path(get, path = "/admin/v1/plans/{name}", tag = "plans",
     params(("name" = String, Path, description = "plan name")),
     responses((status = 200, body = Plan), (status = 404, body = ErrorBody)))]
-pub async fn get(State(s): State<AppState>, auth: Authed, Path(name): Path<String>) -> Result<Json<Plan>, ApiError> {
+pub async fn get(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(name): Path<String>,
+) -> Result<Json<Plan>, ApiError> {
     auth.system()?;
     Ok(Json(s.store().get_plan(&name).await?))
 }

@@ -17,7 +17,8 @@ use crate::state::AppState;
 
 /// A tenant id from a path; a malformed one cannot exist, so it is a 404.
 pub fn tenant_path(sys: &SystemCtx, id: &str) -> Result<TenantCtx, ApiError> {
-    let id = TenantId::parse(id).map_err(|_| ApiError::NotFound(format!("tenant {id:?} not found")))?;
+    let id =
+        TenantId::parse(id).map_err(|_| ApiError::NotFound(format!("tenant {id:?} not found")))?;
     Ok(sys.tenant(id))
 }
 
@@ -78,7 +79,11 @@ pub async fn list(State(s): State<AppState>, auth: Authed) -> Result<Json<List<T
 #[utoipa::path(get, path = "/admin/v1/tenants/{id}", tag = "tenants",
     params(("id" = String, Path, description = "tenant id")),
     responses((status = 200, body = Tenant), (status = 404, body = ErrorBody)))]
-pub async fn get(State(s): State<AppState>, auth: Authed, Path(id): Path<String>) -> Result<Json<Tenant>, ApiError> {
+pub async fn get(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Tenant>, ApiError> {
     let sys = auth.system()?;
     let ctx = tenant_path(&sys, &id)?;
     Ok(Json(s.store().get_tenant(&ctx).await?))
@@ -103,7 +108,11 @@ pub async fn update(
 #[utoipa::path(delete, path = "/admin/v1/tenants/{id}", tag = "tenants",
     params(("id" = String, Path, description = "tenant id")),
     responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
-pub async fn delete(State(s): State<AppState>, auth: Authed, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let sys = auth.system()?;
     let ctx = tenant_path(&sys, &id)?;
     delete_tenant(s.store(), s.auth(), &sys, &ctx, &auth.actor()).await?;

@@ -22,7 +22,9 @@ pub async fn run(cmd: AuditCmd) -> anyhow::Result<()> {
                 }
                 None => {
                     let c = Client::new(&client)?;
-                    serde_json::from_value(c.call(Method::GET, "/admin/v1/audit/verify", None).await?)?
+                    serde_json::from_value(
+                        c.call(Method::GET, "/admin/v1/audit/verify", None).await?,
+                    )?
                 }
             };
             if client.json {
@@ -53,7 +55,12 @@ pub async fn run(cmd: AuditCmd) -> anyhow::Result<()> {
                 .map(Vec::as_slice)
                 .unwrap_or_default()
                 .iter()
-                .map(|e: &Value| ["id", "ts", "actor_key_id", "tenant_id", "action", "target"].iter().map(|f| field(e, f)).collect())
+                .map(|e: &Value| {
+                    ["id", "ts", "actor_key_id", "tenant_id", "action", "target"]
+                        .iter()
+                        .map(|f| field(e, f))
+                        .collect()
+                })
                 .collect();
             print_table(&["ID", "TIME", "ACTOR", "TENANT", "ACTION", "TARGET"], &rows);
             Ok(())

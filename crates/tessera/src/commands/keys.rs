@@ -18,7 +18,12 @@ fn base(tenant: Option<&str>) -> String {
 fn print_keys(c: &Client, items: &[Value]) {
     let rows: Vec<Vec<String>> = items
         .iter()
-        .map(|k| ["id", "name", "role", "prefix", "expires_at", "revoked_at"].iter().map(|f| field(k, f)).collect())
+        .map(|k| {
+            ["id", "name", "role", "prefix", "expires_at", "revoked_at"]
+                .iter()
+                .map(|f| field(k, f))
+                .collect()
+        })
         .collect();
     let _ = c;
     print_table(&["ID", "NAME", "ROLE", "PREFIX", "EXPIRES", "REVOKED"], &rows);
@@ -28,9 +33,11 @@ pub async fn run(cmd: KeysCmd) -> anyhow::Result<()> {
     match cmd {
         KeysCmd::Create { client, tenant, name, role, expires_at, scopes } => {
             let c = Client::new(&client)?;
-            let scopes: Option<Value> =
-                scopes.map(|s| serde_json::from_str(&s).context("--scopes is not valid JSON")).transpose()?;
-            let body = json!({"name": name, "role": role, "expires_at": expires_at, "scopes": scopes});
+            let scopes: Option<Value> = scopes
+                .map(|s| serde_json::from_str(&s).context("--scopes is not valid JSON"))
+                .transpose()?;
+            let body =
+                json!({"name": name, "role": role, "expires_at": expires_at, "scopes": scopes});
             let v = c.call(Method::POST, &base(tenant.as_deref()), Some(body)).await?;
             if c.json {
                 return print_json(&v);
@@ -50,7 +57,8 @@ pub async fn run(cmd: KeysCmd) -> anyhow::Result<()> {
         }
         KeysCmd::Revoke { client, tenant, id } => {
             let c = Client::new(&client)?;
-            let v = c.call(Method::DELETE, &format!("{}/{id}", base(tenant.as_deref())), None).await?;
+            let v =
+                c.call(Method::DELETE, &format!("{}/{id}", base(tenant.as_deref())), None).await?;
             if c.json {
                 return print_json(&v);
             }

@@ -11,10 +11,13 @@ fn print_tenants(c: &Client, v: &Value, list: bool) -> anyhow::Result<()> {
     if c.json {
         return print_json(v);
     }
-    let items: Vec<Value> = if list { v["data"].as_array().cloned().unwrap_or_default() } else { vec![v.clone()] };
+    let items: Vec<Value> =
+        if list { v["data"].as_array().cloned().unwrap_or_default() } else { vec![v.clone()] };
     let rows: Vec<Vec<String>> = items
         .iter()
-        .map(|t| ["id", "name", "plan", "segment", "created_at"].iter().map(|f| field(t, f)).collect())
+        .map(|t| {
+            ["id", "name", "plan", "segment", "created_at"].iter().map(|f| field(t, f)).collect()
+        })
         .collect();
     print_table(&["ID", "NAME", "PLAN", "SEGMENT", "CREATED"], &rows);
     Ok(())

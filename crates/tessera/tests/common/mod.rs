@@ -49,13 +49,17 @@ pub async fn fresh_pg_schema(url: &str) -> String {
     for (name,) in stale {
         let created = name.split('_').nth(2).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
         if created + 3600 < now {
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {name} CASCADE")))
-                .execute(&pool)
-                .await;
+            let _ =
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {name} CASCADE")))
+                    .execute(&pool)
+                    .await;
         }
     }
     let schema = format!("tessera_it_{now}_{}", tessera_core::ids::random_lower(8));
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&pool).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&pool)
+        .await
+        .unwrap();
     pool.close().await;
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}options=-c%20search_path%3D{schema}")
@@ -159,7 +163,11 @@ impl Server {
             .find(|(k, _)| k == "TESSERA_ADMIN_KEY")
             .map(|(_, v)| v.clone())
             .or(printed_key)
-            .or_else(|| std::fs::read_to_string(opts.data_dir.join("admin.key")).ok().map(|s| s.trim().to_owned()))
+            .or_else(|| {
+                std::fs::read_to_string(opts.data_dir.join("admin.key"))
+                    .ok()
+                    .map(|s| s.trim().to_owned())
+            })
             .unwrap_or_default();
         Ok(Server {
             child,
@@ -185,7 +193,10 @@ impl Server {
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.pid().to_string();
         std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.expect("exits after SIGTERM").unwrap()
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .unwrap()
     }
 
     pub fn log(&self) -> String {
@@ -198,7 +209,9 @@ impl Server {
 
     /// Creates a tenant and a key with `role` in it; returns (tenant id, key, key id).
     pub async fn tenant_with_key(&self, name: &str, role: &str) -> (String, String, String) {
-        let t = self.admin(Method::POST, "/admin/v1/tenants", Some(serde_json::json!({"name": name}))).await;
+        let t = self
+            .admin(Method::POST, "/admin/v1/tenants", Some(serde_json::json!({"name": name})))
+            .await;
         assert_eq!(t.status, StatusCode::CREATED, "{t:?}");
         let id = t.body["id"].as_str().unwrap().to_owned();
         let (key, key_id) = self.key_for(&id, role).await;
@@ -243,7 +256,13 @@ impl Api {
         Api { http: reqwest::Client::new(), url: url.to_owned() }
     }
 
-    pub async fn call(&self, method: Method, path: &str, key: Option<&str>, body: Option<Value>) -> Resp {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
         let mut req = self.http.request(method, format!("{}{path}", self.url));
         if let Some(k) = key {
             req = req.bearer_auth(k);
