@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod request;
 pub mod routes;
 pub mod state;
+pub mod tenant_cache;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

@@ -8,6 +8,7 @@ use tessera_store::MetadataStore;
 
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
+use crate::tenant_cache::TenantCache;
 
 /// What the gateway needs from the configuration.
 #[derive(Debug, Clone)]
@@ -37,6 +38,7 @@ pub struct AppState {
 struct Inner {
     store: Arc<dyn MetadataStore>,
     auth: Authenticator,
+    tenants: Arc<TenantCache>,
     metrics: Arc<Metrics>,
     max_body_bytes: usize,
 }
@@ -44,14 +46,24 @@ struct Inner {
 impl AppState {
     pub fn new(store: Arc<dyn MetadataStore>, cfg: GatewayConfig) -> Self {
         let metrics = Arc::new(Metrics::default());
+        let tenants = Arc::new(TenantCache::new(cfg.key_cache_ttl));
         let auth = Authenticator::new(
             store.clone(),
             cfg.admin_key.as_ref().map(Secret::expose),
             cfg.key_cache_ttl,
             cfg.jwt,
+            tenants.clone(),
             metrics.clone(),
         );
-        Self { inner: Arc::new(Inner { store, auth, metrics, max_body_bytes: cfg.max_body_bytes }) }
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                auth,
+                tenants,
+                metrics,
+                max_body_bytes: cfg.max_body_bytes,
+            }),
+        }
     }
 
     pub fn store(&self) -> &dyn MetadataStore {
@@ -59,6 +71,10 @@ impl AppState {
     }
     pub fn auth(&self) -> &Authenticator {
         &self.inner.auth
+    }
+    /// Tenants with their plans, cached per replica.
+    pub fn tenants(&self) -> &TenantCache {
+        &self.inner.tenants
     }
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics

@@ -10,10 +10,7 @@ use serde_json::json;
 
 async fn tamper(database_url: &str, sql: &str) {
     if let Some(path) = database_url.strip_prefix("sqlite:") {
-        let pool =
-            sqlx::SqlitePool::connect(&format!("sqlite://{path}"))
-                .await
-                .unwrap();
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{path}")).await.unwrap();
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.unwrap();
         pool.close().await;
     } else {

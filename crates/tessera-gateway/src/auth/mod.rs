@@ -26,6 +26,7 @@ use tessera_store::{MetadataStore, StoreError};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::tenant_cache::TenantCache;
 
 /// Entries beyond this are dropped wholesale (a flood of random key ids
 /// must not grow memory without bound).
@@ -41,7 +42,7 @@ pub struct Authenticator {
     admin_key: Option<ConfiguredAdminKey>,
     ttl: Duration,
     keys: RwLock<HashMap<KeyId, CachedKey>>,
-    tenants: RwLock<HashMap<TenantId, Instant>>,
+    tenants: Arc<TenantCache>,
     jwt: Option<(JwtConfig, Option<DecodingKey>, Option<jwks::JwksCache>)>,
     metrics: Arc<Metrics>,
 }
@@ -52,6 +53,7 @@ impl Authenticator {
         admin_key: Option<&str>,
         ttl: Duration,
         jwt: Option<JwtConfig>,
+        tenants: Arc<TenantCache>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let jwt = jwt.map(|cfg| {
@@ -65,7 +67,7 @@ impl Authenticator {
             admin_key: admin_key.map(ConfiguredAdminKey::new),
             ttl,
             keys: RwLock::new(HashMap::new()),
-            tenants: RwLock::new(HashMap::new()),
+            tenants,
             jwt,
             metrics,
         }
@@ -139,9 +141,7 @@ impl Authenticator {
                 c.record.as_ref().and_then(|r| r.tenant_id.as_ref()) != Some(tenant)
             });
         }
-        if let Ok(mut tenants) = self.tenants.write() {
-            tenants.remove(tenant);
-        }
+        self.tenants.evict(tenant);
     }
 
     async fn authenticate_jwt(
@@ -176,29 +176,13 @@ impl Authenticator {
     }
 
     async fn require_tenant(&self, tenant: &TenantId) -> Result<(), ApiError> {
-        let fresh = self
-            .tenants
-            .read()
-            .map_err(|_| poisoned())?
-            .get(tenant)
-            .is_some_and(|t| t.elapsed() < self.ttl);
-        if fresh {
-            return Ok(());
-        }
-        let sys = tessera_core::auth::SystemCtx::bootstrap();
-        match self.store.get_tenant(&sys.tenant(tenant.clone())).await {
-            Ok(_) => {
-                let mut tenants = self.tenants.write().map_err(|_| poisoned())?;
-                if tenants.len() >= KEY_CACHE_CAPACITY {
-                    tenants.clear();
-                }
-                tenants.insert(tenant.clone(), Instant::now());
-                Ok(())
-            }
-            Err(StoreError::NotFound { .. }) => {
+        let ctx = tessera_core::auth::SystemCtx::bootstrap().tenant(tenant.clone());
+        match self.tenants.get(&*self.store, &ctx).await {
+            Ok(_) => Ok(()),
+            Err(ApiError::NotFound(_)) => {
                 Err(AuthError::InvalidToken(format!("tenant {tenant} does not exist")).into())
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 }

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use crate::auth::Authed;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
+use crate::tenant_cache::TenantCache;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Me {
@@ -33,11 +34,12 @@ pub struct Credential {
 
 pub async fn whoami(
     store: &dyn MetadataStore,
+    tenants: &TenantCache,
     ctx: &TenantCtx,
     p: &Principal,
 ) -> Result<Me, ApiError> {
-    let tenant = store.get_tenant(ctx).await?;
-    let plan = store.get_plan(&tenant.plan).await?;
+    let info = tenants.get(store, ctx).await?;
+    let (tenant, plan) = (info.tenant.clone(), info.plan.clone());
     let auth_method = match p.method() {
         AuthMethod::ApiKey | AuthMethod::ConfiguredAdminKey => "api_key",
         AuthMethod::Jwt => "jwt",
@@ -56,5 +58,5 @@ pub async fn whoami(
     responses((status = 200, body = Me), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn me(State(s): State<AppState>, auth: Authed) -> Result<Json<Me>, ApiError> {
     let ctx = auth.tenant(Operation::TenantRead)?;
-    Ok(Json(whoami(s.store(), &ctx, &auth.principal).await?))
+    Ok(Json(whoami(s.store(), s.tenants(), &ctx, &auth.principal).await?))
 }

@@ -57,5 +57,7 @@ pub async fn update(
 ) -> Result<Json<Plan>, ApiError> {
     let sys = auth.system()?;
     patch.validate()?;
-    Ok(Json(s.store().update_plan(&sys, &name, patch, &auth.actor()).await?))
+    let plan = s.store().update_plan(&sys, &name, patch, &auth.actor()).await?;
+    s.tenants().clear();
+    Ok(Json(plan))
 }

@@ -101,7 +101,9 @@ pub async fn update(
 ) -> Result<Json<Tenant>, ApiError> {
     let sys = auth.system()?;
     let ctx = tenant_path(&sys, &id)?;
-    Ok(Json(update_tenant(s.store(), &sys, &ctx, &auth.actor(), patch).await?))
+    let t = update_tenant(s.store(), &sys, &ctx, &auth.actor(), patch).await?;
+    s.tenants().evict(&t.id);
+    Ok(Json(t))
 }
 
 /// Delete a tenant; its keys stop working at once.
