@@ -45,6 +45,34 @@ pub fn service_url(var: &str) -> Option<String> {
     }
 }
 
+/// Creates a fresh schema `tessera_test_<unix secs>_<random>` for one test and
+/// returns its name; schemas of runs older than an hour are dropped on the way.
+pub async fn fresh_pg_schema(url: &str) -> String {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let now = Timestamp::now().millis() / 1000;
+    let old: Vec<(String,)> = sqlx::query_as(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'tessera_test_%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for (name,) in old {
+        let created = name.split('_').nth(2).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+        if created + 3600 < now {
+            let drop = format!("DROP SCHEMA IF EXISTS {name} CASCADE");
+            // Another run may drop it at the same moment; either way it is gone.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&pool).await.ok();
+        }
+    }
+    let schema = format!("tessera_test_{now}_{}", tessera_core::ids::random_lower(8));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    schema
+}
+
 fn actor() -> AuditActor {
     AuditActor { key_id: Some("key_test".into()), request_id: Some("req-1".into()) }
 }

@@ -56,34 +56,10 @@ mod postgres {
         schema: String,
     }
 
-    /// A fresh schema per test; schemas left by runs older than an hour are dropped.
+    /// A fresh schema per test.
     pub async fn make() -> Option<PgHarness> {
         let url = service_url("TESSERA_TEST_POSTGRES_URL")?;
-        let admin = sqlx::PgPool::connect(&url).await.unwrap();
-        let now =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        let old: Vec<(String,)> = sqlx::query_as(
-            "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'tessera_test_%'",
-        )
-        .fetch_all(&admin)
-        .await
-        .unwrap();
-        for (name,) in old {
-            let created = name.split('_').nth(2).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-            if created + 3600 < now {
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP SCHEMA IF EXISTS {name} CASCADE"
-                )))
-                .execute(&admin)
-                .await;
-            }
-        }
-        let schema = format!("tessera_test_{now}_{}", tessera_core::ids::random_lower(8));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
+        let schema = tessera_store::conformance::fresh_pg_schema(&url).await;
         let pg = Arc::new(PgStore::connect(&url, Some(&schema)).await.unwrap());
         Some(PgHarness { store: pg.clone(), pg, url, schema })
     }

@@ -37,30 +37,9 @@ impl Backend {
     }
 }
 
-/// Creates `tessera_it_<time>_<random>` and returns a URL whose connections use it.
+/// A URL whose connections use a fresh schema.
 pub async fn fresh_pg_schema(url: &str) -> String {
-    let pool = sqlx::PgPool::connect(url).await.expect("connect to postgres");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let stale: Vec<(String,)> =
-        sqlx::query_as("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'tessera_it_%'")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    for (name,) in stale {
-        let created = name.split('_').nth(2).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-        if created + 3600 < now {
-            let _ =
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {name} CASCADE")))
-                    .execute(&pool)
-                    .await;
-        }
-    }
-    let schema = format!("tessera_it_{now}_{}", tessera_core::ids::random_lower(8));
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    let schema = tessera_store::conformance::fresh_pg_schema(url).await;
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}options=-c%20search_path%3D{schema}")
 }
