@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod ids;
 pub mod jwt;
+pub mod metrics;
 pub mod role;
 pub mod tenant;
 pub mod time;

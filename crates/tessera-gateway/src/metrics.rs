@@ -8,25 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-const BUCKETS: [f64; 14] =
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-
-#[derive(Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn observe(&mut self, secs: f64) {
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            self.counts[i] += 1;
-        }
-        self.sum += secs;
-        self.count += 1;
-    }
-}
+use tessera_core::metrics::{Histogram, LATENCY_BUCKETS};
 
 #[derive(Default)]
 struct Inner {
@@ -61,7 +43,7 @@ impl Metrics {
         match inner.latency.get_mut(route) {
             Some(h) => h.observe(elapsed.as_secs_f64()),
             None => {
-                let mut h = Histogram::default();
+                let mut h = Histogram::new(LATENCY_BUCKETS);
                 h.observe(elapsed.as_secs_f64());
                 inner.latency.insert(route.to_owned(), h);
             }
@@ -92,29 +74,10 @@ impl Metrics {
         out.push_str("# HELP tessera_http_request_duration_seconds HTTP request latency by route template.\n");
         out.push_str("# TYPE tessera_http_request_duration_seconds histogram\n");
         for (route, h) in &latency {
-            let route = escape(route);
-            let mut cumulative = 0;
-            for (bound, c) in BUCKETS.iter().zip(h.counts) {
-                cumulative += c;
-                let _ = writeln!(
-                    out,
-                    "tessera_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "tessera_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "tessera_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "tessera_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                h.count
+            h.render(
+                &mut out,
+                "tessera_http_request_duration_seconds",
+                &format!("route=\"{}\"", escape(route)),
             );
         }
         out.push_str("# HELP tessera_auth_key_cache_total API key lookups by cache outcome.\n");

@@ -1,0 +1,19 @@
+//! Tessera's inference engine. Runtimes are synchronous and run on their own
+//! threads; the async side hands requests to a per-model batcher over a
+//! bounded queue and awaits the answer on a oneshot channel.
+//!
+//! - [`bert`]: BERT-family sentence embeddings. The model directory
+//!   (`config.json`, `tokenizer.json`, `model.safetensors`) is exported once to
+//!   an ONNX graph ([`bert::export`]) and run by ONNX Runtime.
+//! - [`batcher`]: dynamic batching with a size limit, a token budget and an
+//!   optional queue delay; a full queue is [`EngineError::Overloaded`].
+//! - [`fetch`]: obtains the default model and the ONNX Runtime library.
+
+pub mod batcher;
+pub mod bert;
+mod error;
+pub mod fetch;
+pub mod onnx;
+pub mod ort_env;
+
+pub use error::EngineError;
