@@ -28,6 +28,27 @@ pub struct RawConfig {
     pub shutdown_grace_secs: Option<u64>,
     #[serde(default)]
     pub auth: RawAuth,
+    #[serde(default)]
+    pub engine: RawEngine,
+}
+
+/// `[engine]`: models and dynamic batching.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEngine {
+    /// Load (fetching if missing) the default embedding model at start.
+    pub load_default_model: Option<bool>,
+    /// Model cache directory [default: $TESSERA_HOME/models or ~/.cache/tessera/models].
+    pub model_cache_dir: Option<PathBuf>,
+    pub max_batch_size: Option<usize>,
+    pub max_batch_tokens: Option<usize>,
+    pub max_queue_delay_us: Option<u64>,
+    /// Requests queued per model beyond which callers get 429.
+    pub queue_capacity: Option<usize>,
+    /// How long a request waits for a loading model before 503.
+    pub load_wait_ms: Option<u64>,
+    /// Intra-op threads per inference worker.
+    pub intra_threads: Option<usize>,
 }
 
 /// `[auth]`: key cache and JWT verification.
@@ -65,6 +86,18 @@ impl RawConfig {
             log_format,
             max_body_bytes,
             shutdown_grace_secs
+        );
+        overlay_fields!(
+            self.engine,
+            top.engine,
+            load_default_model,
+            model_cache_dir,
+            max_batch_size,
+            max_batch_tokens,
+            max_queue_delay_us,
+            queue_capacity,
+            load_wait_ms,
+            intra_threads
         );
         overlay_fields!(
             self.auth,
@@ -175,6 +208,46 @@ pub struct Config {
     pub jwt: Option<JwtConfig>,
     /// The platform admin key from `TESSERA_ADMIN_KEY`.
     pub admin_key: Option<Secret>,
+    pub engine: EngineConfig,
+}
+
+/// Validated `[engine]` settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub load_default_model: bool,
+    pub model_cache_dir: Option<PathBuf>,
+    pub max_batch_size: usize,
+    pub max_batch_tokens: usize,
+    pub max_queue_delay: Duration,
+    pub queue_capacity: usize,
+    pub load_wait: Duration,
+    pub intra_threads: usize,
+}
+
+impl EngineConfig {
+    fn from_raw(e: RawEngine) -> Result<EngineConfig, ValidationError> {
+        let positive =
+            |name: &str, v: Option<usize>, default: usize| -> Result<usize, ValidationError> {
+                match v {
+                    Some(0) => Err(ValidationError::new(
+                        format!("engine.{name}"),
+                        format!("engine.{name} must be at least 1"),
+                    )),
+                    Some(n) => Ok(n),
+                    None => Ok(default),
+                }
+            };
+        Ok(EngineConfig {
+            load_default_model: e.load_default_model.unwrap_or(true),
+            model_cache_dir: e.model_cache_dir,
+            max_batch_size: positive("max_batch_size", e.max_batch_size, 32)?,
+            max_batch_tokens: positive("max_batch_tokens", e.max_batch_tokens, 16_384)?,
+            max_queue_delay: Duration::from_micros(e.max_queue_delay_us.unwrap_or(0)),
+            queue_capacity: positive("queue_capacity", e.queue_capacity, 512)?,
+            load_wait: Duration::from_millis(e.load_wait_ms.unwrap_or(10_000)),
+            intra_threads: positive("intra_threads", e.intra_threads, 1)?,
+        })
+    }
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -263,6 +336,7 @@ impl Config {
             key_cache_ttl: Duration::from_millis(a.key_cache_ttl_ms.unwrap_or(2_000).min(5_000)),
             jwt,
             admin_key,
+            engine: EngineConfig::from_raw(raw.engine)?,
         })
     }
 }
@@ -306,8 +380,12 @@ mod tests {
             log_format: Some("json".into()),
             ..Default::default()
         };
-        let flags = RawConfig { listen: Some("127.0.0.1:2".into()), ..Default::default() };
+        let mut flags = RawConfig { listen: Some("127.0.0.1:2".into()), ..Default::default() };
+        flags.engine.queue_capacity = Some(3);
+        flags.auth.jwks_url = Some("http://idp/jwks".into());
         let merged = file.overlay(flags);
+        assert_eq!(merged.engine.queue_capacity, Some(3));
+        assert_eq!(merged.auth.jwks_url.as_deref(), Some("http://idp/jwks"));
         assert_eq!(merged.listen.as_deref(), Some("127.0.0.1:2"));
         assert_eq!(merged.log_format.as_deref(), Some("json"));
     }

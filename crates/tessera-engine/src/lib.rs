@@ -15,5 +15,6 @@ mod error;
 pub mod fetch;
 pub mod onnx;
 pub mod ort_env;
+pub mod pool;
 
 pub use error::EngineError;

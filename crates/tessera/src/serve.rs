@@ -6,12 +6,17 @@ use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::Context as _;
+use std::sync::Arc;
 use tessera_core::apikey::{NewKey, mint};
 use tessera_core::audit::AuditActor;
 use tessera_core::auth::SystemCtx;
-use tessera_core::config::LogFormat;
+
+use tessera_core::config::{EngineConfig, LogFormat};
 use tessera_core::role::Role;
 use tessera_core::time::Timestamp;
+use tessera_engine::batcher::BatchConfig;
+use tessera_engine::fetch;
+use tessera_engine::pool::{ModelPool, ModelSource, PoolConfig};
 use tessera_gateway::{AppState, GatewayConfig};
 use tessera_store::{KeyOwner, MetadataStore};
 use tracing::{info, warn};
@@ -41,6 +46,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let backend = store.backend();
+    let models = start_models(&cfg.engine);
     let state = AppState::new(
         store,
         GatewayConfig {
@@ -49,6 +55,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             jwt: cfg.jwt.clone(),
             admin_key: cfg.admin_key.clone(),
         },
+        models,
     );
     let app = tessera_gateway::app(state);
     info!(%addr, store = backend, database = %cfg.database.display(), "tessera listening");
@@ -76,6 +83,39 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// The model pool; the default model loads in the background (fetched first
+/// when missing), so the server answers at once and the model reports not
+/// ready until it is loaded.
+fn start_models(cfg: &EngineConfig) -> Arc<ModelPool> {
+    let cache = cfg.model_cache_dir.clone().unwrap_or_else(fetch::cache_dir);
+    let pool = ModelPool::new(PoolConfig {
+        cache_dir: cache.clone(),
+        batch: BatchConfig {
+            max_batch_size: cfg.max_batch_size,
+            max_batch_tokens: cfg.max_batch_tokens,
+            max_queue_delay: cfg.max_queue_delay,
+            queue_capacity: cfg.queue_capacity,
+        },
+        load_wait: cfg.load_wait,
+        intra_threads: cfg.intra_threads,
+    });
+    if cfg.load_default_model {
+        let source = ModelSource {
+            name: fetch::DEFAULT_MODEL.into(),
+            version: "1".into(),
+            dir: fetch::default_model_dir(&cache),
+        };
+        let fetch_cache = cache.clone();
+        pool.load(
+            source,
+            Some(Box::new(move || {
+                fetch::fetch(&fetch_cache, &mut |step| info!(step, "fetching the default model"))
+            })),
+        );
+    }
+    pool
 }
 
 /// With no `TESSERA_ADMIN_KEY` and no active platform key, mints one, saves

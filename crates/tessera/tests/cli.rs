@@ -119,6 +119,8 @@ fn every_command_has_help() {
         &["audit", "verify"],
         &["audit", "list"],
         &["openapi"],
+        &["models"],
+        &["models", "fetch"],
     ];
     for c in commands {
         let out = std::process::Command::new(BIN).args(*c).arg("--help").output().unwrap();

@@ -41,5 +41,7 @@ pub async fn oip_ready(State(s): State<AppState>) -> Result<Json<Value>, ApiErro
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "metrics", content_type = "text/plain")))]
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics().render())
+    let mut text = s.metrics().render();
+    s.models().render_metrics(&mut text);
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }

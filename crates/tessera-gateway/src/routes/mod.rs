@@ -3,6 +3,7 @@
 //! OpenAPI document (`openapi::ApiDoc`).
 
 pub mod audit;
+pub mod embeddings;
 pub mod health;
 pub mod keys;
 pub mod me;
@@ -111,6 +112,7 @@ pub fn api_routes() -> ApiRoutes {
         .add(Get, "/v1/keys", keys::tenant_list)
         .add(Delete, "/v1/keys/{id}", keys::tenant_revoke)
         .add(Get, "/v1/audit", audit::tenant_list)
+        .add(Post, "/v1/embeddings", embeddings::create)
 }
 
 /// Unknown routes answer 404 in the error envelope.

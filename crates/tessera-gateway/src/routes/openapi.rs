@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, health, keys, me, plans, tenants};
+use super::{audit, embeddings, health, keys, me, plans, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,7 @@ use super::{audit, health, keys, me, plans, tenants};
         keys::tenant_create, keys::tenant_list, keys::tenant_revoke,
         audit::admin_list, audit::verify, audit::tenant_list,
         me::me,
+        embeddings::create,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -12,6 +12,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenants(cmd) => tenants::run(cmd).await,
         Command::Keys(cmd) => keys::run(cmd).await,
         Command::Audit(cmd) => audit::run(cmd).await,
+        Command::Models(crate::cli::ModelsCmd::Fetch { cache_dir }) => {
+            let cache = cache_dir.unwrap_or_else(tessera_engine::fetch::cache_dir);
+            let result = tokio::task::spawn_blocking(move || {
+                tessera_engine::fetch::fetch(&cache, &mut |step| eprintln!("fetch: {step}"))
+            })
+            .await?;
+            result.map_err(|e| anyhow::anyhow!("{e}"))
+        }
         Command::Openapi => {
             use utoipa::OpenApi as _;
             let doc = tessera_gateway::routes::openapi::ApiDoc::openapi();

@@ -101,6 +101,7 @@ impl Server {
             .env_remove("TESSERA_ADMIN_KEY")
             .env_remove("TESSERA_DATABASE_URL")
             .env("TESSERA_LOG", "info,sqlx=warn")
+            .env("TESSERA__ENGINE__LOAD_DEFAULT_MODEL", "false")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
