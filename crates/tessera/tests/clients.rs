@@ -1,0 +1,38 @@
+//! Real clients, unchanged, against the running binary: the official `openai`
+//! Python package. The Python comes from `TESSERA_TEST_PYTHON` (set by
+//! `scripts/test` when the test venv exists); without it the test skips, and
+//! with `TESSERA_REQUIRE_SERVICES=1` it fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Backend, Options, Server};
+
+fn python() -> Option<String> {
+    tessera_store::conformance::service_url("TESSERA_TEST_PYTHON")
+}
+
+fn run_script(python: &str, script: &str, args: &[&str]) {
+    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(python).arg(&path).args(args).output().unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{script} failed:\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_python_client_works_unchanged() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        Options::new(&Backend::Sqlite, dir.path())
+            .env("TESSERA__ENGINE__LOAD_DEFAULT_MODEL", "true"),
+    )
+    .await;
+    let (_, key, _) = s.tenant_with_key("acme", "developer").await;
+    let py2 = py.clone();
+    let url = s.url.clone();
+    tokio::task::spawn_blocking(move || run_script(&py2, "openai_embeddings.py", &[&url, &key]))
+        .await
+        .unwrap();
+}
