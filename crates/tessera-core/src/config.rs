@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub log_format: Option<String>,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// Largest model artifact upload, in bytes.
+    pub max_artifact_bytes: Option<usize>,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_secs: Option<u64>,
     #[serde(default)]
@@ -85,6 +87,7 @@ impl RawConfig {
             nats_url,
             log_format,
             max_body_bytes,
+            max_artifact_bytes,
             shutdown_grace_secs
         );
         overlay_fields!(
@@ -203,6 +206,7 @@ pub struct Config {
     pub nats_url: Option<String>,
     pub log_format: LogFormat,
     pub max_body_bytes: usize,
+    pub max_artifact_bytes: usize,
     pub shutdown_grace: Duration,
     pub key_cache_ttl: Duration,
     pub jwt: Option<JwtConfig>,
@@ -332,6 +336,7 @@ impl Config {
             nats_url,
             log_format,
             max_body_bytes,
+            max_artifact_bytes: raw.max_artifact_bytes.unwrap_or(512 * 1024 * 1024),
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(30)),
             key_cache_ttl: Duration::from_millis(a.key_cache_ttl_ms.unwrap_or(2_000).min(5_000)),
             jwt,

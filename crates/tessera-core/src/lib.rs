@@ -10,6 +10,7 @@ pub mod error;
 pub mod ids;
 pub mod jwt;
 pub mod metrics;
+pub mod model;
 pub mod role;
 pub mod tenant;
 pub mod time;

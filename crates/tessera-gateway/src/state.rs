@@ -6,6 +6,7 @@ use std::time::Duration;
 use tessera_core::config::{JwtConfig, Secret};
 use tessera_engine::pool::ModelPool;
 use tessera_store::MetadataStore;
+use tessera_store::artifacts::ArtifactStore;
 
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
@@ -18,10 +19,9 @@ pub struct GatewayConfig {
     pub key_cache_ttl: Duration,
     pub jwt: Option<JwtConfig>,
     pub admin_key: Option<Secret>,
+    /// Largest model artifact upload, in bytes.
+    pub max_artifact_bytes: usize,
 }
-
-/// Platform models every tenant can use, by name.
-pub const PLATFORM_MODELS: &[&str] = &[tessera_engine::fetch::DEFAULT_MODEL];
 
 impl Default for GatewayConfig {
     fn default() -> Self {
@@ -30,6 +30,7 @@ impl Default for GatewayConfig {
             key_cache_ttl: Duration::from_secs(2),
             jwt: None,
             admin_key: None,
+            max_artifact_bytes: 512 * 1024 * 1024,
         }
     }
 }
@@ -45,11 +46,18 @@ struct Inner {
     tenants: Arc<TenantCache>,
     metrics: Arc<Metrics>,
     models: Arc<ModelPool>,
+    artifacts: Arc<dyn ArtifactStore>,
     max_body_bytes: usize,
+    max_artifact_bytes: usize,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn MetadataStore>, cfg: GatewayConfig, models: Arc<ModelPool>) -> Self {
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        artifacts: Arc<dyn ArtifactStore>,
+        cfg: GatewayConfig,
+        models: Arc<ModelPool>,
+    ) -> Self {
         let metrics = Arc::new(Metrics::default());
         let tenants = Arc::new(TenantCache::new(cfg.key_cache_ttl));
         let auth = Authenticator::new(
@@ -67,7 +75,9 @@ impl AppState {
                 tenants,
                 metrics,
                 models,
+                artifacts,
                 max_body_bytes: cfg.max_body_bytes,
+                max_artifact_bytes: cfg.max_artifact_bytes,
             }),
         }
     }
@@ -88,6 +98,12 @@ impl AppState {
     /// Loaded models and their batchers.
     pub fn models(&self) -> &Arc<ModelPool> {
         &self.inner.models
+    }
+    pub fn artifacts(&self) -> &dyn ArtifactStore {
+        &*self.inner.artifacts
+    }
+    pub fn max_artifact_bytes(&self) -> usize {
+        self.inner.max_artifact_bytes
     }
     pub fn max_body_bytes(&self) -> usize {
         self.inner.max_body_bytes

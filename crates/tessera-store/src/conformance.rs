@@ -283,6 +283,96 @@ pub async fn audit_tampering_is_detected(h: &dyn Harness) {
     assert_eq!(r.first_broken.map(|b| b.id), Some(3), "deleted row must be reported");
 }
 
+pub async fn model_registry(store: &dyn MetadataStore) {
+    use tessera_core::model::{ModelOwner, NewModel};
+
+    use crate::{ModelScope, ModelView};
+    let (a_t, a) = tenant(store, "a").await;
+    let (_, b) = tenant(store, "b").await;
+    let nm = |name: &str, runtime: &str| NewModel {
+        name: name.into(),
+        task: "classification".into(),
+        runtime: runtime.into(),
+        base_model: None,
+        segment: None,
+    };
+    let platform = store
+        .create_model(ModelScope::Platform(&sys()), &nm("shared", "bert"), &actor())
+        .await
+        .unwrap();
+    assert_eq!(platform.owner, ModelOwner::Platform);
+    let seg = store
+        .create_model(ModelScope::Segment(&sys(), "retail"), &nm("seg-only", "onnx"), &actor())
+        .await
+        .unwrap();
+    let mine =
+        store.create_model(ModelScope::Tenant(&a), &nm("mine", "onnx"), &actor()).await.unwrap();
+    assert_eq!(mine.tenant_id.as_ref(), Some(&a_t.id));
+    // A tenant's own model of the same name shadows the platform's.
+    let shadow =
+        store.create_model(ModelScope::Tenant(&a), &nm("shared", "onnx"), &actor()).await.unwrap();
+    let dup = store.create_model(ModelScope::Tenant(&a), &nm("mine", "onnx"), &actor()).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    // b may use the same name in its own namespace.
+    store.create_model(ModelScope::Tenant(&b), &nm("mine", "onnx"), &actor()).await.unwrap();
+
+    let a_view = ModelView::Tenant { ctx: &a, segment: Some("retail") };
+    let b_view = ModelView::Tenant { ctx: &b, segment: None };
+    let names = |ms: Vec<tessera_core::model::Model>| {
+        ms.into_iter().map(|m| (m.name, m.owner)).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(store.list_models(a_view).await.unwrap()),
+        vec![
+            ("mine".into(), ModelOwner::Tenant),
+            ("seg-only".into(), ModelOwner::Segment),
+            ("shared".into(), ModelOwner::Tenant)
+        ]
+    );
+    assert_eq!(
+        names(store.list_models(b_view).await.unwrap()),
+        vec![("mine".into(), ModelOwner::Tenant), ("shared".into(), ModelOwner::Platform)]
+    );
+    assert_eq!(store.resolve_model(a_view, "shared").await.unwrap().id, shadow.id);
+    assert_eq!(store.resolve_model(b_view, "shared").await.unwrap().id, platform.id);
+    assert_eq!(store.resolve_model(a_view, "seg-only").await.unwrap().id, seg.id);
+    assert!(matches!(
+        store.resolve_model(b_view, "seg-only").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_ne!(store.resolve_model(b_view, "mine").await.unwrap().id, mine.id);
+
+    // Versions count up per model; tenants version only their own models.
+    let sha = "a".repeat(64);
+    let v1 =
+        store.add_model_version(KeyOwner::Tenant(&a), &mine, &sha, 10, &actor()).await.unwrap();
+    let v2 =
+        store.add_model_version(KeyOwner::Tenant(&a), &mine, &sha, 10, &actor()).await.unwrap();
+    assert_eq!((v1.version, v2.version), (1, 2));
+    let denied = store.add_model_version(KeyOwner::Tenant(&b), &mine, &sha, 10, &actor()).await;
+    assert!(matches!(denied, Err(StoreError::NotFound { .. })), "{denied:?}");
+    let denied = store.add_model_version(KeyOwner::Tenant(&a), &platform, &sha, 10, &actor()).await;
+    assert!(matches!(denied, Err(StoreError::NotFound { .. })), "{denied:?}");
+    let pv = store
+        .add_model_version(KeyOwner::Platform(&sys()), &platform, &sha, 3, &actor())
+        .await
+        .unwrap();
+    assert_eq!(pv.version, 1);
+    let listed = store.list_model_versions(a_view, &mine).await.unwrap();
+    assert_eq!(listed.iter().map(|v| v.version).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(store.list_model_versions(b_view, &platform).await.unwrap().len(), 1);
+    assert_eq!(store.get_model_by_id(&sys(), &mine.id).await.unwrap(), mine);
+    let audit = store
+        .list_audit(AuditScope::Tenant(&a), AuditQuery { since: None, limit: 100 })
+        .await
+        .unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "model_version.create" && e.target == format!("{}@2", mine.id))
+    );
+}
+
 pub async fn missing_tenant_is_not_found(store: &dyn MetadataStore) {
     let ghost = sys().tenant(tessera_core::ids::TenantId::generate());
     assert!(matches!(store.get_tenant(&ghost).await, Err(StoreError::NotFound { .. })));
@@ -337,6 +427,12 @@ macro_rules! metadata_conformance {
         async fn conformance_audit_tampering_is_detected() {
             if let Some(h) = $make {
                 $crate::conformance::audit_tampering_is_detected(&h).await
+            }
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_model_registry() {
+            if let Some(h) = $make {
+                $crate::conformance::model_registry(&*$crate::conformance::Harness::store(&h)).await
             }
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

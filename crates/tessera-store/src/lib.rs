@@ -2,6 +2,7 @@
 //! audit) and its SQLite and PostgreSQL implementations, chosen by URL. Both
 //! pass the one conformance suite in [`conformance`].
 
+pub mod artifacts;
 pub mod conformance;
 mod error;
 mod metadata;
@@ -13,7 +14,9 @@ pub mod sqlite;
 use std::sync::Arc;
 
 pub use error::StoreError;
-pub use metadata::{AuditQuery, AuditScope, KeyOwner, MetadataStore, verify_audit_chain};
+pub use metadata::{
+    AuditQuery, AuditScope, KeyOwner, MetadataStore, ModelScope, ModelView, verify_audit_chain,
+};
 use tessera_core::config::DatabaseUrl;
 
 /// Opens (creating and migrating as needed) the metadata store at `url`.

@@ -9,6 +9,7 @@ use tessera_core::apikey::KeyRecord;
 use tessera_core::audit::{AuditActor, AuditEntry};
 use tessera_core::auth::{SystemCtx, TenantCtx};
 use tessera_core::ids::{KeyId, TenantId};
+use tessera_core::model::{Model, ModelVersion, NewModel};
 use tessera_core::tenant::{NewTenant, Plan, PlanPatch, Tenant, TenantPatch};
 use tessera_core::time::Timestamp;
 
@@ -28,6 +29,22 @@ pub enum AuditScope<'a> {
     Tenant(&'a TenantCtx),
     /// Everything, optionally filtered to one tenant.
     System(&'a SystemCtx, Option<&'a TenantId>),
+}
+
+/// Who a new model belongs to.
+#[derive(Debug, Clone, Copy)]
+pub enum ModelScope<'a> {
+    Tenant(&'a TenantCtx),
+    Segment(&'a SystemCtx, &'a str),
+    Platform(&'a SystemCtx),
+}
+
+/// Which models a reader sees: a tenant sees its own, its segment's and the
+/// platform's; the system sees all.
+#[derive(Debug, Clone, Copy)]
+pub enum ModelView<'a> {
+    Tenant { ctx: &'a TenantCtx, segment: Option<&'a str> },
+    System(&'a SystemCtx),
 }
 
 /// Filters for listing audit entries (newest first).
@@ -106,6 +123,34 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn key_for_auth(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
     /// Active platform keys (to decide whether to mint the first admin key).
     async fn count_active_platform_keys(&self, sys: &SystemCtx) -> Result<u64, StoreError>;
+
+    async fn create_model(
+        &self,
+        scope: ModelScope<'_>,
+        new: &NewModel,
+        actor: &AuditActor,
+    ) -> Result<Model, StoreError>;
+    /// Models visible in `view`, by name; for a tenant, a name its own model
+    /// shares with a segment or platform model shows only its own.
+    async fn list_models(&self, view: ModelView<'_>) -> Result<Vec<Model>, StoreError>;
+    /// Resolves a name tenant -> segment -> platform.
+    async fn resolve_model(&self, view: ModelView<'_>, name: &str) -> Result<Model, StoreError>;
+    async fn get_model_by_id(&self, sys: &SystemCtx, id: &str) -> Result<Model, StoreError>;
+    /// Adds the next version of `model`. A tenant can only version its own models;
+    /// segment and platform models need the platform owner.
+    async fn add_model_version(
+        &self,
+        writer: KeyOwner<'_>,
+        model: &Model,
+        sha256: &str,
+        size: i64,
+        actor: &AuditActor,
+    ) -> Result<ModelVersion, StoreError>;
+    async fn list_model_versions(
+        &self,
+        view: ModelView<'_>,
+        model: &Model,
+    ) -> Result<Vec<ModelVersion>, StoreError>;
 
     async fn list_audit(
         &self,

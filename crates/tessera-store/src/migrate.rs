@@ -8,11 +8,19 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const COMMON: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("migrations/0001_init.sql") }];
+pub(crate) const COMMON: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("migrations/0001_init.sql") },
+    Migration { version: 3, name: "registry", sql: include_str!("migrations/0003_registry.sql") },
+];
 
-pub(crate) const POSTGRES_ONLY: &[Migration] =
-    &[Migration { version: 2, name: "pg_rls", sql: include_str!("migrations/0002_pg_rls.sql") }];
+pub(crate) const POSTGRES_ONLY: &[Migration] = &[
+    Migration { version: 2, name: "pg_rls", sql: include_str!("migrations/0002_pg_rls.sql") },
+    Migration {
+        version: 4,
+        name: "pg_registry_rls",
+        sql: include_str!("migrations/0004_pg_registry_rls.sql"),
+    },
+];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS tessera_migrations \
      (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";

@@ -78,9 +78,10 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
         .fetch_one(&mut *tx)
         .await?
         .try_get("v")?;
-    let all = COMMON.iter().chain(POSTGRES_ONLY);
-    check_not_newer(applied, all.clone().map(|m| m.version).max().unwrap_or(0))?;
-    for m in all.filter(|m| Some(m.version) > applied) {
+    let mut all: Vec<_> = COMMON.iter().chain(POSTGRES_ONLY).collect();
+    all.sort_by_key(|m| m.version);
+    check_not_newer(applied, all.iter().map(|m| m.version).max().unwrap_or(0))?;
+    for m in all.into_iter().filter(|m| Some(m.version) > applied) {
         sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO tessera_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
@@ -108,7 +109,7 @@ BEGIN
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO tessera_rls', current_schema());
 END $$;
-GRANT SELECT, INSERT, UPDATE, DELETE ON plans, tenants, api_keys, audit_head TO tessera_rls;
+GRANT SELECT, INSERT, UPDATE, DELETE ON plans, tenants, api_keys, audit_head, models, model_versions TO tessera_rls;
 GRANT SELECT, INSERT ON audit_log TO tessera_rls;
 "#;
 

@@ -37,7 +37,8 @@ macro_rules! sql_metadata_store {
         use tessera_core::ValidationError;
 
         use crate::sql_common::{to_i64, to_u64, TxScope};
-        use crate::{AuditQuery, AuditScope, KeyOwner, MetadataStore, StoreError};
+        use crate::{AuditQuery, AuditScope, KeyOwner, MetadataStore, ModelScope, ModelView, StoreError};
+        use tessera_core::model::{Model, ModelOwner, ModelVersion, NewModel};
 
         type Tx = sqlx::Transaction<'static, $db>;
         type DbRow = <$db as sqlx::Database>::Row;
@@ -100,6 +101,49 @@ macro_rules! sql_metadata_store {
                 prev_hash: r.try_get("prev_hash")?,
                 hash: r.try_get("hash")?,
             })
+        }
+
+        const MODEL_COLUMNS: &str = "id, owner, tenant_id, segment, name, task, runtime, base_model, created_at";
+
+        fn model_from_row(r: &DbRow) -> Result<Model, StoreError> {
+            let owner: String = r.try_get("owner")?;
+            let tenant: Option<String> = r.try_get("tenant_id")?;
+            Ok(Model {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                owner: ModelOwner::parse(&owner)
+                    .ok_or_else(|| StoreError::Internal(format!("unknown model owner {owner:?}")))?,
+                tenant_id: tenant.map(TenantId::from_stored),
+                segment: r.try_get("segment")?,
+                task: r.try_get("task")?,
+                runtime: r.try_get("runtime")?,
+                base_model: r.try_get("base_model")?,
+                created_at: Timestamp::from_millis(r.try_get("created_at")?),
+            })
+        }
+
+        fn version_from_row(r: &DbRow) -> Result<ModelVersion, StoreError> {
+            Ok(ModelVersion {
+                model_id: r.try_get("model_id")?,
+                version: r.try_get("version")?,
+                sha256: r.try_get("sha256")?,
+                size: r.try_get("size")?,
+                created_at: Timestamp::from_millis(r.try_get("created_at")?),
+            })
+        }
+
+        /// Transaction scope and the scope keys a view may read.
+        fn view_keys<'a>(view: &ModelView<'a>) -> (TxScope<'a>, Option<(String, String)>) {
+            match view {
+                ModelView::Tenant { ctx, segment } => (
+                    TxScope::Tenant(ctx.tenant_id().as_str()),
+                    Some((
+                        format!("tenant:{}", ctx.tenant_id()),
+                        segment.map_or_else(String::new, |s| format!("segment:{s}")),
+                    )),
+                ),
+                ModelView::System(_) => (TxScope::System, None),
+            }
         }
 
         fn corrupt(e: serde_json::Error) -> StoreError {
@@ -507,6 +551,185 @@ macro_rules! sql_metadata_store {
                 tx.commit().await?;
                 let n: i64 = row.try_get("n")?;
                 Ok(u64::try_from(n).unwrap_or(0))
+            }
+
+            async fn create_model(&self, scope: ModelScope<'_>, new: &NewModel, actor: &AuditActor) -> Result<Model, StoreError> {
+                let (tx_scope, owner, tenant, segment, scope_key) = match scope {
+                    ModelScope::Tenant(ctx) => (
+                        TxScope::Tenant(ctx.tenant_id().as_str()),
+                        ModelOwner::Tenant,
+                        Some(ctx.tenant_id().clone()),
+                        None,
+                        format!("tenant:{}", ctx.tenant_id()),
+                    ),
+                    ModelScope::Segment(_, seg) => {
+                        (TxScope::System, ModelOwner::Segment, None, Some(seg.to_owned()), format!("segment:{seg}"))
+                    }
+                    ModelScope::Platform(_) => (TxScope::System, ModelOwner::Platform, None, None, "platform".to_owned()),
+                };
+                let model = Model {
+                    id: tessera_core::model::new_model_id(),
+                    name: new.name.clone(),
+                    owner,
+                    tenant_id: tenant,
+                    segment,
+                    task: new.task.clone(),
+                    runtime: new.runtime.clone(),
+                    base_model: new.base_model.clone(),
+                    created_at: Timestamp::now(),
+                };
+                let mut tx = self.begin(tx_scope, true).await?;
+                if let Some(t) = &model.tenant_id {
+                    tenant_in_tx(&mut tx, t).await?;
+                }
+                let taken = sqlx::query("SELECT 1 AS one FROM models WHERE scope_key = $1 AND name = $2")
+                    .bind(&scope_key)
+                    .bind(&model.name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if taken.is_some() {
+                    return Err(StoreError::Conflict(format!("model {:?} already exists", model.name)));
+                }
+                sqlx::query(
+                    "INSERT INTO models (id, owner, tenant_id, segment, scope_key, name, task, runtime, base_model, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(&model.id)
+                .bind(model.owner.as_str())
+                .bind(model.tenant_id.as_ref().map(|t| t.as_str()))
+                .bind(&model.segment)
+                .bind(&scope_key)
+                .bind(&model.name)
+                .bind(&model.task)
+                .bind(&model.runtime)
+                .bind(&model.base_model)
+                .bind(model.created_at.millis())
+                .execute(&mut *tx)
+                .await?;
+                append_audit(&mut tx, model.tenant_id.as_ref(), "model.create", &model.id, actor).await?;
+                tx.commit().await?;
+                Ok(model)
+            }
+
+            async fn list_models(&self, view: ModelView<'_>) -> Result<Vec<Model>, StoreError> {
+                let (tx_scope, keys) = view_keys(&view);
+                let mut tx = self.begin(tx_scope, false).await?;
+                let rows = match &keys {
+                    Some((tenant_key, segment_key)) => {
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "SELECT {MODEL_COLUMNS} FROM models WHERE scope_key IN ($1, $2, 'platform') \
+                             ORDER BY name, CASE owner WHEN 'tenant' THEN 0 WHEN 'segment' THEN 1 ELSE 2 END"
+                        )))
+                        .bind(tenant_key)
+                        .bind(segment_key)
+                        .fetch_all(&mut *tx)
+                        .await?
+                    }
+                    None => {
+                        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {MODEL_COLUMNS} FROM models ORDER BY name, owner, id")))
+                            .fetch_all(&mut *tx)
+                            .await?
+                    }
+                };
+                tx.commit().await?;
+                let mut models: Vec<Model> = rows.iter().map(model_from_row).collect::<Result<_, _>>()?;
+                if keys.is_some() {
+                    // Tenant view: the nearest owner of each name hides the others.
+                    models.dedup_by(|later, first| later.name == first.name);
+                }
+                Ok(models)
+            }
+
+            async fn resolve_model(&self, view: ModelView<'_>, name: &str) -> Result<Model, StoreError> {
+                let (tx_scope, keys) = view_keys(&view);
+                let Some((tenant_key, segment_key)) = keys else {
+                    return Err(StoreError::Internal("resolve_model needs a tenant view".into()));
+                };
+                let mut tx = self.begin(tx_scope, false).await?;
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {MODEL_COLUMNS} FROM models WHERE name = $1 AND scope_key IN ($2, $3, 'platform') \
+                     ORDER BY CASE owner WHEN 'tenant' THEN 0 WHEN 'segment' THEN 1 ELSE 2 END LIMIT 1"
+                )))
+                .bind(name)
+                .bind(&tenant_key)
+                .bind(&segment_key)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                model_from_row(&row.ok_or_else(|| StoreError::not_found("model", name))?)
+            }
+
+            async fn get_model_by_id(&self, _sys: &SystemCtx, id: &str) -> Result<Model, StoreError> {
+                let mut tx = self.begin(TxScope::System, false).await?;
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = $1")))
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                model_from_row(&row.ok_or_else(|| StoreError::not_found("model", id))?)
+            }
+
+            async fn add_model_version(
+                &self,
+                writer: KeyOwner<'_>,
+                model: &Model,
+                sha256: &str,
+                size: i64,
+                actor: &AuditActor,
+            ) -> Result<ModelVersion, StoreError> {
+                let (tx_scope, tenant) = owner_scope(&writer);
+                if model.tenant_id.as_ref() != tenant {
+                    // A tenant may only version its own models.
+                    return Err(StoreError::not_found("model", &model.name));
+                }
+                let mut tx = self.begin(tx_scope, true).await?;
+                let locked = sqlx::query(concat!("SELECT id FROM models WHERE id = $1", $lock))
+                    .bind(&model.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if locked.is_none() {
+                    return Err(StoreError::not_found("model", &model.name));
+                }
+                let next: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 AS v FROM model_versions WHERE model_id = $1")
+                    .bind(&model.id)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("v")?;
+                let v = ModelVersion {
+                    model_id: model.id.clone(),
+                    version: next,
+                    sha256: sha256.to_owned(),
+                    size,
+                    created_at: Timestamp::now(),
+                };
+                sqlx::query(
+                    "INSERT INTO model_versions (model_id, version, tenant_id, sha256, size, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&v.model_id)
+                .bind(v.version)
+                .bind(tenant.map(|t| t.as_str()))
+                .bind(&v.sha256)
+                .bind(v.size)
+                .bind(v.created_at.millis())
+                .execute(&mut *tx)
+                .await?;
+                append_audit(&mut tx, tenant, "model_version.create", &format!("{}@{}", model.id, v.version), actor).await?;
+                tx.commit().await?;
+                Ok(v)
+            }
+
+            async fn list_model_versions(&self, view: ModelView<'_>, model: &Model) -> Result<Vec<ModelVersion>, StoreError> {
+                let (tx_scope, _) = view_keys(&view);
+                let mut tx = self.begin(tx_scope, false).await?;
+                let rows = sqlx::query(
+                    "SELECT model_id, version, sha256, size, created_at FROM model_versions WHERE model_id = $1 ORDER BY version",
+                )
+                .bind(&model.id)
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                rows.iter().map(version_from_row).collect()
             }
 
             async fn list_audit(&self, scope: AuditScope<'_>, q: AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {

@@ -12,13 +12,15 @@ use tessera_core::audit::AuditActor;
 use tessera_core::auth::SystemCtx;
 
 use tessera_core::config::{EngineConfig, LogFormat};
+use tessera_core::model::NewModel;
 use tessera_core::role::Role;
 use tessera_core::time::Timestamp;
 use tessera_engine::batcher::BatchConfig;
 use tessera_engine::fetch;
 use tessera_engine::pool::{ModelPool, ModelSource, PoolConfig};
 use tessera_gateway::{AppState, GatewayConfig};
-use tessera_store::{KeyOwner, MetadataStore};
+use tessera_store::artifacts::DirArtifacts;
+use tessera_store::{KeyOwner, MetadataStore, ModelScope, StoreError};
 use tracing::{info, warn};
 
 use crate::cli::ServeArgs;
@@ -47,13 +49,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let backend = store.backend();
     let models = start_models(&cfg.engine);
+    register_default_model(&*store, &sys).await?;
+    let artifacts = Arc::new(DirArtifacts::new(cfg.data_dir.join("artifacts")));
     let state = AppState::new(
         store,
+        artifacts,
         GatewayConfig {
             max_body_bytes: cfg.max_body_bytes,
             key_cache_ttl: cfg.key_cache_ttl,
             jwt: cfg.jwt.clone(),
             admin_key: cfg.admin_key.clone(),
+            max_artifact_bytes: cfg.max_artifact_bytes,
         },
         models,
     );
@@ -116,6 +122,22 @@ fn start_models(cfg: &EngineConfig) -> Arc<ModelPool> {
         );
     }
     pool
+}
+
+/// Registers the default embedding model as a platform model (once).
+async fn register_default_model(store: &dyn MetadataStore, sys: &SystemCtx) -> anyhow::Result<()> {
+    let new = NewModel {
+        name: fetch::DEFAULT_MODEL.into(),
+        task: "embedding".into(),
+        runtime: "bert".into(),
+        base_model: None,
+        segment: None,
+    };
+    let actor = AuditActor { key_id: None, request_id: Some("bootstrap".into()) };
+    match store.create_model(ModelScope::Platform(sys), &new, &actor).await {
+        Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("cannot register the default model: {e}")),
+    }
 }
 
 /// With no `TESSERA_ADMIN_KEY` and no active platform key, mints one, saves

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 const OPEN: &[&str] =
     &["/healthz", "/readyz", "/metrics", "/openapi.json", "/v2/health/live", "/v2/health/ready"];
 
-fn fill(path: &str, b_tenant: &str, b_key: &str) -> String {
+fn fill(path: &str, b_tenant: &str, b_key: &str, b_model: &str) -> String {
     let segs: Vec<&str> = path.split('/').collect();
     let mut out = Vec::new();
     for (i, seg) in segs.iter().enumerate() {
@@ -24,6 +24,8 @@ fn fill(path: &str, b_tenant: &str, b_key: &str) -> String {
                 "tenants" => b_tenant,
                 "keys" => b_key,
                 "plans" => "free",
+                "models" if path.starts_with("/admin/") => "mdl_notmine",
+                "models" => b_model,
                 _ => b_tenant,
             });
         } else {
@@ -49,6 +51,17 @@ async fn cross_tenant_walk(backend: Backend) {
     let s = Server::start(Options::new(&backend, dir.path())).await;
     let (_a, a_key, _) = s.tenant_with_key("tenant-a", "tenant_admin").await;
     let (b, b_key, b_key_id) = s.tenant_with_key("tenant-b", "tenant_admin").await;
+    let m = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/models",
+            Some(&b_key),
+            Some(json!({"name": "b-private-model", "task": "custom", "runtime": "onnx"})),
+        )
+        .await;
+    assert_eq!(m.status, StatusCode::CREATED, "{m:?}");
+    let b_model_id = m.body["id"].as_str().unwrap().to_owned();
     let b_before = s.api.get("/v1/me", &b_key).await.body;
 
     let spec = s.api.get("/openapi.json", &a_key).await.body;
@@ -60,7 +73,7 @@ async fn cross_tenant_walk(backend: Backend) {
         }
         for method in item.as_object().unwrap().keys() {
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let url = fill(path, &b, &b_key_id);
+            let url = fill(path, &b, &b_key_id, "b-private-model");
             let r = s.api.call(m.clone(), &url, Some(&a_key), body_for(&m, path)).await;
             walked += 1;
             let text = r.body.to_string();
@@ -70,7 +83,7 @@ async fn cross_tenant_walk(backend: Backend) {
                 assert_eq!(r.body.as_object().map(|o| o.len()), Some(1), "{m} {url}: {text}");
             } else {
                 assert!(
-                    !text.contains(&b) && !text.contains(&b_key_id),
+                    !text.contains(&b) && !text.contains(&b_key_id) && !text.contains(&b_model_id),
                     "{m} {url} leaked tenant B's data: {text}"
                 );
             }
@@ -102,6 +115,11 @@ async fn cross_tenant_walk(backend: Backend) {
     let keys = s.api.get("/v1/keys", &b_key).await.body;
     assert_eq!(keys["data"].as_array().unwrap().len(), 1);
     assert!(keys["data"][0]["revoked_at"].is_null());
+    let models = s.api.get("/v1/models/b-private-model/versions", &b_key).await;
+    assert_eq!(
+        (models.status, models.body["data"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0))
+    );
     let audit = s.api.get("/v1/audit", &b_key).await.body;
     for e in audit["data"].as_array().unwrap() {
         assert_eq!(e["tenant_id"], b.as_str(), "B's audit shows a foreign entry: {e}");

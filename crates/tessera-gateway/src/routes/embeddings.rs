@@ -8,15 +8,16 @@ use axum::http::{HeaderMap, HeaderValue};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use tessera_core::auth::{Principal, TenantCtx};
+use tessera_core::model::{Model, ModelOwner};
 use tessera_core::role::Operation;
 use tessera_engine::pool::ModelPool;
-use tessera_store::MetadataStore;
+use tessera_store::{MetadataStore, ModelView};
 use utoipa::ToSchema;
 
 use crate::auth::Authed;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
-use crate::state::{AppState, PLATFORM_MODELS};
+use crate::state::AppState;
 use crate::tenant_cache::TenantCache;
 
 /// Most inputs in one request (OpenAI's limit).
@@ -66,31 +67,30 @@ pub struct Usage {
     pub total_tokens: usize,
 }
 
-/// A model name the caller may use: its key's scopes and its plan allow it,
-/// and the platform (later: its segment or itself) provides it.
+/// Resolves a model name for the caller (its own, then its segment's, then
+/// the platform's) and checks that its key's scopes and its plan allow it.
 pub async fn authorize_model(
     store: &dyn MetadataStore,
     tenants: &TenantCache,
     ctx: &TenantCtx,
     principal: &Principal,
     model: &str,
-) -> Result<(), ApiError> {
-    if !PLATFORM_MODELS.contains(&model) {
-        return Err(ApiError::NotFound(format!("model {model:?} not found")));
-    }
+) -> Result<Model, ApiError> {
+    let info = tenants.get(store, ctx).await?;
+    let view = ModelView::Tenant { ctx, segment: info.tenant.segment.as_deref() };
+    let resolved = store.resolve_model(view, model).await?;
     if !principal.scopes().allows_model(model) {
         return Err(ApiError::Forbidden(format!(
             "this key's scopes do not include model {model:?}"
         )));
     }
-    let info = tenants.get(store, ctx).await?;
     if info.plan.models.as_ref().is_some_and(|m| !m.iter().any(|x| x == model)) {
         return Err(ApiError::Forbidden(format!(
             "plan {:?} does not include model {model:?}",
             info.plan.name
         )));
     }
-    Ok(())
+    Ok(resolved)
 }
 
 /// Runs an embeddings request; returns the answer, the model version and the
@@ -175,7 +175,22 @@ pub async fn create(
 ) -> Result<(HeaderMap, Json<EmbeddingsResponse>), ApiError> {
     let start = std::time::Instant::now();
     let ctx = auth.tenant(Operation::Inference)?;
-    authorize_model(s.store(), s.tenants(), &ctx, &auth.principal, &req.model).await?;
+    let model = authorize_model(s.store(), s.tenants(), &ctx, &auth.principal, &req.model).await?;
+    if model.task != "embedding" || model.runtime != "bert" {
+        return Err(ApiError::invalid(
+            "model",
+            format!(
+                "model {:?} is a {} model on runtime {}; /v1/embeddings serves embedding models",
+                model.name, model.task, model.runtime
+            ),
+        ));
+    }
+    if model.owner != ModelOwner::Platform {
+        return Err(ApiError::ModelNotReady(format!(
+            "model {:?} is registered but this server only serves platform embedding models so far",
+            model.name
+        )));
+    }
     let (resp, version, model_time) = embed(s.models(), req).await?;
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&version) {

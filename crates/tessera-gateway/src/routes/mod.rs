@@ -7,6 +7,7 @@ pub mod embeddings;
 pub mod health;
 pub mod keys;
 pub mod me;
+pub mod models;
 pub mod openapi;
 pub mod plans;
 pub mod tenants;
@@ -113,6 +114,15 @@ pub fn api_routes() -> ApiRoutes {
         .add(Delete, "/v1/keys/{id}", keys::tenant_revoke)
         .add(Get, "/v1/audit", audit::tenant_list)
         .add(Post, "/v1/embeddings", embeddings::create)
+        .add(Post, "/v1/models", models::tenant_create)
+        .add(Get, "/v1/models", models::tenant_list)
+        .add(Get, "/v1/models/{name}", models::tenant_get)
+        .add(Post, "/v1/models/{name}/versions", models::tenant_upload)
+        .add(Get, "/v1/models/{name}/versions", models::tenant_versions)
+        .add(Post, "/admin/v1/models", models::admin_create)
+        .add(Get, "/admin/v1/models", models::admin_list)
+        .add(Post, "/admin/v1/models/{id}/versions", models::admin_upload)
+        .add(Get, "/admin/v1/models/{id}/versions", models::admin_versions)
 }
 
 /// Unknown routes answer 404 in the error envelope.

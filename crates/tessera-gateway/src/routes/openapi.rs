@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, embeddings, health, keys, me, plans, tenants};
+use super::{audit, embeddings, health, keys, me, models, plans, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,8 @@ use super::{audit, embeddings, health, keys, me, plans, tenants};
         audit::admin_list, audit::verify, audit::tenant_list,
         me::me,
         embeddings::create,
+        models::tenant_create, models::tenant_list, models::tenant_get, models::tenant_upload, models::tenant_versions,
+        models::admin_create, models::admin_list, models::admin_upload, models::admin_versions,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -1,0 +1,253 @@
+//! The model registry over HTTP (L1). Tenants register their own models and
+//! upload versions (`/v1/models...`) and see their own, their segment's and
+//! the platform's models; platform admins register platform and segment
+//! models (`/admin/v1/models...`). A version's artifact is the raw request
+//! body, stored content-addressed; its sha256 and size come back.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use tessera_core::audit::AuditActor;
+use tessera_core::auth::TenantCtx;
+use tessera_core::model::{Model, ModelVersion, NewModel};
+use tessera_core::role::Operation;
+use tessera_store::artifacts::ArtifactStore;
+use tessera_store::{KeyOwner, MetadataStore, ModelScope, ModelView};
+use utoipa::ToSchema;
+
+use super::List;
+use crate::auth::Authed;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use crate::tenant_cache::TenantCache;
+
+/// The tenant's view of the registry: its own, its segment's and the platform's models.
+async fn tenant_view<'a>(
+    s: &AppState,
+    ctx: &'a TenantCtx,
+    segment: &'a mut Option<String>,
+) -> Result<ModelView<'a>, ApiError> {
+    *segment = tenant_segment(s.store(), s.tenants(), ctx).await?;
+    Ok(ModelView::Tenant { ctx, segment: segment.as_deref() })
+}
+
+async fn tenant_segment(
+    store: &dyn MetadataStore,
+    tenants: &TenantCache,
+    ctx: &TenantCtx,
+) -> Result<Option<String>, ApiError> {
+    Ok(tenants.get(store, ctx).await?.tenant.segment.clone())
+}
+
+/// Reads an upload body up to `limit` bytes and stores it as a new version.
+pub async fn upload_version(
+    store: &dyn MetadataStore,
+    artifacts: &dyn ArtifactStore,
+    writer: KeyOwner<'_>,
+    model: &Model,
+    body: Body,
+    limit: usize,
+    actor: &AuditActor,
+) -> Result<ModelVersion, ApiError> {
+    let bytes =
+        axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })?;
+    if bytes.is_empty() {
+        return Err(ApiError::invalid(
+            "body",
+            "the artifact is empty; send its bytes as the request body",
+        ));
+    }
+    let (sha, size) = artifacts.put(bytes.to_vec()).await?;
+    Ok(store
+        .add_model_version(writer, model, &sha, i64::try_from(size).unwrap_or(i64::MAX), actor)
+        .await?)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelWithVersions {
+    #[serde(flatten)]
+    pub model: Model,
+    pub versions: Vec<ModelVersion>,
+}
+
+/// Register a model in the caller's tenant.
+#[utoipa::path(post, path = "/v1/models", tag = "models", request_body = NewModel,
+    responses((status = 201, body = Model), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn tenant_create(
+    State(s): State<AppState>,
+    auth: Authed,
+    ApiJson(new): ApiJson<NewModel>,
+) -> Result<(StatusCode, Json<Model>), ApiError> {
+    let ctx = auth.tenant(Operation::ModelsWrite)?;
+    new.validate()?;
+    if new.segment.is_some() {
+        return Err(ApiError::invalid(
+            "segment",
+            "segment models are registered by the platform (/admin/v1/models)",
+        ));
+    }
+    let m = s.store().create_model(ModelScope::Tenant(&ctx), &new, &auth.actor()).await?;
+    Ok((StatusCode::CREATED, Json(m)))
+}
+
+/// Models the caller can use: its own, its segment's and the platform's.
+#[utoipa::path(get, path = "/v1/models", tag = "models", responses((status = 200, body = List<Model>)))]
+pub async fn tenant_list(
+    State(s): State<AppState>,
+    auth: Authed,
+) -> Result<Json<List<Model>>, ApiError> {
+    let ctx = auth.tenant(Operation::ModelsRead)?;
+    let mut seg = None;
+    let view = tenant_view(&s, &ctx, &mut seg).await?;
+    Ok(Json(List::of(s.store().list_models(view).await?)))
+}
+
+/// A model by name (resolved tenant -> segment -> platform), with its versions.
+#[utoipa::path(get, path = "/v1/models/{name}", tag = "models",
+    params(("name" = String, Path, description = "model name")),
+    responses((status = 200, body = ModelWithVersions), (status = 404, body = ErrorBody)))]
+pub async fn tenant_get(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(name): Path<String>,
+) -> Result<Json<ModelWithVersions>, ApiError> {
+    let ctx = auth.tenant(Operation::ModelsRead)?;
+    let mut seg = None;
+    let view = tenant_view(&s, &ctx, &mut seg).await?;
+    let model = s.store().resolve_model(view, &name).await?;
+    let versions = s.store().list_model_versions(view, &model).await?;
+    Ok(Json(ModelWithVersions { model, versions }))
+}
+
+/// Upload a new version of one of the caller's models (the raw body is the artifact).
+#[utoipa::path(post, path = "/v1/models/{name}/versions", tag = "models",
+    params(("name" = String, Path, description = "model name")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = ModelVersion), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn tenant_upload(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<(StatusCode, Json<ModelVersion>), ApiError> {
+    let ctx = auth.tenant(Operation::ModelsWrite)?;
+    let mut seg = None;
+    let view = tenant_view(&s, &ctx, &mut seg).await?;
+    let model = s.store().resolve_model(view, &name).await?;
+    let v = upload_version(
+        s.store(),
+        s.artifacts(),
+        KeyOwner::Tenant(&ctx),
+        &model,
+        body,
+        s.max_artifact_bytes(),
+        &auth.actor(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+/// Versions of a model the caller can see.
+#[utoipa::path(get, path = "/v1/models/{name}/versions", tag = "models",
+    params(("name" = String, Path, description = "model name")),
+    responses((status = 200, body = List<ModelVersion>), (status = 404, body = ErrorBody)))]
+pub async fn tenant_versions(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(name): Path<String>,
+) -> Result<Json<List<ModelVersion>>, ApiError> {
+    let ctx = auth.tenant(Operation::ModelsRead)?;
+    let mut seg = None;
+    let view = tenant_view(&s, &ctx, &mut seg).await?;
+    let model = s.store().resolve_model(view, &name).await?;
+    Ok(Json(List::of(s.store().list_model_versions(view, &model).await?)))
+}
+
+/// Register a platform model, or a segment model with `segment`.
+#[utoipa::path(post, path = "/admin/v1/models", tag = "models", request_body = NewModel,
+    responses((status = 201, body = Model), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn admin_create(
+    State(s): State<AppState>,
+    auth: Authed,
+    ApiJson(new): ApiJson<NewModel>,
+) -> Result<(StatusCode, Json<Model>), ApiError> {
+    let sys = auth.system()?;
+    new.validate()?;
+    let scope = match &new.segment {
+        Some(seg) => ModelScope::Segment(&sys, seg),
+        None => ModelScope::Platform(&sys),
+    };
+    let m = s.store().create_model(scope, &new, &auth.actor()).await?;
+    Ok((StatusCode::CREATED, Json(m)))
+}
+
+/// Every model of every owner.
+#[utoipa::path(get, path = "/admin/v1/models", tag = "models", responses((status = 200, body = List<Model>)))]
+pub async fn admin_list(
+    State(s): State<AppState>,
+    auth: Authed,
+) -> Result<Json<List<Model>>, ApiError> {
+    let sys = auth.system()?;
+    Ok(Json(List::of(s.store().list_models(ModelView::System(&sys)).await?)))
+}
+
+/// Upload a version of a platform or segment model.
+#[utoipa::path(post, path = "/admin/v1/models/{id}/versions", tag = "models",
+    params(("id" = String, Path, description = "model id (mdl_...)")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = ModelVersion), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn admin_upload(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<(StatusCode, Json<ModelVersion>), ApiError> {
+    let sys = auth.system()?;
+    let model = s.store().get_model_by_id(&sys, &id).await?;
+    let writer = match &model.tenant_id {
+        // A tenant's model: the platform acts as that tenant.
+        Some(t) => {
+            let ctx = sys.tenant(t.clone());
+            let v = upload_version(
+                s.store(),
+                s.artifacts(),
+                KeyOwner::Tenant(&ctx),
+                &model,
+                body,
+                s.max_artifact_bytes(),
+                &auth.actor(),
+            )
+            .await?;
+            return Ok((StatusCode::CREATED, Json(v)));
+        }
+        None => KeyOwner::Platform(&sys),
+    };
+    let v = upload_version(
+        s.store(),
+        s.artifacts(),
+        writer,
+        &model,
+        body,
+        s.max_artifact_bytes(),
+        &auth.actor(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+/// Versions of any model.
+#[utoipa::path(get, path = "/admin/v1/models/{id}/versions", tag = "models",
+    params(("id" = String, Path, description = "model id (mdl_...)")),
+    responses((status = 200, body = List<ModelVersion>), (status = 404, body = ErrorBody)))]
+pub async fn admin_versions(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+) -> Result<Json<List<ModelVersion>>, ApiError> {
+    let sys = auth.system()?;
+    let model = s.store().get_model_by_id(&sys, &id).await?;
+    Ok(Json(List::of(s.store().list_model_versions(ModelView::System(&sys), &model).await?)))
+}
