@@ -65,6 +65,11 @@ pub async fn request_layer(
         resp = ApiError::MethodNotAllowed { method: method.to_string(), path: path.clone() }
             .into_response();
     }
+    if path.starts_with("/v2")
+        && (resp.status().is_client_error() || resp.status().is_server_error())
+    {
+        resp = oip_error_form(resp).await;
+    }
     let route = slot.get().unwrap_or("unmatched").to_owned();
     span.record("route", route.as_str());
     let status = resp.status();
@@ -79,4 +84,29 @@ pub async fn request_layer(
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
     resp
+}
+
+/// Rewrites the error envelope into the Open Inference Protocol's string form,
+/// `{"error": "<message>", "code", "type", "param"}`, which Triton and KServe
+/// clients read; the stable code stays beside it.
+async fn oip_error_form(resp: Response) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return (parts.status, "").into_response();
+    };
+    let rewritten = serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|v| {
+        let e = v.get("error")?.as_object()?;
+        Some(serde_json::json!({
+            "error": e.get("message").cloned().unwrap_or_default(),
+            "code": e.get("code").cloned().unwrap_or_default(),
+            "type": e.get("type").cloned().unwrap_or_default(),
+            "param": e.get("param").cloned().unwrap_or_default(),
+        }))
+    });
+    let body = match rewritten {
+        Some(v) => serde_json::to_vec(&v).unwrap_or_default(),
+        None => bytes.to_vec(),
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
 }

@@ -36,3 +36,23 @@ async fn the_openai_python_client_works_unchanged() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tritonclient_python_package_works_unchanged() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        Options::new(&Backend::Sqlite, dir.path())
+            .env("TESSERA__ENGINE__LOAD_DEFAULT_MODEL", "true"),
+    )
+    .await;
+    let (_, key, _) = s.tenant_with_key("acme", "developer").await;
+    // Wait for the model so the readiness checks see it loaded.
+    let body = serde_json::json!({"model": "all-minilm-l6-v2", "input": "warm"});
+    let warm = s.api.call(reqwest::Method::POST, "/v1/embeddings", Some(&key), Some(body)).await;
+    assert_eq!(warm.status, reqwest::StatusCode::OK, "{warm:?}");
+    let host = s.url.trim_start_matches("http://").to_owned();
+    tokio::task::spawn_blocking(move || run_script(&py, "triton_client.py", &[&host, &key]))
+        .await
+        .unwrap();
+}

@@ -224,3 +224,85 @@ async fn a_model_that_cannot_load_is_503_not_ready_and_the_server_runs() {
     assert!(r.body["error"]["message"].as_str().unwrap().contains("pip"), "{r:?}");
     assert_eq!(s.api.call(Method::GET, "/readyz", None, None).await.status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_inference_protocol_and_kserve_predict() {
+    let (s, _d) = server_with_model(&[]).await;
+    let (_, key, _) = s.tenant_with_key("acme", "developer").await;
+    assert_eq!(
+        embed(&s, &key, json!({"model": MODEL, "input": "warm"})).await.status,
+        StatusCode::OK
+    );
+    let one = embed(&s, &key, json!({"model": MODEL, "input": "hello"})).await;
+    let hello = floats(&one.body["data"][0]["embedding"]);
+
+    let infer = |path: String, body: Value| {
+        let api = s.api.clone();
+        let key = key.clone();
+        async move { api.call(Method::POST, &path, Some(&key), Some(body)).await }
+    };
+    // Nested data, id echoed, same vector as /v1/embeddings.
+    let r = infer(
+        format!("/v2/models/{MODEL}/infer"),
+        json!({"id": "abc", "inputs": [{"name": "text", "shape": [1, 1], "datatype": "BYTES", "data": [["hello"]]}]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!((r.body["id"].as_str(), r.body["model_name"].as_str()), (Some("abc"), Some(MODEL)));
+    assert_eq!(r.body["outputs"][0]["shape"], json!([1, 384]));
+    assert_eq!(floats(&r.body["outputs"][0]["data"]), hello);
+    // Versioned route; unknown version and unknown output are clear errors in the OIP string form.
+    let body =
+        json!({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["hello"]}]});
+    assert_eq!(
+        infer(format!("/v2/models/{MODEL}/versions/1/infer"), body.clone()).await.status,
+        StatusCode::OK
+    );
+    let r = infer(format!("/v2/models/{MODEL}/versions/9/infer"), body.clone()).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.body["error"].is_string() && r.body["code"] == "not_found", "{r:?}");
+    let mut bad = body.clone();
+    bad["outputs"] = json!([{"name": "logits"}]);
+    let r = infer(format!("/v2/models/{MODEL}/infer"), bad).await;
+    assert_eq!(
+        (r.status, r.body["param"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("outputs")),
+        "{r:?}"
+    );
+    let r = infer(
+        format!("/v2/models/{MODEL}/infer"),
+        json!({"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["one"]}]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "shape and data disagree: {r:?}");
+    // Readiness and metadata need a key; health does not.
+    assert_eq!(s.api.get(&format!("/v2/models/{MODEL}/ready"), &key).await.status, StatusCode::OK);
+    assert_eq!(
+        s.api.call(Method::GET, &format!("/v2/models/{MODEL}/ready"), None, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        s.api.get(&format!("/v2/models/{MODEL}/versions/1"), &key).await.body["versions"],
+        json!(["1"])
+    );
+    // Shared models are not unloaded by a tenant.
+    let r = infer(format!("/v2/repository/models/{MODEL}/unload"), json!({})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        infer(format!("/v2/repository/models/{MODEL}/load"), json!({})).await.status,
+        StatusCode::OK
+    );
+    // KServe v1.
+    let r = infer(
+        format!("/v1/models/{MODEL}:predict"),
+        json!({"instances": ["hello", {"text": "hello"}]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.body["model_version"], "1");
+    assert_eq!(floats(&r.body["predictions"][1]), hello);
+    let r = infer(format!("/v1/models/{MODEL}:predict"), json!({"instances": [1]})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = infer(format!("/v1/models/{MODEL}:explain"), json!({"instances": ["x"]})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}

@@ -164,6 +164,26 @@ fn renormalize(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| x / norm).collect()
 }
 
+/// Checks that `model` is an embedding model this server runs.
+pub fn require_served_embedding(model: &Model) -> Result<(), ApiError> {
+    if model.task != "embedding" || model.runtime != "bert" {
+        return Err(ApiError::invalid(
+            "model",
+            format!(
+                "model {:?} is a {} model on runtime {}; this route serves embedding models",
+                model.name, model.task, model.runtime
+            ),
+        ));
+    }
+    if model.owner != ModelOwner::Platform {
+        return Err(ApiError::ModelNotReady(format!(
+            "model {:?} is registered but this server only serves platform embedding models so far",
+            model.name
+        )));
+    }
+    Ok(())
+}
+
 /// Create embeddings (OpenAI-compatible).
 #[utoipa::path(post, path = "/v1/embeddings", tag = "inference", request_body = EmbeddingsRequest,
     responses((status = 200, body = EmbeddingsResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -176,21 +196,7 @@ pub async fn create(
     let start = std::time::Instant::now();
     let ctx = auth.tenant(Operation::Inference)?;
     let model = authorize_model(s.store(), s.tenants(), &ctx, &auth.principal, &req.model).await?;
-    if model.task != "embedding" || model.runtime != "bert" {
-        return Err(ApiError::invalid(
-            "model",
-            format!(
-                "model {:?} is a {} model on runtime {}; /v1/embeddings serves embedding models",
-                model.name, model.task, model.runtime
-            ),
-        ));
-    }
-    if model.owner != ModelOwner::Platform {
-        return Err(ApiError::ModelNotReady(format!(
-            "model {:?} is registered but this server only serves platform embedding models so far",
-            model.name
-        )));
-    }
+    require_served_embedding(&model)?;
     let (resp, version, model_time) = embed(s.models(), req).await?;
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&version) {

@@ -8,6 +8,7 @@ pub mod health;
 pub mod keys;
 pub mod me;
 pub mod models;
+pub mod oip;
 pub mod openapi;
 pub mod plans;
 pub mod tenants;
@@ -119,6 +120,17 @@ pub fn api_routes() -> ApiRoutes {
         .add(Get, "/v1/models/{name}", models::tenant_get)
         .add(Post, "/v1/models/{name}/versions", models::tenant_upload)
         .add(Get, "/v1/models/{name}/versions", models::tenant_versions)
+        .add(Post, "/v1/models/{name}", oip::kserve_predict)
+        .add(Get, "/v2", oip::server_metadata)
+        .add(Get, "/v2/models/{name}", oip::model_metadata)
+        .add(Get, "/v2/models/{name}/versions/{version}", oip::version_metadata)
+        .add(Get, "/v2/models/{name}/ready", oip::model_ready)
+        .add(Get, "/v2/models/{name}/versions/{version}/ready", oip::version_ready)
+        .add(Post, "/v2/models/{name}/infer", oip::model_infer)
+        .add(Post, "/v2/models/{name}/versions/{version}/infer", oip::version_infer)
+        .add(Post, "/v2/repository/index", oip::repository_index)
+        .add(Post, "/v2/repository/models/{name}/load", oip::repository_load)
+        .add(Post, "/v2/repository/models/{name}/unload", oip::repository_unload)
         .add(Post, "/admin/v1/models", models::admin_create)
         .add(Get, "/admin/v1/models", models::admin_list)
         .add(Post, "/admin/v1/models/{id}/versions", models::admin_upload)
