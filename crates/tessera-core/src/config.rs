@@ -51,6 +51,9 @@ pub struct RawEngine {
     pub load_wait_ms: Option<u64>,
     /// Intra-op threads per inference worker.
     pub intra_threads: Option<usize>,
+    /// Memory budget for loaded models, in MiB; least recently used models
+    /// beyond it are unloaded.
+    pub model_memory_mb: Option<u64>,
 }
 
 /// `[auth]`: key cache and JWT verification.
@@ -100,7 +103,8 @@ impl RawConfig {
             max_queue_delay_us,
             queue_capacity,
             load_wait_ms,
-            intra_threads
+            intra_threads,
+            model_memory_mb
         );
         overlay_fields!(
             self.auth,
@@ -226,6 +230,7 @@ pub struct EngineConfig {
     pub queue_capacity: usize,
     pub load_wait: Duration,
     pub intra_threads: usize,
+    pub model_memory_mb: Option<u64>,
 }
 
 impl EngineConfig {
@@ -250,6 +255,7 @@ impl EngineConfig {
             queue_capacity: positive("queue_capacity", e.queue_capacity, 512)?,
             load_wait: Duration::from_millis(e.load_wait_ms.unwrap_or(10_000)),
             intra_threads: positive("intra_threads", e.intra_threads, 1)?,
+            model_memory_mb: e.model_memory_mb,
         })
     }
 }

@@ -13,8 +13,11 @@ pub mod batcher;
 pub mod bert;
 mod error;
 pub mod fetch;
+pub mod linear;
 pub mod onnx;
+pub mod onnx_model;
 pub mod ort_env;
 pub mod pool;
+pub mod tensor;
 
 pub use error::EngineError;

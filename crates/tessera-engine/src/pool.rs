@@ -13,6 +13,10 @@ use tokio::sync::watch;
 use crate::EngineError;
 use crate::batcher::{BatchConfig, BatchRuntime, BatchStats, Batcher};
 use crate::bert::{BertEncoder, BertModel, TextTokenizer, Tokens};
+use crate::linear::LinearHead;
+use crate::onnx_model::OnnxModel;
+use crate::tensor::{Tensor, TensorSpec, concat_rows, split_rows};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How the pool finds and runs models.
 #[derive(Debug, Clone)]
@@ -24,15 +28,145 @@ pub struct PoolConfig {
     pub load_wait: Duration,
     /// Intra-op threads per inference worker (1 is fastest on 2 cores).
     pub intra_threads: usize,
+    /// Estimated memory the pool may hold; least recently used models beyond
+    /// it are unloaded (pinned ones never). `None`: unbounded.
+    pub memory_budget_bytes: Option<u64>,
 }
 
-/// Where a model's files are.
+/// What to load under a pool key.
 #[derive(Debug, Clone)]
 pub struct ModelSource {
+    /// Pool key: a platform model's name, or `<model id>@<version>`.
     pub name: String,
     /// Shown to clients as the resolved version.
     pub version: String,
-    pub dir: PathBuf,
+    pub kind: SourceKind,
+    /// Loaded at start and never evicted.
+    pub pinned: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// A BERT-family sentence encoder directory.
+    Bert(PathBuf),
+    /// An ONNX file's bytes.
+    Onnx(Vec<u8>),
+    /// A `tessera.linear.v1` head's bytes.
+    Linear(Vec<u8>),
+}
+
+/// Named tensors, in and out of a tensor model.
+pub type NamedTensors = Vec<(String, Tensor)>;
+
+/// A model that takes and gives named tensors (ONNX files, linear heads).
+pub struct TensorModel {
+    pub name: String,
+    pub version: String,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    /// For heads over text: the embedding model that turns text into features.
+    pub base_model: Option<String>,
+    /// Class names of a classification head.
+    pub labels: Option<Vec<String>>,
+    batcher: Batcher<NamedTensors, NamedTensors>,
+}
+
+impl TensorModel {
+    /// Runs one request (inputs of equal row counts), batched with others.
+    pub async fn infer(
+        &self,
+        inputs: Vec<(String, Tensor)>,
+    ) -> Result<Vec<(String, Tensor)>, EngineError> {
+        for spec in &self.inputs {
+            let Some((_, t)) = inputs.iter().find(|(n, _)| *n == spec.name) else {
+                return Err(EngineError::InvalidInput(format!("missing input {:?}", spec.name)));
+            };
+            if t.datatype() != spec.datatype {
+                return Err(EngineError::InvalidInput(format!(
+                    "input {:?} must be {}, got {}",
+                    spec.name,
+                    spec.datatype,
+                    t.datatype()
+                )));
+            }
+            let fits = t.shape.len() == spec.shape.len()
+                && t.shape.iter().zip(&spec.shape).all(|(a, b)| *b < 0 || a == b);
+            if !fits {
+                return Err(EngineError::InvalidInput(format!(
+                    "input {:?} must have shape {:?} (-1 = any), got {:?}",
+                    spec.name, spec.shape, t.shape
+                )));
+            }
+        }
+        if let Some((extra, _)) =
+            inputs.iter().find(|(n, _)| !self.inputs.iter().any(|s| s.name == *n))
+        {
+            return Err(EngineError::InvalidInput(format!("model has no input {extra:?}")));
+        }
+        let mut out = self.batcher.submit(vec![inputs]).await?;
+        out.pop().ok_or_else(|| EngineError::Runtime("no output".into()))
+    }
+}
+
+/// The runtimes behind a [`TensorModel`].
+pub enum TensorRuntime {
+    Onnx(OnnxModel),
+    Linear(LinearHead),
+}
+
+impl TensorRuntime {
+    fn run_one(
+        &mut self,
+        inputs: Vec<(String, Tensor)>,
+    ) -> Result<Vec<(String, Tensor)>, EngineError> {
+        match self {
+            TensorRuntime::Onnx(m) => m.run(inputs),
+            TensorRuntime::Linear(h) => {
+                let features =
+                    inputs.into_iter().find(|(n, _)| n == "features").ok_or_else(|| {
+                        EngineError::InvalidInput("missing input \"features\"".into())
+                    })?;
+                h.run(&features.1)
+            }
+        }
+    }
+}
+
+impl BatchRuntime for TensorRuntime {
+    type Item = Vec<(String, Tensor)>;
+    type Output = Vec<(String, Tensor)>;
+    fn cost(item: &Self::Item) -> usize {
+        item.first().map_or(1, |(_, t)| t.rows())
+    }
+    /// Requests with the same input names and trailing shapes run as one
+    /// batch (rows concatenated); others run one by one.
+    fn run(&mut self, items: &[&Self::Item]) -> Result<Vec<Self::Output>, EngineError> {
+        if items.len() > 1
+            && let Some(joined) = join(items)
+        {
+            let rows: Vec<usize> = items.iter().map(|i| Self::cost(i)).collect();
+            let outputs = self.run_one(joined)?;
+            let mut per_item: Vec<Vec<(String, Tensor)>> = vec![Vec::new(); items.len()];
+            for (name, t) in outputs {
+                for (slot, piece) in per_item.iter_mut().zip(split_rows(&t, &rows)?) {
+                    slot.push((name.clone(), piece));
+                }
+            }
+            return Ok(per_item);
+        }
+        items.iter().map(|i| self.run_one((*i).clone())).collect()
+    }
+}
+
+fn join(items: &[&Vec<(String, Tensor)>]) -> Option<Vec<(String, Tensor)>> {
+    let first = items.first()?;
+    let mut out = Vec::with_capacity(first.len());
+    for (name, _) in first.iter() {
+        let parts: Option<Vec<&Tensor>> =
+            items.iter().map(|i| i.iter().find(|(n, _)| n == name).map(|(_, t)| t)).collect();
+        out.push((name.clone(), concat_rows(&parts?).ok()?));
+    }
+    items.iter().all(|i| i.len() == first.len()).then_some(out)
 }
 
 impl BatchRuntime for BertEncoder {
@@ -90,11 +224,27 @@ impl EmbeddingModel {
     }
 }
 
+/// A loaded model of either kind.
+#[derive(Clone)]
+pub enum LoadedModel {
+    Embedding(Arc<EmbeddingModel>),
+    Tensor(Arc<TensorModel>),
+}
+
 #[derive(Clone)]
 enum SlotState {
     Loading,
-    Ready(Arc<EmbeddingModel>),
+    Ready(LoadedModel),
     Failed(String),
+}
+
+struct Slot {
+    rx: watch::Receiver<SlotState>,
+    /// Estimated memory, for the budget.
+    bytes: u64,
+    pinned: bool,
+    /// Milliseconds since the pool started, at the last use.
+    last_used: AtomicU64,
 }
 
 /// Readiness of a model, for health and repository routes.
@@ -107,12 +257,48 @@ pub enum ModelState {
 
 pub struct ModelPool {
     cfg: PoolConfig,
-    slots: RwLock<HashMap<String, watch::Receiver<SlotState>>>,
+    slots: RwLock<HashMap<String, Slot>>,
+    started: std::time::Instant,
 }
 
 impl ModelPool {
     pub fn new(cfg: PoolConfig) -> Arc<ModelPool> {
-        Arc::new(ModelPool { cfg, slots: RwLock::new(HashMap::new()) })
+        Arc::new(ModelPool {
+            cfg,
+            slots: RwLock::new(HashMap::new()),
+            started: std::time::Instant::now(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Evicts least-recently-used, unpinned, ready models (other than `keep`)
+    /// until the estimated total fits the memory budget.
+    fn enforce_budget(&self, keep: &str) {
+        let Some(budget) = self.cfg.memory_budget_bytes else { return };
+        let Ok(mut slots) = self.slots.write() else { return };
+        loop {
+            let total: u64 = slots.values().map(|s| s.bytes).sum();
+            if total <= budget {
+                return;
+            }
+            let victim = slots
+                .iter()
+                .filter(|(k, s)| {
+                    !s.pinned && k.as_str() != keep && matches!(*s.rx.borrow(), SlotState::Ready(_))
+                })
+                .min_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed))
+                .map(|(k, _)| k.clone());
+            match victim {
+                Some(k) => {
+                    tracing::info!(model = %k, "unloading the least recently used model to stay within the memory budget");
+                    slots.remove(&k);
+                }
+                None => return,
+            }
+        }
     }
 
     pub fn config(&self) -> &PoolConfig {
@@ -128,29 +314,37 @@ impl ModelPool {
         prepare: Option<Box<dyn FnOnce() -> Result<(), EngineError> + Send>>,
     ) {
         let (tx, rx) = watch::channel(SlotState::Loading);
+        let bytes = estimate_bytes(&source.kind);
         {
             let Ok(mut slots) = self.slots.write() else { return };
             if let Some(existing) = slots.get(&source.name)
-                && !matches!(*existing.borrow(), SlotState::Failed(_))
+                && !matches!(*existing.rx.borrow(), SlotState::Failed(_))
             {
                 return;
             }
-            slots.insert(source.name.clone(), rx);
+            let slot =
+                Slot { rx, bytes, pinned: source.pinned, last_used: AtomicU64::new(self.now_ms()) };
+            slots.insert(source.name.clone(), slot);
         }
         let cfg = self.cfg.clone();
+        let pool = Arc::downgrade(self);
         let spawned = std::thread::Builder::new().name(format!("load-{}", source.name)).spawn(move || {
-            let result = prepare.map_or(Ok(()), |p| p()).and_then(|()| load_embedding(&cfg, &source));
+            let result = prepare.map_or(Ok(()), |p| p()).and_then(|()| load_source(&cfg, &source));
             let state = match result {
                 Ok(m) => {
-                    tracing::info!(model = %m.name, version = %m.version, dim = m.dim, "model ready");
-                    SlotState::Ready(Arc::new(m))
+                    tracing::info!(model = %source.name, version = %source.version, "model ready");
+                    SlotState::Ready(m)
                 }
                 Err(e) => {
                     tracing::error!(model = %source.name, error = %e, "model failed to load");
                     SlotState::Failed(e.to_string())
                 }
             };
+            let ready = matches!(state, SlotState::Ready(_));
             let _ = tx.send(state);
+            if ready && let Some(pool) = pool.upgrade() {
+                pool.enforce_budget(&source.name);
+            }
         });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start a model loading thread");
@@ -160,7 +354,7 @@ impl ModelPool {
     /// The state of `name`, or `None` if the pool has never seen it.
     pub fn state(&self, name: &str) -> Option<ModelState> {
         let slots = self.slots.read().ok()?;
-        let state = slots.get(name)?.borrow().clone();
+        let state = slots.get(name)?.rx.borrow().clone();
         Some(match state {
             SlotState::Loading => ModelState::Loading,
             SlotState::Ready(_) => ModelState::Ready,
@@ -168,9 +362,37 @@ impl ModelPool {
         })
     }
 
-    /// The loaded model `name`, waiting up to `load_wait` while it loads.
+    /// The loaded embedding model `name`, waiting up to `load_wait` while it loads.
     pub async fn get(&self, name: &str) -> Result<Arc<EmbeddingModel>, EngineError> {
-        let rx = self.slots.read().ok().and_then(|s| s.get(name).cloned());
+        match self.get_any(name).await? {
+            LoadedModel::Embedding(m) => Ok(m),
+            LoadedModel::Tensor(_) => Err(EngineError::InvalidInput(format!(
+                "model {name} is not a text embedding model"
+            ))),
+        }
+    }
+
+    /// The loaded tensor model `name`, waiting up to `load_wait` while it loads.
+    pub async fn get_tensor(&self, name: &str) -> Result<Arc<TensorModel>, EngineError> {
+        match self.get_any(name).await? {
+            LoadedModel::Tensor(m) => Ok(m),
+            LoadedModel::Embedding(_) => {
+                Err(EngineError::InvalidInput(format!("model {name} takes text, not tensors")))
+            }
+        }
+    }
+
+    /// Sum of the estimated sizes of the models in the pool.
+    pub fn loaded_bytes(&self) -> u64 {
+        self.slots.read().map(|s| s.values().map(|v| v.bytes).sum()).unwrap_or(0)
+    }
+
+    async fn get_any(&self, name: &str) -> Result<LoadedModel, EngineError> {
+        let rx = self.slots.read().ok().and_then(|s| {
+            let slot = s.get(name)?;
+            slot.last_used.store(self.now_ms(), Ordering::Relaxed);
+            Some(slot.rx.clone())
+        });
         let Some(mut rx) = rx else {
             return Err(EngineError::NotReady {
                 model: name.to_owned(),
@@ -202,24 +424,71 @@ impl ModelPool {
     /// Appends every ready model's engine metrics.
     pub fn render_metrics(&self, out: &mut String) {
         let Ok(slots) = self.slots.read() else { return };
-        for (name, rx) in slots.iter() {
-            if let SlotState::Ready(m) = &*rx.borrow() {
-                m.stats().render(out, name);
+        for (name, slot) in slots.iter() {
+            match &*slot.rx.borrow() {
+                SlotState::Ready(LoadedModel::Embedding(m)) => m.stats().render(out, name),
+                SlotState::Ready(LoadedModel::Tensor(m)) => m.batcher.stats().render(out, name),
+                _ => {}
             }
         }
     }
 }
 
-fn load_embedding(cfg: &PoolConfig, source: &ModelSource) -> Result<EmbeddingModel, EngineError> {
-    let env = crate::ort_env::init(&crate::ort_env::library_path(&cfg.cache_dir))?;
-    let model = BertModel::load(env, &source.dir, &cfg.cache_dir.join("onnx"), cfg.intra_threads)?;
-    let dim = model.encoder.dim;
-    let batcher = Batcher::spawn(&source.name, model.encoder, cfg.batch)?;
-    Ok(EmbeddingModel {
-        name: source.name.clone(),
-        version: source.version.clone(),
-        dim,
-        tokenizer: Arc::new(model.tokenizer),
-        batcher,
-    })
+/// A rough memory estimate of a model: its weights plus runtime overhead.
+fn estimate_bytes(kind: &SourceKind) -> u64 {
+    match kind {
+        SourceKind::Bert(dir) => {
+            std::fs::metadata(dir.join("model.safetensors")).map_or(0, |m| m.len()) * 2
+        }
+        SourceKind::Onnx(b) => b.len() as u64 * 2,
+        SourceKind::Linear(b) => b.len() as u64,
+    }
+}
+
+fn load_source(cfg: &PoolConfig, source: &ModelSource) -> Result<LoadedModel, EngineError> {
+    let env = || crate::ort_env::init(&crate::ort_env::library_path(&cfg.cache_dir));
+    match &source.kind {
+        SourceKind::Bert(dir) => {
+            let model =
+                BertModel::load(env()?, dir, &cfg.cache_dir.join("onnx"), cfg.intra_threads)?;
+            let dim = model.encoder.dim;
+            let batcher = Batcher::spawn(&source.name, model.encoder, cfg.batch)?;
+            Ok(LoadedModel::Embedding(Arc::new(EmbeddingModel {
+                name: source.name.clone(),
+                version: source.version.clone(),
+                dim,
+                tokenizer: Arc::new(model.tokenizer),
+                batcher,
+            })))
+        }
+        SourceKind::Onnx(bytes) => {
+            let m = OnnxModel::load(env()?, bytes, cfg.intra_threads)?;
+            let (inputs, outputs) = (m.inputs.clone(), m.outputs.clone());
+            let batcher = Batcher::spawn(&source.name, TensorRuntime::Onnx(m), cfg.batch)?;
+            Ok(LoadedModel::Tensor(Arc::new(TensorModel {
+                name: source.name.clone(),
+                version: source.version.clone(),
+                inputs,
+                outputs,
+                base_model: None,
+                labels: None,
+                batcher,
+            })))
+        }
+        SourceKind::Linear(bytes) => {
+            let h = LinearHead::parse(bytes)?;
+            let (inputs, outputs) = (vec![h.input_spec()], h.output_specs());
+            let (base_model, labels) = (h.base_model.clone(), h.labels.clone());
+            let batcher = Batcher::spawn(&source.name, TensorRuntime::Linear(h), cfg.batch)?;
+            Ok(LoadedModel::Tensor(Arc::new(TensorModel {
+                name: source.name.clone(),
+                version: source.version.clone(),
+                inputs,
+                outputs,
+                base_model,
+                labels,
+                batcher,
+            })))
+        }
+    }
 }

@@ -186,6 +186,9 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(v) => v.into(),
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
             StoreError::Internal(m) => ApiError::Internal(m),
+            StoreError::Corrupt(m) => {
+                ApiError::ModelNotReady(format!("{m}; upload the version again"))
+            }
         }
     }
 }

@@ -86,7 +86,7 @@ impl ArtifactStore for DirArtifacts {
             };
             let got = sha256_hex(&bytes);
             if got != want {
-                return Err(StoreError::Internal(format!(
+                return Err(StoreError::Corrupt(format!(
                     "artifact {want} is corrupt: its content hashes to {got}"
                 )));
             }

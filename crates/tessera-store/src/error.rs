@@ -15,6 +15,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("database error: {0}")]
     Internal(String),
+    /// Stored bytes that fail their integrity check.
+    #[error("{0}")]
+    Corrupt(String),
 }
 
 impl StoreError {

@@ -56,6 +56,9 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, env = "TESSERA_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Memory budget for loaded models in MiB; least recently used models beyond it unload.
+    #[arg(long, env = "TESSERA_MODEL_MEMORY_MB")]
+    pub model_memory_mb: Option<u64>,
 }
 
 /// Where a running server is and how to authenticate to it.

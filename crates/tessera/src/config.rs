@@ -24,6 +24,8 @@ pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
         log_format: args.log_format.clone(),
         ..RawConfig::default()
     };
+    let mut flags = flags;
+    flags.engine.model_memory_mb = args.model_memory_mb;
     let raw = file.overlay(env).overlay(flags);
     let admin_key =
         std::env::var("TESSERA_ADMIN_KEY").ok().filter(|k| !k.is_empty()).map(Secret::new);

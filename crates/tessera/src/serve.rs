@@ -17,7 +17,7 @@ use tessera_core::role::Role;
 use tessera_core::time::Timestamp;
 use tessera_engine::batcher::BatchConfig;
 use tessera_engine::fetch;
-use tessera_engine::pool::{ModelPool, ModelSource, PoolConfig};
+use tessera_engine::pool::{ModelPool, ModelSource, PoolConfig, SourceKind};
 use tessera_gateway::{AppState, GatewayConfig};
 use tessera_store::artifacts::DirArtifacts;
 use tessera_store::{KeyOwner, MetadataStore, ModelScope, StoreError};
@@ -106,12 +106,14 @@ fn start_models(cfg: &EngineConfig) -> Arc<ModelPool> {
         },
         load_wait: cfg.load_wait,
         intra_threads: cfg.intra_threads,
+        memory_budget_bytes: cfg.model_memory_mb.map(|mb| mb * 1024 * 1024),
     });
     if cfg.load_default_model {
         let source = ModelSource {
             name: fetch::DEFAULT_MODEL.into(),
             version: "1".into(),
-            dir: fetch::default_model_dir(&cache),
+            kind: SourceKind::Bert(fetch::default_model_dir(&cache)),
+            pinned: true,
         };
         let fetch_cache = cache.clone();
         pool.load(

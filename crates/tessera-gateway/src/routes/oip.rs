@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tessera_core::model::Model;
 use tessera_core::role::Operation;
-use tessera_engine::pool::{EmbeddingModel, ModelState};
+use tessera_engine::pool::{EmbeddingModel, ModelSource, ModelState, SourceKind, TensorModel};
+use tessera_engine::tensor::{Tensor, TensorData, TensorSpec};
 use tessera_store::ModelView;
 use utoipa::ToSchema;
 
@@ -81,7 +82,22 @@ pub struct ModelMetadata {
     pub outputs: Vec<TensorMetadata>,
 }
 
-/// A servable model resolved for the caller, with its loaded engine.
+/// A model resolved for the caller and loaded.
+enum Served {
+    Text(Arc<EmbeddingModel>),
+    Tensor { model: Arc<TensorModel>, base: Option<Arc<EmbeddingModel>> },
+}
+
+impl Served {
+    fn version(&self) -> &str {
+        match self {
+            Served::Text(m) => &m.version,
+            Served::Tensor { model, .. } => &model.version,
+        }
+    }
+}
+
+/// A text embedding model resolved for the caller (for `/v1/embeddings`-style use).
 async fn served(
     s: &AppState,
     auth: &Authed,
@@ -98,6 +114,95 @@ async fn served(
         return Err(ApiError::NotFound(format!("model {name:?} has no version {v:?}")));
     }
     Ok((model, engine))
+}
+
+/// Any model the caller may run: a platform text model, or a registered ONNX
+/// model or linear head (loaded from its artifact on first use).
+async fn serve_any(
+    s: &AppState,
+    auth: &Authed,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Served, ApiError> {
+    let ctx = auth.tenant(Operation::Inference)?;
+    let model = authorize_model(s.store(), s.tenants(), &ctx, &auth.principal, name).await?;
+    if model.runtime == "bert" {
+        return served(s, auth, name, version).await.map(|(_, e)| Served::Text(e));
+    }
+    let info = s.tenants().get(s.store(), &ctx).await?;
+    let view = ModelView::Tenant { ctx: &ctx, segment: info.tenant.segment.as_deref() };
+    let versions = s.store().list_model_versions(view, &model).await?;
+    let chosen = match version {
+        Some(v) => versions.iter().find(|x| x.version.to_string() == v),
+        None => versions.last(),
+    };
+    let Some(chosen) = chosen else {
+        return match version {
+            Some(v) => Err(ApiError::NotFound(format!("model {name:?} has no version {v:?}"))),
+            None => Err(ApiError::ModelNotReady(format!(
+                "model {name:?} has no versions yet; upload one"
+            ))),
+        };
+    };
+    let key = format!("{}@{}", model.id, chosen.version);
+    if !matches!(s.models().state(&key), Some(ModelState::Ready | ModelState::Loading)) {
+        let bytes = s.artifacts().get(&chosen.sha256).await?;
+        let kind = match model.runtime.as_str() {
+            "onnx" => SourceKind::Onnx(bytes),
+            _ => SourceKind::Linear(bytes),
+        };
+        s.models().load(
+            ModelSource {
+                name: key.clone(),
+                version: chosen.version.to_string(),
+                kind,
+                pinned: false,
+            },
+            None,
+        );
+    }
+    let tensor = s.models().get_tensor(&key).await?;
+    let base_name = tensor
+        .base_model
+        .clone()
+        .or_else(|| model.base_model.clone().filter(|_| model.runtime == "linear"));
+    let base = match base_name {
+        Some(b) => Some(served(s, auth, &b, None).await?.1),
+        None => None,
+    };
+    Ok(Served::Tensor { model: tensor, base })
+}
+
+fn served_metadata(name: &str, served: &Served) -> ModelMetadata {
+    match served {
+        Served::Text(e) => metadata(name, e),
+        Served::Tensor { model, base } => {
+            let spec = |t: &TensorSpec| TensorMetadata {
+                name: t.name.clone(),
+                datatype: t.datatype.clone(),
+                shape: t.shape.clone(),
+            };
+            let inputs = match base {
+                Some(_) => vec![TensorMetadata {
+                    name: "text".into(),
+                    datatype: "BYTES".into(),
+                    shape: vec![-1],
+                }],
+                None => model.inputs.iter().map(spec).collect(),
+            };
+            ModelMetadata {
+                name: name.to_owned(),
+                versions: vec![model.version.clone()],
+                platform: if base.is_some() || model.labels.is_some() {
+                    "tessera_linear".into()
+                } else {
+                    "onnxruntime_onnx".into()
+                },
+                inputs,
+                outputs: model.outputs.iter().map(spec).collect(),
+            }
+        }
+    }
 }
 
 fn metadata(name: &str, engine: &EmbeddingModel) -> ModelMetadata {
@@ -136,8 +241,8 @@ pub async fn model_metadata(
     auth: Authed,
     Path(name): Path<String>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
-    let (_, engine) = served(&s, &auth, &name, None).await?;
-    Ok(Json(metadata(&name, &engine)))
+    let m = serve_any(&s, &auth, &name, None).await?;
+    Ok(Json(served_metadata(&name, &m)))
 }
 
 /// Metadata of one model version.
@@ -149,20 +254,18 @@ pub async fn version_metadata(
     auth: Authed,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
-    let (_, engine) = served(&s, &auth, &name, Some(&version)).await?;
-    Ok(Json(metadata(&name, &engine)))
+    let m = serve_any(&s, &auth, &name, Some(&version)).await?;
+    Ok(Json(served_metadata(&name, &m)))
 }
 
-async fn ready(s: &AppState, auth: &Authed, name: &str) -> Result<Json<Value>, ApiError> {
-    let ctx = auth.tenant(Operation::Inference)?;
-    let model = authorize_model(s.store(), s.tenants(), &ctx, &auth.principal, name).await?;
-    match s.models().state(&model.name) {
-        Some(ModelState::Ready) => Ok(Json(json!({"name": name, "ready": true}))),
-        Some(ModelState::Failed(r)) => {
-            Err(ApiError::ModelNotReady(format!("model {name:?} failed to load: {r}")))
-        }
-        _ => Err(ApiError::ModelNotReady(format!("model {name:?} is not loaded"))),
-    }
+async fn ready(
+    s: &AppState,
+    auth: &Authed,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Json<Value>, ApiError> {
+    serve_any(s, auth, name, version).await?;
+    Ok(Json(json!({"name": name, "ready": true})))
 }
 
 /// Model readiness: 200 when ready, 503 otherwise.
@@ -174,7 +277,7 @@ pub async fn model_ready(
     auth: Authed,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    ready(&s, &auth, &name).await
+    ready(&s, &auth, &name, None).await
 }
 
 /// Readiness of one model version.
@@ -186,8 +289,7 @@ pub async fn version_ready(
     auth: Authed,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    served(&s, &auth, &name, Some(&version)).await?;
-    ready(&s, &auth, &name).await
+    ready(&s, &auth, &name, Some(&version)).await
 }
 
 /// Splits a Triton binary-extension body into its JSON header and the tensor bytes.
@@ -310,6 +412,88 @@ fn wants_binary(req: &InferRequest, output: &str) -> bool {
     per_output.or(global).unwrap_or(false)
 }
 
+/// A numeric input tensor from JSON data or binary (little-endian).
+fn tensor_input(input: &InferInput, binary: &mut &[u8]) -> Result<Tensor, ApiError> {
+    let bad = |m: String| ApiError::invalid("inputs", m);
+    let count = input
+        .shape
+        .iter()
+        .try_fold(1usize, |acc, d| usize::try_from(*d).ok().and_then(|d| acc.checked_mul(d)));
+    let count = count.ok_or_else(|| {
+        bad(format!("input {:?} has an invalid shape {:?}", input.name, input.shape))
+    })?;
+    let binary_size =
+        input.parameters.as_ref().and_then(|p| p.get("binary_data_size")).and_then(Value::as_u64);
+    let raw: Option<&[u8]> = match binary_size {
+        Some(size) => {
+            let size =
+                usize::try_from(size).map_err(|_| bad("binary_data_size too large".into()))?;
+            if size > binary.len() {
+                return Err(bad("binary data is shorter than binary_data_size".into()));
+            }
+            let (mine, rest) = binary.split_at(size);
+            *binary = rest;
+            Some(mine)
+        }
+        None => None,
+    };
+    let mut flat = Vec::new();
+    if raw.is_none() {
+        let data = input
+            .data
+            .as_ref()
+            .ok_or_else(|| bad(format!("input {:?} has no data", input.name)))?;
+        flatten(data, &mut flat);
+    }
+    let t = match input.datatype.as_str() {
+        "FP32" => {
+            let v: Vec<f32> = match raw {
+                Some(b) => b
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                None => flat
+                    .iter()
+                    .map(|v| v.as_f64().map(|x| x as f32))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| {
+                        bad(format!("input {:?}: FP32 data must be numbers", input.name))
+                    })?,
+            };
+            Tensor::f32(input.shape.clone(), v)
+        }
+        "INT64" => {
+            let v: Vec<i64> = match raw {
+                Some(b) => b
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                    .collect(),
+                None => {
+                    flat.iter().map(|v| v.as_i64()).collect::<Option<_>>().ok_or_else(|| {
+                        bad(format!("input {:?}: INT64 data must be integers", input.name))
+                    })?
+                }
+            };
+            Tensor::i64(input.shape.clone(), v)
+        }
+        other => {
+            return Err(bad(format!(
+                "input {:?}: datatype {other} is not supported here (FP32, INT64)",
+                input.name
+            )));
+        }
+    };
+    let t = t.map_err(|e| bad(format!("input {:?}: {e}", input.name)))?;
+    if match &t.data {
+        TensorData::F32(v) => v.len(),
+        TensorData::I64(v) => v.len(),
+    } != count
+    {
+        return Err(bad(format!("input {:?} does not match its shape", input.name)));
+    }
+    Ok(t)
+}
+
 async fn infer(
     s: &AppState,
     auth: &Authed,
@@ -319,47 +503,93 @@ async fn infer(
     body: Body,
 ) -> Result<Response, ApiError> {
     // The model first: a model the caller cannot see is a 404 whatever the body.
-    let (_, engine) = served(s, auth, name, version).await?;
+    let served = serve_any(s, auth, name, version).await?;
     let limit = s.max_body_bytes();
     let bytes =
         axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })?;
     let (head, mut binary) = split_body(headers, &bytes)?;
     let req: InferRequest = parse_json(head)?;
-    let [input] = req.inputs.as_slice() else {
-        return Err(ApiError::invalid(
-            "inputs",
-            format!("model {name:?} takes exactly one input, got {}", req.inputs.len()),
-        ));
+    let one_text = |binary: &mut &[u8]| -> Result<Vec<String>, ApiError> {
+        let [input] = req.inputs.as_slice() else {
+            return Err(ApiError::invalid(
+                "inputs",
+                format!("model {name:?} takes exactly one BYTES input, got {}", req.inputs.len()),
+            ));
+        };
+        text_input(input, binary)
     };
-    if let Some(outputs) = &req.outputs
-        && let Some(bad) = outputs.iter().find(|o| o.name != OUTPUT)
-    {
-        return Err(ApiError::invalid(
-            "outputs",
-            format!("model {name:?} has no output {:?}; it has {OUTPUT:?}", bad.name),
-        ));
-    }
-    let texts = text_input(input, &mut binary)?;
-    let n = texts.len();
-    let out = engine.embed(texts).await?;
-    let flat: Vec<f32> = out.vectors.into_iter().flatten().collect();
-    let shape = json!([n, engine.dim]);
-    let mut output = json!({"name": OUTPUT, "datatype": "FP32", "shape": shape});
-    let binary_out = wants_binary(&req, OUTPUT);
+    let outputs: Vec<(String, Tensor)> = match &served {
+        Served::Text(engine) => {
+            let texts = one_text(&mut binary)?;
+            let n = texts.len();
+            let out = engine.embed(texts).await?;
+            let flat: Vec<f32> = out.vectors.into_iter().flatten().collect();
+            vec![(OUTPUT.to_owned(), Tensor::f32(vec![n as i64, engine.dim as i64], flat)?)]
+        }
+        Served::Tensor { model, base: Some(base) } => {
+            let texts = one_text(&mut binary)?;
+            let n = texts.len();
+            let out = base.embed(texts).await?;
+            let features = Tensor::f32(
+                vec![n as i64, base.dim as i64],
+                out.vectors.into_iter().flatten().collect(),
+            )?;
+            model.infer(vec![("features".to_owned(), features)]).await?
+        }
+        Served::Tensor { model, base: None } => {
+            let inputs = req
+                .inputs
+                .iter()
+                .map(|i| Ok((i.name.clone(), tensor_input(i, &mut binary)?)))
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            model.infer(inputs).await?
+        }
+    };
+    let selected: Vec<&(String, Tensor)> = match &req.outputs {
+        None => outputs.iter().collect(),
+        Some(wanted) => wanted
+            .iter()
+            .map(|w| {
+                outputs.iter().find(|(n, _)| *n == w.name).ok_or_else(|| {
+                    let have: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
+                    ApiError::invalid(
+                        "outputs",
+                        format!("model {name:?} has no output {:?}; it has {have:?}", w.name),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
     let mut tail = Vec::new();
-    if binary_out {
-        tail = flat.iter().flat_map(|x| x.to_le_bytes()).collect();
-        output["parameters"] = json!({"binary_data_size": tail.len()});
-    } else {
-        output["data"] = Value::from(flat);
+    let mut out_json = Vec::new();
+    for (out_name, t) in selected {
+        let mut o = json!({"name": out_name, "datatype": t.datatype(), "shape": t.shape});
+        if wants_binary(&req, out_name) {
+            let before = tail.len();
+            match &t.data {
+                TensorData::F32(v) => tail.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+                TensorData::I64(v) => tail.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+            }
+            o["parameters"] = json!({"binary_data_size": tail.len() - before});
+        } else {
+            o["data"] = match &t.data {
+                TensorData::F32(v) => Value::from(v.clone()),
+                TensorData::I64(v) => Value::from(v.clone()),
+            };
+        }
+        out_json.push(o);
     }
     let mut answer =
-        json!({"model_name": name, "model_version": engine.version, "outputs": [output]});
-    if let Some(id) = req.id {
-        answer["id"] = Value::String(id);
+        json!({"model_name": name, "model_version": served.version(), "outputs": out_json});
+    if let Some(id) = &req.id {
+        answer["id"] = Value::String(id.clone());
     }
     let head = serde_json::to_vec(&answer).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut resp = if binary_out {
+    let mut resp = if tail.is_empty() {
+        let mut r = (StatusCode::OK, head).into_response();
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r
+    } else {
         let len = head.len();
         let mut body = head;
         body.extend_from_slice(&tail);
@@ -370,12 +600,8 @@ async fn infer(
             r.headers_mut().insert(BINARY_HEADER, v);
         }
         r
-    } else {
-        let mut r = (StatusCode::OK, head).into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        r
     };
-    if let Ok(v) = HeaderValue::from_str(&format!("{}@{}", engine.name, engine.version)) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{name}@{}", served.version())) {
         resp.headers_mut().insert("x-tessera-model-version", v);
     }
     Ok(resp)
@@ -489,7 +715,7 @@ pub async fn kserve_predict(
             path: format!("/v1/models/{name}"),
         });
     };
-    let (_, engine) = served(&s, &auth, model, None).await?;
+    let served = serve_any(&s, &auth, model, None).await?;
     let limit = s.max_body_bytes();
     let bytes =
         axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })?;
@@ -498,27 +724,111 @@ pub async fn kserve_predict(
         instances: Vec<Value>,
     }
     let req: Predict = parse_json(&bytes)?;
-    let texts = req
-        .instances
-        .into_iter()
-        .map(|v| match v {
-            Value::String(s) => Ok(s),
-            Value::Object(mut o) => match o.remove("text") {
-                Some(Value::String(s)) => Ok(s),
+    if req.instances.is_empty() {
+        return Err(ApiError::invalid("instances", "instances must not be empty"));
+    }
+    let texts = |instances: Vec<Value>| {
+        instances
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                Value::Object(mut o) => match o.remove("text") {
+                    Some(Value::String(s)) => Ok(s),
+                    _ => Err(ApiError::invalid(
+                        "instances",
+                        "each instance must be a string or {\"text\": string}",
+                    )),
+                },
                 _ => Err(ApiError::invalid(
                     "instances",
                     "each instance must be a string or {\"text\": string}",
                 )),
-            },
-            _ => Err(ApiError::invalid(
-                "instances",
-                "each instance must be a string or {\"text\": string}",
-            )),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if texts.is_empty() {
-        return Err(ApiError::invalid("instances", "instances must not be empty"));
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let (model_out, labels) = match &served {
+        Served::Text(engine) => {
+            let out = engine.embed(texts(req.instances)?).await?;
+            return Ok(Json(json!({"predictions": out.vectors, "model_version": engine.version})));
+        }
+        Served::Tensor { model: m, base: Some(base) } => {
+            let t = texts(req.instances)?;
+            let n = t.len();
+            let out = base.embed(t).await?;
+            let features = Tensor::f32(
+                vec![n as i64, base.dim as i64],
+                out.vectors.into_iter().flatten().collect(),
+            )?;
+            (m.infer(vec![("features".to_owned(), features)]).await?, m.labels.clone())
+        }
+        Served::Tensor { model: m, base: None } => {
+            let [spec] = m.inputs.as_slice() else {
+                return Err(ApiError::invalid(
+                    "instances",
+                    format!(
+                        "model {model:?} has {} inputs; use /v2/models/{model}/infer",
+                        m.inputs.len()
+                    ),
+                ));
+            };
+            let n = req.instances.len();
+            let mut flat = Vec::new();
+            for inst in &req.instances {
+                flatten(inst, &mut flat);
+            }
+            let per_row = flat.len() / n;
+            if per_row * n != flat.len() || per_row == 0 {
+                return Err(ApiError::invalid(
+                    "instances",
+                    "every instance must have the same number of values",
+                ));
+            }
+            let shape = vec![n as i64, per_row as i64];
+            let t = match spec.datatype.as_str() {
+                "INT64" => Tensor::i64(
+                    shape,
+                    flat.iter().map(|v| v.as_i64()).collect::<Option<_>>().ok_or_else(|| {
+                        ApiError::invalid("instances", "instances must be integers")
+                    })?,
+                )?,
+                _ => Tensor::f32(
+                    shape,
+                    flat.iter()
+                        .map(|v| v.as_f64().map(|x| x as f32))
+                        .collect::<Option<_>>()
+                        .ok_or_else(|| {
+                            ApiError::invalid("instances", "instances must be numbers")
+                        })?,
+                )?,
+            };
+            (m.infer(vec![(spec.name.clone(), t)]).await?, m.labels.clone())
+        }
+    };
+    // One prediction per row: each output's row, and the label for classification heads.
+    let n = model_out.first().map_or(0, |(_, t)| t.rows());
+    let mut predictions = vec![Map::new(); n];
+    for (name, t) in &model_out {
+        let per_row: usize = t
+            .shape
+            .iter()
+            .skip(1)
+            .map(|d| usize::try_from(*d).unwrap_or(0))
+            .product::<usize>()
+            .max(1);
+        for (r, p) in predictions.iter_mut().enumerate() {
+            let range = r * per_row..(r + 1) * per_row;
+            let v = match &t.data {
+                TensorData::F32(d) => Value::from(d[range].to_vec()),
+                TensorData::I64(d) => Value::from(d[range].to_vec()),
+            };
+            let v = if t.shape.len() == 1 { v.get(0).cloned().unwrap_or(Value::Null) } else { v };
+            if let (Some(labels), "label_index") = (&labels, name.as_str())
+                && let Some(i) = v.as_u64()
+            {
+                p.insert("label".into(), Value::from(labels.get(i as usize).cloned()));
+            }
+            p.insert(name.clone(), v);
+        }
     }
-    let out = engine.embed(texts).await?;
-    Ok(Json(json!({"predictions": out.vectors, "model_version": engine.version})))
+    Ok(Json(json!({"predictions": predictions, "model_version": served.version()})))
 }
