@@ -42,6 +42,9 @@ pub struct RawEngine {
     pub load_default_model: Option<bool>,
     /// Model cache directory [default: $TESSERA_HOME/models or ~/.cache/tessera/models].
     pub model_cache_dir: Option<PathBuf>,
+    /// Serve this BERT-family directory (or Hugging Face cache entry) as the
+    /// default model instead of fetching all-MiniLM-L6-v2.
+    pub default_model_dir: Option<PathBuf>,
     pub max_batch_size: Option<usize>,
     pub max_batch_tokens: Option<usize>,
     pub max_queue_delay_us: Option<u64>,
@@ -98,6 +101,7 @@ impl RawConfig {
             top.engine,
             load_default_model,
             model_cache_dir,
+            default_model_dir,
             max_batch_size,
             max_batch_tokens,
             max_queue_delay_us,
@@ -224,6 +228,7 @@ pub struct Config {
 pub struct EngineConfig {
     pub load_default_model: bool,
     pub model_cache_dir: Option<PathBuf>,
+    pub default_model_dir: Option<PathBuf>,
     pub max_batch_size: usize,
     pub max_batch_tokens: usize,
     pub max_queue_delay: Duration,
@@ -249,6 +254,7 @@ impl EngineConfig {
         Ok(EngineConfig {
             load_default_model: e.load_default_model.unwrap_or(true),
             model_cache_dir: e.model_cache_dir,
+            default_model_dir: e.default_model_dir,
             max_batch_size: positive("max_batch_size", e.max_batch_size, 32)?,
             max_batch_tokens: positive("max_batch_tokens", e.max_batch_tokens, 16_384)?,
             max_queue_delay: Duration::from_micros(e.max_queue_delay_us.unwrap_or(0)),

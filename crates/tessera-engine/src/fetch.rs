@@ -127,6 +127,30 @@ fn fetch_into(
     Ok(())
 }
 
+/// A model directory given by path: a directory with `config.json`, or a
+/// Hugging Face cache entry (`models--org--name`, or its parent hub dir is not
+/// accepted), whose newest snapshot is used.
+pub fn resolve_model_dir(path: &Path) -> Result<PathBuf, EngineError> {
+    if path.join("config.json").is_file() {
+        return Ok(path.to_owned());
+    }
+    let snapshots = path.join("snapshots");
+    let newest = std::fs::read_dir(&snapshots)
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("config.json").is_file())
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    newest.ok_or_else(|| {
+        EngineError::InvalidModel(format!(
+            "{} is neither a model directory (config.json, tokenizer.json, model.safetensors) nor a Hugging Face cache entry with snapshots",
+            path.display()
+        ))
+    })
+}
+
 fn find_python() -> Result<String, EngineError> {
     for candidate in ["python3", "python"] {
         let ok = Command::new(candidate)
@@ -152,4 +176,24 @@ fn run(cmd: &mut Command) -> Result<(), EngineError> {
 
 fn fetch_err(m: String) -> EngineError {
     EngineError::Fetch(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_dirs_resolve_plain_and_hugging_face_layouts() {
+        let d = tempfile::tempdir().unwrap();
+        let plain = d.path().join("plain");
+        std::fs::create_dir_all(&plain).unwrap();
+        std::fs::write(plain.join("config.json"), "{}").unwrap();
+        assert_eq!(resolve_model_dir(&plain).unwrap(), plain);
+        let hf = d.path().join("models--sentence-transformers--all-MiniLM-L6-v2");
+        let snap = hf.join("snapshots").join("abc123");
+        std::fs::create_dir_all(&snap).unwrap();
+        std::fs::write(snap.join("config.json"), "{}").unwrap();
+        assert_eq!(resolve_model_dir(&hf).unwrap(), snap);
+        assert!(resolve_model_dir(d.path()).is_err());
+    }
 }

@@ -47,7 +47,7 @@ pub struct ModelSource {
 
 #[derive(Debug, Clone)]
 pub enum SourceKind {
-    /// A BERT-family sentence encoder directory.
+    /// A BERT-family sentence encoder directory, or a Hugging Face cache entry.
     Bert(PathBuf),
     /// An ONNX file's bytes.
     Onnx(Vec<u8>),
@@ -449,8 +449,9 @@ fn load_source(cfg: &PoolConfig, source: &ModelSource) -> Result<LoadedModel, En
     let env = || crate::ort_env::init(&crate::ort_env::library_path(&cfg.cache_dir));
     match &source.kind {
         SourceKind::Bert(dir) => {
+            let dir = crate::fetch::resolve_model_dir(dir)?;
             let model =
-                BertModel::load(env()?, dir, &cfg.cache_dir.join("onnx"), cfg.intra_threads)?;
+                BertModel::load(env()?, &dir, &cfg.cache_dir.join("onnx"), cfg.intra_threads)?;
             let dim = model.encoder.dim;
             let batcher = Batcher::spawn(&source.name, model.encoder, cfg.batch)?;
             Ok(LoadedModel::Embedding(Arc::new(EmbeddingModel {

@@ -16,8 +16,8 @@ use tessera_core::model::NewModel;
 use tessera_core::role::Role;
 use tessera_core::time::Timestamp;
 use tessera_engine::batcher::BatchConfig;
-use tessera_engine::fetch;
 use tessera_engine::pool::{ModelPool, ModelSource, PoolConfig, SourceKind};
+use tessera_engine::{fetch, ort_env};
 use tessera_gateway::{AppState, GatewayConfig};
 use tessera_store::artifacts::DirArtifacts;
 use tessera_store::{KeyOwner, MetadataStore, ModelScope, StoreError};
@@ -109,19 +109,23 @@ fn start_models(cfg: &EngineConfig) -> Arc<ModelPool> {
         memory_budget_bytes: cfg.model_memory_mb.map(|mb| mb * 1024 * 1024),
     });
     if cfg.load_default_model {
+        let custom = cfg.default_model_dir.clone();
+        let dir = custom.clone().unwrap_or_else(|| fetch::default_model_dir(&cache));
+        let fetch_cache = cache.clone();
+        // A given directory needs only the runtime library; the default needs its files too.
+        let prepare = move || {
+            if custom.is_none() || !ort_env::library_path(&fetch_cache).is_file() {
+                fetch::fetch(&fetch_cache, &mut |step| info!(step, "fetching the default model"))?;
+            }
+            Ok(())
+        };
         let source = ModelSource {
             name: fetch::DEFAULT_MODEL.into(),
             version: "1".into(),
-            kind: SourceKind::Bert(fetch::default_model_dir(&cache)),
+            kind: SourceKind::Bert(dir),
             pinned: true,
         };
-        let fetch_cache = cache.clone();
-        pool.load(
-            source,
-            Some(Box::new(move || {
-                fetch::fetch(&fetch_cache, &mut |step| info!(step, "fetching the default model"))
-            })),
-        );
+        pool.load(source, Some(Box::new(prepare)));
     }
     pool
 }

@@ -249,6 +249,10 @@ async fn open_inference_protocol_and_kserve_predict() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_eq!((r.body["id"].as_str(), r.body["model_name"].as_str()), (Some("abc"), Some(MODEL)));
+    assert!(
+        r.headers.contains_key("x-tessera-overhead-ms")
+            && r.headers.contains_key("x-tessera-model-version")
+    );
     assert_eq!(r.body["outputs"][0]["shape"], json!([1, 384]));
     assert_eq!(floats(&r.body["outputs"][0]["data"]), hello);
     // Versioned route; unknown version and unknown output are clear errors in the OIP string form.
@@ -300,9 +304,41 @@ async fn open_inference_protocol_and_kserve_predict() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_eq!(r.body["model_version"], "1");
+    assert_eq!(r.headers["x-tessera-model-version"], format!("{MODEL}@1").as_str());
+    assert!(r.headers["x-tessera-overhead-ms"].to_str().unwrap().parse::<f64>().unwrap() >= 0.0);
     assert_eq!(floats(&r.body["predictions"][1]), hello);
     let r = infer(format!("/v1/models/{MODEL}:predict"), json!({"instances": [1]})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = infer(format!("/v1/models/{MODEL}:explain"), json!({"instances": ["x"]})).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_directory_can_be_given_by_path_or_hugging_face_cache() {
+    let cache = tessera_engine::fetch::cache_dir();
+    tokio::task::spawn_blocking({
+        let cache = cache.clone();
+        move || tessera_engine::fetch::fetch(&cache, &mut |_| {})
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let files = tessera_engine::fetch::default_model_dir(&cache);
+    let hf = tempfile::tempdir().unwrap();
+    let snap = hf
+        .path()
+        .join("models--sentence-transformers--all-MiniLM-L6-v2")
+        .join("snapshots")
+        .join("0123abc");
+    std::fs::create_dir_all(&snap).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors", "sentence_bert_config.json"] {
+        std::os::unix::fs::symlink(files.join(f), snap.join(f)).unwrap();
+    }
+    let entry = hf.path().join("models--sentence-transformers--all-MiniLM-L6-v2");
+    let (s, _d) =
+        server_with_model(&[("TESSERA__ENGINE__DEFAULT_MODEL_DIR", entry.to_str().unwrap())]).await;
+    let (_, key, _) = s.tenant_with_key("acme", "developer").await;
+    let r = embed(&s, &key, json!({"model": MODEL, "input": "hello"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.body["usage"]["prompt_tokens"], 3);
 }

@@ -164,6 +164,23 @@ fn renormalize(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| x / norm).collect()
 }
 
+/// `x-tessera-model-version` and `x-tessera-overhead-ms` (time outside the model).
+pub fn timing_headers(
+    version: &str,
+    total: std::time::Duration,
+    model: std::time::Duration,
+) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(version) {
+        headers.insert("x-tessera-model-version", v);
+    }
+    let overhead = total.saturating_sub(model).as_secs_f64() * 1000.0;
+    if let Ok(v) = HeaderValue::from_str(&format!("{overhead:.3}")) {
+        headers.insert("x-tessera-overhead-ms", v);
+    }
+    headers
+}
+
 /// Checks that `model` is an embedding model this server runs.
 pub fn require_served_embedding(model: &Model) -> Result<(), ApiError> {
     if model.task != "embedding" || model.runtime != "bert" {
@@ -198,15 +215,7 @@ pub async fn create(
     let model = authorize_model(s.store(), s.tenants(), &ctx, &auth.principal, &req.model).await?;
     require_served_embedding(&model)?;
     let (resp, version, model_time) = embed(s.models(), req).await?;
-    let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&version) {
-        headers.insert("x-tessera-model-version", v);
-    }
-    let overhead = start.elapsed().saturating_sub(model_time).as_secs_f64() * 1000.0;
-    if let Ok(v) = HeaderValue::from_str(&format!("{overhead:.3}")) {
-        headers.insert("x-tessera-overhead-ms", v);
-    }
-    Ok((headers, Json(resp)))
+    Ok((timing_headers(&version, start.elapsed(), model_time), Json(resp)))
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use tessera_engine::tensor::{Tensor, TensorData, TensorSpec};
 use tessera_store::ModelView;
 use utoipa::ToSchema;
 
-use super::embeddings::{authorize_model, require_served_embedding};
+use super::embeddings::{authorize_model, require_served_embedding, timing_headers};
 use crate::auth::Authed;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::parse_json;
@@ -503,6 +503,7 @@ async fn infer(
     body: Body,
 ) -> Result<Response, ApiError> {
     // The model first: a model the caller cannot see is a 404 whatever the body.
+    let start = std::time::Instant::now();
     let served = serve_any(s, auth, name, version).await?;
     let limit = s.max_body_bytes();
     let bytes =
@@ -518,6 +519,7 @@ async fn infer(
         };
         text_input(input, binary)
     };
+    let model_start = std::time::Instant::now();
     let outputs: Vec<(String, Tensor)> = match &served {
         Served::Text(engine) => {
             let texts = one_text(&mut binary)?;
@@ -545,6 +547,7 @@ async fn infer(
             model.infer(inputs).await?
         }
     };
+    let model_time = model_start.elapsed();
     let selected: Vec<&(String, Tensor)> = match &req.outputs {
         None => outputs.iter().collect(),
         Some(wanted) => wanted
@@ -601,9 +604,11 @@ async fn infer(
         }
         r
     };
-    if let Ok(v) = HeaderValue::from_str(&format!("{name}@{}", served.version())) {
-        resp.headers_mut().insert("x-tessera-model-version", v);
-    }
+    resp.headers_mut().extend(timing_headers(
+        &format!("{name}@{}", served.version()),
+        start.elapsed(),
+        model_time,
+    ));
     Ok(resp)
 }
 
@@ -708,13 +713,14 @@ pub async fn kserve_predict(
     auth: Authed,
     Path(name): Path<String>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(HeaderMap, Json<Value>), ApiError> {
     let Some(model) = name.strip_suffix(":predict") else {
         return Err(ApiError::RouteNotFound {
             method: "POST".into(),
             path: format!("/v1/models/{name}"),
         });
     };
+    let start = std::time::Instant::now();
     let served = serve_any(&s, &auth, model, None).await?;
     let limit = s.max_body_bytes();
     let bytes =
@@ -746,10 +752,18 @@ pub async fn kserve_predict(
             })
             .collect::<Result<Vec<_>, _>>()
     };
+    let model_start = std::time::Instant::now();
+    let headers = |model_time| {
+        timing_headers(&format!("{model}@{}", served.version()), start.elapsed(), model_time)
+    };
     let (model_out, labels) = match &served {
         Served::Text(engine) => {
             let out = engine.embed(texts(req.instances)?).await?;
-            return Ok(Json(json!({"predictions": out.vectors, "model_version": engine.version})));
+            let h = headers(model_start.elapsed());
+            return Ok((
+                h,
+                Json(json!({"predictions": out.vectors, "model_version": engine.version})),
+            ));
         }
         Served::Tensor { model: m, base: Some(base) } => {
             let t = texts(req.instances)?;
@@ -830,5 +844,6 @@ pub async fn kserve_predict(
             p.insert(name.clone(), v);
         }
     }
-    Ok(Json(json!({"predictions": predictions, "model_version": served.version()})))
+    let h = headers(model_start.elapsed());
+    Ok((h, Json(json!({"predictions": predictions, "model_version": served.version()}))))
 }
