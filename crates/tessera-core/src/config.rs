@@ -57,6 +57,29 @@ pub struct RawEngine {
     /// Memory budget for loaded models, in MiB; least recently used models
     /// beyond it are unloaded.
     pub model_memory_mb: Option<u64>,
+    /// Per-model batching overrides, by model name (platform models) or
+    /// model id (`mdl_...`): `[engine.models.all-minilm-l6-v2] max_batch_size = 64`.
+    #[serde(default)]
+    pub models: std::collections::BTreeMap<String, RawBatch>,
+}
+
+/// Batching settings of one model; unset fields take the `[engine]` values.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBatch {
+    pub max_batch_size: Option<usize>,
+    pub max_batch_tokens: Option<usize>,
+    pub max_queue_delay_us: Option<u64>,
+    pub queue_capacity: Option<usize>,
+}
+
+/// Validated batching settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSettings {
+    pub max_batch_size: usize,
+    pub max_batch_tokens: usize,
+    pub max_queue_delay: Duration,
+    pub queue_capacity: usize,
 }
 
 /// `[auth]`: key cache and JWT verification.
@@ -110,6 +133,7 @@ impl RawConfig {
             intra_threads,
             model_memory_mb
         );
+        self.engine.models.extend(top.engine.models);
         overlay_fields!(
             self.auth,
             top.auth,
@@ -236,9 +260,21 @@ pub struct EngineConfig {
     pub load_wait: Duration,
     pub intra_threads: usize,
     pub model_memory_mb: Option<u64>,
+    /// Batching overrides by model name or id.
+    pub per_model: std::collections::BTreeMap<String, BatchSettings>,
 }
 
 impl EngineConfig {
+    /// The `[engine]` batching settings.
+    pub fn batch(&self) -> BatchSettings {
+        BatchSettings {
+            max_batch_size: self.max_batch_size,
+            max_batch_tokens: self.max_batch_tokens,
+            max_queue_delay: self.max_queue_delay,
+            queue_capacity: self.queue_capacity,
+        }
+    }
+
     fn from_raw(e: RawEngine) -> Result<EngineConfig, ValidationError> {
         let positive =
             |name: &str, v: Option<usize>, default: usize| -> Result<usize, ValidationError> {
@@ -262,6 +298,35 @@ impl EngineConfig {
             load_wait: Duration::from_millis(e.load_wait_ms.unwrap_or(10_000)),
             intra_threads: positive("intra_threads", e.intra_threads, 1)?,
             model_memory_mb: e.model_memory_mb,
+            per_model: std::collections::BTreeMap::new(),
+        })
+        .and_then(|mut c: EngineConfig| {
+            for (name, b) in e.models {
+                let base = c.batch();
+                let field = |f: &str| format!("engine.models.{name}.{f}");
+                let pos = |f: &str, v: Option<usize>, d: usize| match v {
+                    Some(0) => Err(ValidationError::new(
+                        field(f),
+                        format!("{} must be at least 1", field(f)),
+                    )),
+                    Some(n) => Ok(n),
+                    None => Ok(d),
+                };
+                let s = BatchSettings {
+                    max_batch_size: pos("max_batch_size", b.max_batch_size, base.max_batch_size)?,
+                    max_batch_tokens: pos(
+                        "max_batch_tokens",
+                        b.max_batch_tokens,
+                        base.max_batch_tokens,
+                    )?,
+                    max_queue_delay: b
+                        .max_queue_delay_us
+                        .map_or(base.max_queue_delay, Duration::from_micros),
+                    queue_capacity: pos("queue_capacity", b.queue_capacity, base.queue_capacity)?,
+                };
+                c.per_model.insert(name, s);
+            }
+            Ok(c)
         })
     }
 }
@@ -402,6 +467,14 @@ mod tests {
         flags.auth.jwks_url = Some("http://idp/jwks".into());
         let merged = file.overlay(flags);
         assert_eq!(merged.engine.queue_capacity, Some(3));
+        let mut engine = RawEngine::default();
+        engine
+            .models
+            .insert("m".into(), RawBatch { max_batch_size: Some(4), ..Default::default() });
+        let raw = RawConfig { engine, ..Default::default() }.overlay(RawConfig::default());
+        let c = Config::from_raw(raw, None, no_secrets).unwrap();
+        let m = c.engine.per_model["m"];
+        assert_eq!((m.max_batch_size, m.queue_capacity), (4, 512));
         assert_eq!(merged.auth.jwks_url.as_deref(), Some("http://idp/jwks"));
         assert_eq!(merged.listen.as_deref(), Some("127.0.0.1:2"));
         assert_eq!(merged.log_format.as_deref(), Some("json"));

@@ -31,6 +31,16 @@ pub struct PoolConfig {
     /// Estimated memory the pool may hold; least recently used models beyond
     /// it are unloaded (pinned ones never). `None`: unbounded.
     pub memory_budget_bytes: Option<u64>,
+    /// Batching overrides by pool key or by model id (the key before `@`).
+    pub per_model: HashMap<String, BatchConfig>,
+}
+
+impl PoolConfig {
+    /// The batching settings of the model loaded under `key`.
+    pub fn batch_for(&self, key: &str) -> BatchConfig {
+        let id = key.split('@').next().unwrap_or(key);
+        self.per_model.get(key).or_else(|| self.per_model.get(id)).copied().unwrap_or(self.batch)
+    }
 }
 
 /// What to load under a pool key.
@@ -453,7 +463,7 @@ fn load_source(cfg: &PoolConfig, source: &ModelSource) -> Result<LoadedModel, En
             let model =
                 BertModel::load(env()?, &dir, &cfg.cache_dir.join("onnx"), cfg.intra_threads)?;
             let dim = model.encoder.dim;
-            let batcher = Batcher::spawn(&source.name, model.encoder, cfg.batch)?;
+            let batcher = Batcher::spawn(&source.name, model.encoder, cfg.batch_for(&source.name))?;
             Ok(LoadedModel::Embedding(Arc::new(EmbeddingModel {
                 name: source.name.clone(),
                 version: source.version.clone(),
@@ -465,7 +475,8 @@ fn load_source(cfg: &PoolConfig, source: &ModelSource) -> Result<LoadedModel, En
         SourceKind::Onnx(bytes) => {
             let m = OnnxModel::load(env()?, bytes, cfg.intra_threads)?;
             let (inputs, outputs) = (m.inputs.clone(), m.outputs.clone());
-            let batcher = Batcher::spawn(&source.name, TensorRuntime::Onnx(m), cfg.batch)?;
+            let batcher =
+                Batcher::spawn(&source.name, TensorRuntime::Onnx(m), cfg.batch_for(&source.name))?;
             Ok(LoadedModel::Tensor(Arc::new(TensorModel {
                 name: source.name.clone(),
                 version: source.version.clone(),
@@ -480,7 +491,11 @@ fn load_source(cfg: &PoolConfig, source: &ModelSource) -> Result<LoadedModel, En
             let h = LinearHead::parse(bytes)?;
             let (inputs, outputs) = (vec![h.input_spec()], h.output_specs());
             let (base_model, labels) = (h.base_model.clone(), h.labels.clone());
-            let batcher = Batcher::spawn(&source.name, TensorRuntime::Linear(h), cfg.batch)?;
+            let batcher = Batcher::spawn(
+                &source.name,
+                TensorRuntime::Linear(h),
+                cfg.batch_for(&source.name),
+            )?;
             Ok(LoadedModel::Tensor(Arc::new(TensorModel {
                 name: source.name.clone(),
                 version: source.version.clone(),

@@ -11,7 +11,7 @@ use tessera_core::apikey::{NewKey, mint};
 use tessera_core::audit::AuditActor;
 use tessera_core::auth::SystemCtx;
 
-use tessera_core::config::{EngineConfig, LogFormat};
+use tessera_core::config::{BatchSettings, EngineConfig, LogFormat};
 use tessera_core::model::NewModel;
 use tessera_core::role::Role;
 use tessera_core::time::Timestamp;
@@ -96,14 +96,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// ready until it is loaded.
 fn start_models(cfg: &EngineConfig) -> Arc<ModelPool> {
     let cache = cfg.model_cache_dir.clone().unwrap_or_else(fetch::cache_dir);
+    let batch = |b: BatchSettings| BatchConfig {
+        max_batch_size: b.max_batch_size,
+        max_batch_tokens: b.max_batch_tokens,
+        max_queue_delay: b.max_queue_delay,
+        queue_capacity: b.queue_capacity,
+    };
     let pool = ModelPool::new(PoolConfig {
         cache_dir: cache.clone(),
-        batch: BatchConfig {
-            max_batch_size: cfg.max_batch_size,
-            max_batch_tokens: cfg.max_batch_tokens,
-            max_queue_delay: cfg.max_queue_delay,
-            queue_capacity: cfg.queue_capacity,
-        },
+        batch: batch(cfg.batch()),
+        per_model: cfg.per_model.iter().map(|(k, v)| (k.clone(), batch(*v))).collect(),
         load_wait: cfg.load_wait,
         intra_threads: cfg.intra_threads,
         memory_budget_bytes: cfg.model_memory_mb.map(|mb| mb * 1024 * 1024),

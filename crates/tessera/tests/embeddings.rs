@@ -153,9 +153,10 @@ async fn openai_compatible_embeddings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queue_answers_429_and_the_server_stays_healthy() {
+    // Per-model settings: only this model gets the tiny queue.
     let (s, _d) = server_with_model(&[
-        ("TESSERA__ENGINE__QUEUE_CAPACITY", "1"),
-        ("TESSERA__ENGINE__MAX_BATCH_SIZE", "1"),
+        ("TESSERA__ENGINE__MODELS__ALL-MINILM-L6-V2__QUEUE_CAPACITY", "1"),
+        ("TESSERA__ENGINE__MODELS__ALL-MINILM-L6-V2__MAX_BATCH_SIZE", "1"),
     ])
     .await;
     let (_, key, _) = s.tenant_with_key("acme", "developer").await;
