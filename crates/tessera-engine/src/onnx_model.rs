@@ -3,7 +3,6 @@
 //! FP32 and INT64 tensors in and out.
 
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{TensorElementType, ValueType};
 
 use crate::EngineError;
@@ -41,17 +40,7 @@ impl OnnxModel {
         bytes: &[u8],
         intra_threads: usize,
     ) -> Result<OnnxModel, EngineError> {
-        let rt = |e: ort::Error<_>| EngineError::InvalidModel(e.to_string());
-        let mut builder = Session::builder(env)
-            .map_err(|e| EngineError::Runtime(e.to_string()))?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(rt)?
-            .with_intra_threads(intra_threads.max(1))
-            .map_err(rt)?
-            .with_inter_threads(1)
-            .map_err(rt)?
-            .with_intra_op_spinning(false)
-            .map_err(rt)?;
+        let mut builder = crate::ort_env::session_builder(env, intra_threads)?;
         let session = builder
             .commit_from_memory(bytes)
             .map_err(|e| EngineError::InvalidModel(format!("not a loadable ONNX model: {e}")))?;

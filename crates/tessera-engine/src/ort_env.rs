@@ -41,3 +41,24 @@ pub fn init(path: &Path) -> Result<&'static ort::environment::Environment, Engin
         }
     }
 }
+
+/// A session builder with Tessera's settings: full graph optimisation,
+/// `intra_threads` intra-op threads without spinning (spinning threads hurt on
+/// small machines), one inter-op thread.
+pub fn session_builder(
+    env: &ort::environment::Environment,
+    intra_threads: usize,
+) -> Result<ort::session::builder::SessionBuilder, EngineError> {
+    let err =
+        |e: ort::Error<ort::session::builder::SessionBuilder>| EngineError::Runtime(e.to_string());
+    ort::session::Session::builder(env)
+        .map_err(|e| EngineError::Runtime(e.to_string()))?
+        .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Level3)
+        .map_err(err)?
+        .with_intra_threads(intra_threads.max(1))
+        .map_err(err)?
+        .with_inter_threads(1)
+        .map_err(err)?
+        .with_intra_op_spinning(false)
+        .map_err(err)
+}

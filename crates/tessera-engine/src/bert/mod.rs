@@ -7,7 +7,6 @@ pub mod safetensors;
 use std::path::{Path, PathBuf};
 
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
 use sha2::{Digest, Sha256};
 use tokenizers::{Tokenizer, TruncationParams};
@@ -84,17 +83,7 @@ impl BertModel {
         let max_len = config::max_seq_length(dir, &cfg);
         let tokenizer = TextTokenizer::load(dir, max_len)?;
         let onnx = ensure_export(dir, export_dir, &cfg)?;
-        let rt = |e: ort::Error<_>| EngineError::Runtime(e.to_string());
-        let mut builder = Session::builder(env)
-            .map_err(|e| EngineError::Runtime(e.to_string()))?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(rt)?
-            .with_intra_threads(intra_threads.max(1))
-            .map_err(rt)?
-            .with_inter_threads(1)
-            .map_err(rt)?
-            .with_intra_op_spinning(false)
-            .map_err(rt)?;
+        let mut builder = crate::ort_env::session_builder(env, intra_threads)?;
         let session =
             builder.commit_from_file(&onnx).map_err(|e| EngineError::Runtime(e.to_string()))?;
         let pad_id = tokenizer.pad_id();

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod embeddings;
 pub mod health;
 pub mod keys;
+pub mod kserve;
 pub mod me;
 pub mod models;
 pub mod oip;
@@ -120,7 +121,7 @@ pub fn api_routes() -> ApiRoutes {
         .add(Get, "/v1/models/{name}", models::tenant_get)
         .add(Post, "/v1/models/{name}/versions", models::tenant_upload)
         .add(Get, "/v1/models/{name}/versions", models::tenant_versions)
-        .add(Post, "/v1/models/{name}", oip::kserve_predict)
+        .add(Post, "/v1/models/{name}", kserve::kserve_predict)
         .add(Get, "/v2", oip::server_metadata)
         .add(Get, "/v2/models/{name}", oip::model_metadata)
         .add(Get, "/v2/models/{name}/versions/{version}", oip::version_metadata)

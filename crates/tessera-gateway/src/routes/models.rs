@@ -207,22 +207,10 @@ pub async fn admin_upload(
 ) -> Result<(StatusCode, Json<ModelVersion>), ApiError> {
     let sys = auth.system()?;
     let model = s.store().get_model_by_id(&sys, &id).await?;
-    let writer = match &model.tenant_id {
-        // A tenant's model: the platform acts as that tenant.
-        Some(t) => {
-            let ctx = sys.tenant(t.clone());
-            let v = upload_version(
-                s.store(),
-                s.artifacts(),
-                KeyOwner::Tenant(&ctx),
-                &model,
-                body,
-                s.max_artifact_bytes(),
-                &auth.actor(),
-            )
-            .await?;
-            return Ok((StatusCode::CREATED, Json(v)));
-        }
+    // A tenant's model is versioned as that tenant; shared models as the platform.
+    let tenant_ctx = model.tenant_id.clone().map(|t| sys.tenant(t));
+    let writer = match &tenant_ctx {
+        Some(ctx) => KeyOwner::Tenant(ctx),
         None => KeyOwner::Platform(&sys),
     };
     let v = upload_version(

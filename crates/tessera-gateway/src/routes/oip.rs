@@ -1,6 +1,6 @@
 //! Open Inference Protocol v2 (KServe V2 / Triton) REST: server and model
 //! metadata, readiness, inference (JSON tensors and Triton's binary tensor
-//! extension), and the model repository extension; plus KServe v1 `:predict`.
+//! extension), and the model repository extension. KServe v1 is in `kserve.rs`.
 //!
 //! Text models take one `BYTES` input (shape `[N]` or `[N, 1]`) and answer the
 //! `FP32` output `embedding` of shape `[N, dim]`. Errors on `/v2` routes carry
@@ -83,13 +83,13 @@ pub struct ModelMetadata {
 }
 
 /// A model resolved for the caller and loaded.
-enum Served {
+pub(super) enum Served {
     Text(Arc<EmbeddingModel>),
     Tensor { model: Arc<TensorModel>, base: Option<Arc<EmbeddingModel>> },
 }
 
 impl Served {
-    fn version(&self) -> &str {
+    pub(super) fn version(&self) -> &str {
         match self {
             Served::Text(m) => &m.version,
             Served::Tensor { model, .. } => &model.version,
@@ -118,7 +118,7 @@ async fn served(
 
 /// Any model the caller may run: a platform text model, or a registered ONNX
 /// model or linear head (loaded from its artifact on first use).
-async fn serve_any(
+pub(super) async fn serve_any(
     s: &AppState,
     auth: &Authed,
     name: &str,
@@ -392,7 +392,7 @@ fn text_input(input: &InferInput, binary: &mut &[u8]) -> Result<Vec<String>, Api
     Ok(texts)
 }
 
-fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+pub(super) fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
     match v {
         Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
         other => out.push(other),
@@ -702,148 +702,4 @@ pub async fn repository_unload(
         model.name,
         model.owner.as_str()
     )))
-}
-
-/// KServe v1 predict: `POST /v1/models/{name}:predict` with `{"instances": [...]}`.
-#[utoipa::path(post, path = "/v1/models/{name}", tag = "open inference protocol",
-    params(("name" = String, Path, description = "model name followed by :predict, e.g. all-minilm-l6-v2:predict")),
-    responses((status = 200, description = "{\"predictions\": [...], \"model_version\": ...}"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn kserve_predict(
-    State(s): State<AppState>,
-    auth: Authed,
-    Path(name): Path<String>,
-    body: Body,
-) -> Result<(HeaderMap, Json<Value>), ApiError> {
-    let Some(model) = name.strip_suffix(":predict") else {
-        return Err(ApiError::RouteNotFound {
-            method: "POST".into(),
-            path: format!("/v1/models/{name}"),
-        });
-    };
-    let start = std::time::Instant::now();
-    let served = serve_any(&s, &auth, model, None).await?;
-    let limit = s.max_body_bytes();
-    let bytes =
-        axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })?;
-    #[derive(Deserialize)]
-    struct Predict {
-        instances: Vec<Value>,
-    }
-    let req: Predict = parse_json(&bytes)?;
-    if req.instances.is_empty() {
-        return Err(ApiError::invalid("instances", "instances must not be empty"));
-    }
-    let texts = |instances: Vec<Value>| {
-        instances
-            .into_iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s),
-                Value::Object(mut o) => match o.remove("text") {
-                    Some(Value::String(s)) => Ok(s),
-                    _ => Err(ApiError::invalid(
-                        "instances",
-                        "each instance must be a string or {\"text\": string}",
-                    )),
-                },
-                _ => Err(ApiError::invalid(
-                    "instances",
-                    "each instance must be a string or {\"text\": string}",
-                )),
-            })
-            .collect::<Result<Vec<_>, _>>()
-    };
-    let model_start = std::time::Instant::now();
-    let headers = |model_time| {
-        timing_headers(&format!("{model}@{}", served.version()), start.elapsed(), model_time)
-    };
-    let (model_out, labels) = match &served {
-        Served::Text(engine) => {
-            let out = engine.embed(texts(req.instances)?).await?;
-            let h = headers(model_start.elapsed());
-            return Ok((
-                h,
-                Json(json!({"predictions": out.vectors, "model_version": engine.version})),
-            ));
-        }
-        Served::Tensor { model: m, base: Some(base) } => {
-            let t = texts(req.instances)?;
-            let n = t.len();
-            let out = base.embed(t).await?;
-            let features = Tensor::f32(
-                vec![n as i64, base.dim as i64],
-                out.vectors.into_iter().flatten().collect(),
-            )?;
-            (m.infer(vec![("features".to_owned(), features)]).await?, m.labels.clone())
-        }
-        Served::Tensor { model: m, base: None } => {
-            let [spec] = m.inputs.as_slice() else {
-                return Err(ApiError::invalid(
-                    "instances",
-                    format!(
-                        "model {model:?} has {} inputs; use /v2/models/{model}/infer",
-                        m.inputs.len()
-                    ),
-                ));
-            };
-            let n = req.instances.len();
-            let mut flat = Vec::new();
-            for inst in &req.instances {
-                flatten(inst, &mut flat);
-            }
-            let per_row = flat.len() / n;
-            if per_row * n != flat.len() || per_row == 0 {
-                return Err(ApiError::invalid(
-                    "instances",
-                    "every instance must have the same number of values",
-                ));
-            }
-            let shape = vec![n as i64, per_row as i64];
-            let t = match spec.datatype.as_str() {
-                "INT64" => Tensor::i64(
-                    shape,
-                    flat.iter().map(|v| v.as_i64()).collect::<Option<_>>().ok_or_else(|| {
-                        ApiError::invalid("instances", "instances must be integers")
-                    })?,
-                )?,
-                _ => Tensor::f32(
-                    shape,
-                    flat.iter()
-                        .map(|v| v.as_f64().map(|x| x as f32))
-                        .collect::<Option<_>>()
-                        .ok_or_else(|| {
-                            ApiError::invalid("instances", "instances must be numbers")
-                        })?,
-                )?,
-            };
-            (m.infer(vec![(spec.name.clone(), t)]).await?, m.labels.clone())
-        }
-    };
-    // One prediction per row: each output's row, and the label for classification heads.
-    let n = model_out.first().map_or(0, |(_, t)| t.rows());
-    let mut predictions = vec![Map::new(); n];
-    for (name, t) in &model_out {
-        let per_row: usize = t
-            .shape
-            .iter()
-            .skip(1)
-            .map(|d| usize::try_from(*d).unwrap_or(0))
-            .product::<usize>()
-            .max(1);
-        for (r, p) in predictions.iter_mut().enumerate() {
-            let range = r * per_row..(r + 1) * per_row;
-            let v = match &t.data {
-                TensorData::F32(d) => Value::from(d[range].to_vec()),
-                TensorData::I64(d) => Value::from(d[range].to_vec()),
-            };
-            let v = if t.shape.len() == 1 { v.get(0).cloned().unwrap_or(Value::Null) } else { v };
-            if let (Some(labels), "label_index") = (&labels, name.as_str())
-                && let Some(i) = v.as_u64()
-            {
-                p.insert("label".into(), Value::from(labels.get(i as usize).cloned()));
-            }
-            p.insert(name.clone(), v);
-        }
-    }
-    let h = headers(model_start.elapsed());
-    Ok((h, Json(json!({"predictions": predictions, "model_version": served.version()}))))
 }

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, embeddings, health, keys, me, models, oip, plans, tenants};
+use super::{audit, embeddings, health, keys, kserve, me, models, oip, plans, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,7 +21,7 @@ use super::{audit, embeddings, health, keys, me, models, oip, plans, tenants};
         embeddings::create,
         oip::server_metadata, oip::model_metadata, oip::version_metadata, oip::model_ready, oip::version_ready,
         oip::model_infer, oip::version_infer, oip::repository_index, oip::repository_load, oip::repository_unload,
-        oip::kserve_predict,
+        kserve::kserve_predict,
         models::tenant_create, models::tenant_list, models::tenant_get, models::tenant_upload, models::tenant_versions,
         models::admin_create, models::admin_list, models::admin_upload, models::admin_versions,
     ),
