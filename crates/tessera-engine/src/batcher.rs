@@ -79,18 +79,29 @@ impl Default for BatchStats {
 }
 
 impl BatchStats {
-    /// Appends this model's series in the Prometheus text format.
-    pub fn render(&self, out: &mut String, model: &str) {
+    /// The metric families every model reports, in the order they render.
+    pub const FAMILIES: [(&'static str, &'static str, &'static str); 4] = [
+        ("tessera_engine_queue_depth", "gauge", "Requests waiting in the model's queue."),
+        ("tessera_engine_queue_seconds", "histogram", "Time requests wait in the queue."),
+        ("tessera_engine_compute_seconds", "histogram", "Time per batch in the runtime."),
+        ("tessera_engine_batch_size", "histogram", "Items per batch."),
+    ];
+
+    /// Appends this model's series of one family (`FAMILIES[family]`).
+    pub fn render_family(&self, out: &mut String, family: usize, model: &str) {
         let labels = format!("model=\"{model}\"");
-        let _ = writeln!(
-            out,
-            "tessera_engine_queue_depth{{{labels}}} {}",
-            self.depth.load(Ordering::Relaxed)
-        );
+        let Some((name, _, _)) = Self::FAMILIES.get(family) else { return };
+        if family == 0 {
+            let _ = writeln!(out, "{name}{{{labels}}} {}", self.depth.load(Ordering::Relaxed));
+            return;
+        }
         if let Ok(s) = self.inner.lock() {
-            s.queue.render(out, "tessera_engine_queue_seconds", &labels);
-            s.compute.render(out, "tessera_engine_compute_seconds", &labels);
-            s.batch.render(out, "tessera_engine_batch_size", &labels);
+            let h = match family {
+                1 => &s.queue,
+                2 => &s.compute,
+                _ => &s.batch,
+            };
+            h.render(out, name, &labels);
         }
     }
 }

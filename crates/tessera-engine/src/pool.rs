@@ -433,12 +433,22 @@ impl ModelPool {
 
     /// Appends every ready model's engine metrics.
     pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
         let Ok(slots) = self.slots.read() else { return };
-        for (name, slot) in slots.iter() {
-            match &*slot.rx.borrow() {
-                SlotState::Ready(LoadedModel::Embedding(m)) => m.stats().render(out, name),
-                SlotState::Ready(LoadedModel::Tensor(m)) => m.batcher.stats().render(out, name),
-                _ => {}
+        let ready: Vec<(&String, Arc<BatchStats>)> = slots
+            .iter()
+            .filter_map(|(name, slot)| match &*slot.rx.borrow() {
+                SlotState::Ready(LoadedModel::Embedding(m)) => Some((name, m.stats().clone())),
+                SlotState::Ready(LoadedModel::Tensor(m)) => Some((name, m.batcher.stats().clone())),
+                _ => None,
+            })
+            .collect();
+        // Prometheus wants each family's series together, so render family by family.
+        for (family, (metric, kind, help)) in BatchStats::FAMILIES.iter().enumerate() {
+            let _ = writeln!(out, "# HELP {metric} {help}");
+            let _ = writeln!(out, "# TYPE {metric} {kind}");
+            for (name, stats) in &ready {
+                stats.render_family(out, family, name);
             }
         }
     }

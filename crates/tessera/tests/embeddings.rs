@@ -149,6 +149,7 @@ async fn openai_compatible_embeddings() {
     let m =
         s.api.http.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
     assert!(m.contains("tessera_engine_batch_size_count{model=\"all-minilm-l6-v2\"}"), "{m}");
+    common::assert_families_are_grouped(&m);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

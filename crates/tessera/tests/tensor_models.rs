@@ -186,6 +186,12 @@ async fn onnx_classifier_and_linear_heads() {
         .await;
     assert_eq!(r.body["outputs"][0]["data"], json!([3.5, 2.5]), "{r:?}");
 
+    // Several models loaded: their metrics still group by family.
+    let m =
+        s.api.http.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
+    assert!(m.matches("tessera_engine_queue_depth{").count() >= 3, "{m}");
+    common::assert_families_are_grouped(&m);
+
     // A corrupt artifact and an invalid ONNX file are refused with a reason.
     register(&s, &key, "broken", "classification", "onnx", None).await;
     let v = upload(&s, &key, "/v1/models/broken/versions", b"not an onnx file".to_vec()).await;

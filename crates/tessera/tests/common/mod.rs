@@ -283,3 +283,29 @@ macro_rules! on_both_backends {
         )*
     };
 }
+
+/// Prometheus' text format wants each metric family's lines together and
+/// declared once.
+pub fn assert_families_are_grouped(text: &str) {
+    let mut seen = std::collections::HashSet::new();
+    let mut current = String::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let family = if let Some(rest) =
+            line.strip_prefix("# TYPE ").or_else(|| line.strip_prefix("# HELP "))
+        {
+            rest.split(' ').next().unwrap_or_default().to_owned()
+        } else {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            ["_bucket", "_sum", "_count"].iter().fold(name.to_owned(), |n, suffix| {
+                n.strip_suffix(suffix).map(str::to_owned).unwrap_or(n)
+            })
+        };
+        if family != current {
+            assert!(
+                seen.insert(family.clone()),
+                "metric family {family} appears in two places:\n{text}"
+            );
+            current = family;
+        }
+    }
+}
