@@ -255,7 +255,13 @@ struct Slot {
     pinned: bool,
     /// Milliseconds since the pool started, at the last use.
     last_used: AtomicU64,
+    /// When loading began; a failed load is not retried before `RETRY_FAILED_AFTER`.
+    started: std::time::Instant,
 }
+
+/// A model that failed to load is retried no sooner than this, so a bad
+/// artifact cannot make every request pay for a reload.
+const RETRY_FAILED_AFTER: Duration = Duration::from_secs(10);
 
 /// Readiness of a model, for health and repository routes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,13 +333,19 @@ impl ModelPool {
         let bytes = estimate_bytes(&source.kind);
         {
             let Ok(mut slots) = self.slots.write() else { return };
-            if let Some(existing) = slots.get(&source.name)
-                && !matches!(*existing.rx.borrow(), SlotState::Failed(_))
-            {
-                return;
+            if let Some(existing) = slots.get(&source.name) {
+                let failed = matches!(*existing.rx.borrow(), SlotState::Failed(_));
+                if !failed || existing.started.elapsed() < RETRY_FAILED_AFTER {
+                    return;
+                }
             }
-            let slot =
-                Slot { rx, bytes, pinned: source.pinned, last_used: AtomicU64::new(self.now_ms()) };
+            let slot = Slot {
+                rx,
+                bytes,
+                pinned: source.pinned,
+                last_used: AtomicU64::new(self.now_ms()),
+                started: std::time::Instant::now(),
+            };
             slots.insert(source.name.clone(), slot);
         }
         let cfg = self.cfg.clone();
@@ -358,6 +370,19 @@ impl ModelPool {
         });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start a model loading thread");
+        }
+    }
+
+    /// Whether `name` needs (re)loading: never loaded, unloaded, or failed
+    /// long enough ago to try again.
+    pub fn needs_load(&self, name: &str) -> bool {
+        let Ok(slots) = self.slots.read() else { return true };
+        match slots.get(name) {
+            None => true,
+            Some(slot) => {
+                matches!(*slot.rx.borrow(), SlotState::Failed(_))
+                    && slot.started.elapsed() >= RETRY_FAILED_AFTER
+            }
         }
     }
 
@@ -516,5 +541,73 @@ fn load_source(cfg: &PoolConfig, source: &ModelSource) -> Result<LoadedModel, En
                 batcher,
             })))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool() -> Arc<ModelPool> {
+        ModelPool::new(PoolConfig {
+            cache_dir: std::env::temp_dir(),
+            batch: BatchConfig::default(),
+            load_wait: Duration::from_secs(5),
+            intra_threads: 1,
+            memory_budget_bytes: None,
+            per_model: HashMap::new(),
+        })
+    }
+
+    fn head(bias: f32) -> Vec<u8> {
+        format!(r#"{{"format": "tessera.linear.v1", "task": "regression", "weights": [[1.0]], "bias": [{bias}]}}"#).into_bytes()
+    }
+
+    fn source(name: &str, bytes: Vec<u8>) -> ModelSource {
+        ModelSource {
+            name: name.into(),
+            version: "1".into(),
+            kind: SourceKind::Linear(bytes),
+            pinned: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn loads_serve_and_failures_back_off() {
+        let p = pool();
+        assert!(p.needs_load("h"));
+        p.load(source("h", head(1.0)), None);
+        let m = p.get_tensor("h").await.unwrap();
+        let out = m
+            .infer(vec![("features".into(), Tensor::f32(vec![1, 1], vec![2.0]).unwrap())])
+            .await
+            .unwrap();
+        assert_eq!(out[0].1, Tensor::f32(vec![1, 1], vec![3.0]).unwrap());
+        assert!(!p.needs_load("h"));
+
+        p.load(source("bad", b"{not json".to_vec()), None);
+        let err = p.get_tensor("bad").await.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("not ready") && err.contains("tessera.linear.v1"), "{err}");
+        // A fresh failure is not retried at once.
+        assert!(!p.needs_load("bad"));
+        assert_eq!(p.state("bad").map(|s| matches!(s, ModelState::Failed(_))), Some(true));
+    }
+
+    #[tokio::test]
+    async fn budget_unloads_the_least_recently_used_unpinned_model() {
+        let mut cfg = pool().cfg.clone();
+        cfg.memory_budget_bytes = Some(150);
+        let p = ModelPool::new(cfg);
+        let pinned = ModelSource { pinned: true, ..source("pinned", head(0.0)) };
+        p.load(pinned, None);
+        p.get_tensor("pinned").await.unwrap();
+        p.load(source("a", head(1.0)), None);
+        p.get_tensor("a").await.unwrap();
+        p.load(source("b", head(2.0)), None);
+        p.get_tensor("b").await.unwrap();
+        // The budget fits about two heads: a (older) goes, the pinned one stays.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(p.state("a").is_none(), "a should be unloaded");
+        assert!(p.state("pinned").is_some() && p.state("b").is_some());
     }
 }

@@ -145,7 +145,7 @@ pub(super) async fn serve_any(
         };
     };
     let key = format!("{}@{}", model.id, chosen.version);
-    if !matches!(s.models().state(&key), Some(ModelState::Ready | ModelState::Loading)) {
+    if s.models().needs_load(&key) {
         let bytes = s.artifacts().get(&chosen.sha256).await?;
         let kind = match model.runtime.as_str() {
             "onnx" => SourceKind::Onnx(bytes),
