@@ -202,11 +202,8 @@ fn worker<R: BatchRuntime>(
             max_cost = new_max;
             jobs.push(job);
         }
+        // A carried job was not taken off the count; it stays queued until it runs.
         stats.depth.fetch_sub(jobs.len(), Ordering::Relaxed);
-        if carry.is_some() {
-            // The carried job stays counted as queued until it runs.
-            stats.depth.fetch_add(1, Ordering::Relaxed);
-        }
         let started = Instant::now();
         if let Ok(mut s) = stats.inner.lock() {
             for j in &jobs {

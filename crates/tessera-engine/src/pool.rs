@@ -78,7 +78,7 @@ pub struct TensorModel {
     pub base_model: Option<String>,
     /// Class names of a classification head.
     pub labels: Option<Vec<String>>,
-    batcher: Batcher<NamedTensors, NamedTensors>,
+    batcher: Batcher<NamedTensors, Result<NamedTensors, EngineError>>,
 }
 
 impl TensorModel {
@@ -114,7 +114,7 @@ impl TensorModel {
             return Err(EngineError::InvalidInput(format!("model has no input {extra:?}")));
         }
         let mut out = self.batcher.submit(vec![inputs]).await?;
-        out.pop().ok_or_else(|| EngineError::Runtime("no output".into()))
+        out.pop().ok_or_else(|| EngineError::Runtime("no output".into()))?
     }
 }
 
@@ -142,29 +142,44 @@ impl TensorRuntime {
     }
 }
 
+impl TensorRuntime {
+    /// Runs several requests as one (rows concatenated) and splits the outputs.
+    fn run_joined(
+        &mut self,
+        joined: NamedTensors,
+        rows: &[usize],
+    ) -> Result<Vec<NamedTensors>, EngineError> {
+        let outputs = self.run_one(joined)?;
+        let mut per_item: Vec<NamedTensors> = vec![Vec::new(); rows.len()];
+        for (name, t) in outputs {
+            for (slot, piece) in per_item.iter_mut().zip(split_rows(&t, rows)?) {
+                slot.push((name.clone(), piece));
+            }
+        }
+        Ok(per_item)
+    }
+}
+
 impl BatchRuntime for TensorRuntime {
-    type Item = Vec<(String, Tensor)>;
-    type Output = Vec<(String, Tensor)>;
+    type Item = NamedTensors;
+    /// Each request gets its own result, so one bad request fails alone.
+    type Output = Result<NamedTensors, EngineError>;
     fn cost(item: &Self::Item) -> usize {
         item.first().map_or(1, |(_, t)| t.rows())
     }
     /// Requests with the same input names and trailing shapes run as one
-    /// batch (rows concatenated); others run one by one.
+    /// batch (rows concatenated). If that fails (a bad value in one request,
+    /// or outputs without a batch dimension), each runs on its own.
     fn run(&mut self, items: &[&Self::Item]) -> Result<Vec<Self::Output>, EngineError> {
         if items.len() > 1
             && let Some(joined) = join(items)
         {
             let rows: Vec<usize> = items.iter().map(|i| Self::cost(i)).collect();
-            let outputs = self.run_one(joined)?;
-            let mut per_item: Vec<Vec<(String, Tensor)>> = vec![Vec::new(); items.len()];
-            for (name, t) in outputs {
-                for (slot, piece) in per_item.iter_mut().zip(split_rows(&t, &rows)?) {
-                    slot.push((name.clone(), piece));
-                }
+            if let Ok(per_item) = self.run_joined(joined, &rows) {
+                return Ok(per_item.into_iter().map(Ok).collect());
             }
-            return Ok(per_item);
         }
-        items.iter().map(|i| self.run_one((*i).clone())).collect()
+        Ok(items.iter().map(|i| self.run_one((*i).clone())).collect())
     }
 }
 
@@ -296,7 +311,11 @@ impl ModelPool {
         let Some(budget) = self.cfg.memory_budget_bytes else { return };
         let Ok(mut slots) = self.slots.write() else { return };
         loop {
-            let total: u64 = slots.values().map(|s| s.bytes).sum();
+            let total: u64 = slots
+                .values()
+                .filter(|s| !matches!(*s.rx.borrow(), SlotState::Failed(_)))
+                .map(|s| s.bytes)
+                .sum();
             if total <= budget {
                 return;
             }
@@ -350,8 +369,13 @@ impl ModelPool {
         }
         let cfg = self.cfg.clone();
         let pool = Arc::downgrade(self);
+        let name = source.name.clone();
         let spawned = std::thread::Builder::new().name(format!("load-{}", source.name)).spawn(move || {
-            let result = prepare.map_or(Ok(()), |p| p()).and_then(|()| load_source(&cfg, &source));
+            // A panic while loading becomes a failed load, not a model stuck loading.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                prepare.map_or(Ok(()), |p| p()).and_then(|()| load_source(&cfg, &source))
+            }))
+            .unwrap_or_else(|_| Err(EngineError::Runtime("the model loader panicked".into())));
             let state = match result {
                 Ok(m) => {
                     tracing::info!(model = %source.name, version = %source.version, "model ready");
@@ -370,6 +394,9 @@ impl ModelPool {
         });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start a model loading thread");
+            if let Ok(mut slots) = self.slots.write() {
+                slots.remove(&name);
+            }
         }
     }
 

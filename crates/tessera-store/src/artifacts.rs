@@ -52,13 +52,17 @@ impl ArtifactStore for DirArtifacts {
         let sha = sha256_hex(&bytes);
         let path = self.path(&sha)?;
         let size = bytes.len() as u64;
+        let expected = sha.clone();
         tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-            if path.is_file() {
-                return Ok(()); // same content already stored
+            // Same content already stored, and still intact: nothing to do. A
+            // damaged copy is replaced, so uploading again repairs it.
+            if std::fs::read(&path).is_ok_and(|b| sha256_hex(&b) == expected) {
+                return Ok(());
             }
             let dir = path.parent().unwrap_or(Path::new("."));
             std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            // A unique temporary name: concurrent uploads of the same bytes never share a file.
+            let tmp = dir.join(format!(".{expected}.{}.tmp", tessera_core::ids::random_lower(12)));
             let write = || -> std::io::Result<()> {
                 use std::io::Write as _;
                 let mut f = std::fs::File::create(&tmp)?;
@@ -66,7 +70,11 @@ impl ArtifactStore for DirArtifacts {
                 f.sync_all()?;
                 std::fs::rename(&tmp, &path)
             };
-            write().map_err(|e| io(&path, e))
+            let result = write();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result.map_err(|e| io(&path, e))
         })
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))??;
@@ -114,6 +122,9 @@ mod tests {
         std::fs::write(&path, b"tampered").unwrap();
         let err = store.get(&sha).await.unwrap_err();
         assert!(err.to_string().contains("corrupt"), "{err}");
+        // Uploading the same bytes again repairs the damaged copy.
+        store.put(b"weights".to_vec()).await.unwrap();
+        assert_eq!(store.get(&sha).await.unwrap(), b"weights");
         assert!(matches!(store.get(&"0".repeat(64)).await, Err(StoreError::NotFound { .. })));
         assert!(matches!(store.get("../../etc/passwd").await, Err(StoreError::NotFound { .. })));
     }

@@ -281,6 +281,16 @@ async fn open_inference_protocol_and_kserve_predict() {
     )
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "shape and data disagree: {r:?}");
+    let many = vec![""; 2049];
+    let r = infer(
+        format!("/v2/models/{MODEL}/infer"),
+        json!({"inputs": [{"name": "text", "shape": [2049], "datatype": "BYTES", "data": many}]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "too many texts: {r:?}");
+    let r =
+        infer(format!("/v1/models/{MODEL}:predict"), json!({"instances": vec![""; 2049]})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "too many instances: {r:?}");
     // Readiness and metadata need a key; health does not.
     assert_eq!(s.api.get(&format!("/v2/models/{MODEL}/ready"), &key).await.status, StatusCode::OK);
     assert_eq!(

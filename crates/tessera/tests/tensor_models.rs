@@ -129,6 +129,16 @@ async fn onnx_classifier_and_linear_heads() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_eq!(r.body["predictions"][2]["label"], exp["labels"][2]);
+    let ragged = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/models/iris:predict",
+            Some(&key),
+            Some(json!({"instances": [[1, 2, 3], [4, 5, 6, 7, 8]]})),
+        )
+        .await;
+    assert_eq!(ragged.status, StatusCode::BAD_REQUEST, "{ragged:?}");
     // Another tenant does not see it.
     assert_eq!(s.api.get("/v2/models/iris", &other).await.status, StatusCode::NOT_FOUND);
     let r = s

@@ -43,7 +43,7 @@ impl SafeTensors {
             let e: Entry =
                 serde_json::from_value(v).map_err(|e| bad(format!("entry {name}: {e}")))?;
             let [a, b] = e.data_offsets;
-            if a > b || data_start + b > bytes.len() {
+            if a > b || data_start.checked_add(b).is_none_or(|end| end > bytes.len()) {
                 return Err(bad(format!("entry {name} points outside the file")));
             }
             entries.insert(name, e);

@@ -3,9 +3,9 @@
 //! API keys are verified against a per-replica cache so the database is not
 //! read on every request: a verified record is trusted for `key_cache_ttl`
 //! (at most 5 s, so a revocation reaches every replica within that), and a
-//! revocation on this replica evicts at once. When the database is down a
-//! stale entry is still served (nothing can be revoked meanwhile), and an
-//! uncached key gets 503, never 401.
+//! revocation on this replica evicts at once. When the database is down an entry read in
+//! the last five minutes is still served (nothing can be revoked meanwhile),
+//! and any other key gets 503, never 401.
 
 mod extract;
 mod jwks;
@@ -31,6 +31,10 @@ use crate::tenant_cache::TenantCache;
 /// Entries beyond this are dropped wholesale (a flood of random key ids
 /// must not grow memory without bound).
 const KEY_CACHE_CAPACITY: usize = 100_000;
+
+/// With the database down, a cached key is trusted for at most this long
+/// after it was last read; older entries fail closed with 503.
+const MAX_STALE: Duration = Duration::from_secs(300);
 
 struct CachedKey {
     record: Option<KeyRecord>,
@@ -99,7 +103,7 @@ impl Authenticator {
                     self.metrics.auth_cache(true);
                     return Ok(c.record.clone());
                 }
-                Some(c) => Some(c.record.clone()),
+                Some(c) => Some((c.record.clone(), c.fetched)),
                 None => None,
             }
         };
@@ -117,11 +121,11 @@ impl Authenticator {
                 Ok(record)
             }
             Err(StoreError::Unavailable(m)) => match stale {
-                Some(record) => {
+                Some((record, fetched)) if fetched.elapsed() < MAX_STALE => {
                     tracing::warn!(key = %id, error = %m, "database unavailable; using cached key");
                     Ok(record)
                 }
-                None => Err(ApiError::Unavailable(m)),
+                _ => Err(ApiError::Unavailable(m)),
             },
             Err(e) => Err(e.into()),
         }

@@ -21,7 +21,7 @@ use crate::state::AppState;
 use crate::tenant_cache::TenantCache;
 
 /// Most inputs in one request (OpenAI's limit).
-const MAX_INPUTS: usize = 2048;
+pub const MAX_INPUTS: usize = 2048;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

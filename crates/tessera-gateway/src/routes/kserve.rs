@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tessera_engine::tensor::{Tensor, TensorData};
 
-use super::embeddings::timing_headers;
+use super::embeddings::{MAX_INPUTS, timing_headers};
 use super::oip::{Served, flatten, serve_any};
 use crate::auth::Authed;
 use crate::error::{ApiError, ErrorBody};
@@ -46,6 +46,12 @@ pub async fn kserve_predict(
     let req: Predict = parse_json(&bytes)?;
     if req.instances.is_empty() {
         return Err(ApiError::invalid("instances", "instances must not be empty"));
+    }
+    if req.instances.len() > MAX_INPUTS {
+        return Err(ApiError::invalid(
+            "instances",
+            format!("at most {MAX_INPUTS} instances per request, got {}", req.instances.len()),
+        ));
     }
     let texts = |instances: Vec<Value>| {
         instances
@@ -101,16 +107,20 @@ pub async fn kserve_predict(
             };
             let n = req.instances.len();
             let mut flat = Vec::new();
+            let mut per_row = None;
             for inst in &req.instances {
+                let before = flat.len();
                 flatten(inst, &mut flat);
+                let len = flat.len() - before;
+                if len == 0 || per_row.is_some_and(|p| p != len) {
+                    return Err(ApiError::invalid(
+                        "instances",
+                        "every instance must have the same, non-zero number of values",
+                    ));
+                }
+                per_row = Some(len);
             }
-            let per_row = flat.len() / n;
-            if per_row * n != flat.len() || per_row == 0 {
-                return Err(ApiError::invalid(
-                    "instances",
-                    "every instance must have the same number of values",
-                ));
-            }
+            let per_row = per_row.unwrap_or(1);
             let shape = vec![n as i64, per_row as i64];
             let t = match spec.datatype.as_str() {
                 "INT64" => Tensor::i64(
@@ -136,19 +146,26 @@ pub async fn kserve_predict(
     let n = model_out.first().map_or(0, |(_, t)| t.rows());
     let mut predictions = vec![Map::new(); n];
     for (name, t) in &model_out {
-        let per_row: usize = t
-            .shape
-            .iter()
-            .skip(1)
-            .map(|d| usize::try_from(*d).unwrap_or(0))
-            .product::<usize>()
-            .max(1);
+        if t.rows() != n {
+            return Err(ApiError::invalid(
+                "instances",
+                format!(
+                    "output {name:?} has {} rows for {n} instances; use /v2/models/{model}/infer",
+                    t.rows()
+                ),
+            ));
+        }
+        let per_row: usize =
+            t.shape.iter().skip(1).map(|d| usize::try_from(*d).unwrap_or(0)).product::<usize>();
         for (r, p) in predictions.iter_mut().enumerate() {
             let range = r * per_row..(r + 1) * per_row;
             let v = match &t.data {
-                TensorData::F32(d) => Value::from(d[range].to_vec()),
-                TensorData::I64(d) => Value::from(d[range].to_vec()),
-            };
+                TensorData::F32(d) => d.get(range).map(|x| Value::from(x.to_vec())),
+                TensorData::I64(d) => d.get(range).map(|x| Value::from(x.to_vec())),
+            }
+            .ok_or_else(|| {
+                ApiError::Internal(format!("output {name:?} is shorter than its shape"))
+            })?;
             let v = if t.shape.len() == 1 { v.get(0).cloned().unwrap_or(Value::Null) } else { v };
             if let (Some(labels), "label_index") = (&labels, name.as_str())
                 && let Some(i) = v.as_u64()

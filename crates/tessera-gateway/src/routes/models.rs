@@ -137,6 +137,12 @@ pub async fn tenant_upload(
     let mut seg = None;
     let view = tenant_view(&s, &ctx, &mut seg).await?;
     let model = s.store().resolve_model(view, &name).await?;
+    // Only the tenant's own models take versions here; refuse before reading the body.
+    if model.tenant_id.as_ref() != Some(ctx.tenant_id()) {
+        return Err(ApiError::NotFound(format!(
+            "model {name:?} not found among your tenant's models"
+        )));
+    }
     let v = upload_version(
         s.store(),
         s.artifacts(),

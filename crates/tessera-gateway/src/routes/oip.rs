@@ -23,7 +23,7 @@ use tessera_engine::tensor::{Tensor, TensorData, TensorSpec};
 use tessera_store::ModelView;
 use utoipa::ToSchema;
 
-use super::embeddings::{authorize_model, require_served_embedding, timing_headers};
+use super::embeddings::{MAX_INPUTS, authorize_model, require_served_embedding, timing_headers};
 use crate::auth::Authed;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::parse_json;
@@ -324,12 +324,21 @@ fn text_input(input: &InferInput, binary: &mut &[u8]) -> Result<Vec<String>, Api
             ),
         ));
     }
-    let count: i64 = input.shape.iter().product();
-    let valid_shape = matches!(input.shape.as_slice(), [_] | [_, 1]) && count >= 0;
+    let count: i64 = match input.shape.as_slice() {
+        [n] | [n, 1] => *n,
+        _ => -1,
+    };
+    let valid_shape = count >= 0;
     if !valid_shape {
         return Err(ApiError::invalid(
             "inputs",
             format!("input {:?} must have shape [N] or [N, 1], got {:?}", input.name, input.shape),
+        ));
+    }
+    if count > MAX_INPUTS as i64 {
+        return Err(ApiError::invalid(
+            "inputs",
+            format!("at most {MAX_INPUTS} texts per request, got {count}"),
         ));
     }
     let binary_size =
@@ -448,10 +457,16 @@ fn tensor_input(input: &InferInput, binary: &mut &[u8]) -> Result<Tensor, ApiErr
     let t = match input.datatype.as_str() {
         "FP32" => {
             let v: Vec<f32> = match raw {
-                Some(b) => b
+                Some(b) if b.len() % 4 == 0 => b
                     .chunks_exact(4)
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect(),
+                Some(_) => {
+                    return Err(bad(format!(
+                        "input {:?}: binary FP32 data is not a whole number of values",
+                        input.name
+                    )));
+                }
                 None => flat
                     .iter()
                     .map(|v| v.as_f64().map(|x| x as f32))
@@ -464,10 +479,16 @@ fn tensor_input(input: &InferInput, binary: &mut &[u8]) -> Result<Tensor, ApiErr
         }
         "INT64" => {
             let v: Vec<i64> = match raw {
-                Some(b) => b
+                Some(b) if b.len() % 8 == 0 => b
                     .chunks_exact(8)
                     .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
                     .collect(),
+                Some(_) => {
+                    return Err(bad(format!(
+                        "input {:?}: binary INT64 data is not a whole number of values",
+                        input.name
+                    )));
+                }
                 None => {
                     flat.iter().map(|v| v.as_i64()).collect::<Option<_>>().ok_or_else(|| {
                         bad(format!("input {:?}: INT64 data must be integers", input.name))
@@ -682,7 +703,7 @@ pub async fn repository_load(
     auth: Authed,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    served(&s, &auth, &name, None).await?;
+    serve_any(&s, &auth, &name, None).await?;
     Ok(Json(json!({})))
 }
 
