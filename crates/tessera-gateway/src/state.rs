@@ -47,6 +47,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     models: Arc<ModelPool>,
     artifacts: Arc<dyn ArtifactStore>,
+    load_gates: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     max_body_bytes: usize,
     max_artifact_bytes: usize,
 }
@@ -76,6 +77,7 @@ impl AppState {
                 metrics,
                 models,
                 artifacts,
+                load_gates: Default::default(),
                 max_body_bytes: cfg.max_body_bytes,
                 max_artifact_bytes: cfg.max_artifact_bytes,
             }),
@@ -99,6 +101,23 @@ impl AppState {
     pub fn models(&self) -> &Arc<ModelPool> {
         &self.inner.models
     }
+    /// The lock that lets one request at a time start loading `key`.
+    pub fn load_gate(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        match self.inner.load_gates.lock() {
+            Ok(mut gates) => gates.entry(key.to_owned()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
+    /// Forgets `key`'s gate once nobody else holds it.
+    pub fn release_load_gate(&self, key: &str) {
+        if let Ok(mut gates) = self.inner.load_gates.lock()
+            && gates.get(key).is_some_and(|g| Arc::strong_count(g) == 1)
+        {
+            gates.remove(key);
+        }
+    }
+
     pub fn artifacts(&self) -> &dyn ArtifactStore {
         &*self.inner.artifacts
     }

@@ -46,6 +46,8 @@ pub struct Authenticator {
     admin_key: Option<ConfiguredAdminKey>,
     ttl: Duration,
     keys: RwLock<HashMap<KeyId, CachedKey>>,
+    /// When keys were last evicted on this replica (revocations).
+    evicted: RwLock<HashMap<KeyId, Instant>>,
     tenants: Arc<TenantCache>,
     jwt: Option<(JwtConfig, Option<DecodingKey>, Option<jwks::JwksCache>)>,
     metrics: Arc<Metrics>,
@@ -71,6 +73,7 @@ impl Authenticator {
             admin_key: admin_key.map(ConfiguredAdminKey::new),
             ttl,
             keys: RwLock::new(HashMap::new()),
+            evicted: RwLock::new(HashMap::new()),
             tenants,
             jwt,
             metrics,
@@ -108,8 +111,20 @@ impl Authenticator {
             }
         };
         self.metrics.auth_cache(false);
+        let asked = Instant::now();
         match self.store.key_for_auth(id).await {
             Ok(record) => {
+                // A revocation on this replica while the read was in flight wins:
+                // the possibly older record is not cached.
+                let evicted_since = self
+                    .evicted
+                    .read()
+                    .map_err(|_| poisoned())?
+                    .get(id)
+                    .is_some_and(|at| *at >= asked);
+                if evicted_since {
+                    return Ok(record);
+                }
                 let mut keys = self.keys.write().map_err(|_| poisoned())?;
                 if keys.len() >= KEY_CACHE_CAPACITY {
                     keys.clear();
@@ -133,6 +148,11 @@ impl Authenticator {
 
     /// Forgets a key at once (after revocation on this replica).
     pub fn evict_key(&self, id: &KeyId) {
+        if let Ok(mut evicted) = self.evicted.write() {
+            // Only lookups in flight right now can race; old marks are useless.
+            evicted.retain(|_, at| at.elapsed() < Duration::from_secs(60));
+            evicted.insert(id.clone(), Instant::now());
+        }
         if let Ok(mut keys) = self.keys.write() {
             keys.remove(id);
         }

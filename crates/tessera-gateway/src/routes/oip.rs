@@ -146,20 +146,31 @@ pub(super) async fn serve_any(
     };
     let key = format!("{}@{}", model.id, chosen.version);
     if s.models().needs_load(&key) {
-        let bytes = s.artifacts().get(&chosen.sha256).await?;
-        let kind = match model.runtime.as_str() {
-            "onnx" => SourceKind::Onnx(bytes),
-            _ => SourceKind::Linear(bytes),
-        };
-        s.models().load(
-            ModelSource {
-                name: key.clone(),
-                version: chosen.version.to_string(),
-                kind,
-                pinned: false,
-            },
-            None,
-        );
+        // One request per model reads the artifact and starts the load; the
+        // others wait here, then find it loading or loaded.
+        let gate = s.load_gate(&key);
+        let held = gate.lock().await;
+        let started = async {
+            if s.models().needs_load(&key) {
+                let bytes = s.artifacts().get(&chosen.sha256).await?;
+                let kind = match model.runtime.as_str() {
+                    "onnx" => SourceKind::Onnx(bytes),
+                    _ => SourceKind::Linear(bytes),
+                };
+                let source = ModelSource {
+                    name: key.clone(),
+                    version: chosen.version.to_string(),
+                    kind,
+                    pinned: false,
+                };
+                s.models().load(source, None);
+            }
+            Ok::<(), ApiError>(())
+        }
+        .await;
+        drop(held);
+        s.release_load_gate(&key);
+        started?;
     }
     let tensor = s.models().get_tensor(&key).await?;
     let base_name = tensor
