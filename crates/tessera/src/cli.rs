@@ -30,6 +30,8 @@ pub enum Command {
     Models(ModelsCmd),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
+    /// Drive HTTP load at a URL and report latency percentiles and status counts.
+    Loadtest(LoadtestArgs),
 }
 
 /// Flags of `tessera serve`; each overrides the config file and `TESSERA__*` variables.
@@ -188,4 +190,50 @@ pub enum ModelsCmd {
         #[arg(long, env = "TESSERA__ENGINE__MODEL_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
     },
+}
+
+/// Flags of `tessera loadtest`.
+#[derive(Debug, Args)]
+pub struct LoadtestArgs {
+    /// Target URL, e.g. http://127.0.0.1:8080/v1/embeddings.
+    #[arg(long)]
+    pub url: String,
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// A header, 'Name: value'; repeatable (e.g. -H 'Authorization: Bearer tsk_...').
+    #[arg(long, short = 'H')]
+    pub header: Vec<String>,
+    /// Request body; `{{counter}}` becomes a per-request number.
+    #[arg(long)]
+    pub body: Option<String>,
+    /// A file with one body per line, used in turn.
+    #[arg(long)]
+    pub bodies_file: Option<PathBuf>,
+    /// Open loop: requests per second.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Closed loop: concurrent workers [default: 8 when --rate is not given].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Length of each phase (spike and breakdown steps take half), e.g. 30s.
+    #[arg(long, default_value = "10s")]
+    pub duration: String,
+    /// Comma-separated phases: ramp-up, sustained, spike, breakdown [default: sustained].
+    #[arg(long)]
+    pub phases: Option<String>,
+    /// Breakdown: the p99 bound in milliseconds.
+    #[arg(long, default_value_t = 1000.0)]
+    pub p99_bound_ms: f64,
+    /// Breakdown: the error-rate bound (0.01 = 1%).
+    #[arg(long, default_value_t = 0.01)]
+    pub max_error_rate: f64,
+    /// Breakdown: at most this many steps (each 1.5x the last).
+    #[arg(long, default_value_t = 8)]
+    pub breakdown_steps: usize,
+    /// Per-request timeout.
+    #[arg(long, default_value = "30s")]
+    pub timeout: String,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
 }

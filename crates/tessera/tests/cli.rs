@@ -121,6 +121,7 @@ fn every_command_has_help() {
         &["openapi"],
         &["models"],
         &["models", "fetch"],
+        &["loadtest"],
     ];
     for c in commands {
         let out = std::process::Command::new(BIN).args(*c).arg("--help").output().unwrap();

@@ -2,6 +2,7 @@
 
 mod audit;
 mod keys;
+mod loadtest;
 mod tenants;
 
 use crate::cli::{Cli, Command};
@@ -20,6 +21,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             result.map_err(|e| anyhow::anyhow!("{e}"))
         }
+        Command::Loadtest(args) => loadtest::run(args).await,
         Command::Openapi => {
             use utoipa::OpenApi as _;
             let doc = tessera_gateway::routes::openapi::ApiDoc::openapi();
