@@ -38,6 +38,9 @@ pub enum ApiError {
     /// A queue is full; retry after the given seconds.
     #[error("{message}")]
     Overloaded { message: String, retry_after_secs: u64 },
+    /// The backend's circuit breaker is open.
+    #[error("backend {backend} is failing; its circuit breaker is open")]
+    BreakerOpen { backend: String, retry_after_secs: u64 },
     /// A dependency (the database) is down.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -106,6 +109,13 @@ impl ApiError {
             ApiError::Overloaded { message, .. } => {
                 (S::TOO_MANY_REQUESTS, "rate_limit_error", "overloaded", message.clone(), None)
             }
+            ApiError::BreakerOpen { .. } => (
+                S::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "upstream_unavailable",
+                self.to_string(),
+                None,
+            ),
             ApiError::Unavailable(_) => (
                 S::SERVICE_UNAVAILABLE,
                 "service_unavailable",
@@ -158,7 +168,8 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (status, axum::Json(body)).into_response();
         let retry_after = match &self {
-            ApiError::Overloaded { retry_after_secs, .. } => Some(*retry_after_secs),
+            ApiError::Overloaded { retry_after_secs, .. }
+            | ApiError::BreakerOpen { retry_after_secs, .. } => Some(*retry_after_secs),
             ApiError::ModelNotReady(_) => Some(5),
             _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
             _ => None,

@@ -7,6 +7,7 @@
 //! `ApiError` in the envelope.
 
 pub mod auth;
+pub mod breaker;
 pub mod error;
 pub mod extract;
 pub mod metrics;

@@ -9,6 +9,7 @@ use tessera_store::MetadataStore;
 use tessera_store::artifacts::ArtifactStore;
 
 use crate::auth::Authenticator;
+use crate::breaker::{BreakerConfig, Breakers};
 use crate::metrics::Metrics;
 use crate::tenant_cache::TenantCache;
 
@@ -47,6 +48,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     models: Arc<ModelPool>,
     artifacts: Arc<dyn ArtifactStore>,
+    breakers: Breakers,
     load_gates: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     max_body_bytes: usize,
     max_artifact_bytes: usize,
@@ -77,6 +79,7 @@ impl AppState {
                 metrics,
                 models,
                 artifacts,
+                breakers: Breakers::new(BreakerConfig::default()),
                 load_gates: Default::default(),
                 max_body_bytes: cfg.max_body_bytes,
                 max_artifact_bytes: cfg.max_artifact_bytes,
@@ -116,6 +119,11 @@ impl AppState {
         {
             gates.remove(key);
         }
+    }
+
+    /// Circuit breakers of this replica's backends.
+    pub fn breakers(&self) -> &Breakers {
+        &self.inner.breakers
     }
 
     pub fn artifacts(&self) -> &dyn ArtifactStore {

@@ -150,6 +150,17 @@ async fn openai_compatible_embeddings() {
         s.api.http.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
     assert!(m.contains("tessera_engine_batch_size_count{model=\"all-minilm-l6-v2\"}"), "{m}");
     common::assert_families_are_grouped(&m);
+    assert!(m.contains("tessera_breaker_state{backend=\"all-minilm-l6-v2@1\"} 0"), "{m}");
+    let b = s.admin(Method::GET, "/admin/v1/breakers", None).await;
+    let b = b.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["backend"] == "all-minilm-l6-v2@1")
+        .cloned()
+        .unwrap();
+    assert_eq!((b["state"].as_str(), b["failures"].as_u64()), (Some("closed"), Some(0)));
+    assert!(b["calls"].as_u64().unwrap() > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@ use tessera_store::{MetadataStore, ModelView};
 use utoipa::ToSchema;
 
 use crate::auth::Authed;
+use crate::breaker::{Breakers, guarded};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -97,6 +98,7 @@ pub async fn authorize_model(
 /// time spent in the model.
 pub async fn embed(
     pool: &ModelPool,
+    breakers: &Breakers,
     req: EmbeddingsRequest,
 ) -> Result<(EmbeddingsResponse, String, std::time::Duration), ApiError> {
     let base64 = match req.encoding_format.as_deref() {
@@ -131,7 +133,8 @@ pub async fn embed(
             format!("dimensions must be between 1 and {}, got {d}", model.dim),
         ));
     }
-    let out = model.embed(texts).await?;
+    let backend = format!("{}@{}", model.name, model.version);
+    let out = guarded(breakers, &backend, model.embed(texts)).await?;
     let data = out
         .vectors
         .into_iter()
@@ -214,7 +217,7 @@ pub async fn create(
     let ctx = auth.tenant(Operation::Inference)?;
     let model = authorize_model(s.store(), s.tenants(), &ctx, &auth.principal, &req.model).await?;
     require_served_embedding(&model)?;
-    let (resp, version, model_time) = embed(s.models(), req).await?;
+    let (resp, version, model_time) = embed(s.models(), s.breakers(), req).await?;
     Ok((timing_headers(&version, start.elapsed(), model_time), Json(resp)))
 }
 

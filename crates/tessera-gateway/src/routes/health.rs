@@ -43,5 +43,6 @@ pub async fn oip_ready(State(s): State<AppState>) -> Result<Json<Value>, ApiErro
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let mut text = s.metrics().render();
     s.models().render_metrics(&mut text);
+    s.breakers().render_metrics(&mut text);
     ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }

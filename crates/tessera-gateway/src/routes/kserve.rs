@@ -14,6 +14,7 @@ use tessera_engine::tensor::{Tensor, TensorData};
 use super::embeddings::{MAX_INPUTS, timing_headers};
 use super::oip::{Served, flatten, serve_any};
 use crate::auth::Authed;
+use crate::breaker::guarded;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::parse_json;
 use crate::state::AppState;
@@ -78,7 +79,12 @@ pub async fn kserve_predict(
     };
     let (model_out, labels) = match &served {
         Served::Text(engine) => {
-            let out = engine.embed(texts(req.instances)?).await?;
+            let out = guarded(
+                s.breakers(),
+                &format!("{}@{}", engine.name, engine.version),
+                engine.embed(texts(req.instances)?),
+            )
+            .await?;
             let h = headers(model_start.elapsed());
             return Ok((
                 h,
@@ -88,12 +94,18 @@ pub async fn kserve_predict(
         Served::Tensor { model: m, base: Some(base) } => {
             let t = texts(req.instances)?;
             let n = t.len();
-            let out = base.embed(t).await?;
+            let out =
+                guarded(s.breakers(), &format!("{}@{}", base.name, base.version), base.embed(t))
+                    .await?;
             let features = Tensor::f32(
                 vec![n as i64, base.dim as i64],
                 out.vectors.into_iter().flatten().collect(),
             )?;
-            (m.infer(vec![("features".to_owned(), features)]).await?, m.labels.clone())
+            (
+                guarded(s.breakers(), &m.name, m.infer(vec![("features".to_owned(), features)]))
+                    .await?,
+                m.labels.clone(),
+            )
         }
         Served::Tensor { model: m, base: None } => {
             let [spec] = m.inputs.as_slice() else {
@@ -139,7 +151,10 @@ pub async fn kserve_predict(
                         })?,
                 )?,
             };
-            (m.infer(vec![(spec.name.clone(), t)]).await?, m.labels.clone())
+            (
+                guarded(s.breakers(), &m.name, m.infer(vec![(spec.name.clone(), t)])).await?,
+                m.labels.clone(),
+            )
         }
     };
     // One prediction per row: each output's row, and the label for classification heads.

@@ -3,6 +3,7 @@
 //! OpenAPI document (`openapi::ApiDoc`).
 
 pub mod audit;
+pub mod breakers;
 pub mod embeddings;
 pub mod health;
 pub mod keys;
@@ -110,6 +111,7 @@ pub fn api_routes() -> ApiRoutes {
         .add(Delete, "/admin/v1/keys/{key_id}", keys::platform_revoke)
         .add(Get, "/admin/v1/audit", audit::admin_list)
         .add(Get, "/admin/v1/audit/verify", audit::verify)
+        .add(Get, "/admin/v1/breakers", breakers::list)
         .add(Get, "/v1/me", me::me)
         .add(Post, "/v1/keys", keys::tenant_create)
         .add(Get, "/v1/keys", keys::tenant_list)

@@ -25,6 +25,7 @@ use utoipa::ToSchema;
 
 use super::embeddings::{MAX_INPUTS, authorize_model, require_served_embedding, timing_headers};
 use crate::auth::Authed;
+use crate::breaker::guarded;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::parse_json;
 use crate::state::AppState;
@@ -556,19 +557,30 @@ async fn infer(
         Served::Text(engine) => {
             let texts = one_text(&mut binary)?;
             let n = texts.len();
-            let out = engine.embed(texts).await?;
+            let out = guarded(
+                s.breakers(),
+                &format!("{}@{}", engine.name, engine.version),
+                engine.embed(texts),
+            )
+            .await?;
             let flat: Vec<f32> = out.vectors.into_iter().flatten().collect();
             vec![(OUTPUT.to_owned(), Tensor::f32(vec![n as i64, engine.dim as i64], flat)?)]
         }
         Served::Tensor { model, base: Some(base) } => {
             let texts = one_text(&mut binary)?;
             let n = texts.len();
-            let out = base.embed(texts).await?;
+            let out = guarded(
+                s.breakers(),
+                &format!("{}@{}", base.name, base.version),
+                base.embed(texts),
+            )
+            .await?;
             let features = Tensor::f32(
                 vec![n as i64, base.dim as i64],
                 out.vectors.into_iter().flatten().collect(),
             )?;
-            model.infer(vec![("features".to_owned(), features)]).await?
+            guarded(s.breakers(), &model.name, model.infer(vec![("features".to_owned(), features)]))
+                .await?
         }
         Served::Tensor { model, base: None } => {
             let inputs = req
@@ -576,7 +588,7 @@ async fn infer(
                 .iter()
                 .map(|i| Ok((i.name.clone(), tensor_input(i, &mut binary)?)))
                 .collect::<Result<Vec<_>, ApiError>>()?;
-            model.infer(inputs).await?
+            guarded(s.breakers(), &model.name, model.infer(inputs)).await?
         }
     };
     let model_time = model_start.elapsed();

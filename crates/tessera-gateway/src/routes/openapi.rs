@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, embeddings, health, keys, kserve, me, models, oip, plans, tenants};
+use super::{audit, breakers, embeddings, health, keys, kserve, me, models, oip, plans, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,7 +16,7 @@ use super::{audit, embeddings, health, keys, kserve, me, models, oip, plans, ten
         keys::admin_create, keys::admin_list, keys::admin_revoke,
         keys::platform_create, keys::platform_list, keys::platform_revoke,
         keys::tenant_create, keys::tenant_list, keys::tenant_revoke,
-        audit::admin_list, audit::verify, audit::tenant_list,
+        audit::admin_list, audit::verify, audit::tenant_list, breakers::list,
         me::me,
         embeddings::create,
         oip::server_metadata, oip::model_metadata, oip::version_metadata, oip::model_ready, oip::version_ready,
