@@ -56,6 +56,13 @@ async fn openai_compatible_embeddings() {
     assert_eq!(resp.body["object"], "list");
     assert_eq!(resp.body["model"], MODEL);
     assert!(resp.headers["x-tessera-model-version"].to_str().unwrap().starts_with(MODEL));
+    assert_eq!(
+        (
+            resp.headers["x-tessera-model"].to_str().unwrap(),
+            resp.headers["x-tessera-tier"].to_str().unwrap()
+        ),
+        (MODEL, "platform")
+    );
     let overhead: f64 = resp.headers["x-tessera-overhead-ms"].to_str().unwrap().parse().unwrap();
     assert!(overhead >= 0.0);
     let data = resp.body["data"].as_array().unwrap();

@@ -98,6 +98,13 @@ async fn onnx_classifier_and_linear_heads() {
         .call(Method::POST, "/v2/models/iris/infer", Some(&key), Some(json!({"inputs": [{"name": "X", "shape": [4, 4], "datatype": "FP32", "data": rows}]})))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(
+        (
+            r.headers["x-tessera-model"].to_str().unwrap(),
+            r.headers["x-tessera-tier"].to_str().unwrap()
+        ),
+        ("iris", "tenant")
+    );
     let outs = r.body["outputs"].as_array().unwrap();
     let label = outs.iter().find(|o| o["name"] == "label").unwrap();
     assert_eq!((label["datatype"].as_str(), &label["data"]), (Some("INT64"), &exp["labels"]));

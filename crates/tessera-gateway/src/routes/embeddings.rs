@@ -167,17 +167,23 @@ fn renormalize(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| x / norm).collect()
 }
 
-/// `x-tessera-model-version` and `x-tessera-overhead-ms` (time outside the model).
+/// Headers on every inference answer: the model that answered, its tier
+/// (tenant, segment or platform), its version, and the time spent outside it.
 pub fn timing_headers(
+    model: &Model,
     version: &str,
     total: std::time::Duration,
-    model: std::time::Duration,
+    in_model: std::time::Duration,
 ) -> HeaderMap {
     let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&model.name) {
+        headers.insert("x-tessera-model", v);
+    }
+    headers.insert("x-tessera-tier", HeaderValue::from_static(model.owner.as_str()));
     if let Ok(v) = HeaderValue::from_str(version) {
         headers.insert("x-tessera-model-version", v);
     }
-    let overhead = total.saturating_sub(model).as_secs_f64() * 1000.0;
+    let overhead = total.saturating_sub(in_model).as_secs_f64() * 1000.0;
     if let Ok(v) = HeaderValue::from_str(&format!("{overhead:.3}")) {
         headers.insert("x-tessera-overhead-ms", v);
     }
@@ -218,7 +224,7 @@ pub async fn create(
     let model = authorize_model(s.store(), s.tenants(), &ctx, &auth.principal, &req.model).await?;
     require_served_embedding(&model)?;
     let (resp, version, model_time) = embed(s.models(), s.breakers(), req).await?;
-    Ok((timing_headers(&version, start.elapsed(), model_time), Json(resp)))
+    Ok((timing_headers(&model, &version, start.elapsed(), model_time), Json(resp)))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use tessera_engine::tensor::{Tensor, TensorData};
 
 use super::embeddings::{MAX_INPUTS, timing_headers};
-use super::oip::{Served, flatten, serve_any};
+use super::oip::{ServedBackend, flatten, serve_any};
 use crate::auth::Authed;
 use crate::breaker::guarded;
 use crate::error::{ApiError, ErrorBody};
@@ -75,10 +75,15 @@ pub async fn kserve_predict(
     };
     let model_start = std::time::Instant::now();
     let headers = |model_time| {
-        timing_headers(&format!("{model}@{}", served.version()), start.elapsed(), model_time)
+        timing_headers(
+            &served.model,
+            &format!("{model}@{}", served.version()),
+            start.elapsed(),
+            model_time,
+        )
     };
-    let (model_out, labels) = match &served {
-        Served::Text(engine) => {
+    let (model_out, labels) = match &served.backend {
+        ServedBackend::Text(engine) => {
             let out = guarded(
                 s.breakers(),
                 &format!("{}@{}", engine.name, engine.version),
@@ -91,7 +96,7 @@ pub async fn kserve_predict(
                 Json(json!({"predictions": out.vectors, "model_version": engine.version})),
             ));
         }
-        Served::Tensor { model: m, base: Some(base) } => {
+        ServedBackend::Tensor { model: m, base: Some(base) } => {
             let t = texts(req.instances)?;
             let n = t.len();
             let out =
@@ -107,7 +112,7 @@ pub async fn kserve_predict(
                 m.labels.clone(),
             )
         }
-        Served::Tensor { model: m, base: None } => {
+        ServedBackend::Tensor { model: m, base: None } => {
             let [spec] = m.inputs.as_slice() else {
                 return Err(ApiError::invalid(
                     "instances",

@@ -84,16 +84,22 @@ pub struct ModelMetadata {
 }
 
 /// A model resolved for the caller and loaded.
-pub(super) enum Served {
+pub(super) struct Served {
+    pub(super) backend: ServedBackend,
+    /// The registry entry that answered (its owner is the tier).
+    pub(super) model: Model,
+}
+
+pub(super) enum ServedBackend {
     Text(Arc<EmbeddingModel>),
     Tensor { model: Arc<TensorModel>, base: Option<Arc<EmbeddingModel>> },
 }
 
 impl Served {
     pub(super) fn version(&self) -> &str {
-        match self {
-            Served::Text(m) => &m.version,
-            Served::Tensor { model, .. } => &model.version,
+        match &self.backend {
+            ServedBackend::Text(m) => &m.version,
+            ServedBackend::Tensor { model, .. } => &model.version,
         }
     }
 }
@@ -128,7 +134,9 @@ pub(super) async fn serve_any(
     let ctx = auth.tenant(Operation::Inference)?;
     let model = authorize_model(s.store(), s.tenants(), &ctx, &auth.principal, name).await?;
     if model.runtime == "bert" {
-        return served(s, auth, name, version).await.map(|(_, e)| Served::Text(e));
+        return served(s, auth, name, version)
+            .await
+            .map(|(model, e)| Served { backend: ServedBackend::Text(e), model });
     }
     let info = s.tenants().get(s.store(), &ctx).await?;
     let view = ModelView::Tenant { ctx: &ctx, segment: info.tenant.segment.as_deref() };
@@ -182,13 +190,13 @@ pub(super) async fn serve_any(
         Some(b) => Some(served(s, auth, &b, None).await?.1),
         None => None,
     };
-    Ok(Served::Tensor { model: tensor, base })
+    Ok(Served { backend: ServedBackend::Tensor { model: tensor, base }, model })
 }
 
 fn served_metadata(name: &str, served: &Served) -> ModelMetadata {
-    match served {
-        Served::Text(e) => metadata(name, e),
-        Served::Tensor { model, base } => {
+    match &served.backend {
+        ServedBackend::Text(e) => metadata(name, e),
+        ServedBackend::Tensor { model, base } => {
             let spec = |t: &TensorSpec| TensorMetadata {
                 name: t.name.clone(),
                 datatype: t.datatype.clone(),
@@ -553,8 +561,8 @@ async fn infer(
         text_input(input, binary)
     };
     let model_start = std::time::Instant::now();
-    let outputs: Vec<(String, Tensor)> = match &served {
-        Served::Text(engine) => {
+    let outputs: Vec<(String, Tensor)> = match &served.backend {
+        ServedBackend::Text(engine) => {
             let texts = one_text(&mut binary)?;
             let n = texts.len();
             let out = guarded(
@@ -566,7 +574,7 @@ async fn infer(
             let flat: Vec<f32> = out.vectors.into_iter().flatten().collect();
             vec![(OUTPUT.to_owned(), Tensor::f32(vec![n as i64, engine.dim as i64], flat)?)]
         }
-        Served::Tensor { model, base: Some(base) } => {
+        ServedBackend::Tensor { model, base: Some(base) } => {
             let texts = one_text(&mut binary)?;
             let n = texts.len();
             let out = guarded(
@@ -582,7 +590,7 @@ async fn infer(
             guarded(s.breakers(), &model.name, model.infer(vec![("features".to_owned(), features)]))
                 .await?
         }
-        Served::Tensor { model, base: None } => {
+        ServedBackend::Tensor { model, base: None } => {
             let inputs = req
                 .inputs
                 .iter()
@@ -649,6 +657,7 @@ async fn infer(
         r
     };
     resp.headers_mut().extend(timing_headers(
+        &served.model,
         &format!("{name}@{}", served.version()),
         start.elapsed(),
         model_time,
