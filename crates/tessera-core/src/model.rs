@@ -108,3 +108,161 @@ pub struct ModelVersion {
 pub fn new_model_id() -> String {
     format!("mdl_{}", crate::ids::random_lower(16))
 }
+
+/// Where a model name's traffic goes (G3): weighted versions, mirrored
+/// shadow versions, fallback models, a timeout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    pub targets: Vec<DeploymentTarget>,
+    #[serde(default)]
+    pub shadow: Vec<ShadowTarget>,
+    /// Model names tried in order when the primary fails.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentTarget {
+    pub version: i64,
+    /// Share of traffic in percent; the weights sum to 100.
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowTarget {
+    pub version: i64,
+    /// Share of requests mirrored to this version, in percent.
+    pub percent: u32,
+}
+
+impl Deployment {
+    /// Checks the weights, percentages and that every version exists.
+    pub fn validate(&self, versions: &[i64]) -> Result<(), ValidationError> {
+        if self.targets.is_empty() {
+            return Err(ValidationError::new("targets", "a deployment needs at least one target"));
+        }
+        let sum: u32 = self.targets.iter().map(|t| t.weight).sum();
+        if sum != 100 {
+            return Err(ValidationError::new(
+                "targets",
+                format!("target weights must sum to 100, got {sum}"),
+            ));
+        }
+        for v in self.targets.iter().map(|t| t.version).chain(self.shadow.iter().map(|s| s.version))
+        {
+            if !versions.contains(&v) {
+                return Err(ValidationError::new("targets", format!("version {v} does not exist")));
+            }
+        }
+        if let Some(s) = self.shadow.iter().find(|s| s.percent == 0 || s.percent > 100) {
+            return Err(ValidationError::new(
+                "shadow",
+                format!("shadow percent must be 1-100, got {}", s.percent),
+            ));
+        }
+        for f in &self.fallbacks {
+            crate::ids::validate_name("fallbacks", f)?;
+        }
+        if let Some(t) = self.timeout_ms
+            && !(1..=600_000).contains(&t)
+        {
+            return Err(ValidationError::new(
+                "timeout_ms",
+                format!("timeout_ms must be 1-600000, got {t}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The version for a caller: a stable hash of (deployment, user) picks a
+    /// bucket 0-99, and the targets' weights divide the buckets, so one user
+    /// keeps one variant while the weights stay.
+    pub fn pick(&self, deployment: &str, user: &str) -> i64 {
+        let bucket = (stable_hash(&[deployment, user]) % 100) as u32;
+        let mut acc = 0;
+        for t in &self.targets {
+            acc += t.weight;
+            if bucket < acc {
+                return t.version;
+            }
+        }
+        self.targets.last().map_or(1, |t| t.version)
+    }
+
+    /// Shadow versions this request is mirrored to.
+    pub fn shadows_for(&self, deployment: &str, user: &str) -> Vec<i64> {
+        self.shadow
+            .iter()
+            .filter(|s| {
+                (stable_hash(&[deployment, user, "shadow", &s.version.to_string()]) % 100)
+                    < u64::from(s.percent)
+            })
+            .map(|s| s.version)
+            .collect()
+    }
+}
+
+/// FNV-1a over the parts, separated; stable across processes and versions.
+fn stable_hash(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(0xff)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dep(weights: &[(i64, u32)]) -> Deployment {
+        Deployment {
+            targets: weights
+                .iter()
+                .map(|(v, w)| DeploymentTarget { version: *v, weight: *w })
+                .collect(),
+            shadow: vec![],
+            fallbacks: vec![],
+            timeout_ms: None,
+        }
+    }
+
+    #[test]
+    fn weights_must_sum_to_100_over_existing_versions() {
+        assert!(dep(&[(1, 90), (2, 10)]).validate(&[1, 2]).is_ok());
+        assert_eq!(
+            dep(&[(1, 90), (2, 20)]).validate(&[1, 2]).unwrap_err().param.as_deref(),
+            Some("targets")
+        );
+        assert!(dep(&[(1, 50), (3, 50)]).validate(&[1, 2]).is_err());
+        assert!(dep(&[]).validate(&[1]).is_err());
+    }
+
+    #[test]
+    fn picks_are_sticky_and_follow_the_weights() {
+        let d = dep(&[(1, 90), (2, 10)]);
+        let users: Vec<String> = (0..2000).map(|i| format!("user-{i}")).collect();
+        let v2 = users.iter().filter(|u| d.pick("m", u) == 2).count();
+        assert!((140..=260).contains(&v2), "about 10% should get version 2, got {v2} of 2000");
+        for u in &users[..50] {
+            assert_eq!(d.pick("m", u), d.pick("m", u));
+        }
+        assert!(users.iter().all(|u| dep(&[(7, 100)]).pick("m", u) == 7));
+    }
+
+    #[test]
+    fn shadow_share_is_about_its_percent() {
+        let mut d = dep(&[(1, 100)]);
+        d.shadow = vec![ShadowTarget { version: 2, percent: 50 }];
+        let n = (0..1000).filter(|i| !d.shadows_for("m", &format!("r{i}")).is_empty()).count();
+        assert!((400..=600).contains(&n), "{n}");
+    }
+}

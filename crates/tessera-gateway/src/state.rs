@@ -4,8 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_core::config::{JwtConfig, Secret};
+use tessera_core::model::{Deployment, Model};
 use tessera_engine::pool::ModelPool;
-use tessera_store::MetadataStore;
+use tessera_store::{MetadataStore, ModelView};
+
+use crate::error::ApiError;
 use tessera_store::artifacts::ArtifactStore;
 
 use crate::auth::Authenticator;
@@ -36,6 +39,10 @@ impl Default for GatewayConfig {
     }
 }
 
+/// Deployments by model id, with when they were read.
+type DeploymentCache =
+    std::collections::HashMap<String, (Option<Arc<Deployment>>, std::time::Instant)>;
+
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
@@ -49,6 +56,8 @@ struct Inner {
     models: Arc<ModelPool>,
     artifacts: Arc<dyn ArtifactStore>,
     breakers: Breakers,
+    deployments: std::sync::Mutex<DeploymentCache>,
+    cache_ttl: Duration,
     load_gates: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     max_body_bytes: usize,
     max_artifact_bytes: usize,
@@ -80,6 +89,8 @@ impl AppState {
                 models,
                 artifacts,
                 breakers: Breakers::new(BreakerConfig::default()),
+                deployments: Default::default(),
+                cache_ttl: cfg.key_cache_ttl,
                 load_gates: Default::default(),
                 max_body_bytes: cfg.max_body_bytes,
                 max_artifact_bytes: cfg.max_artifact_bytes,
@@ -118,6 +129,36 @@ impl AppState {
             && gates.get(key).is_some_and(|g| Arc::strong_count(g) == 1)
         {
             gates.remove(key);
+        }
+    }
+
+    /// A model's deployment, cached for the cache TTL (so a change reaches
+    /// every replica within it); `None` when it has none.
+    pub async fn deployment(
+        &self,
+        view: ModelView<'_>,
+        model: &Model,
+    ) -> Result<Option<Arc<Deployment>>, ApiError> {
+        if let Ok(map) = self.inner.deployments.lock()
+            && let Some((d, at)) = map.get(&model.id)
+            && at.elapsed() < self.inner.cache_ttl
+        {
+            return Ok(d.clone());
+        }
+        let d = crate::routes::deployments::load(self, view, model).await?.map(Arc::new);
+        if let Ok(mut map) = self.inner.deployments.lock() {
+            if map.len() > 100_000 {
+                map.clear();
+            }
+            map.insert(model.id.clone(), (d.clone(), std::time::Instant::now()));
+        }
+        Ok(d)
+    }
+
+    /// Drops a cached deployment (after a change on this replica).
+    pub fn forget_deployment(&self, model_id: &str) {
+        if let Ok(mut map) = self.inner.deployments.lock() {
+            map.remove(model_id);
         }
     }
 

@@ -146,6 +146,26 @@ pub trait MetadataStore: Send + Sync + 'static {
         size: i64,
         actor: &AuditActor,
     ) -> Result<ModelVersion, StoreError>;
+    /// Sets `model`'s deployment (its spec as JSON); the writer must own the model.
+    async fn put_deployment(
+        &self,
+        writer: KeyOwner<'_>,
+        model: &Model,
+        spec: &str,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError>;
+    /// `model`'s deployment spec, if it has one.
+    async fn get_deployment(
+        &self,
+        view: ModelView<'_>,
+        model: &Model,
+    ) -> Result<Option<String>, StoreError>;
+    async fn delete_deployment(
+        &self,
+        writer: KeyOwner<'_>,
+        model: &Model,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError>;
     async fn list_model_versions(
         &self,
         view: ModelView<'_>,

@@ -11,6 +11,11 @@ pub(crate) struct Migration {
 pub(crate) const COMMON: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("migrations/0001_init.sql") },
     Migration { version: 3, name: "registry", sql: include_str!("migrations/0003_registry.sql") },
+    Migration {
+        version: 5,
+        name: "deployments",
+        sql: include_str!("migrations/0005_deployments.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES_ONLY: &[Migration] = &[
@@ -19,6 +24,11 @@ pub(crate) const POSTGRES_ONLY: &[Migration] = &[
         version: 4,
         name: "pg_registry_rls",
         sql: include_str!("migrations/0004_pg_registry_rls.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "pg_deployments_rls",
+        sql: include_str!("migrations/0006_pg_deployments_rls.sql"),
     },
 ];
 

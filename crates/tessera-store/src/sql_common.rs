@@ -719,6 +719,63 @@ macro_rules! sql_metadata_store {
                 Ok(v)
             }
 
+            async fn put_deployment(
+                &self,
+                writer: KeyOwner<'_>,
+                model: &Model,
+                spec: &str,
+                actor: &AuditActor,
+            ) -> Result<(), StoreError> {
+                let (tx_scope, tenant) = owner_scope(&writer);
+                if model.tenant_id.as_ref() != tenant {
+                    return Err(StoreError::not_found("model", &model.name));
+                }
+                let mut tx = self.begin(tx_scope, true).await?;
+                sqlx::query(
+                    "INSERT INTO deployments (model_id, tenant_id, spec, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (model_id) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
+                )
+                .bind(&model.id)
+                .bind(tenant.map(|t| t.as_str()))
+                .bind(spec)
+                .bind(Timestamp::now().millis())
+                .execute(&mut *tx)
+                .await?;
+                append_audit(&mut tx, tenant, "deployment.put", &model.id, actor).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_deployment(&self, view: ModelView<'_>, model: &Model) -> Result<Option<String>, StoreError> {
+                let (tx_scope, _) = view_keys(&view);
+                let mut tx = self.begin(tx_scope, false).await?;
+                let row = sqlx::query("SELECT spec FROM deployments WHERE model_id = $1")
+                    .bind(&model.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                row.map(|r| r.try_get::<String, _>("spec")).transpose().map_err(Into::into)
+            }
+
+            async fn delete_deployment(&self, writer: KeyOwner<'_>, model: &Model, actor: &AuditActor) -> Result<(), StoreError> {
+                let (tx_scope, tenant) = owner_scope(&writer);
+                if model.tenant_id.as_ref() != tenant {
+                    return Err(StoreError::not_found("model", &model.name));
+                }
+                let mut tx = self.begin(tx_scope, true).await?;
+                let gone = sqlx::query("DELETE FROM deployments WHERE model_id = $1")
+                    .bind(&model.id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if gone == 0 {
+                    return Err(StoreError::not_found("deployment", &model.name));
+                }
+                append_audit(&mut tx, tenant, "deployment.delete", &model.id, actor).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn list_model_versions(&self, view: ModelView<'_>, model: &Model) -> Result<Vec<ModelVersion>, StoreError> {
                 let (tx_scope, _) = view_keys(&view);
                 let mut tx = self.begin(tx_scope, false).await?;

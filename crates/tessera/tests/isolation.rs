@@ -26,6 +26,8 @@ fn fill(path: &str, b_tenant: &str, b_key: &str, b_model: &str) -> String {
                 "plans" => "free",
                 "models" if path.starts_with("/admin/") => "mdl_notmine",
                 "models" => b_model,
+                "deployments" if path.starts_with("/admin/") => "mdl_notmine",
+                "deployments" => b_model,
                 _ => b_tenant,
             });
         } else {

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use tessera_engine::tensor::{Tensor, TensorData};
 
 use super::embeddings::{MAX_INPUTS, timing_headers};
-use super::oip::{ServedBackend, flatten, serve_any};
+use super::oip::{ServedBackend, flatten, serve_any, user_of};
 use crate::auth::Authed;
 use crate::breaker::guarded;
 use crate::error::{ApiError, ErrorBody};
@@ -27,6 +27,7 @@ pub async fn kserve_predict(
     State(s): State<AppState>,
     auth: Authed,
     Path(name): Path<String>,
+    req_headers: HeaderMap,
     body: Body,
 ) -> Result<(HeaderMap, Json<Value>), ApiError> {
     let Some(model) = name.strip_suffix(":predict") else {
@@ -36,7 +37,7 @@ pub async fn kserve_predict(
         });
     };
     let start = std::time::Instant::now();
-    let served = serve_any(&s, &auth, model, None).await?;
+    let served = serve_any(&s, &auth, model, None, &user_of(&req_headers, &auth)).await?;
     let limit = s.max_body_bytes();
     let bytes =
         axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })?;

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod breakers;
+pub mod deployments;
 pub mod embeddings;
 pub mod health;
 pub mod keys;
@@ -29,6 +30,7 @@ pub enum Verb {
     Get,
     Post,
     Patch,
+    Put,
     Delete,
 }
 
@@ -38,6 +40,7 @@ impl Verb {
             Verb::Get => MethodFilter::GET,
             Verb::Post => MethodFilter::POST,
             Verb::Patch => MethodFilter::PATCH,
+            Verb::Put => MethodFilter::PUT,
             Verb::Delete => MethodFilter::DELETE,
         }
     }
@@ -47,6 +50,7 @@ impl Verb {
             Verb::Get => "get",
             Verb::Post => "post",
             Verb::Patch => "patch",
+            Verb::Put => "put",
             Verb::Delete => "delete",
         }
     }
@@ -112,6 +116,12 @@ pub fn api_routes() -> ApiRoutes {
         .add(Get, "/admin/v1/audit", audit::admin_list)
         .add(Get, "/admin/v1/audit/verify", audit::verify)
         .add(Get, "/admin/v1/breakers", breakers::list)
+        .add(Put, "/v1/deployments/{name}", deployments::tenant_put)
+        .add(Get, "/v1/deployments/{name}", deployments::tenant_get)
+        .add(Delete, "/v1/deployments/{name}", deployments::tenant_delete)
+        .add(Put, "/admin/v1/deployments/{id}", deployments::admin_put)
+        .add(Get, "/admin/v1/deployments/{id}", deployments::admin_get)
+        .add(Delete, "/admin/v1/deployments/{id}", deployments::admin_delete)
         .add(Get, "/v1/me", me::me)
         .add(Post, "/v1/keys", keys::tenant_create)
         .add(Get, "/v1/keys", keys::tenant_list)

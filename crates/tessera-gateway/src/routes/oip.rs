@@ -104,6 +104,16 @@ impl Served {
     }
 }
 
+/// Who a request is for, for sticky traffic splits: the `x-tessera-user`
+/// header, else the request id.
+pub(super) fn user_of(headers: &HeaderMap, auth: &Authed) -> String {
+    headers
+        .get("x-tessera-user")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| auth.request_id.clone(), str::to_owned)
+}
+
 /// A text embedding model resolved for the caller (for `/v1/embeddings`-style use).
 async fn served(
     s: &AppState,
@@ -130,6 +140,7 @@ pub(super) async fn serve_any(
     auth: &Authed,
     name: &str,
     version: Option<&str>,
+    user: &str,
 ) -> Result<Served, ApiError> {
     let ctx = auth.tenant(Operation::Inference)?;
     let model = authorize_model(s.store(), s.tenants(), &ctx, &auth.principal, name).await?;
@@ -143,7 +154,15 @@ pub(super) async fn serve_any(
     let versions = s.store().list_model_versions(view, &model).await?;
     let chosen = match version {
         Some(v) => versions.iter().find(|x| x.version.to_string() == v),
-        None => versions.last(),
+        // A deployment splits traffic by a sticky hash of the user; without
+        // one the latest version serves.
+        None => match s.deployment(view, &model).await? {
+            Some(d) => {
+                let v = d.pick(&model.id, user);
+                versions.iter().find(|x| x.version == v)
+            }
+            None => versions.last(),
+        },
     };
     let Some(chosen) = chosen else {
         return match version {
@@ -261,7 +280,7 @@ pub async fn model_metadata(
     auth: Authed,
     Path(name): Path<String>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
-    let m = serve_any(&s, &auth, &name, None).await?;
+    let m = serve_any(&s, &auth, &name, None, "").await?;
     Ok(Json(served_metadata(&name, &m)))
 }
 
@@ -274,7 +293,7 @@ pub async fn version_metadata(
     auth: Authed,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
-    let m = serve_any(&s, &auth, &name, Some(&version)).await?;
+    let m = serve_any(&s, &auth, &name, Some(&version), "").await?;
     Ok(Json(served_metadata(&name, &m)))
 }
 
@@ -284,7 +303,7 @@ async fn ready(
     name: &str,
     version: Option<&str>,
 ) -> Result<Json<Value>, ApiError> {
-    serve_any(s, auth, name, version).await?;
+    serve_any(s, auth, name, version, "").await?;
     Ok(Json(json!({"name": name, "ready": true})))
 }
 
@@ -545,7 +564,7 @@ async fn infer(
 ) -> Result<Response, ApiError> {
     // The model first: a model the caller cannot see is a 404 whatever the body.
     let start = std::time::Instant::now();
-    let served = serve_any(s, auth, name, version).await?;
+    let served = serve_any(s, auth, name, version, &user_of(headers, auth)).await?;
     let limit = s.max_body_bytes();
     let bytes =
         axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })?;
@@ -735,7 +754,7 @@ pub async fn repository_load(
     auth: Authed,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    serve_any(&s, &auth, &name, None).await?;
+    serve_any(&s, &auth, &name, None, "").await?;
     Ok(Json(json!({})))
 }
 

@@ -4,7 +4,9 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, breakers, embeddings, health, keys, kserve, me, models, oip, plans, tenants};
+use super::{
+    audit, breakers, deployments, embeddings, health, keys, kserve, me, models, oip, plans, tenants,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +19,8 @@ use super::{audit, breakers, embeddings, health, keys, kserve, me, models, oip, 
         keys::platform_create, keys::platform_list, keys::platform_revoke,
         keys::tenant_create, keys::tenant_list, keys::tenant_revoke,
         audit::admin_list, audit::verify, audit::tenant_list, breakers::list,
+        deployments::tenant_put, deployments::tenant_get, deployments::tenant_delete,
+        deployments::admin_put, deployments::admin_get, deployments::admin_delete,
         me::me,
         embeddings::create,
         oip::server_metadata, oip::model_metadata, oip::version_metadata, oip::model_ready, oip::version_ready,

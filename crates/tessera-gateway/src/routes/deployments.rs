@@ -1,0 +1,183 @@
+//! Deployments (G3): where a model name's traffic goes. Tenants manage their
+//! own models' deployments (`/v1/deployments/{name}`), platform admins those
+//! of platform and segment models (`/admin/v1/deployments/{model id}`).
+//! Changes are audited and reach every replica within the cache TTL.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use tessera_core::model::{Deployment, Model};
+use tessera_core::role::Operation;
+use tessera_store::{KeyOwner, ModelView};
+
+use crate::auth::Authed;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::parse_json;
+use crate::state::AppState;
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    s: &AppState,
+    body: Body,
+) -> Result<T, ApiError> {
+    let limit = s.max_body_bytes();
+    let bytes =
+        axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })?;
+    parse_json(&bytes)
+}
+
+async fn validate(
+    s: &AppState,
+    view: ModelView<'_>,
+    model: &Model,
+    d: &Deployment,
+) -> Result<(), ApiError> {
+    let versions: Vec<i64> =
+        s.store().list_model_versions(view, model).await?.iter().map(|v| v.version).collect();
+    d.validate(&versions)?;
+    Ok(())
+}
+
+/// A model's deployment, if any.
+pub async fn load(
+    s: &AppState,
+    view: ModelView<'_>,
+    model: &Model,
+) -> Result<Option<Deployment>, ApiError> {
+    match s.store().get_deployment(view, model).await? {
+        Some(spec) => Ok(Some(parse_json(spec.as_bytes())?)),
+        None => Ok(None),
+    }
+}
+
+async fn own_model(
+    s: &AppState,
+    auth: &Authed,
+    name: &str,
+    op: Operation,
+) -> Result<(tessera_core::auth::TenantCtx, Model), ApiError> {
+    let ctx = auth.tenant(op)?;
+    let info = s.tenants().get(s.store(), &ctx).await?;
+    let view = ModelView::Tenant { ctx: &ctx, segment: info.tenant.segment.as_deref() };
+    let model = s.store().resolve_model(view, name).await?;
+    if model.tenant_id.as_ref() != Some(ctx.tenant_id()) {
+        return Err(ApiError::NotFound(format!(
+            "model {name:?} not found among your tenant's models"
+        )));
+    }
+    Ok((ctx, model))
+}
+
+/// Set a model's deployment: weighted versions, shadows, fallbacks, timeout.
+#[utoipa::path(put, path = "/v1/deployments/{name}", tag = "deployments", request_body = Deployment,
+    params(("name" = String, Path, description = "model name")),
+    responses((status = 200, body = Deployment), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn tenant_put(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Json<Deployment>, ApiError> {
+    // The model first: another tenant's model is a 404 whatever the body says.
+    let (ctx, model) = own_model(&s, &auth, &name, Operation::ModelsWrite).await?;
+    let d: Deployment = read_json(&s, body).await?;
+    validate(&s, ModelView::Tenant { ctx: &ctx, segment: None }, &model, &d).await?;
+    let spec = serde_json::to_string(&d).map_err(|e| ApiError::Internal(e.to_string()))?;
+    s.store().put_deployment(KeyOwner::Tenant(&ctx), &model, &spec, &auth.actor()).await?;
+    s.forget_deployment(&model.id);
+    Ok(Json(d))
+}
+
+/// A model's deployment.
+#[utoipa::path(get, path = "/v1/deployments/{name}", tag = "deployments",
+    params(("name" = String, Path, description = "model name")),
+    responses((status = 200, body = Deployment), (status = 404, body = ErrorBody)))]
+pub async fn tenant_get(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(name): Path<String>,
+) -> Result<Json<Deployment>, ApiError> {
+    let (ctx, model) = own_model(&s, &auth, &name, Operation::ModelsRead).await?;
+    load(&s, ModelView::Tenant { ctx: &ctx, segment: None }, &model)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("model {name:?} has no deployment")))
+}
+
+/// Remove a model's deployment; it serves its latest version again.
+#[utoipa::path(delete, path = "/v1/deployments/{name}", tag = "deployments",
+    params(("name" = String, Path, description = "model name")),
+    responses((status = 204, description = "removed"), (status = 404, body = ErrorBody)))]
+pub async fn tenant_delete(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let (ctx, model) = own_model(&s, &auth, &name, Operation::ModelsWrite).await?;
+    s.store().delete_deployment(KeyOwner::Tenant(&ctx), &model, &auth.actor()).await?;
+    s.forget_deployment(&model.id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Set the deployment of a platform or segment model.
+#[utoipa::path(put, path = "/admin/v1/deployments/{id}", tag = "deployments", request_body = Deployment,
+    params(("id" = String, Path, description = "model id (mdl_...)")),
+    responses((status = 200, body = Deployment), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn admin_put(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<Deployment>, ApiError> {
+    let sys = auth.system()?;
+    let model = s.store().get_model_by_id(&sys, &id).await?;
+    let d: Deployment = read_json(&s, body).await?;
+    validate(&s, ModelView::System(&sys), &model, &d).await?;
+    let spec = serde_json::to_string(&d).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let tenant_ctx = model.tenant_id.clone().map(|t| sys.tenant(t));
+    let writer = match &tenant_ctx {
+        Some(ctx) => KeyOwner::Tenant(ctx),
+        None => KeyOwner::Platform(&sys),
+    };
+    s.store().put_deployment(writer, &model, &spec, &auth.actor()).await?;
+    s.forget_deployment(&model.id);
+    Ok(Json(d))
+}
+
+/// The deployment of any model.
+#[utoipa::path(get, path = "/admin/v1/deployments/{id}", tag = "deployments",
+    params(("id" = String, Path, description = "model id (mdl_...)")),
+    responses((status = 200, body = Deployment), (status = 404, body = ErrorBody)))]
+pub async fn admin_get(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Deployment>, ApiError> {
+    let sys = auth.system()?;
+    let model = s.store().get_model_by_id(&sys, &id).await?;
+    load(&s, ModelView::System(&sys), &model)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("model {id:?} has no deployment")))
+}
+
+/// Remove the deployment of any model.
+#[utoipa::path(delete, path = "/admin/v1/deployments/{id}", tag = "deployments",
+    params(("id" = String, Path, description = "model id (mdl_...)")),
+    responses((status = 204, description = "removed"), (status = 404, body = ErrorBody)))]
+pub async fn admin_delete(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let sys = auth.system()?;
+    let model = s.store().get_model_by_id(&sys, &id).await?;
+    let tenant_ctx = model.tenant_id.clone().map(|t| sys.tenant(t));
+    let writer = match &tenant_ctx {
+        Some(ctx) => KeyOwner::Tenant(ctx),
+        None => KeyOwner::Platform(&sys),
+    };
+    s.store().delete_deployment(writer, &model, &auth.actor()).await?;
+    s.forget_deployment(&model.id);
+    Ok(StatusCode::NO_CONTENT)
+}

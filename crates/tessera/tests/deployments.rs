@@ -1,0 +1,140 @@
+//! Deployments: weighted, sticky traffic splits over a model's versions,
+//! validated, audited, and invisible to other tenants.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{Backend, Options, Server};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn upload(s: &Server, key: &str, path: &str, bytes: Vec<u8>) -> StatusCode {
+    s.api
+        .http
+        .post(format!("{}{path}", s.url))
+        .bearer_auth(key)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn predict(s: &Server, key: &str, user: &str) -> (i64, String) {
+    let r = s
+        .api
+        .http
+        .post(format!("{}/v1/models/price:predict", s.url))
+        .bearer_auth(key)
+        .header("x-tessera-user", user)
+        .json(&json!({"instances": [[0.0]]}))
+        .send()
+        .await
+        .unwrap();
+    let version = r.headers()["x-tessera-model-version"].to_str().unwrap().to_owned();
+    let body: Value = r.json().await.unwrap();
+    (body["predictions"][0]["prediction"][0].as_f64().unwrap() as i64, version)
+}
+
+async fn deployments(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(Options::new(&backend, dir.path())).await;
+    let (tenant, key, _) = s.tenant_with_key("acme", "developer").await;
+    let (_, other, _) = s.tenant_with_key("globex", "developer").await;
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/models",
+            Some(&key),
+            Some(json!({"name": "price", "task": "regression", "runtime": "linear"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    for bias in [1.0, 2.0] {
+        let head = json!({"format": "tessera.linear.v1", "task": "regression", "weights": [[1.0]], "bias": [bias]});
+        assert_eq!(
+            upload(&s, &key, "/v1/models/price/versions", serde_json::to_vec(&head).unwrap()).await,
+            StatusCode::CREATED
+        );
+    }
+    // Without a deployment the latest version serves.
+    assert_eq!(predict(&s, &key, "anyone").await.0, 2);
+
+    let put = |body: Value| {
+        let api = s.api.clone();
+        let key = key.clone();
+        async move { api.call(Method::PUT, "/v1/deployments/price", Some(&key), Some(body)).await }
+    };
+    for (bad, param) in [
+        (
+            json!({"targets": [{"version": 1, "weight": 50}, {"version": 2, "weight": 40}]}),
+            "targets",
+        ),
+        (
+            json!({"targets": [{"version": 1, "weight": 50}, {"version": 9, "weight": 50}]}),
+            "targets",
+        ),
+        (json!({"targets": [{"version": 1, "weight": 100}], "timeout_ms": 0}), "timeout_ms"),
+        (
+            json!({"targets": [{"version": 1, "weight": 100}], "shadow": [{"version": 2, "percent": 0}]}),
+            "shadow",
+        ),
+    ] {
+        let r = put(bad.clone()).await;
+        assert_eq!(
+            (r.status, r.body["error"]["param"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(param)),
+            "{bad}"
+        );
+    }
+    let spec = json!({"targets": [{"version": 1, "weight": 50}, {"version": 2, "weight": 50}], "timeout_ms": 5000});
+    let r = put(spec.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(s.api.get("/v1/deployments/price", &key).await.body["targets"], spec["targets"]);
+
+    // Sticky: each user keeps one version; across users both serve.
+    let mut seen: HashMap<i64, usize> = HashMap::new();
+    for i in 0..40 {
+        let user = format!("user-{i}");
+        let (first, version) = predict(&s, &key, &user).await;
+        assert_eq!(predict(&s, &key, &user).await.0, first, "{user} switched versions");
+        assert!(version.ends_with(&format!("@{first}")), "{version} vs {first}");
+        *seen.entry(first).or_default() += 1;
+    }
+    assert!(
+        seen.get(&1).is_some_and(|n| *n > 5) && seen.get(&2).is_some_and(|n| *n > 5),
+        "{seen:?}"
+    );
+
+    // All traffic to version 1.
+    put(json!({"targets": [{"version": 1, "weight": 100}]})).await;
+    for i in 0..10 {
+        assert_eq!(predict(&s, &key, &format!("user-{i}")).await.0, 1);
+    }
+
+    // Other tenants cannot see or change it; the change is audited; delete restores the latest.
+    assert_eq!(s.api.get("/v1/deployments/price", &other).await.status, StatusCode::NOT_FOUND);
+    let r = s
+        .api
+        .call(
+            Method::PUT,
+            "/v1/deployments/price",
+            Some(&other),
+            Some(json!({"targets": [{"version": 1, "weight": 100}]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let audit = s.admin(Method::GET, &format!("/admin/v1/audit?tenant={tenant}"), None).await;
+    assert!(audit.body["data"].as_array().unwrap().iter().any(|e| e["action"] == "deployment.put"));
+    assert_eq!(
+        s.api.call(Method::DELETE, "/v1/deployments/price", Some(&key), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(s.api.get("/v1/deployments/price", &key).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(predict(&s, &key, "user-1").await.0, 2);
+}
+
+on_both_backends!(deployments);
