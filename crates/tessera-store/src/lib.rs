@@ -9,6 +9,7 @@ mod metadata;
 mod migrate;
 pub mod postgres;
 mod sql_common;
+mod sql_rows;
 pub mod sqlite;
 
 use std::sync::Arc;
