@@ -37,9 +37,15 @@ pub fn default_model_dir(cache: &Path) -> PathBuf {
 
 /// Whether the default model and the runtime library are in `cache`.
 pub fn is_fetched(cache: &Path) -> bool {
-    let dir = default_model_dir(cache);
+    model_complete(&default_model_dir(cache)) && ort_complete(&cache.join(ORT_DIR))
+}
+
+fn model_complete(dir: &Path) -> bool {
     ["config.json", "tokenizer.json", "model.safetensors"].iter().all(|f| dir.join(f).is_file())
-        && cache.join(ORT_DIR).join(ORT_LIBRARY).is_file()
+}
+
+fn ort_complete(dir: &Path) -> bool {
+    dir.join(ORT_LIBRARY).is_file()
 }
 
 /// Fetches whatever of the default model and runtime is missing from `cache`,
@@ -118,10 +124,22 @@ fn fetch_into(
     let ort_tmp = tmp.join(ORT_DIR);
     std::fs::create_dir_all(&ort_tmp).map_err(|e| fetch_err(e.to_string()))?;
     std::fs::rename(&lib, ort_tmp.join(ORT_LIBRARY)).map_err(|e| fetch_err(e.to_string()))?;
-    for (from, to) in [(model_src, default_model_dir(cache)), (ort_tmp, cache.join(ORT_DIR))] {
+    // Another process may have finished the same fetch meanwhile: a complete
+    // copy in place is kept, never removed under a reader.
+    let targets: [(PathBuf, PathBuf, fn(&Path) -> bool); 2] = [
+        (model_src, default_model_dir(cache), model_complete),
+        (ort_tmp, cache.join(ORT_DIR), ort_complete),
+    ];
+    for (from, to, complete) in targets {
+        if complete(&to) {
+            continue;
+        }
         let _ = std::fs::remove_dir_all(&to);
-        std::fs::rename(&from, &to)
-            .map_err(|e| fetch_err(format!("cannot move files into {}: {e}", to.display())))?;
+        if let Err(e) = std::fs::rename(&from, &to)
+            && !complete(&to)
+        {
+            return Err(fetch_err(format!("cannot move files into {}: {e}", to.display())));
+        }
     }
     progress(&format!("ready: {}", default_model_dir(cache).display()));
     Ok(())

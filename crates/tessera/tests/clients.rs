@@ -26,7 +26,8 @@ async fn the_openai_python_client_works_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(
         Options::new(&Backend::Sqlite, dir.path())
-            .env("TESSERA__ENGINE__LOAD_DEFAULT_MODEL", "true"),
+            .env("TESSERA__ENGINE__LOAD_DEFAULT_MODEL", "true")
+            .env("TESSERA__ENGINE__LOAD_WAIT_MS", "120000"),
     )
     .await;
     let (_, key, _) = s.tenant_with_key("acme", "developer").await;
@@ -43,7 +44,8 @@ async fn the_tritonclient_python_package_works_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(
         Options::new(&Backend::Sqlite, dir.path())
-            .env("TESSERA__ENGINE__LOAD_DEFAULT_MODEL", "true"),
+            .env("TESSERA__ENGINE__LOAD_DEFAULT_MODEL", "true")
+            .env("TESSERA__ENGINE__LOAD_WAIT_MS", "120000"),
     )
     .await;
     let (_, key, _) = s.tenant_with_key("acme", "developer").await;

@@ -16,8 +16,10 @@ const MODEL: &str = "all-minilm-l6-v2";
 
 async fn server_with_model(extra: &[(&str, &str)]) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
+    // A generous load wait: on a fresh machine a first start may still be exporting the graph.
     let mut opts = Options::new(&Backend::Sqlite, dir.path())
-        .env("TESSERA__ENGINE__LOAD_DEFAULT_MODEL", "true");
+        .env("TESSERA__ENGINE__LOAD_DEFAULT_MODEL", "true")
+        .env("TESSERA__ENGINE__LOAD_WAIT_MS", "120000");
     for (k, v) in extra {
         opts = opts.env(k, v);
     }

@@ -62,7 +62,8 @@ async fn onnx_classifier_and_linear_heads() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(
         Options::new(&Backend::Sqlite, dir.path())
-            .env("TESSERA__ENGINE__LOAD_DEFAULT_MODEL", "true"),
+            .env("TESSERA__ENGINE__LOAD_DEFAULT_MODEL", "true")
+            .env("TESSERA__ENGINE__LOAD_WAIT_MS", "120000"),
     )
     .await;
     let (_, key, _) = s.tenant_with_key("acme", "developer").await;

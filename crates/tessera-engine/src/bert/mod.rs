@@ -128,6 +128,13 @@ impl BertEncoder {
     }
 }
 
+/// Exports `dir`'s ONNX graph into `export_dir` ahead of the first load (no
+/// ONNX Runtime needed); returns its path.
+pub fn prepare_export(dir: &Path, export_dir: &Path) -> Result<PathBuf, EngineError> {
+    let cfg = BertConfig::load(dir)?;
+    ensure_export(dir, export_dir, &cfg)
+}
+
 /// The exported graph for `dir`, keyed by the weights' sha256 and the
 /// exporter version; written atomically on first use.
 fn ensure_export(dir: &Path, export_dir: &Path, cfg: &BertConfig) -> Result<PathBuf, EngineError> {

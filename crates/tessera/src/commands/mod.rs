@@ -16,7 +16,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(crate::cli::ModelsCmd::Fetch { cache_dir }) => {
             let cache = cache_dir.unwrap_or_else(tessera_engine::fetch::cache_dir);
             let result = tokio::task::spawn_blocking(move || {
-                tessera_engine::fetch::fetch(&cache, &mut |step| eprintln!("fetch: {step}"))
+                tessera_engine::fetch::fetch(&cache, &mut |step| eprintln!("fetch: {step}"))?;
+                eprintln!("fetch: exporting the ONNX graph");
+                let onnx = tessera_engine::bert::prepare_export(
+                    &tessera_engine::fetch::default_model_dir(&cache),
+                    &cache.join("onnx"),
+                )?;
+                eprintln!("fetch: ready ({})", onnx.display());
+                Ok::<(), tessera_engine::EngineError>(())
             })
             .await?;
             result.map_err(|e| anyhow::anyhow!("{e}"))
