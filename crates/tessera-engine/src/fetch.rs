@@ -40,6 +40,9 @@ pub fn is_fetched(cache: &Path) -> bool {
     model_complete(&default_model_dir(cache)) && ort_complete(&cache.join(ORT_DIR))
 }
 
+/// A check that a directory holds a complete copy.
+type Completeness = fn(&Path) -> bool;
+
 fn model_complete(dir: &Path) -> bool {
     ["config.json", "tokenizer.json", "model.safetensors"].iter().all(|f| dir.join(f).is_file())
 }
@@ -126,7 +129,7 @@ fn fetch_into(
     std::fs::rename(&lib, ort_tmp.join(ORT_LIBRARY)).map_err(|e| fetch_err(e.to_string()))?;
     // Another process may have finished the same fetch meanwhile: a complete
     // copy in place is kept, never removed under a reader.
-    let targets: [(PathBuf, PathBuf, fn(&Path) -> bool); 2] = [
+    let targets: [(PathBuf, PathBuf, Completeness); 2] = [
         (model_src, default_model_dir(cache), model_complete),
         (ort_tmp, cache.join(ORT_DIR), ort_complete),
     ];
