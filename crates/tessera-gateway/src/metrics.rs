@@ -21,6 +21,9 @@ pub struct Metrics {
     inner: Mutex<Inner>,
     auth_cache_hits: AtomicU64,
     auth_cache_misses: AtomicU64,
+    shadow_ok: AtomicU64,
+    shadow_error: AtomicU64,
+    shadow_dropped: AtomicU64,
 }
 
 fn method_label(m: &str) -> &'static str {
@@ -52,6 +55,16 @@ impl Metrics {
 
     pub fn auth_cache(&self, hit: bool) {
         let c = if hit { &self.auth_cache_hits } else { &self.auth_cache_misses };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a shadow request: `ok`, `error` or `dropped`.
+    pub fn shadow(&self, outcome: &str) {
+        let c = match outcome {
+            "ok" => &self.shadow_ok,
+            "error" => &self.shadow_error,
+            _ => &self.shadow_dropped,
+        };
         c.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -92,6 +105,19 @@ impl Metrics {
             "tessera_auth_key_cache_total{{outcome=\"miss\"}} {}",
             self.auth_cache_misses.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP tessera_shadow_requests_total Mirrored shadow requests by outcome.\n");
+        out.push_str("# TYPE tessera_shadow_requests_total counter\n");
+        for (outcome, c) in [
+            ("ok", &self.shadow_ok),
+            ("error", &self.shadow_error),
+            ("dropped", &self.shadow_dropped),
+        ] {
+            let _ = writeln!(
+                out,
+                "tessera_shadow_requests_total{{outcome=\"{outcome}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
         out
     }
 }

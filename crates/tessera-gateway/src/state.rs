@@ -58,6 +58,7 @@ struct Inner {
     breakers: Breakers,
     deployments: std::sync::Mutex<DeploymentCache>,
     cache_ttl: Duration,
+    shadow_slots: Arc<tokio::sync::Semaphore>,
     load_gates: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     max_body_bytes: usize,
     max_artifact_bytes: usize,
@@ -91,6 +92,7 @@ impl AppState {
                 breakers: Breakers::new(BreakerConfig::default()),
                 deployments: Default::default(),
                 cache_ttl: cfg.key_cache_ttl,
+                shadow_slots: Arc::new(tokio::sync::Semaphore::new(64)),
                 load_gates: Default::default(),
                 max_body_bytes: cfg.max_body_bytes,
                 max_artifact_bytes: cfg.max_artifact_bytes,
@@ -160,6 +162,11 @@ impl AppState {
         if let Ok(mut map) = self.inner.deployments.lock() {
             map.remove(model_id);
         }
+    }
+
+    /// Room for shadow requests in flight; beyond it they are dropped and counted.
+    pub fn shadow_slots(&self) -> Arc<tokio::sync::Semaphore> {
+        self.inner.shadow_slots.clone()
     }
 
     /// Circuit breakers of this replica's backends.

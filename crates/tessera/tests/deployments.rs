@@ -135,6 +135,77 @@ async fn deployments(backend: Backend) {
     );
     assert_eq!(s.api.get("/v1/deployments/price", &key).await.status, StatusCode::NOT_FOUND);
     assert_eq!(predict(&s, &key, "user-1").await.0, 2);
+
+    // Shadow: every request is mirrored to version 1; answers still come from version 2.
+    put(json!({"targets": [{"version": 2, "weight": 100}], "shadow": [{"version": 1, "percent": 100}]})).await;
+    let infer = |model: &'static str| {
+        let api = s.api.clone();
+        let key = key.clone();
+        async move {
+            let body = json!({"inputs": [{"name": "features", "shape": [1, 1], "datatype": "FP32", "data": [0.0]}]});
+            api.call(Method::POST, &format!("/v2/models/{model}/infer"), Some(&key), Some(body))
+                .await
+        }
+    };
+    for _ in 0..5 {
+        let r = infer("price").await;
+        assert_eq!(r.body["outputs"][0]["data"], json!([2.0]), "{r:?}");
+    }
+    let mut mirrored = 0;
+    for _ in 0..50 {
+        let m = s
+            .api
+            .http
+            .get(format!("{}/metrics", s.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        mirrored = m
+            .lines()
+            .find(|l| l.starts_with("tessera_shadow_requests_total{outcome=\"ok\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        if mirrored >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(mirrored >= 5, "shadow requests counted: {mirrored}");
+
+    // Fallback: a model whose only version cannot load hands over to the next in its list.
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/models",
+            Some(&key),
+            Some(json!({"name": "broken", "task": "regression", "runtime": "onnx"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(
+        upload(&s, &key, "/v1/models/broken/versions", b"not onnx".to_vec()).await,
+        StatusCode::CREATED
+    );
+    let r = infer("broken").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "no fallback yet: {r:?}");
+    let r = s
+        .api
+        .call(
+            Method::PUT,
+            "/v1/deployments/broken",
+            Some(&key),
+            Some(json!({"targets": [{"version": 1, "weight": 100}], "fallbacks": ["price"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let r = infer("broken").await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.headers["x-tessera-model"], "price");
+    assert_eq!(r.body["outputs"][0]["data"], json!([2.0]));
 }
 
 on_both_backends!(deployments);

@@ -61,6 +61,7 @@ fn bearer_token(req: &Request) -> Option<&str> {
 }
 
 /// The authenticated caller of a request, with the request id for auditing.
+#[derive(Clone)]
 pub struct Authed {
     pub principal: Principal,
     pub request_id: String,

@@ -8,6 +8,7 @@
 //! `type` and `param` beside it (see `request.rs`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
@@ -33,7 +34,7 @@ use crate::state::AppState;
 const OUTPUT: &str = "embedding";
 const BINARY_HEADER: &str = "inference-header-content-length";
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct InferRequest {
     #[serde(default)]
     pub id: Option<String>,
@@ -45,7 +46,7 @@ pub struct InferRequest {
     pub outputs: Option<Vec<RequestedOutput>>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct InferInput {
     pub name: String,
     pub shape: Vec<i64>,
@@ -59,7 +60,7 @@ pub struct InferInput {
     pub data: Option<Value>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct RequestedOutput {
     pub name: String,
     #[serde(default)]
@@ -88,6 +89,8 @@ pub(super) struct Served {
     pub(super) backend: ServedBackend,
     /// The registry entry that answered (its owner is the tier).
     pub(super) model: Model,
+    /// The model's deployment (fallbacks, timeout, shadows), if it has one.
+    pub(super) deployment: Option<Arc<tessera_core::model::Deployment>>,
 }
 
 pub(super) enum ServedBackend {
@@ -145,18 +148,21 @@ pub(super) async fn serve_any(
     let ctx = auth.tenant(Operation::Inference)?;
     let model = authorize_model(s.store(), s.tenants(), &ctx, &auth.principal, name).await?;
     if model.runtime == "bert" {
-        return served(s, auth, name, version)
-            .await
-            .map(|(model, e)| Served { backend: ServedBackend::Text(e), model });
+        return served(s, auth, name, version).await.map(|(model, e)| Served {
+            backend: ServedBackend::Text(e),
+            model,
+            deployment: None,
+        });
     }
     let info = s.tenants().get(s.store(), &ctx).await?;
     let view = ModelView::Tenant { ctx: &ctx, segment: info.tenant.segment.as_deref() };
     let versions = s.store().list_model_versions(view, &model).await?;
+    let deployment = s.deployment(view, &model).await?;
     let chosen = match version {
         Some(v) => versions.iter().find(|x| x.version.to_string() == v),
         // A deployment splits traffic by a sticky hash of the user; without
         // one the latest version serves.
-        None => match s.deployment(view, &model).await? {
+        None => match &deployment {
             Some(d) => {
                 let v = d.pick(&model.id, user);
                 versions.iter().find(|x| x.version == v)
@@ -209,7 +215,7 @@ pub(super) async fn serve_any(
         Some(b) => Some(served(s, auth, &b, None).await?.1),
         None => None,
     };
-    Ok(Served { backend: ServedBackend::Tensor { model: tensor, base }, model })
+    Ok(Served { backend: ServedBackend::Tensor { model: tensor, base }, model, deployment })
 }
 
 fn served_metadata(name: &str, served: &Served) -> ModelMetadata {
@@ -554,22 +560,15 @@ fn tensor_input(input: &InferInput, binary: &mut &[u8]) -> Result<Tensor, ApiErr
     Ok(t)
 }
 
-async fn infer(
+/// Runs a parsed inference request on one served model.
+async fn compute(
     s: &AppState,
-    auth: &Authed,
+    served: &Served,
+    req: &InferRequest,
+    binary: &[u8],
     name: &str,
-    version: Option<&str>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    // The model first: a model the caller cannot see is a 404 whatever the body.
-    let start = std::time::Instant::now();
-    let served = serve_any(s, auth, name, version, &user_of(headers, auth)).await?;
-    let limit = s.max_body_bytes();
-    let bytes =
-        axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })?;
-    let (head, mut binary) = split_body(headers, &bytes)?;
-    let req: InferRequest = parse_json(head)?;
+) -> Result<Vec<(String, Tensor)>, ApiError> {
+    let mut binary = binary;
     let one_text = |binary: &mut &[u8]| -> Result<Vec<String>, ApiError> {
         let [input] = req.inputs.as_slice() else {
             return Err(ApiError::invalid(
@@ -579,7 +578,6 @@ async fn infer(
         };
         text_input(input, binary)
     };
-    let model_start = std::time::Instant::now();
     let outputs: Vec<(String, Tensor)> = match &served.backend {
         ServedBackend::Text(engine) => {
             let texts = one_text(&mut binary)?;
@@ -618,6 +616,145 @@ async fn infer(
             guarded(s.breakers(), &model.name, model.infer(inputs)).await?
         }
     };
+    Ok(outputs)
+}
+
+/// Failures a fallback model may answer instead: the backend is down,
+/// overloaded, not loaded, or too slow. A client's bad request is not one.
+fn fallbackable(e: &ApiError) -> bool {
+    matches!(
+        e,
+        ApiError::BreakerOpen { .. }
+            | ApiError::ModelNotReady(_)
+            | ApiError::Overloaded { .. }
+            | ApiError::Unavailable(_)
+            | ApiError::UpstreamUnavailable(_)
+            | ApiError::Internal(_)
+    )
+}
+
+/// The deployment of `name` for the caller, when the model itself cannot be served.
+async fn deployment_for(
+    s: &AppState,
+    auth: &Authed,
+    name: &str,
+) -> Option<Arc<tessera_core::model::Deployment>> {
+    let ctx = auth.tenant(Operation::Inference).ok()?;
+    let model = authorize_model(s.store(), s.tenants(), &ctx, &auth.principal, name).await.ok()?;
+    let info = s.tenants().get(s.store(), &ctx).await.ok()?;
+    let view = ModelView::Tenant { ctx: &ctx, segment: info.tenant.segment.as_deref() };
+    s.deployment(view, &model).await.ok().flatten()
+}
+
+/// `compute` within the deployment's timeout.
+async fn attempt(
+    s: &AppState,
+    served: &Served,
+    req: &InferRequest,
+    binary: &[u8],
+    name: &str,
+    timeout: Option<Duration>,
+) -> Result<Vec<(String, Tensor)>, ApiError> {
+    match timeout {
+        Some(t) => {
+            tokio::time::timeout(t, compute(s, served, req, binary, name)).await.map_err(|_| {
+                ApiError::UpstreamUnavailable(format!(
+                    "model {name} took longer than {} ms",
+                    t.as_millis()
+                ))
+            })?
+        }
+        None => compute(s, served, req, binary, name).await,
+    }
+}
+
+/// Mirrors a request to the deployment's shadow versions, in the background:
+/// the answers are discarded and only counted, and the primary never waits.
+fn mirror(
+    s: &AppState,
+    auth: &Authed,
+    served: &Served,
+    req: &InferRequest,
+    binary: &[u8],
+    name: &str,
+    user: &str,
+) {
+    let Some(d) = &served.deployment else { return };
+    for version in d.shadows_for(&served.model.id, user) {
+        let Ok(permit) = s.shadow_slots().try_acquire_owned() else {
+            s.metrics().shadow("dropped");
+            continue;
+        };
+        let (s, auth, req, binary, name, user) = (
+            s.clone(),
+            auth.clone(),
+            req.clone(),
+            binary.to_vec(),
+            name.to_owned(),
+            user.to_owned(),
+        );
+        tokio::spawn(async move {
+            let _permit = permit;
+            let shadow = serve_any(&s, &auth, &name, Some(&version.to_string()), &user).await;
+            let outcome = match shadow {
+                Ok(sh) => compute(&s, &sh, &req, &binary, &name).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            s.metrics().shadow(if outcome.is_ok() { "ok" } else { "error" });
+        });
+    }
+}
+
+async fn infer(
+    s: &AppState,
+    auth: &Authed,
+    name: &str,
+    version: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    // The model first: a model the caller cannot see is a 404 whatever the body.
+    let start = std::time::Instant::now();
+    let user = user_of(headers, auth);
+    let primary = match serve_any(s, auth, name, version, &user).await {
+        Ok(sv) => Ok(sv),
+        // A primary that cannot be served may still have fallbacks.
+        Err(e) if fallbackable(&e) => Err(e),
+        Err(e) => return Err(e),
+    };
+    let limit = s.max_body_bytes();
+    let bytes =
+        axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })?;
+    let (head, binary) = split_body(headers, &bytes)?;
+    let req: InferRequest = parse_json(head)?;
+    let deployment = match &primary {
+        Ok(sv) => sv.deployment.clone(),
+        Err(_) => deployment_for(s, auth, name).await,
+    };
+    let timeout = deployment.as_ref().and_then(|d| d.timeout_ms).map(Duration::from_millis);
+    let model_start = std::time::Instant::now();
+    let mut outcome = match primary {
+        Ok(sv) => {
+            let r = attempt(s, &sv, &req, binary, name, timeout).await;
+            if r.is_ok() && version.is_none() {
+                mirror(s, auth, &sv, &req, binary, name, &user);
+            }
+            r.map(|out| (sv, out))
+        }
+        Err(e) => Err(e),
+    };
+    if let (Err(e), Some(d)) = (&outcome, &deployment)
+        && fallbackable(e)
+    {
+        for fallback in &d.fallbacks {
+            let Ok(candidate) = serve_any(s, auth, fallback, None, &user).await else { continue };
+            if let Ok(out) = attempt(s, &candidate, &req, binary, fallback, timeout).await {
+                outcome = Ok((candidate, out));
+                break;
+            }
+        }
+    }
+    let (served, outputs) = outcome?;
     let model_time = model_start.elapsed();
     let selected: Vec<&(String, Tensor)> = match &req.outputs {
         None => outputs.iter().collect(),
