@@ -14,6 +14,7 @@ pub mod models;
 pub mod oip;
 pub mod openapi;
 pub mod plans;
+pub mod serving;
 pub mod tenants;
 
 use axum::Router;

@@ -25,13 +25,13 @@ use tessera_store::ModelView;
 use utoipa::ToSchema;
 
 use super::embeddings::{MAX_INPUTS, authorize_model, require_served_embedding, timing_headers};
+use super::serving::{attempt, deployment_for, fallbackable, mirror};
 use crate::auth::Authed;
-use crate::breaker::guarded;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::parse_json;
 use crate::state::AppState;
 
-const OUTPUT: &str = "embedding";
+pub(super) const OUTPUT: &str = "embedding";
 const BINARY_HEADER: &str = "inference-header-content-length";
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -359,7 +359,7 @@ fn split_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<(&'a [u8], &'a 
 }
 
 /// The strings of a BYTES input, from JSON data or binary (u32 LE length + bytes each).
-fn text_input(input: &InferInput, binary: &mut &[u8]) -> Result<Vec<String>, ApiError> {
+pub(super) fn text_input(input: &InferInput, binary: &mut &[u8]) -> Result<Vec<String>, ApiError> {
     if input.datatype != "BYTES" {
         return Err(ApiError::invalid(
             "inputs",
@@ -467,7 +467,7 @@ fn wants_binary(req: &InferRequest, output: &str) -> bool {
 }
 
 /// A numeric input tensor from JSON data or binary (little-endian).
-fn tensor_input(input: &InferInput, binary: &mut &[u8]) -> Result<Tensor, ApiError> {
+pub(super) fn tensor_input(input: &InferInput, binary: &mut &[u8]) -> Result<Tensor, ApiError> {
     let bad = |m: String| ApiError::invalid("inputs", m);
     let count = input
         .shape
@@ -558,151 +558,6 @@ fn tensor_input(input: &InferInput, binary: &mut &[u8]) -> Result<Tensor, ApiErr
         return Err(bad(format!("input {:?} does not match its shape", input.name)));
     }
     Ok(t)
-}
-
-/// Runs a parsed inference request on one served model.
-async fn compute(
-    s: &AppState,
-    served: &Served,
-    req: &InferRequest,
-    binary: &[u8],
-    name: &str,
-) -> Result<Vec<(String, Tensor)>, ApiError> {
-    let mut binary = binary;
-    let one_text = |binary: &mut &[u8]| -> Result<Vec<String>, ApiError> {
-        let [input] = req.inputs.as_slice() else {
-            return Err(ApiError::invalid(
-                "inputs",
-                format!("model {name:?} takes exactly one BYTES input, got {}", req.inputs.len()),
-            ));
-        };
-        text_input(input, binary)
-    };
-    let outputs: Vec<(String, Tensor)> = match &served.backend {
-        ServedBackend::Text(engine) => {
-            let texts = one_text(&mut binary)?;
-            let n = texts.len();
-            let out = guarded(
-                s.breakers(),
-                &format!("{}@{}", engine.name, engine.version),
-                engine.embed(texts),
-            )
-            .await?;
-            let flat: Vec<f32> = out.vectors.into_iter().flatten().collect();
-            vec![(OUTPUT.to_owned(), Tensor::f32(vec![n as i64, engine.dim as i64], flat)?)]
-        }
-        ServedBackend::Tensor { model, base: Some(base) } => {
-            let texts = one_text(&mut binary)?;
-            let n = texts.len();
-            let out = guarded(
-                s.breakers(),
-                &format!("{}@{}", base.name, base.version),
-                base.embed(texts),
-            )
-            .await?;
-            let features = Tensor::f32(
-                vec![n as i64, base.dim as i64],
-                out.vectors.into_iter().flatten().collect(),
-            )?;
-            guarded(s.breakers(), &model.name, model.infer(vec![("features".to_owned(), features)]))
-                .await?
-        }
-        ServedBackend::Tensor { model, base: None } => {
-            let inputs = req
-                .inputs
-                .iter()
-                .map(|i| Ok((i.name.clone(), tensor_input(i, &mut binary)?)))
-                .collect::<Result<Vec<_>, ApiError>>()?;
-            guarded(s.breakers(), &model.name, model.infer(inputs)).await?
-        }
-    };
-    Ok(outputs)
-}
-
-/// Failures a fallback model may answer instead: the backend is down,
-/// overloaded, not loaded, or too slow. A client's bad request is not one.
-fn fallbackable(e: &ApiError) -> bool {
-    matches!(
-        e,
-        ApiError::BreakerOpen { .. }
-            | ApiError::ModelNotReady(_)
-            | ApiError::Overloaded { .. }
-            | ApiError::Unavailable(_)
-            | ApiError::UpstreamUnavailable(_)
-            | ApiError::Internal(_)
-    )
-}
-
-/// The deployment of `name` for the caller, when the model itself cannot be served.
-async fn deployment_for(
-    s: &AppState,
-    auth: &Authed,
-    name: &str,
-) -> Option<Arc<tessera_core::model::Deployment>> {
-    let ctx = auth.tenant(Operation::Inference).ok()?;
-    let model = authorize_model(s.store(), s.tenants(), &ctx, &auth.principal, name).await.ok()?;
-    let info = s.tenants().get(s.store(), &ctx).await.ok()?;
-    let view = ModelView::Tenant { ctx: &ctx, segment: info.tenant.segment.as_deref() };
-    s.deployment(view, &model).await.ok().flatten()
-}
-
-/// `compute` within the deployment's timeout.
-async fn attempt(
-    s: &AppState,
-    served: &Served,
-    req: &InferRequest,
-    binary: &[u8],
-    name: &str,
-    timeout: Option<Duration>,
-) -> Result<Vec<(String, Tensor)>, ApiError> {
-    match timeout {
-        Some(t) => {
-            tokio::time::timeout(t, compute(s, served, req, binary, name)).await.map_err(|_| {
-                ApiError::UpstreamUnavailable(format!(
-                    "model {name} took longer than {} ms",
-                    t.as_millis()
-                ))
-            })?
-        }
-        None => compute(s, served, req, binary, name).await,
-    }
-}
-
-/// Mirrors a request to the deployment's shadow versions, in the background:
-/// the answers are discarded and only counted, and the primary never waits.
-fn mirror(
-    s: &AppState,
-    auth: &Authed,
-    served: &Served,
-    req: &InferRequest,
-    binary: &[u8],
-    name: &str,
-    user: &str,
-) {
-    let Some(d) = &served.deployment else { return };
-    for version in d.shadows_for(&served.model.id, user) {
-        let Ok(permit) = s.shadow_slots().try_acquire_owned() else {
-            s.metrics().shadow("dropped");
-            continue;
-        };
-        let (s, auth, req, binary, name, user) = (
-            s.clone(),
-            auth.clone(),
-            req.clone(),
-            binary.to_vec(),
-            name.to_owned(),
-            user.to_owned(),
-        );
-        tokio::spawn(async move {
-            let _permit = permit;
-            let shadow = serve_any(&s, &auth, &name, Some(&version.to_string()), &user).await;
-            let outcome = match shadow {
-                Ok(sh) => compute(&s, &sh, &req, &binary, &name).await.map(|_| ()),
-                Err(e) => Err(e),
-            };
-            s.metrics().shadow(if outcome.is_ok() { "ok" } else { "error" });
-        });
-    }
 }
 
 async fn infer(
