@@ -206,6 +206,19 @@ async fn deployments(backend: Backend) {
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_eq!(r.headers["x-tessera-model"], "price");
     assert_eq!(r.body["outputs"][0]["data"], json!([2.0]));
+    // The same fallback on KServe v1.
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/models/broken:predict",
+            Some(&key),
+            Some(json!({"instances": [[0.0]]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.headers["x-tessera-model"], "price");
+    assert_eq!(r.body["predictions"][0]["prediction"], json!([2.0]));
 }
 
 on_both_backends!(deployments);

@@ -12,49 +12,21 @@ use serde_json::{Map, Value, json};
 use tessera_engine::tensor::{Tensor, TensorData};
 
 use super::embeddings::{MAX_INPUTS, timing_headers};
-use super::oip::{ServedBackend, flatten, serve_any, user_of};
+use super::oip::{Served, ServedBackend, flatten, serve_any, user_of};
+use super::serving::{deployment_for, fallbackable, within};
 use crate::auth::Authed;
 use crate::breaker::guarded;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::parse_json;
 use crate::state::AppState;
 
-/// KServe v1 predict: `POST /v1/models/{name}:predict` with `{"instances": [...]}`.
-#[utoipa::path(post, path = "/v1/models/{name}", tag = "open inference protocol",
-    params(("name" = String, Path, description = "model name followed by :predict, e.g. all-minilm-l6-v2:predict")),
-    responses((status = 200, description = "{\"predictions\": [...], \"model_version\": ...}"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn kserve_predict(
-    State(s): State<AppState>,
-    auth: Authed,
-    Path(name): Path<String>,
-    req_headers: HeaderMap,
-    body: Body,
-) -> Result<(HeaderMap, Json<Value>), ApiError> {
-    let Some(model) = name.strip_suffix(":predict") else {
-        return Err(ApiError::RouteNotFound {
-            method: "POST".into(),
-            path: format!("/v1/models/{name}"),
-        });
-    };
-    let start = std::time::Instant::now();
-    let served = serve_any(&s, &auth, model, None, &user_of(&req_headers, &auth)).await?;
-    let limit = s.max_body_bytes();
-    let bytes =
-        axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })?;
-    #[derive(Deserialize)]
-    struct Predict {
-        instances: Vec<Value>,
-    }
-    let req: Predict = parse_json(&bytes)?;
-    if req.instances.is_empty() {
-        return Err(ApiError::invalid("instances", "instances must not be empty"));
-    }
-    if req.instances.len() > MAX_INPUTS {
-        return Err(ApiError::invalid(
-            "instances",
-            format!("at most {MAX_INPUTS} instances per request, got {}", req.instances.len()),
-        ));
-    }
+/// Predictions of one served model for `instances`.
+async fn predict_on(
+    s: &AppState,
+    served: &Served,
+    instances: &[Value],
+    model: &str,
+) -> Result<Value, ApiError> {
     let texts = |instances: Vec<Value>| {
         instances
             .into_iter()
@@ -74,31 +46,18 @@ pub async fn kserve_predict(
             })
             .collect::<Result<Vec<_>, _>>()
     };
-    let model_start = std::time::Instant::now();
-    let headers = |model_time| {
-        timing_headers(
-            &served.model,
-            &format!("{model}@{}", served.version()),
-            start.elapsed(),
-            model_time,
-        )
-    };
     let (model_out, labels) = match &served.backend {
         ServedBackend::Text(engine) => {
             let out = guarded(
                 s.breakers(),
                 &format!("{}@{}", engine.name, engine.version),
-                engine.embed(texts(req.instances)?),
+                engine.embed(texts(instances.to_vec())?),
             )
             .await?;
-            let h = headers(model_start.elapsed());
-            return Ok((
-                h,
-                Json(json!({"predictions": out.vectors, "model_version": engine.version})),
-            ));
+            return Ok(Value::from(out.vectors));
         }
         ServedBackend::Tensor { model: m, base: Some(base) } => {
-            let t = texts(req.instances)?;
+            let t = texts(instances.to_vec())?;
             let n = t.len();
             let out =
                 guarded(s.breakers(), &format!("{}@{}", base.name, base.version), base.embed(t))
@@ -123,10 +82,10 @@ pub async fn kserve_predict(
                     ),
                 ));
             };
-            let n = req.instances.len();
+            let n = instances.len();
             let mut flat = Vec::new();
             let mut per_row = None;
-            for inst in &req.instances {
+            for inst in instances {
                 let before = flat.len();
                 flatten(inst, &mut flat);
                 let len = flat.len() - before;
@@ -196,6 +155,84 @@ pub async fn kserve_predict(
             p.insert(name.clone(), v);
         }
     }
-    let h = headers(model_start.elapsed());
+    Ok(Value::from(predictions))
+}
+
+/// KServe v1 predict: `POST /v1/models/{name}:predict` with `{"instances": [...]}`.
+#[utoipa::path(post, path = "/v1/models/{name}", tag = "open inference protocol",
+    params(("name" = String, Path, description = "model name followed by :predict, e.g. all-minilm-l6-v2:predict")),
+    responses((status = 200, description = "{\"predictions\": [...], \"model_version\": ...}"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn kserve_predict(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(name): Path<String>,
+    req_headers: HeaderMap,
+    body: Body,
+) -> Result<(HeaderMap, Json<Value>), ApiError> {
+    let Some(model) = name.strip_suffix(":predict") else {
+        return Err(ApiError::RouteNotFound {
+            method: "POST".into(),
+            path: format!("/v1/models/{name}"),
+        });
+    };
+    let start = std::time::Instant::now();
+    let user = user_of(&req_headers, &auth);
+    let primary = match serve_any(&s, &auth, model, None, &user).await {
+        Ok(sv) => Ok(sv),
+        // A model that cannot be served may still have fallbacks.
+        Err(e) if fallbackable(&e) => Err(e),
+        Err(e) => return Err(e),
+    };
+    let limit = s.max_body_bytes();
+    let bytes =
+        axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })?;
+    #[derive(Deserialize)]
+    struct Predict {
+        instances: Vec<Value>,
+    }
+    let req: Predict = parse_json(&bytes)?;
+    if req.instances.is_empty() {
+        return Err(ApiError::invalid("instances", "instances must not be empty"));
+    }
+    if req.instances.len() > MAX_INPUTS {
+        return Err(ApiError::invalid(
+            "instances",
+            format!("at most {MAX_INPUTS} instances per request, got {}", req.instances.len()),
+        ));
+    }
+    let deployment = match &primary {
+        Ok(sv) => sv.deployment.clone(),
+        Err(_) => deployment_for(&s, &auth, model).await,
+    };
+    let timeout =
+        deployment.as_ref().and_then(|d| d.timeout_ms).map(std::time::Duration::from_millis);
+    let model_start = std::time::Instant::now();
+    let mut outcome = match primary {
+        Ok(sv) => within(timeout, model, predict_on(&s, &sv, &req.instances, model))
+            .await
+            .map(|p| (sv, p)),
+        Err(e) => Err(e),
+    };
+    if let (Err(e), Some(d)) = (&outcome, &deployment)
+        && fallbackable(e)
+    {
+        for fallback in &d.fallbacks {
+            let Ok(candidate) = serve_any(&s, &auth, fallback, None, &user).await else { continue };
+            if let Ok(p) =
+                within(timeout, fallback, predict_on(&s, &candidate, &req.instances, fallback))
+                    .await
+            {
+                outcome = Ok((candidate, p));
+                break;
+            }
+        }
+    }
+    let (served, predictions) = outcome?;
+    let h = timing_headers(
+        &served.model,
+        &format!("{}@{}", served.model.name, served.version()),
+        start.elapsed(),
+        model_start.elapsed(),
+    );
     Ok((h, Json(json!({"predictions": predictions, "model_version": served.version()}))))
 }

@@ -104,6 +104,23 @@ pub(super) async fn deployment_for(
     s.deployment(view, &model).await.ok().flatten()
 }
 
+/// Runs `call` within `timeout` (when set); running over is a 503 naming `name`.
+pub(super) async fn within<T>(
+    timeout: Option<Duration>,
+    name: &str,
+    call: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    match timeout {
+        Some(t) => tokio::time::timeout(t, call).await.map_err(|_| {
+            ApiError::UpstreamUnavailable(format!(
+                "model {name} took longer than {} ms",
+                t.as_millis()
+            ))
+        })?,
+        None => call.await,
+    }
+}
+
 /// `compute` within the deployment's timeout.
 pub(super) async fn attempt(
     s: &AppState,
@@ -113,17 +130,7 @@ pub(super) async fn attempt(
     name: &str,
     timeout: Option<Duration>,
 ) -> Result<Vec<(String, Tensor)>, ApiError> {
-    match timeout {
-        Some(t) => {
-            tokio::time::timeout(t, compute(s, served, req, binary, name)).await.map_err(|_| {
-                ApiError::UpstreamUnavailable(format!(
-                    "model {name} took longer than {} ms",
-                    t.as_millis()
-                ))
-            })?
-        }
-        None => compute(s, served, req, binary, name).await,
-    }
+    within(timeout, name, compute(s, served, req, binary, name)).await
 }
 
 /// Mirrors a request to the deployment's shadow versions, in the background:
