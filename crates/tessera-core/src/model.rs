@@ -122,6 +122,57 @@ pub struct Deployment {
     pub fallbacks: Vec<String>,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Tenant-specific rules applied to a classifier's answer.
+    #[serde(default)]
+    pub post: Option<PostRules>,
+}
+
+/// Post-processing of a classifier's answer: only allowed labels compete,
+/// a label below `min_score` is withheld, and labels can be renamed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostRules {
+    #[serde(default)]
+    pub allowed_labels: Option<Vec<String>>,
+    #[serde(default)]
+    pub min_score: Option<f32>,
+    #[serde(default)]
+    pub rename_labels: std::collections::BTreeMap<String, String>,
+}
+
+impl PostRules {
+    /// The label and its score for one row of class probabilities, or `None`
+    /// for the label when no allowed label reaches `min_score`.
+    pub fn apply(&self, labels: &[String], probabilities: &[f32]) -> (Option<String>, f32) {
+        let best = labels
+            .iter()
+            .zip(probabilities)
+            .filter(|(l, _)| self.allowed_labels.as_ref().is_none_or(|a| a.contains(l)))
+            .fold(None::<(&String, f32)>, |acc, (l, p)| match acc {
+                Some((_, bp)) if bp >= *p => acc,
+                _ => Some((l, *p)),
+            });
+        match best {
+            Some((label, score)) if self.min_score.is_none_or(|m| score >= m) => (
+                Some(self.rename_labels.get(label).cloned().unwrap_or_else(|| label.clone())),
+                score,
+            ),
+            Some((_, score)) => (None, score),
+            None => (None, 0.0),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if let Some(m) = self.min_score
+            && !(0.0..=1.0).contains(&m)
+        {
+            return Err(ValidationError::new(
+                "post.min_score",
+                format!("min_score must be between 0 and 1, got {m}"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -175,6 +226,9 @@ impl Deployment {
                 "timeout_ms",
                 format!("timeout_ms must be 1-600000, got {t}"),
             ));
+        }
+        if let Some(p) = &self.post {
+            p.validate()?;
         }
         Ok(())
     }
@@ -232,7 +286,27 @@ mod tests {
             shadow: vec![],
             fallbacks: vec![],
             timeout_ms: None,
+            post: None,
         }
+    }
+
+    #[test]
+    fn post_rules_filter_threshold_and_rename() {
+        let labels: Vec<String> =
+            ["billing", "bug", "spam"].iter().map(|s| s.to_string()).collect();
+        let p = [0.2, 0.3, 0.5];
+        assert_eq!(PostRules::default().apply(&labels, &p), (Some("spam".into()), 0.5));
+        let allowed = PostRules {
+            allowed_labels: Some(vec!["billing".into(), "bug".into()]),
+            ..Default::default()
+        };
+        assert_eq!(allowed.apply(&labels, &p), (Some("bug".into()), 0.3));
+        let strict = PostRules { min_score: Some(0.6), ..Default::default() };
+        assert_eq!(strict.apply(&labels, &p), (None, 0.5));
+        let mut rename = PostRules::default();
+        rename.rename_labels.insert("spam".into(), "junk".into());
+        assert_eq!(rename.apply(&labels, &p).0.as_deref(), Some("junk"));
+        assert!(PostRules { min_score: Some(1.5), ..Default::default() }.validate().is_err());
     }
 
     #[test]

@@ -219,6 +219,63 @@ async fn deployments(backend: Backend) {
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_eq!(r.headers["x-tessera-model"], "price");
     assert_eq!(r.body["predictions"][0]["prediction"], json!([2.0]));
+
+    // Post-processing rules on a classifier: allowed labels, renames, a score floor.
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/models",
+            Some(&key),
+            Some(json!({"name": "triage", "task": "classification", "runtime": "linear"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let head = json!({"format": "tessera.linear.v1", "task": "classification", "weights": [[0.0], [0.0], [0.0]],
+        "bias": [0.0, 2f64.ln(), 7f64.ln()], "labels": ["billing", "bug", "spam"]});
+    upload(&s, &key, "/v1/models/triage/versions", serde_json::to_vec(&head).unwrap()).await;
+    let ask = || {
+        let api = s.api.clone();
+        let key = key.clone();
+        async move {
+            api.call(
+                Method::POST,
+                "/v1/models/triage:predict",
+                Some(&key),
+                Some(json!({"instances": [[1.0]]})),
+            )
+            .await
+        }
+    };
+    assert_eq!(ask().await.body["predictions"][0]["label"], "spam");
+    let rules = |post: Value| {
+        let api = s.api.clone();
+        let key = key.clone();
+        async move {
+            api.call(
+                Method::PUT,
+                "/v1/deployments/triage",
+                Some(&key),
+                Some(json!({"targets": [{"version": 1, "weight": 100}], "post": post})),
+            )
+            .await
+        }
+    };
+    let r = rules(
+        json!({"allowed_labels": ["billing", "bug"], "rename_labels": {"bug": "engineering"}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let p = ask().await.body["predictions"][0].clone();
+    assert_eq!(p["label"], "engineering", "{p}");
+    assert!((p["score"].as_f64().unwrap() - 0.2).abs() < 1e-5, "{p}");
+    rules(json!({"allowed_labels": ["billing", "bug"], "min_score": 0.5})).await;
+    assert!(ask().await.body["predictions"][0]["label"].is_null());
+    let r = rules(json!({"min_score": 2.0})).await;
+    assert_eq!(
+        (r.status, r.body["error"]["param"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("post.min_score"))
+    );
 }
 
 on_both_backends!(deployments);

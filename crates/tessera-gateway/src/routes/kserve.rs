@@ -155,6 +155,18 @@ async fn predict_on(
             p.insert(name.clone(), v);
         }
     }
+    // The deployment's post-processing rules decide a classifier's label.
+    if let (Some(labels), Some(post)) =
+        (&labels, served.deployment.as_ref().and_then(|d| d.post.as_ref()))
+        && let Some((_, probs)) = model_out.iter().find(|(n, _)| n == "probabilities")
+        && let TensorData::F32(probs) = &probs.data
+    {
+        for (p, row) in predictions.iter_mut().zip(probs.chunks(labels.len().max(1))) {
+            let (label, score) = post.apply(labels, row);
+            p.insert("label".into(), label.map_or(Value::Null, Value::from));
+            p.insert("score".into(), Value::from(score));
+        }
+    }
     Ok(Value::from(predictions))
 }
 
