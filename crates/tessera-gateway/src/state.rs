@@ -14,6 +14,7 @@ use tessera_store::artifacts::ArtifactStore;
 use crate::auth::Authenticator;
 use crate::breaker::{BreakerConfig, Breakers};
 use crate::metrics::Metrics;
+use crate::registry_cache::RegistryCache;
 use crate::tenant_cache::TenantCache;
 
 /// What the gateway needs from the configuration.
@@ -56,6 +57,7 @@ struct Inner {
     models: Arc<ModelPool>,
     artifacts: Arc<dyn ArtifactStore>,
     breakers: Breakers,
+    registry: RegistryCache,
     deployments: std::sync::Mutex<DeploymentCache>,
     cache_ttl: Duration,
     shadow_slots: Arc<tokio::sync::Semaphore>,
@@ -90,6 +92,7 @@ impl AppState {
                 models,
                 artifacts,
                 breakers: Breakers::new(BreakerConfig::default()),
+                registry: RegistryCache::new(cfg.key_cache_ttl),
                 deployments: Default::default(),
                 cache_ttl: cfg.key_cache_ttl,
                 shadow_slots: Arc::new(tokio::sync::Semaphore::new(64)),
@@ -167,6 +170,11 @@ impl AppState {
     /// Room for shadow requests in flight; beyond it they are dropped and counted.
     pub fn shadow_slots(&self) -> Arc<tokio::sync::Semaphore> {
         self.inner.shadow_slots.clone()
+    }
+
+    /// Model resolution for inference, cached per replica.
+    pub fn registry(&self) -> &RegistryCache {
+        &self.inner.registry
     }
 
     /// Circuit breakers of this replica's backends.

@@ -203,6 +203,18 @@ async fn onnx_classifier_and_linear_heads() {
         .call(Method::POST, "/v2/models/price/infer", Some(&key), Some(json!({"inputs": [{"name": "features", "shape": [2, 2], "datatype": "FP32", "data": [[1, 1], [0, 2]]}]})))
         .await;
     assert_eq!(r.body["outputs"][0]["data"], json!([3.5, 2.5]), "{r:?}");
+    // A new version serves at once: the resolution cache is dropped on upload.
+    let head = json!({"format": "tessera.linear.v1", "task": "regression", "weights": [[2.0, 1.0]], "bias": [10.5]});
+    upload(&s, &key, "/v1/models/price/versions", serde_json::to_vec(&head).unwrap()).await;
+    let r = s
+        .api
+        .call(Method::POST, "/v2/models/price/infer", Some(&key), Some(json!({"inputs": [{"name": "features", "shape": [2, 2], "datatype": "FP32", "data": [[1, 1], [0, 2]]}]})))
+        .await;
+    assert_eq!(
+        (r.body["model_version"].as_str(), &r.body["outputs"][0]["data"]),
+        (Some("2"), &json!([13.5, 12.5])),
+        "{r:?}"
+    );
 
     // Several models loaded: their metrics still group by family.
     let m =

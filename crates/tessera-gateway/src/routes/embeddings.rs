@@ -11,15 +11,15 @@ use tessera_core::auth::{Principal, TenantCtx};
 use tessera_core::model::{Model, ModelOwner};
 use tessera_core::role::Operation;
 use tessera_engine::pool::ModelPool;
-use tessera_store::{MetadataStore, ModelView};
 use utoipa::ToSchema;
 
 use crate::auth::Authed;
 use crate::breaker::{Breakers, guarded};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
+use crate::registry_cache::Resolved;
 use crate::state::AppState;
-use crate::tenant_cache::TenantCache;
+use std::sync::Arc;
 
 /// Most inputs in one request (OpenAI's limit).
 pub const MAX_INPUTS: usize = 2048;
@@ -71,15 +71,14 @@ pub struct Usage {
 /// Resolves a model name for the caller (its own, then its segment's, then
 /// the platform's) and checks that its key's scopes and its plan allow it.
 pub async fn authorize_model(
-    store: &dyn MetadataStore,
-    tenants: &TenantCache,
+    s: &AppState,
     ctx: &TenantCtx,
     principal: &Principal,
     model: &str,
-) -> Result<Model, ApiError> {
-    let info = tenants.get(store, ctx).await?;
-    let view = ModelView::Tenant { ctx, segment: info.tenant.segment.as_deref() };
-    let resolved = store.resolve_model(view, model).await?;
+) -> Result<Arc<Resolved>, ApiError> {
+    let info = s.tenants().get(s.store(), ctx).await?;
+    let resolved =
+        s.registry().resolve(s.store(), ctx, info.tenant.segment.as_deref(), model).await?;
     if !principal.scopes().allows_model(model) {
         return Err(ApiError::Forbidden(format!(
             "this key's scopes do not include model {model:?}"
@@ -221,7 +220,7 @@ pub async fn create(
 ) -> Result<(HeaderMap, Json<EmbeddingsResponse>), ApiError> {
     let start = std::time::Instant::now();
     let ctx = auth.tenant(Operation::Inference)?;
-    let model = authorize_model(s.store(), s.tenants(), &ctx, &auth.principal, &req.model).await?;
+    let model = authorize_model(&s, &ctx, &auth.principal, &req.model).await?.model.clone();
     require_served_embedding(&model)?;
     let (resp, version, model_time) = embed(s.models(), s.breakers(), req).await?;
     Ok((timing_headers(&model, &version, start.elapsed(), model_time), Json(resp)))

@@ -90,6 +90,7 @@ pub async fn tenant_create(
         ));
     }
     let m = s.store().create_model(ModelScope::Tenant(&ctx), &new, &auth.actor()).await?;
+    s.registry().clear();
     Ok((StatusCode::CREATED, Json(m)))
 }
 
@@ -153,6 +154,7 @@ pub async fn tenant_upload(
         &auth.actor(),
     )
     .await?;
+    s.registry().clear();
     Ok((StatusCode::CREATED, Json(v)))
 }
 
@@ -187,6 +189,7 @@ pub async fn admin_create(
         None => ModelScope::Platform(&sys),
     };
     let m = s.store().create_model(scope, &new, &auth.actor()).await?;
+    s.registry().clear();
     Ok((StatusCode::CREATED, Json(m)))
 }
 
@@ -229,6 +232,7 @@ pub async fn admin_upload(
         &auth.actor(),
     )
     .await?;
+    s.registry().clear();
     Ok((StatusCode::CREATED, Json(v)))
 }
 

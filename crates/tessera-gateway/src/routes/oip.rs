@@ -125,7 +125,7 @@ async fn served(
     version: Option<&str>,
 ) -> Result<(Model, Arc<EmbeddingModel>), ApiError> {
     let ctx = auth.tenant(Operation::Inference)?;
-    let model = authorize_model(s.store(), s.tenants(), &ctx, &auth.principal, name).await?;
+    let model = authorize_model(s, &ctx, &auth.principal, name).await?.model.clone();
     require_served_embedding(&model)?;
     let engine = s.models().get(&model.name).await?;
     if let Some(v) = version
@@ -146,7 +146,8 @@ pub(super) async fn serve_any(
     user: &str,
 ) -> Result<Served, ApiError> {
     let ctx = auth.tenant(Operation::Inference)?;
-    let model = authorize_model(s.store(), s.tenants(), &ctx, &auth.principal, name).await?;
+    let resolved = authorize_model(s, &ctx, &auth.principal, name).await?;
+    let model = resolved.model.clone();
     if model.runtime == "bert" {
         return served(s, auth, name, version).await.map(|(model, e)| Served {
             backend: ServedBackend::Text(e),
@@ -156,7 +157,7 @@ pub(super) async fn serve_any(
     }
     let info = s.tenants().get(s.store(), &ctx).await?;
     let view = ModelView::Tenant { ctx: &ctx, segment: info.tenant.segment.as_deref() };
-    let versions = s.store().list_model_versions(view, &model).await?;
+    let versions = &resolved.versions;
     let deployment = s.deployment(view, &model).await?;
     let chosen = match version {
         Some(v) => versions.iter().find(|x| x.version.to_string() == v),
@@ -760,7 +761,7 @@ pub async fn repository_unload(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = auth.tenant(Operation::ModelsWrite)?;
-    let model = authorize_model(s.store(), s.tenants(), &ctx, &auth.principal, &name).await?;
+    let model = authorize_model(&s, &ctx, &auth.principal, &name).await?.model.clone();
     Err(ApiError::Forbidden(format!(
         "model {:?} is a {} model shared with other tenants; only the operator unloads it",
         model.name,

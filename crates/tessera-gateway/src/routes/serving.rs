@@ -98,7 +98,7 @@ pub(super) async fn deployment_for(
     name: &str,
 ) -> Option<Arc<tessera_core::model::Deployment>> {
     let ctx = auth.tenant(Operation::Inference).ok()?;
-    let model = authorize_model(s.store(), s.tenants(), &ctx, &auth.principal, name).await.ok()?;
+    let model = authorize_model(s, &ctx, &auth.principal, name).await.ok()?.model.clone();
     let info = s.tenants().get(s.store(), &ctx).await.ok()?;
     let view = ModelView::Tenant { ctx: &ctx, segment: info.tenant.segment.as_deref() };
     s.deployment(view, &model).await.ok().flatten()
