@@ -22,6 +22,16 @@ pub enum KeyOwner<'a> {
     Platform(&'a SystemCtx),
 }
 
+impl<'a> KeyOwner<'a> {
+    /// The platform acting for `tenant` when there is one, else the platform itself.
+    pub fn of(sys: &'a SystemCtx, tenant: Option<&'a TenantCtx>) -> Self {
+        match tenant {
+            Some(ctx) => KeyOwner::Tenant(ctx),
+            None => KeyOwner::Platform(sys),
+        }
+    }
+}
+
 /// Which audit entries a reader may see.
 #[derive(Debug, Clone, Copy)]
 pub enum AuditScope<'a> {

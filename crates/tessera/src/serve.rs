@@ -75,6 +75,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     let mut graceful = stop_rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        // Err means the signal task is gone; shutting down is right then too.
         let _ = graceful.wait_for(|stop| *stop).await;
         info!("shutting down; letting in-flight requests finish");
     });
@@ -192,7 +193,11 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 
 async fn shutdown_signal() {
     let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+        // If the handler cannot be installed, wait on SIGTERM alone rather
+        // than shutting down at once.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     };
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

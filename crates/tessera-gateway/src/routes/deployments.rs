@@ -134,11 +134,9 @@ pub async fn admin_put(
     let d: Deployment = read_json(&s, body).await?;
     validate(&s, ModelView::System(&sys), &model, &d).await?;
     let spec = serde_json::to_string(&d).map_err(|e| ApiError::Internal(e.to_string()))?;
+    // A tenant's model is written as that tenant; shared models as the platform.
     let tenant_ctx = model.tenant_id.clone().map(|t| sys.tenant(t));
-    let writer = match &tenant_ctx {
-        Some(ctx) => KeyOwner::Tenant(ctx),
-        None => KeyOwner::Platform(&sys),
-    };
+    let writer = KeyOwner::of(&sys, tenant_ctx.as_ref());
     s.store().put_deployment(writer, &model, &spec, &auth.actor()).await?;
     s.forget_deployment(&model.id);
     Ok(Json(d))
@@ -172,11 +170,9 @@ pub async fn admin_delete(
 ) -> Result<StatusCode, ApiError> {
     let sys = auth.system()?;
     let model = s.store().get_model_by_id(&sys, &id).await?;
+    // A tenant's model is written as that tenant; shared models as the platform.
     let tenant_ctx = model.tenant_id.clone().map(|t| sys.tenant(t));
-    let writer = match &tenant_ctx {
-        Some(ctx) => KeyOwner::Tenant(ctx),
-        None => KeyOwner::Platform(&sys),
-    };
+    let writer = KeyOwner::of(&sys, tenant_ctx.as_ref());
     s.store().delete_deployment(writer, &model, &auth.actor()).await?;
     s.forget_deployment(&model.id);
     Ok(StatusCode::NO_CONTENT)

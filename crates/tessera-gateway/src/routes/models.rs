@@ -216,12 +216,9 @@ pub async fn admin_upload(
 ) -> Result<(StatusCode, Json<ModelVersion>), ApiError> {
     let sys = auth.system()?;
     let model = s.store().get_model_by_id(&sys, &id).await?;
-    // A tenant's model is versioned as that tenant; shared models as the platform.
+    // A tenant's model is written as that tenant; shared models as the platform.
     let tenant_ctx = model.tenant_id.clone().map(|t| sys.tenant(t));
-    let writer = match &tenant_ctx {
-        Some(ctx) => KeyOwner::Tenant(ctx),
-        None => KeyOwner::Platform(&sys),
-    };
+    let writer = KeyOwner::of(&sys, tenant_ctx.as_ref());
     let v = upload_version(
         s.store(),
         s.artifacts(),
