@@ -310,6 +310,8 @@ impl ModelPool {
     fn enforce_budget(&self, keep: &str) {
         let Some(budget) = self.cfg.memory_budget_bytes else { return };
         let Ok(mut slots) = self.slots.write() else { return };
+        // Only models used no later than the one just loaded give way to it.
+        let keep_used = slots.get(keep).map_or(u64::MAX, |s| s.last_used.load(Ordering::Relaxed));
         loop {
             let total: u64 = slots
                 .values()
@@ -322,7 +324,10 @@ impl ModelPool {
             let victim = slots
                 .iter()
                 .filter(|(k, s)| {
-                    !s.pinned && k.as_str() != keep && matches!(*s.rx.borrow(), SlotState::Ready(_))
+                    !s.pinned
+                        && k.as_str() != keep
+                        && s.last_used.load(Ordering::Relaxed) <= keep_used
+                        && matches!(*s.rx.borrow(), SlotState::Ready(_))
                 })
                 .min_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed))
                 .map(|(k, _)| k.clone());
@@ -386,11 +391,15 @@ impl ModelPool {
                     SlotState::Failed(e.to_string())
                 }
             };
-            let ready = matches!(state, SlotState::Ready(_));
-            let _ = tx.send(state);
-            if ready && let Some(pool) = pool.upgrade() {
+            // Make room before announcing the model, so a caller that waited
+            // for it sees the pool already within budget.
+            if matches!(state, SlotState::Ready(_))
+                && let Some(pool) = pool.upgrade()
+            {
                 pool.enforce_budget(&source.name);
             }
+            // Nobody may be waiting any more; the state is kept either way.
+            let _ = tx.send(state);
         });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start a model loading thread");
