@@ -32,6 +32,88 @@ pub struct RawConfig {
     pub auth: RawAuth,
     #[serde(default)]
     pub engine: RawEngine,
+    #[serde(default)]
+    pub breaker: RawBreaker,
+}
+
+/// `[breaker]`: when a backend's circuit breaker opens and how it recovers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    /// Rolling window over which the failure ratio is computed.
+    pub window_ms: Option<u64>,
+    /// Calls in the window before the ratio can open the breaker.
+    pub min_calls: Option<usize>,
+    /// Failure ratio (0-1] that opens the breaker.
+    pub failure_ratio: Option<f64>,
+    /// Consecutive failures that open the breaker whatever the ratio.
+    pub consecutive_failures: Option<u32>,
+    /// Time open before probe calls are let through.
+    pub cool_down_ms: Option<u64>,
+    /// Successful probes that close it again.
+    pub probes: Option<u32>,
+}
+
+/// Validated `[breaker]` settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerSettings {
+    pub window: Duration,
+    pub min_calls: usize,
+    pub failure_ratio: f64,
+    pub consecutive_failures: u32,
+    pub cool_down: Duration,
+    pub probes: u32,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(30),
+            min_calls: 20,
+            failure_ratio: 0.5,
+            consecutive_failures: 5,
+            cool_down: Duration::from_secs(10),
+            probes: 3,
+        }
+    }
+}
+
+impl BreakerSettings {
+    pub fn from_raw(r: &RawBreaker) -> Result<Self, ValidationError> {
+        let d = Self::default();
+        let ratio = r.failure_ratio.unwrap_or(d.failure_ratio);
+        if !(ratio > 0.0 && ratio <= 1.0) {
+            return Err(ValidationError::new(
+                "breaker.failure_ratio",
+                format!("breaker.failure_ratio must be in (0, 1], got {ratio}"),
+            ));
+        }
+        let positive = |name: &str, v: u64| {
+            if v == 0 {
+                Err(ValidationError::new(name, format!("{name} must be at least 1")))
+            } else {
+                Ok(v)
+            }
+        };
+        Ok(Self {
+            window: Duration::from_millis(positive(
+                "breaker.window_ms",
+                r.window_ms.unwrap_or(d.window.as_millis() as u64),
+            )?),
+            min_calls: positive("breaker.min_calls", r.min_calls.unwrap_or(d.min_calls) as u64)?
+                as usize,
+            failure_ratio: ratio,
+            consecutive_failures: positive(
+                "breaker.consecutive_failures",
+                u64::from(r.consecutive_failures.unwrap_or(d.consecutive_failures)),
+            )? as u32,
+            cool_down: Duration::from_millis(positive(
+                "breaker.cool_down_ms",
+                r.cool_down_ms.unwrap_or(d.cool_down.as_millis() as u64),
+            )?),
+            probes: positive("breaker.probes", u64::from(r.probes.unwrap_or(d.probes)))? as u32,
+        })
+    }
 }
 
 /// `[engine]`: models and dynamic batching.
@@ -134,6 +216,16 @@ impl RawConfig {
             model_memory_mb
         );
         self.engine.models.extend(top.engine.models);
+        overlay_fields!(
+            self.breaker,
+            top.breaker,
+            window_ms,
+            min_calls,
+            failure_ratio,
+            consecutive_failures,
+            cool_down_ms,
+            probes
+        );
         overlay_fields!(
             self.auth,
             top.auth,
@@ -245,6 +337,7 @@ pub struct Config {
     /// The platform admin key from `TESSERA_ADMIN_KEY`.
     pub admin_key: Option<Secret>,
     pub engine: EngineConfig,
+    pub breaker: BreakerSettings,
 }
 
 /// Validated `[engine]` settings.
@@ -418,6 +511,7 @@ impl Config {
             key_cache_ttl: Duration::from_millis(a.key_cache_ttl_ms.unwrap_or(2_000).min(5_000)),
             jwt,
             admin_key,
+            breaker: BreakerSettings::from_raw(&raw.breaker)?,
             engine: EngineConfig::from_raw(raw.engine)?,
         })
     }

@@ -34,10 +34,13 @@ impl ModelOwner {
 }
 
 /// What a model computes.
-pub const TASKS: &[&str] = &["embedding", "classification", "regression", "custom"];
+pub const TASKS: &[&str] = &["embedding", "classification", "regression", "chat", "custom"];
 /// How it runs: `bert` (sentence encoder directory), `onnx` (an ONNX file),
-/// `linear` (a linear head over features or over a base model's embeddings).
-pub const RUNTIMES: &[&str] = &["bert", "onnx", "linear"];
+/// `linear` (a linear head over features or over a base model's embeddings),
+/// `openai-compatible` (a remote provider; each version is a [`RemoteConfig`]).
+pub const RUNTIMES: &[&str] = &["bert", "onnx", "linear", REMOTE_RUNTIME];
+/// The runtime of models served by a remote OpenAI-compatible provider.
+pub const REMOTE_RUNTIME: &str = "openai-compatible";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Model {
@@ -66,6 +69,20 @@ pub struct NewModel {
     /// Admin registrations only: make it a segment model instead of a platform model.
     #[serde(default)]
     pub segment: Option<String>,
+    /// Admin registrations only: `platform` or `segment:<name>`.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// A remote model's first version (runtime `openai-compatible`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<serde_json::Value>,
+}
+
+/// Where an admin registration puts a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminScope {
+    Platform,
+    Segment(String),
 }
 
 impl NewModel {
@@ -89,7 +106,181 @@ impl NewModel {
         if let Some(s) = &self.segment {
             validate_name("segment", s)?;
         }
+        match (self.runtime == REMOTE_RUNTIME, &self.config) {
+            (true, None) => {
+                return Err(ValidationError::new(
+                    "config",
+                    "an openai-compatible model needs a config with its base_url",
+                ));
+            }
+            (true, Some(c)) => {
+                RemoteConfig::from_json(c)?;
+            }
+            (false, Some(_)) => {
+                return Err(ValidationError::new(
+                    "config",
+                    format!(
+                        "config is for openai-compatible models; a {} model takes its versions as uploads",
+                        self.runtime
+                    ),
+                ));
+            }
+            (false, None) => {}
+        }
         Ok(())
+    }
+
+    /// The admin scope: `scope` (`platform` or `segment:<name>`), or the older
+    /// `segment` field; both at once must agree.
+    pub fn admin_scope(&self) -> Result<AdminScope, ValidationError> {
+        let from_scope = match self.scope.as_deref() {
+            None => None,
+            Some("platform") => Some(AdminScope::Platform),
+            Some(s) => match s.strip_prefix("segment:") {
+                Some(seg) => {
+                    validate_name("scope", seg)?;
+                    Some(AdminScope::Segment(seg.to_owned()))
+                }
+                None => {
+                    return Err(ValidationError::new(
+                        "scope",
+                        format!("scope {s:?} must be \"platform\" or \"segment:<name>\""),
+                    ));
+                }
+            },
+        };
+        let from_segment = self.segment.clone().map(AdminScope::Segment);
+        match (from_scope, from_segment) {
+            (Some(a), Some(b)) if a != b => {
+                Err(ValidationError::new("scope", "scope and segment disagree; send only scope"))
+            }
+            (Some(a), _) | (None, Some(a)) => Ok(a),
+            (None, None) => Ok(AdminScope::Platform),
+        }
+    }
+}
+
+/// One version of a remote (`openai-compatible`) model: where to call, with
+/// which credential, which upstream model, and how long to wait. The
+/// credential is a reference (`env:NAME` or `file:/path`), never the secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// e.g. `https://api.openai.com/v1`; the gateway appends `/chat/completions`.
+    pub base_url: String,
+    /// `env:NAME` or `file:/path/to/secret`.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// The model name sent upstream; defaults to the registered name.
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    #[serde(default = "default_connect_ms")]
+    pub connect_timeout_ms: u64,
+    /// Until the upstream's response headers arrive.
+    #[serde(default = "default_first_byte_ms")]
+    pub first_byte_timeout_ms: u64,
+    /// The whole call, a stream included.
+    #[serde(default = "default_total_ms")]
+    pub total_timeout_ms: u64,
+    /// Retries of one request after a failure that is safe to retry.
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+}
+
+fn default_connect_ms() -> u64 {
+    2_000
+}
+fn default_first_byte_ms() -> u64 {
+    30_000
+}
+fn default_total_ms() -> u64 {
+    120_000
+}
+fn default_retries() -> u32 {
+    2
+}
+
+/// Where a remote credential lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    Env(String),
+    File(String),
+}
+
+impl RemoteConfig {
+    pub fn from_json(v: &serde_json::Value) -> Result<RemoteConfig, ValidationError> {
+        let c: RemoteConfig = serde_json::from_value(v.clone())
+            .map_err(|e| ValidationError::new("config", format!("invalid config: {e}")))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let url = self.base_url.trim_end_matches('/');
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || url.len() <= "https://".len()
+        {
+            return Err(ValidationError::new(
+                "config.base_url",
+                format!("base_url {:?} must be an http:// or https:// URL", self.base_url),
+            ));
+        }
+        if let Some(k) = &self.api_key {
+            Self::parse_secret(k)?;
+        }
+        if let Some(m) = &self.upstream_model
+            && (m.is_empty() || m.len() > 256)
+        {
+            return Err(ValidationError::new(
+                "config.upstream_model",
+                "upstream_model must be 1-256 characters",
+            ));
+        }
+        for (name, v, max) in [
+            ("config.connect_timeout_ms", self.connect_timeout_ms, 60_000),
+            ("config.first_byte_timeout_ms", self.first_byte_timeout_ms, 600_000),
+            ("config.total_timeout_ms", self.total_timeout_ms, 3_600_000),
+        ] {
+            if !(1..=max).contains(&v) {
+                return Err(ValidationError::new(name, format!("{name} must be 1-{max}, got {v}")));
+            }
+        }
+        if self.max_retries > 5 {
+            return Err(ValidationError::new(
+                "config.max_retries",
+                format!("max_retries must be 0-5, got {}", self.max_retries),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The credential reference, parsed. A literal secret is refused so that
+    /// it never lands in the database or the audit log.
+    pub fn parse_secret(s: &str) -> Result<SecretRef, ValidationError> {
+        if let Some(name) = s.strip_prefix("env:")
+            && !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Ok(SecretRef::Env(name.to_owned()));
+        }
+        if let Some(path) = s.strip_prefix("file:")
+            && path.starts_with('/')
+        {
+            return Ok(SecretRef::File(path.to_owned()));
+        }
+        Err(ValidationError::new(
+            "config.api_key",
+            "api_key must be a reference, env:NAME or file:/absolute/path; the secret itself is never stored",
+        ))
+    }
+
+    pub fn secret(&self) -> Option<SecretRef> {
+        self.api_key.as_deref().and_then(|k| Self::parse_secret(k).ok())
+    }
+
+    /// The stored form of a version: canonical JSON with the defaults filled in.
+    pub fn to_artifact(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
     }
 }
 
@@ -330,6 +521,58 @@ mod tests {
             assert_eq!(d.pick("m", u), d.pick("m", u));
         }
         assert!(users.iter().all(|u| dep(&[(7, 100)]).pick("m", u) == 7));
+    }
+
+    #[test]
+    fn remote_config_takes_references_never_secrets() {
+        let ok =
+            serde_json::json!({"base_url": "http://127.0.0.1:9/v1", "api_key": "env:OPENAI_KEY"});
+        let c = RemoteConfig::from_json(&ok).unwrap();
+        assert_eq!(c.secret(), Some(SecretRef::Env("OPENAI_KEY".into())));
+        assert_eq!(c.max_retries, 2);
+        let literal = serde_json::json!({"base_url": "http://x/v1", "api_key": "sk-abc123"});
+        assert_eq!(
+            RemoteConfig::from_json(&literal).unwrap_err().param.as_deref(),
+            Some("config.api_key")
+        );
+        let file = serde_json::json!({"base_url": "https://x/v1", "api_key": "file:/run/key"});
+        assert_eq!(
+            RemoteConfig::from_json(&file).unwrap().secret(),
+            Some(SecretRef::File("/run/key".into()))
+        );
+        assert!(RemoteConfig::from_json(&serde_json::json!({"base_url": "ftp://x"})).is_err());
+        assert!(
+            RemoteConfig::from_json(&serde_json::json!({"base_url": "http://x", "extra": 1}))
+                .is_err()
+        );
+        let slow = serde_json::json!({"base_url": "http://x", "total_timeout_ms": 0});
+        assert!(RemoteConfig::from_json(&slow).is_err());
+    }
+
+    #[test]
+    fn admin_scope_forms() {
+        let m = |scope: Option<&str>, segment: Option<&str>| NewModel {
+            name: "m".into(),
+            task: "chat".into(),
+            runtime: REMOTE_RUNTIME.into(),
+            base_model: None,
+            segment: segment.map(str::to_owned),
+            scope: scope.map(str::to_owned),
+            config: None,
+        };
+        assert_eq!(m(None, None).admin_scope().unwrap(), AdminScope::Platform);
+        assert_eq!(m(Some("platform"), None).admin_scope().unwrap(), AdminScope::Platform);
+        assert_eq!(
+            m(Some("segment:retail"), None).admin_scope().unwrap(),
+            AdminScope::Segment("retail".into())
+        );
+        assert_eq!(
+            m(None, Some("retail")).admin_scope().unwrap(),
+            AdminScope::Segment("retail".into())
+        );
+        assert!(m(Some("segment:retail"), Some("banks")).admin_scope().is_err());
+        assert!(m(Some("tenant"), None).admin_scope().is_err());
+        assert!(m(None, None).validate().is_err(), "a remote model needs a config");
     }
 
     #[test]

@@ -25,13 +25,19 @@ pub struct BreakerConfig {
 
 impl Default for BreakerConfig {
     fn default() -> Self {
+        Self::from(tessera_core::config::BreakerSettings::default())
+    }
+}
+
+impl From<tessera_core::config::BreakerSettings> for BreakerConfig {
+    fn from(b: tessera_core::config::BreakerSettings) -> Self {
         Self {
-            window: Duration::from_secs(30),
-            min_calls: 20,
-            failure_ratio: 0.5,
-            consecutive_failures: 5,
-            cool_down: Duration::from_secs(10),
-            probes: 3,
+            window: b.window,
+            min_calls: b.min_calls,
+            failure_ratio: b.failure_ratio,
+            consecutive_failures: b.consecutive_failures,
+            cool_down: b.cool_down,
+            probes: b.probes,
         }
     }
 }

@@ -47,6 +47,18 @@ pub enum ApiError {
     /// An upstream we call (an identity provider's JWKS) is down.
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
+    /// A remote provider failed (5xx, no connection, malformed answer, cut stream).
+    #[error("model {backend}: its upstream {reason}")]
+    UpstreamFailed { backend: String, reason: String },
+    /// A remote provider did not answer in time.
+    #[error("model {backend}: its upstream did not answer in time ({phase} timeout)")]
+    UpstreamTimeout { backend: String, phase: &'static str },
+    /// A remote provider is rate-limiting the gateway.
+    #[error("model {backend}: its upstream is rate-limiting requests")]
+    UpstreamRateLimited { backend: String, retry_after_secs: u64 },
+    /// A remote provider rejected the request as invalid (its 4xx and message).
+    #[error("the upstream rejected the request: {message}")]
+    UpstreamRejected { status: u16, message: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -130,6 +142,26 @@ impl ApiError {
                 "an upstream service is unavailable; retry shortly".into(),
                 None,
             ),
+            ApiError::UpstreamFailed { .. } => {
+                (S::BAD_GATEWAY, "upstream_error", "upstream_error", self.to_string(), None)
+            }
+            ApiError::UpstreamTimeout { .. } => {
+                (S::GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout", self.to_string(), None)
+            }
+            ApiError::UpstreamRateLimited { .. } => (
+                S::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "upstream_rate_limited",
+                self.to_string(),
+                None,
+            ),
+            ApiError::UpstreamRejected { status, .. } => (
+                S::from_u16(*status).ok().filter(|s| s.is_client_error()).unwrap_or(S::BAD_REQUEST),
+                "invalid_request_error",
+                "upstream_rejected",
+                self.to_string(),
+                None,
+            ),
             ApiError::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
                 "server_error",
@@ -169,7 +201,8 @@ impl IntoResponse for ApiError {
         let mut resp = (status, axum::Json(body)).into_response();
         let retry_after = match &self {
             ApiError::Overloaded { retry_after_secs, .. }
-            | ApiError::BreakerOpen { retry_after_secs, .. } => Some(*retry_after_secs),
+            | ApiError::BreakerOpen { retry_after_secs, .. }
+            | ApiError::UpstreamRateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
             ApiError::ModelNotReady(_) => Some(5),
             _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
             _ => None,

@@ -16,6 +16,7 @@ pub mod request;
 pub mod routes;
 pub mod state;
 pub mod tenant_cache;
+pub mod upstream;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

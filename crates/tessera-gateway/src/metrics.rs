@@ -14,6 +14,8 @@ use tessera_core::metrics::{Histogram, LATENCY_BUCKETS};
 struct Inner {
     requests: BTreeMap<(&'static str, String, u16), u64>,
     latency: BTreeMap<String, Histogram>,
+    /// Shadow request latency by outcome.
+    shadow_latency: BTreeMap<&'static str, Histogram>,
 }
 
 #[derive(Default)]
@@ -68,11 +70,22 @@ impl Metrics {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a finished shadow request and its latency.
+    pub fn shadow_done(&self, outcome: &'static str, elapsed: Duration) {
+        self.shadow(outcome);
+        let Ok(mut inner) = self.inner.lock() else { return };
+        inner
+            .shadow_latency
+            .entry(outcome)
+            .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
+            .observe(elapsed.as_secs_f64());
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let (requests, latency) = match self.inner.lock() {
-            Ok(i) => (i.requests.clone(), i.latency.clone()),
+        let (requests, latency, shadow_latency) = match self.inner.lock() {
+            Ok(i) => (i.requests.clone(), i.latency.clone(), i.shadow_latency.clone()),
             Err(_) => Default::default(),
         };
         out.push_str("# HELP tessera_http_requests_total HTTP requests by method, route template and status.\n");
@@ -116,6 +129,15 @@ impl Metrics {
                 out,
                 "tessera_shadow_requests_total{{outcome=\"{outcome}\"}} {}",
                 c.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP tessera_shadow_duration_seconds Latency of mirrored shadow requests by outcome.\n");
+        out.push_str("# TYPE tessera_shadow_duration_seconds histogram\n");
+        for (outcome, h) in &shadow_latency {
+            h.render(
+                &mut out,
+                "tessera_shadow_duration_seconds",
+                &format!("outcome=\"{outcome}\""),
             );
         }
         out

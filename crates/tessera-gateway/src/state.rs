@@ -16,6 +16,7 @@ use crate::breaker::{BreakerConfig, Breakers};
 use crate::metrics::Metrics;
 use crate::registry_cache::RegistryCache;
 use crate::tenant_cache::TenantCache;
+use crate::upstream::Upstreams;
 
 /// What the gateway needs from the configuration.
 #[derive(Debug, Clone)]
@@ -26,6 +27,7 @@ pub struct GatewayConfig {
     pub admin_key: Option<Secret>,
     /// Largest model artifact upload, in bytes.
     pub max_artifact_bytes: usize,
+    pub breaker: BreakerConfig,
 }
 
 impl Default for GatewayConfig {
@@ -36,6 +38,7 @@ impl Default for GatewayConfig {
             jwt: None,
             admin_key: None,
             max_artifact_bytes: 512 * 1024 * 1024,
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -57,6 +60,7 @@ struct Inner {
     models: Arc<ModelPool>,
     artifacts: Arc<dyn ArtifactStore>,
     breakers: Breakers,
+    upstreams: Upstreams,
     registry: RegistryCache,
     deployments: std::sync::Mutex<DeploymentCache>,
     cache_ttl: Duration,
@@ -91,7 +95,8 @@ impl AppState {
                 metrics,
                 models,
                 artifacts,
-                breakers: Breakers::new(BreakerConfig::default()),
+                breakers: Breakers::new(cfg.breaker),
+                upstreams: Upstreams::default(),
                 registry: RegistryCache::new(cfg.key_cache_ttl),
                 deployments: Default::default(),
                 cache_ttl: cfg.key_cache_ttl,
@@ -175,6 +180,11 @@ impl AppState {
     /// Model resolution for inference, cached per replica.
     pub fn registry(&self) -> &RegistryCache {
         &self.inner.registry
+    }
+
+    /// Clients, configs, retry budget and counters for remote providers.
+    pub fn upstreams(&self) -> &Upstreams {
+        &self.inner.upstreams
     }
 
     /// Circuit breakers of this replica's backends.

@@ -295,26 +295,53 @@ pub async fn model_registry(store: &dyn MetadataStore) {
         runtime: runtime.into(),
         base_model: None,
         segment: None,
+        scope: None,
+        config: None,
     };
     let platform = store
-        .create_model(ModelScope::Platform(&sys()), &nm("shared", "bert"), &actor())
+        .create_model(ModelScope::Platform(&sys()), &nm("shared", "bert"), None, &actor())
         .await
         .unwrap();
     assert_eq!(platform.owner, ModelOwner::Platform);
     let seg = store
-        .create_model(ModelScope::Segment(&sys(), "retail"), &nm("seg-only", "onnx"), &actor())
+        .create_model(
+            ModelScope::Segment(&sys(), "retail"),
+            &nm("seg-only", "onnx"),
+            None,
+            &actor(),
+        )
         .await
         .unwrap();
-    let mine =
-        store.create_model(ModelScope::Tenant(&a), &nm("mine", "onnx"), &actor()).await.unwrap();
+    let mine = store
+        .create_model(ModelScope::Tenant(&a), &nm("mine", "onnx"), None, &actor())
+        .await
+        .unwrap();
     assert_eq!(mine.tenant_id.as_ref(), Some(&a_t.id));
     // A tenant's own model of the same name shadows the platform's.
-    let shadow =
-        store.create_model(ModelScope::Tenant(&a), &nm("shared", "onnx"), &actor()).await.unwrap();
-    let dup = store.create_model(ModelScope::Tenant(&a), &nm("mine", "onnx"), &actor()).await;
+    let shadow = store
+        .create_model(ModelScope::Tenant(&a), &nm("shared", "onnx"), None, &actor())
+        .await
+        .unwrap();
+    let dup = store.create_model(ModelScope::Tenant(&a), &nm("mine", "onnx"), None, &actor()).await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
     // b may use the same name in its own namespace.
-    store.create_model(ModelScope::Tenant(&b), &nm("mine", "onnx"), &actor()).await.unwrap();
+    store.create_model(ModelScope::Tenant(&b), &nm("mine", "onnx"), None, &actor()).await.unwrap();
+    // A model can arrive with its version 1 (remote models do), in one step.
+    let remote = store
+        .create_model(
+            ModelScope::Tenant(&b),
+            &nm("remote", "onnx"),
+            Some((&"ab".repeat(32), 42)),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let rv = store
+        .list_model_versions(ModelView::Tenant { ctx: &b, segment: None }, &remote)
+        .await
+        .unwrap();
+    assert_eq!(rv.len(), 1);
+    assert_eq!((rv[0].version, rv[0].size), (1, 42));
 
     let a_view = ModelView::Tenant { ctx: &a, segment: Some("retail") };
     let b_view = ModelView::Tenant { ctx: &b, segment: None };

@@ -134,10 +134,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Active platform keys (to decide whether to mint the first admin key).
     async fn count_active_platform_keys(&self, sys: &SystemCtx) -> Result<u64, StoreError>;
 
+    /// Registers a model; `first_version` (an artifact's sha256 and size)
+    /// becomes its version 1 in the same transaction.
     async fn create_model(
         &self,
         scope: ModelScope<'_>,
         new: &NewModel,
+        first_version: Option<(&str, i64)>,
         actor: &AuditActor,
     ) -> Result<Model, StoreError>;
     /// Models visible in `view`, by name; for a tenant, a name its own model

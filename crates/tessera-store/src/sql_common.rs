@@ -443,7 +443,13 @@ macro_rules! sql_metadata_store {
                 Ok(u64::try_from(n).unwrap_or(0))
             }
 
-            async fn create_model(&self, scope: ModelScope<'_>, new: &NewModel, actor: &AuditActor) -> Result<Model, StoreError> {
+            async fn create_model(
+                &self,
+                scope: ModelScope<'_>,
+                new: &NewModel,
+                first_version: Option<(&str, i64)>,
+                actor: &AuditActor,
+            ) -> Result<Model, StoreError> {
                 let (tx_scope, owner, tenant, segment, scope_key) = match scope {
                     ModelScope::Tenant(ctx) => (
                         TxScope::Tenant(ctx.tenant_id().as_str()),
@@ -497,6 +503,20 @@ macro_rules! sql_metadata_store {
                 .execute(&mut *tx)
                 .await?;
                 append_audit(&mut tx, model.tenant_id.as_ref(), "model.create", &model.id, actor).await?;
+                if let Some((sha256, size)) = first_version {
+                    sqlx::query(
+                        "INSERT INTO model_versions (model_id, version, tenant_id, sha256, size, created_at) \
+                         VALUES ($1, 1, $2, $3, $4, $5)",
+                    )
+                    .bind(&model.id)
+                    .bind(model.tenant_id.as_ref().map(|t| t.as_str()))
+                    .bind(sha256)
+                    .bind(size)
+                    .bind(model.created_at.millis())
+                    .execute(&mut *tx)
+                    .await?;
+                    append_audit(&mut tx, model.tenant_id.as_ref(), "model_version.create", &format!("{}@1", model.id), actor).await?;
+                }
                 tx.commit().await?;
                 Ok(model)
             }

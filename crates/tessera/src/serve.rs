@@ -60,6 +60,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             jwt: cfg.jwt.clone(),
             admin_key: cfg.admin_key.clone(),
             max_artifact_bytes: cfg.max_artifact_bytes,
+            breaker: cfg.breaker.into(),
         },
         models,
     );
@@ -141,9 +142,11 @@ async fn register_default_model(store: &dyn MetadataStore, sys: &SystemCtx) -> a
         runtime: "bert".into(),
         base_model: None,
         segment: None,
+        scope: None,
+        config: None,
     };
     let actor = AuditActor { key_id: None, request_id: Some("bootstrap".into()) };
-    match store.create_model(ModelScope::Platform(sys), &new, &actor).await {
+    match store.create_model(ModelScope::Platform(sys), &new, None, &actor).await {
         Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
         Err(e) => Err(anyhow::anyhow!("cannot register the default model: {e}")),
     }

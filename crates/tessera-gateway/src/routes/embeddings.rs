@@ -9,10 +9,10 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use tessera_core::auth::{Principal, TenantCtx};
 use tessera_core::model::{Model, ModelOwner};
-use tessera_core::role::Operation;
-use tessera_engine::pool::ModelPool;
+use tessera_engine::pool::EmbeddingModel;
 use utoipa::ToSchema;
 
+use super::remote::{Backend, Call, Target, mirror_json, run_with_fallbacks};
 use crate::auth::Authed;
 use crate::breaker::{Breakers, guarded};
 use crate::error::{ApiError, ErrorBody};
@@ -24,21 +24,24 @@ use std::sync::Arc;
 /// Most inputs in one request (OpenAI's limit).
 pub const MAX_INPUTS: usize = 2048;
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddingsRequest {
     pub model: String,
     pub input: EmbeddingInput,
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub encoding_format: Option<String>,
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dimensions: Option<usize>,
-    /// End-user id, accepted for compatibility.
+    /// End-user id: keeps one user on one variant of a traffic split.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum EmbeddingInput {
     One(String),
@@ -93,13 +96,40 @@ pub async fn authorize_model(
     Ok(resolved)
 }
 
-/// Runs an embeddings request; returns the answer, the model version and the
+/// Checks the parts of a request every backend shares.
+fn validate(req: &EmbeddingsRequest) -> Result<(), ApiError> {
+    if let Some(other) =
+        req.encoding_format.as_deref().filter(|f| !matches!(*f, "float" | "base64"))
+    {
+        return Err(ApiError::invalid(
+            "encoding_format",
+            format!("encoding_format {other:?} must be float or base64"),
+        ));
+    }
+    let n = match &req.input {
+        EmbeddingInput::One(_) => 1,
+        EmbeddingInput::Many(v) => v.len(),
+    };
+    if n == 0 {
+        return Err(ApiError::invalid("input", "input must not be empty"));
+    }
+    if n > MAX_INPUTS {
+        return Err(ApiError::invalid(
+            "input",
+            format!("at most {MAX_INPUTS} inputs per request, got {n}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs an embeddings request on a local model; returns the answer and the
 /// time spent in the model.
-pub async fn embed(
-    pool: &ModelPool,
+pub async fn embed_local(
+    model: &EmbeddingModel,
     breakers: &Breakers,
     req: EmbeddingsRequest,
-) -> Result<(EmbeddingsResponse, String, std::time::Duration), ApiError> {
+    answer_as: &str,
+) -> Result<(EmbeddingsResponse, std::time::Duration), ApiError> {
     let base64 = match req.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
@@ -123,7 +153,6 @@ pub async fn embed(
             format!("at most {MAX_INPUTS} inputs per request, got {}", texts.len()),
         ));
     }
-    let model = pool.get(&req.model).await?;
     if let Some(d) = req.dimensions
         && !(1..=model.dim).contains(&d)
     {
@@ -155,10 +184,10 @@ pub async fn embed(
     let resp = EmbeddingsResponse {
         object: "list",
         data,
-        model: model.name.clone(),
+        model: answer_as.to_owned(),
         usage: Usage { prompt_tokens: out.tokens, total_tokens: out.tokens },
     };
-    Ok((resp, format!("{}@{}", model.name, model.version), out.model_time))
+    Ok((resp, out.model_time))
 }
 
 fn renormalize(v: &[f32]) -> Vec<f32> {
@@ -216,14 +245,72 @@ pub fn require_served_embedding(model: &Model) -> Result<(), ApiError> {
 pub async fn create(
     State(s): State<AppState>,
     auth: Authed,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<EmbeddingsRequest>,
-) -> Result<(HeaderMap, Json<EmbeddingsResponse>), ApiError> {
+) -> Result<(HeaderMap, Json<serde_json::Value>), ApiError> {
     let start = std::time::Instant::now();
-    let ctx = auth.tenant(Operation::Inference)?;
-    let model = authorize_model(&s, &ctx, &auth.principal, &req.model).await?.model.clone();
-    require_served_embedding(&model)?;
-    let (resp, version, model_time) = embed(s.models(), s.breakers(), req).await?;
-    Ok((timing_headers(&model, &version, start.elapsed(), model_time), Json(resp)))
+    validate(&req)?;
+    let user = req.user.clone().unwrap_or_else(|| super::oip::user_of(&headers, &auth));
+    let body = serde_json::to_value(&req).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (s2, req2, body2) = (&s, &req, &body);
+    // Each attempt reports its answer and the time spent in the model.
+    let call = |t: &Target| -> Call<'_, (serde_json::Value, std::time::Duration)> {
+        let backend = t.backend.clone();
+        let name = t.model.name.clone();
+        let mut upstream = body2.clone();
+        upstream["model"] = serde_json::Value::from(t.upstream_model());
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            match &backend {
+                Backend::Local(engine) => {
+                    let (resp, t) = embed_local(engine, s2.breakers(), req2.clone(), &name).await?;
+                    let v = serde_json::to_value(resp)
+                        .map_err(|e| ApiError::Internal(e.to_string()))?;
+                    Ok((v, t))
+                }
+                Backend::Remote(r) => {
+                    let mut v = s2
+                        .upstreams()
+                        .call_json(s2.breakers(), r, "/embeddings", &upstream)
+                        .await?;
+                    if !v.get("data").is_some_and(serde_json::Value::is_array) {
+                        return Err(ApiError::UpstreamFailed {
+                            backend: r.backend.clone(),
+                            reason: "sent an embeddings answer without data".into(),
+                        });
+                    }
+                    v["model"] = serde_json::Value::from(name);
+                    Ok((v, started.elapsed()))
+                }
+            }
+        })
+    };
+    let check = |t: &Target| {
+        if t.model.task == "embedding" {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(
+                "model",
+                format!(
+                    "model {:?} is a {} model; this route serves embedding models",
+                    t.model.name, t.model.task
+                ),
+            ))
+        }
+    };
+    let (t, (answer, model_time)) =
+        run_with_fallbacks(&s, &auth, &req.model, &user, check, call).await?;
+    if t.model.name == req.model && matches!(t.backend, Backend::Remote(_)) {
+        let out = super::remote::output_of(&answer);
+        mirror_json(&s, &auth, &t, &user, "/embeddings", &body, Some(out), model_time);
+    }
+    if let Some(u) =
+        answer.get("usage").and_then(|u| u.get("prompt_tokens")).and_then(serde_json::Value::as_u64)
+        && matches!(t.backend, Backend::Remote(_))
+    {
+        s.upstreams().stats.tokens(u, 0);
+    }
+    Ok((timing_headers(&t.model, &t.version, start.elapsed(), model_time), Json(answer)))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod breakers;
+pub mod chat;
 pub mod deployments;
 pub mod embeddings;
 pub mod health;
@@ -14,6 +15,7 @@ pub mod models;
 pub mod oip;
 pub mod openapi;
 pub mod plans;
+mod remote;
 pub mod serving;
 pub mod tenants;
 
@@ -129,6 +131,7 @@ pub fn api_routes() -> ApiRoutes {
         .add(Delete, "/v1/keys/{id}", keys::tenant_revoke)
         .add(Get, "/v1/audit", audit::tenant_list)
         .add(Post, "/v1/embeddings", embeddings::create)
+        .add(Post, "/v1/chat/completions", chat::create)
         .add(Post, "/v1/models", models::tenant_create)
         .add(Get, "/v1/models", models::tenant_list)
         .add(Get, "/v1/models/{name}", models::tenant_get)

@@ -11,7 +11,9 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use tessera_core::audit::AuditActor;
 use tessera_core::auth::TenantCtx;
-use tessera_core::model::{Model, ModelVersion, NewModel};
+use tessera_core::model::{
+    AdminScope, Model, ModelVersion, NewModel, REMOTE_RUNTIME, RemoteConfig,
+};
 use tessera_core::role::Operation;
 use tessera_store::artifacts::ArtifactStore;
 use tessera_store::{KeyOwner, MetadataStore, ModelScope, ModelView};
@@ -54,6 +56,17 @@ pub async fn upload_version(
 ) -> Result<ModelVersion, ApiError> {
     let bytes =
         axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })?;
+    if model.runtime == REMOTE_RUNTIME {
+        // A remote model's version is its config: `{"config": {...}}`.
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct NewRemoteVersion {
+            config: serde_json::Value,
+        }
+        let v: NewRemoteVersion = crate::extract::parse_json(&bytes)?;
+        let (sha, size) = remote_artifact(artifacts, &v.config).await?;
+        return Ok(store.add_model_version(writer, model, &sha, size, actor).await?);
+    }
     if bytes.is_empty() {
         return Err(ApiError::invalid(
             "body",
@@ -66,6 +79,28 @@ pub async fn upload_version(
         .await?)
 }
 
+/// Validates a remote config and stores it as an artifact (canonical JSON,
+/// defaults filled in); returns its sha256 and size.
+async fn remote_artifact(
+    artifacts: &dyn ArtifactStore,
+    config: &serde_json::Value,
+) -> Result<(String, i64), ApiError> {
+    let c = RemoteConfig::from_json(config)?;
+    let (sha, size) = artifacts.put(c.to_artifact()).await?;
+    Ok((sha, i64::try_from(size).unwrap_or(i64::MAX)))
+}
+
+/// The first version of a model registered with a config (remote models).
+async fn first_version(
+    artifacts: &dyn ArtifactStore,
+    new: &NewModel,
+) -> Result<Option<(String, i64)>, ApiError> {
+    match &new.config {
+        Some(c) => Ok(Some(remote_artifact(artifacts, c).await?)),
+        None => Ok(None),
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelWithVersions {
     #[serde(flatten)]
@@ -73,7 +108,8 @@ pub struct ModelWithVersions {
     pub versions: Vec<ModelVersion>,
 }
 
-/// Register a model in the caller's tenant.
+/// Register a model in the caller's tenant. A remote model
+/// (`"runtime": "openai-compatible"`) comes with its `config`, which becomes version 1.
 #[utoipa::path(post, path = "/v1/models", tag = "models", request_body = NewModel,
     responses((status = 201, body = Model), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn tenant_create(
@@ -83,13 +119,15 @@ pub async fn tenant_create(
 ) -> Result<(StatusCode, Json<Model>), ApiError> {
     let ctx = auth.tenant(Operation::ModelsWrite)?;
     new.validate()?;
-    if new.segment.is_some() {
+    if new.segment.is_some() || new.scope.is_some() {
         return Err(ApiError::invalid(
-            "segment",
-            "segment models are registered by the platform (/admin/v1/models)",
+            if new.scope.is_some() { "scope" } else { "segment" },
+            "platform and segment models are registered by the platform (/admin/v1/models)",
         ));
     }
-    let m = s.store().create_model(ModelScope::Tenant(&ctx), &new, &auth.actor()).await?;
+    let first = first_version(s.artifacts(), &new).await?;
+    let first = first.as_ref().map(|(sha, size)| (sha.as_str(), *size));
+    let m = s.store().create_model(ModelScope::Tenant(&ctx), &new, first, &auth.actor()).await?;
     s.registry().clear();
     Ok((StatusCode::CREATED, Json(m)))
 }
@@ -123,7 +161,8 @@ pub async fn tenant_get(
     Ok(Json(ModelWithVersions { model, versions }))
 }
 
-/// Upload a new version of one of the caller's models (the raw body is the artifact).
+/// Upload a new version of one of the caller's models: the raw body is the
+/// artifact, or for a remote model a JSON `{"config": {...}}`.
 #[utoipa::path(post, path = "/v1/models/{name}/versions", tag = "models",
     params(("name" = String, Path, description = "model name")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
@@ -174,7 +213,8 @@ pub async fn tenant_versions(
     Ok(Json(List::of(s.store().list_model_versions(view, &model).await?)))
 }
 
-/// Register a platform model, or a segment model with `segment`.
+/// Register a platform model (`"scope": "platform"`, the default) or a segment
+/// model (`"scope": "segment:<name>"`).
 #[utoipa::path(post, path = "/admin/v1/models", tag = "models", request_body = NewModel,
     responses((status = 201, body = Model), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn admin_create(
@@ -184,11 +224,14 @@ pub async fn admin_create(
 ) -> Result<(StatusCode, Json<Model>), ApiError> {
     let sys = auth.system()?;
     new.validate()?;
-    let scope = match &new.segment {
-        Some(seg) => ModelScope::Segment(&sys, seg),
-        None => ModelScope::Platform(&sys),
+    let admin_scope = new.admin_scope()?;
+    let scope = match &admin_scope {
+        AdminScope::Segment(seg) => ModelScope::Segment(&sys, seg),
+        AdminScope::Platform => ModelScope::Platform(&sys),
     };
-    let m = s.store().create_model(scope, &new, &auth.actor()).await?;
+    let first = first_version(s.artifacts(), &new).await?;
+    let first = first.as_ref().map(|(sha, size)| (sha.as_str(), *size));
+    let m = s.store().create_model(scope, &new, first, &auth.actor()).await?;
     s.registry().clear();
     Ok((StatusCode::CREATED, Json(m)))
 }

@@ -87,6 +87,9 @@ pub(super) fn fallbackable(e: &ApiError) -> bool {
             | ApiError::Overloaded { .. }
             | ApiError::Unavailable(_)
             | ApiError::UpstreamUnavailable(_)
+            | ApiError::UpstreamFailed { .. }
+            | ApiError::UpstreamTimeout { .. }
+            | ApiError::UpstreamRateLimited { .. }
             | ApiError::Internal(_)
     )
 }
@@ -160,12 +163,16 @@ pub(super) fn mirror(
         );
         tokio::spawn(async move {
             let _permit = permit;
+            let start = std::time::Instant::now();
             let shadow = serve_any(&s, &auth, &name, Some(&version.to_string()), &user).await;
             let outcome = match shadow {
                 Ok(sh) => compute(&s, &sh, &req, &binary, &name).await.map(|_| ()),
                 Err(e) => Err(e),
             };
-            s.metrics().shadow(if outcome.is_ok() { "ok" } else { "error" });
+            let elapsed = start.elapsed();
+            s.metrics().shadow_done(if outcome.is_ok() { "ok" } else { "error" }, elapsed);
+            tracing::info!(target: "tessera::shadow", model = %name, version,
+                shadow_ms = elapsed.as_secs_f64() * 1e3, ok = outcome.is_ok(), "shadow answered");
         });
     }
 }

@@ -1,0 +1,335 @@
+//! `POST /v1/chat/completions`, OpenAI-compatible, on remote models: the
+//! request passes through with the upstream's model name; `stream: true`
+//! answers server-sent events relayed as they arrive. Usage is read from the
+//! answer (for streams the gateway asks the upstream for the final usage
+//! chunk, and passes it on only if the client asked for it too).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+
+use super::embeddings::timing_headers;
+use super::oip::user_of;
+use super::remote::{Backend, Call, Target, mirror_json, output_of, run_with_fallbacks};
+use crate::auth::Authed;
+use crate::breaker::Breaker;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use crate::upstream::UpstreamStats;
+
+const PATH: &str = "/chat/completions";
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChatRequest {
+    pub model: String,
+    #[schema(value_type = Vec<Object>)]
+    pub messages: Vec<Value>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// End-user id: keeps one user on one variant of a traffic split.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Every other OpenAI field passes through unchanged.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub rest: Map<String, Value>,
+}
+
+fn require_chat(t: &Target) -> Result<(), ApiError> {
+    if t.model.task != "chat" || !matches!(t.backend, Backend::Remote(_)) {
+        return Err(ApiError::invalid(
+            "model",
+            format!(
+                "model {:?} is a {} model on runtime {}; this route serves chat models",
+                t.model.name, t.model.task, t.model.runtime
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The body sent upstream for `t`.
+fn upstream_body(base: &Value, t: &Target) -> Value {
+    let mut b = base.clone();
+    b["model"] = Value::from(t.upstream_model());
+    b
+}
+
+fn record_usage(s: &AppState, auth: &Authed, version: &str, usage: &Value) -> (u64, u64) {
+    let prompt = usage.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0);
+    let completion = usage.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0);
+    s.upstreams().stats.tokens(prompt, completion);
+    tracing::info!(target: "tessera::usage", tenant = ?auth.principal.tenant_id().map(|t| t.as_str().to_owned()),
+        model = %version, prompt_tokens = prompt, completion_tokens = completion, "usage");
+    (prompt, completion)
+}
+
+/// Create a chat completion (OpenAI-compatible), streamed as server-sent
+/// events with `"stream": true`.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "inference", request_body = ChatRequest,
+    responses((status = 200, description = "a chat.completion, or text/event-stream of chat.completion.chunk"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 502, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
+pub async fn create(
+    State(s): State<AppState>,
+    auth: Authed,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<ChatRequest>,
+) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid("messages", "messages must not be empty"));
+    }
+    let stream = req.stream.unwrap_or(false);
+    let user = req.user.clone().unwrap_or_else(|| user_of(&headers, &auth));
+    let client_wants_usage = req
+        .rest
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    let mut body = Value::Object(req.rest.clone());
+    body["messages"] = Value::from(req.messages.clone());
+    if let Some(u) = &req.user {
+        body["user"] = Value::from(u.clone());
+    }
+    if stream {
+        body["stream"] = Value::from(true);
+        body["stream_options"]["include_usage"] = Value::from(true);
+    }
+    let (s2, body2) = (&s, &body);
+    if !stream {
+        let call = |t: &Target| -> Call<'_, Value> {
+            let backend = t.backend.clone();
+            let b = upstream_body(body2, t);
+            Box::pin(async move {
+                match &backend {
+                    Backend::Remote(r) => {
+                        s2.upstreams().call_json(s2.breakers(), r, PATH, &b).await
+                    }
+                    Backend::Local(_) => Err(ApiError::invalid("model", "not a chat model")),
+                }
+            })
+        };
+        let model_start = Instant::now();
+        let (t, mut answer) =
+            run_with_fallbacks(&s, &auth, &req.model, &user, require_chat, call).await?;
+        let model_time = model_start.elapsed();
+        if let Some(u) = answer.get("usage") {
+            record_usage(&s, &auth, &t.version, u);
+        }
+        if t.model.name == req.model {
+            mirror_json(&s, &auth, &t, &user, PATH, &body, Some(output_of(&answer)), model_time);
+        }
+        answer["model"] = Value::from(t.model.name.clone());
+        let h = timing_headers(&t.model, &t.version, start.elapsed(), model_time);
+        return Ok((h, axum::Json(answer)).into_response());
+    }
+    let call = |t: &Target| -> Call<'_, (reqwest::Response, Instant)> {
+        let backend = t.backend.clone();
+        let b = upstream_body(body2, t);
+        Box::pin(async move {
+            match &backend {
+                Backend::Remote(r) => s2.upstreams().open(s2.breakers(), r, PATH, &b).await,
+                Backend::Local(_) => Err(ApiError::invalid("model", "not a chat model")),
+            }
+        })
+    };
+    let model_start = Instant::now();
+    let (t, (resp, deadline)) =
+        run_with_fallbacks(&s, &auth, &req.model, &user, require_chat, call).await?;
+    if t.model.name == req.model {
+        mirror_json(&s, &auth, &t, &user, PATH, &body, None, model_start.elapsed());
+    }
+    let Backend::Remote(remote) = &t.backend else {
+        return Err(ApiError::Internal("a chat target that is not remote".into()));
+    };
+    let relay = Relay {
+        resp: Some(resp),
+        buf: Vec::new(),
+        deadline,
+        idle: Duration::from_millis(remote.config.first_byte_timeout_ms),
+        client_wants_usage,
+        saw_done: false,
+        finished: false,
+        breaker: s.breakers().get(&remote.backend),
+        backend: remote.backend.clone(),
+        s: s.clone(),
+        auth: auth.clone(),
+        version: t.version.clone(),
+    };
+    let stream = futures_util::stream::unfold(relay, |mut r| async move {
+        r.next().await.map(|b| (Ok::<Bytes, std::convert::Infallible>(b), r))
+    });
+    let mut h = timing_headers(&t.model, &t.version, start.elapsed(), model_start.elapsed());
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok((h, Body::from_stream(stream)).into_response())
+}
+
+/// Relays an upstream event stream event by event: records the usage chunk,
+/// drops it if the client did not ask for it, and ends with an error event if
+/// the upstream stops before `[DONE]`, times out, or sends something that is
+/// not an event. Dropping it (the client went away) closes the upstream call.
+struct Relay {
+    resp: Option<reqwest::Response>,
+    buf: Vec<u8>,
+    deadline: Instant,
+    idle: Duration,
+    client_wants_usage: bool,
+    saw_done: bool,
+    finished: bool,
+    breaker: Arc<Breaker>,
+    backend: String,
+    s: AppState,
+    auth: Authed,
+    version: String,
+}
+
+/// The end of the first complete event in `buf`, and its separator's length.
+fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Relay {
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some((end, sep)) = event_end(&self.buf) {
+                let event: Vec<u8> = self.buf.drain(..end + sep).take(end).collect();
+                match self.event(&event) {
+                    Ok(Some(out)) => return Some(out),
+                    Ok(None) => continue,
+                    Err(kind) => return Some(self.fail(kind)),
+                }
+            }
+            if self.finished {
+                return None;
+            }
+            let Some(resp) = self.resp.as_mut() else { return None };
+            let wait = self.idle.min(self.deadline.saturating_duration_since(Instant::now()));
+            match tokio::time::timeout(wait, resp.chunk()).await {
+                Ok(Ok(Some(c))) => {
+                    if self.buf.len() + c.len() > 16 << 20 {
+                        return Some(self.fail("malformed"));
+                    }
+                    self.buf.extend_from_slice(&c);
+                }
+                Ok(Ok(None)) => {
+                    self.resp = None;
+                    if !self.buf.iter().all(u8::is_ascii_whitespace) {
+                        // A last event without its blank line.
+                        let rest = std::mem::take(&mut self.buf);
+                        match self.event(&rest) {
+                            Ok(Some(out)) if self.saw_done => {
+                                self.finish_ok();
+                                return Some(out);
+                            }
+                            Ok(_) => {}
+                            Err(kind) => return Some(self.fail(kind)),
+                        }
+                    }
+                    if self.saw_done {
+                        self.finish_ok();
+                        return None;
+                    }
+                    return Some(self.fail("stream_cut"));
+                }
+                Ok(Err(_)) => return Some(self.fail("stream_cut")),
+                Err(_) => return Some(self.fail("timeout")),
+            }
+        }
+    }
+
+    /// One event: what to send on, if anything; or why the stream is broken.
+    fn event(&mut self, raw: &[u8]) -> Result<Option<Bytes>, &'static str> {
+        let text = std::str::from_utf8(raw).map_err(|_| "malformed")?;
+        let data: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:").map(|d| d.strip_prefix(' ').unwrap_or(d)))
+            .collect();
+        if data.is_empty() {
+            // Comments and keep-alives pass through.
+            return Ok(Some(Bytes::from(format!("{text}\n\n"))));
+        }
+        let data = data.join("\n");
+        if data.trim() == "[DONE]" {
+            self.saw_done = true;
+            return Ok(Some(Bytes::from_static(b"data: [DONE]\n\n")));
+        }
+        let v: Value = serde_json::from_str(&data).map_err(|_| "malformed")?;
+        if v.get("error").is_some() {
+            return Err("status_5xx");
+        }
+        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+            record_usage(&self.s, &self.auth, &self.version, u);
+            let usage_only = v.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
+            if usage_only && !self.client_wants_usage {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Bytes::from(format!("data: {data}\n\n"))))
+    }
+
+    fn finish_ok(&mut self) {
+        self.finished = true;
+        self.breaker.record(Instant::now(), true);
+    }
+
+    /// Ends the stream with an error event the OpenAI clients raise on.
+    fn fail(&mut self, kind: &'static str) -> Bytes {
+        self.finished = true;
+        self.resp = None;
+        self.buf.clear();
+        self.breaker.record(Instant::now(), false);
+        stats(&self.s).failure(kind);
+        tracing::warn!(backend = %self.backend, kind, "upstream stream failed");
+        let message = match kind {
+            "timeout" => format!("model {}: its upstream stopped sending in time", self.backend),
+            "malformed" => format!("model {}: its upstream sent a malformed event", self.backend),
+            "status_5xx" => {
+                format!("model {}: its upstream reported an error mid-stream", self.backend)
+            }
+            _ => format!("model {}: its upstream closed the stream early", self.backend),
+        };
+        let e = json!({"error": {"message": message, "type": "upstream_error", "code": "upstream_error", "param": null}});
+        Bytes::from(format!("data: {e}\n\n"))
+    }
+}
+
+fn stats(s: &AppState) -> &UpstreamStats {
+    &s.upstreams().stats
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if !self.finished && self.resp.is_some() {
+            // The client went away mid-stream: not the upstream's fault.
+            tracing::info!(backend = %self.backend, "client left mid-stream; upstream call closed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_on_blank_lines_of_either_kind() {
+        assert_eq!(event_end(b"data: 1\n\ndata: 2"), Some((7, 2)));
+        assert_eq!(event_end(b"data: 1\r\n\r\n"), Some((7, 4)));
+        assert_eq!(event_end(b"data: 1\n"), None);
+    }
+}
