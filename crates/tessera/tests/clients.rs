@@ -58,3 +58,24 @@ async fn the_tritonclient_python_package_works_unchanged() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_python_client_streams_chat_unchanged() {
+    let Some(py) = python() else { return };
+    let up = tessera_standin::Standin::start(tessera_standin::Options::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(Options::new(&Backend::Sqlite, dir.path())).await;
+    let (_, key, _) = s.tenant_with_key("acme", "developer").await;
+    for (name, upstream) in
+        [("support-llm", "gpt-standin"), ("cut-llm", "cut-4"), ("limited-llm", "ratelimit")]
+    {
+        let body = serde_json::json!({"name": name, "task": "chat", "runtime": "openai-compatible",
+            "config": {"base_url": up.url, "upstream_model": upstream, "max_retries": 0}});
+        let r = s.api.call(reqwest::Method::POST, "/v1/models", Some(&key), Some(body)).await;
+        assert_eq!(r.status, reqwest::StatusCode::CREATED, "{r:?}");
+    }
+    let url = s.url.clone();
+    tokio::task::spawn_blocking(move || run_script(&py, "openai_chat.py", &[&url, &key]))
+        .await
+        .unwrap();
+}

@@ -489,3 +489,58 @@ async fn a_hanging_shadow_never_slows_the_primary() {
         .unwrap();
     assert!(dropped > 0, "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_model_stands_in_for_a_failing_remote_one() {
+    let up = standin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        server_opts(&Backend::Sqlite, dir.path())
+            .env("TESSERA__ENGINE__LOAD_DEFAULT_MODEL", "true")
+            .env("TESSERA__ENGINE__LOAD_WAIT_MS", "120000"),
+    )
+    .await;
+    let (_, key, _) = s.tenant_with_key("acme", "developer").await;
+    let mut c = cfg(&up, "fail-503");
+    c["max_retries"] = json!(0);
+    assert_eq!(remote(&s, &key, "emb", "embedding", c).await.status, StatusCode::CREATED);
+    let d = s
+        .api
+        .call(
+            Method::PUT,
+            "/v1/deployments/emb",
+            Some(&key),
+            Some(json!({
+            "targets": [{"version": 1, "weight": 100}], "fallbacks": ["all-minilm-l6-v2"]})),
+        )
+        .await;
+    assert_eq!(d.status, StatusCode::OK, "{d:?}");
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/embeddings",
+            Some(&key),
+            Some(json!({"model": "emb", "input": "hello world"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.headers["x-tessera-model"], "all-minilm-l6-v2");
+    assert_eq!(r.headers["x-tessera-tier"], "platform");
+    assert_eq!(r.body["model"], "all-minilm-l6-v2");
+    assert_eq!(r.body["data"][0]["embedding"].as_array().unwrap().len(), 384);
+    assert_eq!(up.stats.hits("fail-503"), 1, "the remote was tried first");
+    // Without the fallback the failure is the client's answer.
+    let d = s.api.call(Method::DELETE, "/v1/deployments/emb", Some(&key), None).await;
+    assert!(d.status.is_success(), "{d:?}");
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/embeddings",
+            Some(&key),
+            Some(json!({"model": "emb", "input": "hello world"})),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_GATEWAY, "upstream_error"), "{r:?}");
+}
