@@ -147,9 +147,11 @@ async fn deployments(backend: Backend) {
                 .await
         }
     };
-    for _ in 0..5 {
+    for i in 0..5 {
         let r = infer("price").await;
         assert_eq!(r.body["outputs"][0]["data"], json!([2.0]), "{r:?}");
+        // KServe :predict is mirrored too.
+        assert_eq!(predict(&s, &key, &format!("shadowed-{i}")).await.0, 2);
     }
     let mut mirrored = 0;
     for _ in 0..50 {
@@ -168,12 +170,12 @@ async fn deployments(backend: Backend) {
             .find(|l| l.starts_with("tessera_shadow_requests_total{outcome=\"ok\"}"))
             .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .unwrap_or(0);
-        if mirrored >= 5 {
+        if mirrored >= 10 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(mirrored >= 5, "shadow requests counted: {mirrored}");
+    assert!(mirrored >= 10, "shadow requests counted (5 infer, 5 predict): {mirrored}");
 
     // Fallback: a model whose only version cannot load hands over to the next in its list.
     let r = s
@@ -269,8 +271,40 @@ async fn deployments(backend: Backend) {
     let p = ask().await.body["predictions"][0].clone();
     assert_eq!(p["label"], "engineering", "{p}");
     assert!((p["score"].as_f64().unwrap() - 0.2).abs() < 1e-5, "{p}");
+    // The same rules on /v2: `label` and `score` outputs beside the model's own.
+    let v2 = |outputs: Option<Value>| {
+        let api = s.api.clone();
+        let key = key.clone();
+        async move {
+            let mut body = json!({"inputs": [{"name": "features", "shape": [2, 1], "datatype": "FP32", "data": [1.0, 1.0]}]});
+            if let Some(o) = outputs {
+                body["outputs"] = o;
+            }
+            api.call(Method::POST, "/v2/models/triage/infer", Some(&key), Some(body)).await
+        }
+    };
+    let r = v2(None).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let out = |r: &common::Resp, n: &str| {
+        r.body["outputs"].as_array().unwrap().iter().find(|o| o["name"] == n).cloned()
+    };
+    let label = out(&r, "label").expect("a label output");
+    assert_eq!(
+        (label["datatype"].as_str(), &label["data"]),
+        (Some("BYTES"), &json!(["engineering", "engineering"]))
+    );
+    assert!((out(&r, "score").unwrap()["data"][0].as_f64().unwrap() - 0.2).abs() < 1e-5, "{r:?}");
+    assert!(out(&r, "probabilities").is_some());
+    let only = v2(Some(json!([{"name": "label"}]))).await;
+    assert_eq!(only.body["outputs"].as_array().unwrap().len(), 1, "{only:?}");
+    assert_eq!(out(&only, "label").unwrap()["data"][0], "engineering");
     rules(json!({"allowed_labels": ["billing", "bug"], "min_score": 0.5})).await;
     assert!(ask().await.body["predictions"][0]["label"].is_null());
+    assert_eq!(
+        out(&v2(None).await, "label").unwrap()["data"],
+        json!(["", ""]),
+        "withheld labels are empty"
+    );
     let r = rules(json!({"min_score": 2.0})).await;
     assert_eq!(
         (r.status, r.body["error"]["param"].as_str()),

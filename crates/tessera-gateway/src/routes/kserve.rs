@@ -13,12 +13,13 @@ use tessera_engine::tensor::{Tensor, TensorData};
 
 use super::embeddings::{MAX_INPUTS, timing_headers};
 use super::oip::{Served, ServedBackend, flatten, serve_any, user_of};
-use super::serving::{deployment_for, fallbackable, within};
+use super::serving::{deployment_for, fallbackable, mirror_with, within};
 use crate::auth::Authed;
 use crate::breaker::guarded;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::parse_json;
 use crate::state::AppState;
+use std::sync::Arc;
 
 /// Predictions of one served model for `instances`.
 async fn predict_on(
@@ -220,9 +221,17 @@ pub async fn kserve_predict(
         deployment.as_ref().and_then(|d| d.timeout_ms).map(std::time::Duration::from_millis);
     let model_start = std::time::Instant::now();
     let mut outcome = match primary {
-        Ok(sv) => within(timeout, model, predict_on(&s, &sv, &req.instances, model))
-            .await
-            .map(|p| (sv, p)),
+        Ok(sv) => {
+            let r = within(timeout, model, predict_on(&s, &sv, &req.instances, model)).await;
+            if r.is_ok() {
+                let (instances, name) = (Arc::new(req.instances.clone()), model.to_owned());
+                mirror_with(&s, &auth, &sv, model, &user, move |s, shadow| {
+                    let (instances, name) = (instances.clone(), name.clone());
+                    async move { predict_on(&s, &shadow, &instances, &name).await.map(|_| ()) }
+                });
+            }
+            r.map(|p| (sv, p))
+        }
         Err(e) => Err(e),
     };
     if let (Err(e), Some(d)) = (&outcome, &deployment)

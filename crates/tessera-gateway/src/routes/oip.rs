@@ -612,10 +612,15 @@ async fn infer(
     }
     let (served, outputs) = outcome?;
     let model_time = model_start.elapsed();
+    // A classifier under a deployment with post-processing rules also
+    // answers `label` (BYTES, "" when withheld) and `score` (FP32) per row.
+    let post = post_outputs(&served, &outputs);
+    let is_post = |n: &str| post.iter().any(|o| o["name"] == n);
     let selected: Vec<&(String, Tensor)> = match &req.outputs {
         None => outputs.iter().collect(),
         Some(wanted) => wanted
             .iter()
+            .filter(|w| !is_post(&w.name))
             .map(|w| {
                 outputs.iter().find(|(n, _)| *n == w.name).ok_or_else(|| {
                     let have: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
@@ -646,6 +651,9 @@ async fn infer(
         }
         out_json.push(o);
     }
+    out_json.extend(post.into_iter().filter(|o| {
+        req.outputs.as_ref().is_none_or(|w| w.iter().any(|w| o["name"] == w.name.as_str()))
+    }));
     let mut answer =
         json!({"model_name": name, "model_version": served.version(), "outputs": out_json});
     if let Some(id) = &req.id {
@@ -675,6 +683,33 @@ async fn infer(
         model_time,
     ));
     Ok(resp)
+}
+
+/// The `label` and `score` outputs a deployment's post-processing rules give
+/// a classifier's `probabilities`; empty without rules or labels.
+fn post_outputs(served: &Served, outputs: &[(String, Tensor)]) -> Vec<Value> {
+    let (ServedBackend::Tensor { model, .. }, Some(post)) =
+        (&served.backend, served.deployment.as_ref().and_then(|d| d.post.as_ref()))
+    else {
+        return Vec::new();
+    };
+    let Some(labels) = &model.labels else { return Vec::new() };
+    let Some((_, probs)) = outputs.iter().find(|(n, _)| n == "probabilities") else {
+        return Vec::new();
+    };
+    let TensorData::F32(p) = &probs.data else { return Vec::new() };
+    let (names, scores): (Vec<String>, Vec<f32>) = p
+        .chunks(labels.len().max(1))
+        .map(|row| {
+            let (label, score) = post.apply(labels, row);
+            (label.unwrap_or_default(), score)
+        })
+        .unzip();
+    let n = names.len();
+    vec![
+        json!({"name": "label", "datatype": "BYTES", "shape": [n], "data": names}),
+        json!({"name": "score", "datatype": "FP32", "shape": [n], "data": scores}),
+    ]
 }
 
 /// Inference (JSON tensors, or Triton's binary tensor extension).

@@ -147,26 +147,42 @@ pub(super) fn mirror(
     name: &str,
     user: &str,
 ) {
+    let (req, binary, n) = (Arc::new(req.clone()), Arc::new(binary.to_vec()), name.to_owned());
+    mirror_with(s, auth, served, name, user, move |s, shadow| {
+        let (req, binary, n) = (req.clone(), binary.clone(), n.clone());
+        async move { compute(&s, &shadow, &req, &binary, &n).await.map(|_| ()) }
+    });
+}
+
+/// Runs `job` on each of the deployment's shadow versions of `served` that
+/// this request is mirrored to, in the background and bounded by the shadow
+/// slots (beyond them a shadow is dropped and counted); records each one's
+/// latency and outcome. The primary never waits for them.
+pub(super) fn mirror_with<F, Fut>(
+    s: &AppState,
+    auth: &Authed,
+    served: &Served,
+    name: &str,
+    user: &str,
+    job: F,
+) where
+    F: Fn(AppState, Served) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), ApiError>> + Send,
+{
     let Some(d) = &served.deployment else { return };
     for version in d.shadows_for(&served.model.id, user) {
         let Ok(permit) = s.shadow_slots().try_acquire_owned() else {
             s.metrics().shadow("dropped");
             continue;
         };
-        let (s, auth, req, binary, name, user) = (
-            s.clone(),
-            auth.clone(),
-            req.clone(),
-            binary.to_vec(),
-            name.to_owned(),
-            user.to_owned(),
-        );
+        let (s, auth, name, user, job) =
+            (s.clone(), auth.clone(), name.to_owned(), user.to_owned(), job.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let start = std::time::Instant::now();
-            let shadow = serve_any(&s, &auth, &name, Some(&version.to_string()), &user).await;
-            let outcome = match shadow {
-                Ok(sh) => compute(&s, &sh, &req, &binary, &name).await.map(|_| ()),
+            let outcome = match serve_any(&s, &auth, &name, Some(&version.to_string()), &user).await
+            {
+                Ok(shadow) => job(s.clone(), shadow).await,
                 Err(e) => Err(e),
             };
             let elapsed = start.elapsed();
