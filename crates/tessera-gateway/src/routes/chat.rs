@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use super::embeddings::timing_headers;
 use super::oip::user_of;
-use super::remote::{Backend, Call, Target, mirror_json, output_of, run_with_fallbacks};
+use super::remote::{Answered, Backend, Call, Target, mirror_json, output_of, run_with_fallbacks};
 use crate::auth::Authed;
 use crate::breaker::Breaker;
 use crate::error::{ApiError, ErrorBody};
@@ -127,7 +127,15 @@ pub async fn create(
             record_usage(&s, &auth, &t.version, u);
         }
         if t.model.name == req.model {
-            mirror_json(&s, &auth, &t, &user, PATH, &body, Some(output_of(&answer)), model_time);
+            mirror_json(
+                &s,
+                &auth,
+                &t,
+                &user,
+                PATH,
+                &body,
+                Answered { output: Some(output_of(&answer)), time: model_time },
+            );
         }
         answer["model"] = Value::from(t.model.name.clone());
         let h = timing_headers(&t.model, &t.version, start.elapsed(), model_time);
@@ -147,7 +155,15 @@ pub async fn create(
     let (t, (resp, deadline)) =
         run_with_fallbacks(&s, &auth, &req.model, &user, require_chat, call).await?;
     if t.model.name == req.model {
-        mirror_json(&s, &auth, &t, &user, PATH, &body, None, model_start.elapsed());
+        mirror_json(
+            &s,
+            &auth,
+            &t,
+            &user,
+            PATH,
+            &body,
+            Answered { output: None, time: model_start.elapsed() },
+        );
     }
     let Backend::Remote(remote) = &t.backend else {
         return Err(ApiError::Internal("a chat target that is not remote".into()));
@@ -218,7 +234,7 @@ impl Relay {
             if self.finished {
                 return None;
             }
-            let Some(resp) = self.resp.as_mut() else { return None };
+            let resp = self.resp.as_mut()?;
             let wait = self.idle.min(self.deadline.saturating_duration_since(Instant::now()));
             match tokio::time::timeout(wait, resp.chunk()).await {
                 Ok(Ok(Some(c))) => {

@@ -12,7 +12,7 @@ use tessera_core::model::{Model, ModelOwner};
 use tessera_engine::pool::EmbeddingModel;
 use utoipa::ToSchema;
 
-use super::remote::{Backend, Call, Target, mirror_json, run_with_fallbacks};
+use super::remote::{Answered, Backend, Call, Target, mirror_json, run_with_fallbacks};
 use crate::auth::Authed;
 use crate::breaker::{Breakers, guarded};
 use crate::error::{ApiError, ErrorBody};
@@ -302,7 +302,15 @@ pub async fn create(
         run_with_fallbacks(&s, &auth, &req.model, &user, check, call).await?;
     if t.model.name == req.model && matches!(t.backend, Backend::Remote(_)) {
         let out = super::remote::output_of(&answer);
-        mirror_json(&s, &auth, &t, &user, "/embeddings", &body, Some(out), model_time);
+        mirror_json(
+            &s,
+            &auth,
+            &t,
+            &user,
+            "/embeddings",
+            &body,
+            Answered { output: Some(out), time: model_time },
+        );
     }
     if let Some(u) =
         answer.get("usage").and_then(|u| u.get("prompt_tokens")).and_then(serde_json::Value::as_u64)

@@ -158,6 +158,13 @@ pub(super) async fn run_with_fallbacks<'c, T>(
     outcome
 }
 
+/// What the primary answered, for comparing a shadow's answer with.
+pub(super) struct Answered {
+    /// The compared part of the answer (see [`output_of`]); none for streams.
+    pub(super) output: Option<Value>,
+    pub(super) time: Duration,
+}
+
 /// Mirrors a JSON request to the deployment's shadow versions of `primary`'s
 /// model, in the background, bounded by the shadow slots: answers are
 /// discarded; latency and whether the output matched the primary's are
@@ -169,9 +176,9 @@ pub(super) fn mirror_json(
     user: &str,
     path: &'static str,
     body: &Value,
-    primary_output: Option<Value>,
-    primary_time: Duration,
+    primary_answer: Answered,
 ) {
+    let Answered { output: primary_output, time: primary_time } = primary_answer;
     let Some(d) = &primary.deployment else { return };
     for version in d.shadows_for(&primary.model.id, user) {
         let Ok(permit) = s.shadow_slots().try_acquire_owned() else {
