@@ -143,8 +143,9 @@ impl RetryBudget {
         let elapsed = now.saturating_duration_since(g.1).as_secs_f64();
         g.1 = now;
         g.0 = (g.0 + elapsed * self.floor_per_sec).min(self.cap);
-        if g.0 >= 1.0 {
-            g.0 -= 1.0;
+        // A whisker below one still pays: 0.2 five times is not exactly 1.0.
+        if g.0 >= 1.0 - 1e-9 {
+            g.0 = (g.0 - 1.0).max(0.0);
             true
         } else {
             false
@@ -498,8 +499,10 @@ mod tests {
         assert!(b.try_withdraw());
         assert!(!b.try_withdraw());
         // The floor refills with time.
+        // It starts with one second's floor.
         let f = RetryBudget::new(0.0, 2.0);
         let t = Instant::now();
+        assert!(f.try_withdraw_at(t));
         assert!(f.try_withdraw_at(t));
         assert!(!f.try_withdraw_at(t));
         assert!(f.try_withdraw_at(t + Duration::from_millis(600)));

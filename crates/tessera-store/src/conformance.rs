@@ -326,22 +326,6 @@ pub async fn model_registry(store: &dyn MetadataStore) {
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
     // b may use the same name in its own namespace.
     store.create_model(ModelScope::Tenant(&b), &nm("mine", "onnx"), None, &actor()).await.unwrap();
-    // A model can arrive with its version 1 (remote models do), in one step.
-    let remote = store
-        .create_model(
-            ModelScope::Tenant(&b),
-            &nm("remote", "onnx"),
-            Some((&"ab".repeat(32), 42)),
-            &actor(),
-        )
-        .await
-        .unwrap();
-    let rv = store
-        .list_model_versions(ModelView::Tenant { ctx: &b, segment: None }, &remote)
-        .await
-        .unwrap();
-    assert_eq!(rv.len(), 1);
-    assert_eq!((rv[0].version, rv[0].size), (1, 42));
 
     let a_view = ModelView::Tenant { ctx: &a, segment: Some("retail") };
     let b_view = ModelView::Tenant { ctx: &b, segment: None };
@@ -398,6 +382,22 @@ pub async fn model_registry(store: &dyn MetadataStore) {
             .iter()
             .any(|e| e.action == "model_version.create" && e.target == format!("{}@2", mine.id))
     );
+    // A model can arrive with its version 1 (remote models do), in one step.
+    let remote = store
+        .create_model(
+            ModelScope::Tenant(&b),
+            &nm("arrives-with-v1", "onnx"),
+            Some((&"ab".repeat(32), 42)),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let rv = store
+        .list_model_versions(ModelView::Tenant { ctx: &b, segment: None }, &remote)
+        .await
+        .unwrap();
+    assert_eq!(rv.len(), 1);
+    assert_eq!((rv[0].version, rv[0].size), (1, 42));
 }
 
 pub async fn missing_tenant_is_not_found(store: &dyn MetadataStore) {
