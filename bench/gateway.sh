@@ -16,7 +16,7 @@ RATES="${RATES:-1000 5000}"
 ADMIN=bench-admin-key-0123456789
 export STANDIN_KEY=standin-bench-key
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"' EXIT
 
 wait_http() { for _ in $(seq 1 600); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
 json() { python3 -c "import sys,json;print(json.load(sys.stdin)$1)"; }
@@ -42,7 +42,7 @@ wait_http http://127.0.0.1:18401/healthz
 tenant=$(curl -s 127.0.0.1:18401/admin/v1/tenants -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' \
   -d '{"name":"bench","plan":"pro"}' | json '["id"]')
 key=$(curl -s "127.0.0.1:18401/admin/v1/tenants/$tenant/keys" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' \
-  -d '{"name":"b","role":"service"}' | json '["key"]')
+  -d '{"name":"b","role":"developer"}' | json '["key"]')
 curl -sf -o /dev/null 127.0.0.1:18401/v1/models -H "authorization: Bearer $key" -H 'content-type: application/json' \
   -d '{"name":"bench-llm","task":"chat","runtime":"openai-compatible","config":{"base_url":"http://127.0.0.1:18400/v1","api_key":"env:STANDIN_KEY","upstream_model":"gpt-bench","max_retries":0}}'
 for _ in $(seq 1 1200); do
@@ -96,6 +96,11 @@ print(f"B1: stand-in delay {delay} ms; overhead = gateway minus direct at the sa
 print("| gateway | offered req/s | achieved | errors | p50 ms | p99 ms | overhead p50 ms | overhead p99 ms |")
 print("|---|---|---|---|---|---|---|---|")
 out = {}
+for r in [lrate] + [int(r) for r in rates]:
+    d = load(f"direct-{r}")
+    if d:
+        dp = d["phases"][0]
+        print(f"| (stand-in, direct) | {r} | {round(dp['rps'])} | {dp['errors']} | {dp['latency_ms']['p50']:.2f} | {dp['latency_ms']['p99']:.2f} | - | - |")
 for gw, rs in [("litellm", [lrate]), ("tessera", [lrate] + [int(r) for r in rates])]:
     for r in rs:
         x = row(gw, r)

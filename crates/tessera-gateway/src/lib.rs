@@ -10,6 +10,7 @@ pub mod auth;
 pub mod breaker;
 pub mod error;
 pub mod extract;
+pub mod flight;
 pub mod metrics;
 pub mod registry_cache;
 pub mod request;

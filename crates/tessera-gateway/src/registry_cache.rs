@@ -28,11 +28,12 @@ type Key = (String, Option<String>, String);
 pub struct RegistryCache {
     ttl: Duration,
     entries: Mutex<HashMap<Key, (Arc<Resolved>, Instant)>>,
+    flights: crate::flight::Flights,
 }
 
 impl RegistryCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: Mutex::new(HashMap::new()) }
+        Self { ttl, entries: Mutex::new(HashMap::new()), flights: Default::default() }
     }
 
     /// Resolves `name` for the tenant (tenant -> segment -> platform).
@@ -44,11 +45,15 @@ impl RegistryCache {
         name: &str,
     ) -> Result<Arc<Resolved>, ApiError> {
         let key = (ctx.tenant_id().to_string(), segment.map(str::to_owned), name.to_owned());
-        if let Ok(map) = self.entries.lock()
-            && let Some((r, at)) = map.get(&key)
-            && at.elapsed() < self.ttl
-        {
-            return Ok(r.clone());
+        if let Some(r) = self.fresh(&key) {
+            return Ok(r);
+        }
+        let _flight = self
+            .flights
+            .enter(&format!("{}\u{0}{}\u{0}{name}", key.0, segment.unwrap_or("")))
+            .await;
+        if let Some(r) = self.fresh(&key) {
+            return Ok(r);
         }
         let view = ModelView::Tenant { ctx, segment };
         let model = store.resolve_model(view, name).await?;
@@ -61,6 +66,12 @@ impl RegistryCache {
             map.insert(key, (resolved.clone(), Instant::now()));
         }
         Ok(resolved)
+    }
+
+    fn fresh(&self, key: &Key) -> Option<Arc<Resolved>> {
+        let map = self.entries.lock().ok()?;
+        let (r, at) = map.get(key)?;
+        (at.elapsed() < self.ttl).then(|| r.clone())
     }
 
     /// Forgets everything (after a registry change on this replica).

@@ -63,6 +63,7 @@ struct Inner {
     upstreams: Upstreams,
     registry: RegistryCache,
     deployments: std::sync::Mutex<DeploymentCache>,
+    deployment_flights: crate::flight::Flights,
     cache_ttl: Duration,
     shadow_slots: Arc<tokio::sync::Semaphore>,
     load_gates: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -99,6 +100,7 @@ impl AppState {
                 upstreams: Upstreams::default(),
                 registry: RegistryCache::new(cfg.key_cache_ttl),
                 deployments: Default::default(),
+                deployment_flights: Default::default(),
                 cache_ttl: cfg.key_cache_ttl,
                 shadow_slots: Arc::new(tokio::sync::Semaphore::new(64)),
                 load_gates: Default::default(),
@@ -149,11 +151,17 @@ impl AppState {
         view: ModelView<'_>,
         model: &Model,
     ) -> Result<Option<Arc<Deployment>>, ApiError> {
-        if let Ok(map) = self.inner.deployments.lock()
-            && let Some((d, at)) = map.get(&model.id)
-            && at.elapsed() < self.inner.cache_ttl
-        {
-            return Ok(d.clone());
+        let fresh = || {
+            let map = self.inner.deployments.lock().ok()?;
+            let (d, at) = map.get(&model.id)?;
+            (at.elapsed() < self.inner.cache_ttl).then(|| d.clone())
+        };
+        if let Some(d) = fresh() {
+            return Ok(d);
+        }
+        let _flight = self.inner.deployment_flights.enter(&model.id).await;
+        if let Some(d) = fresh() {
+            return Ok(d);
         }
         let d = crate::routes::deployments::load(self, view, model).await?.map(Arc::new);
         if let Ok(mut map) = self.inner.deployments.lock() {

@@ -14,6 +14,7 @@ use tessera_core::tenant::{Plan, Tenant};
 use tessera_store::{MetadataStore, StoreError};
 
 use crate::error::ApiError;
+use crate::flight::Flights;
 
 const CAPACITY: usize = 100_000;
 
@@ -27,11 +28,24 @@ pub struct TenantInfo {
 pub struct TenantCache {
     ttl: Duration,
     entries: RwLock<HashMap<TenantId, (Arc<TenantInfo>, Instant)>>,
+    flights: Flights,
 }
 
 impl TenantCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: RwLock::new(HashMap::new()) }
+        Self { ttl, entries: RwLock::new(HashMap::new()), flights: Flights::default() }
+    }
+
+    /// A fresh entry, else the stale one (if any) as the error side.
+    fn cached(&self, id: &TenantId) -> Result<Arc<TenantInfo>, Option<Arc<TenantInfo>>> {
+        match self.entries.read() {
+            Ok(map) => match map.get(id) {
+                Some((info, at)) if at.elapsed() < self.ttl => Ok(info.clone()),
+                Some((info, _)) => Err(Some(info.clone())),
+                None => Err(None),
+            },
+            Err(_) => Err(None),
+        }
     }
 
     pub async fn get(
@@ -39,13 +53,13 @@ impl TenantCache {
         store: &dyn MetadataStore,
         ctx: &TenantCtx,
     ) -> Result<Arc<TenantInfo>, ApiError> {
-        let stale = match self.entries.read() {
-            Ok(map) => match map.get(ctx.tenant_id()) {
-                Some((info, at)) if at.elapsed() < self.ttl => return Ok(info.clone()),
-                Some((info, _)) => Some(info.clone()),
-                None => None,
-            },
-            Err(_) => None,
+        if let Ok(info) = self.cached(ctx.tenant_id()) {
+            return Ok(info);
+        }
+        let _flight = self.flights.enter(ctx.tenant_id().as_str()).await;
+        let stale = match self.cached(ctx.tenant_id()) {
+            Ok(info) => return Ok(info),
+            Err(stale) => stale,
         };
         let loaded = async {
             let tenant = store.get_tenant(ctx).await?;

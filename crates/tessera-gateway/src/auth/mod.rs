@@ -51,6 +51,7 @@ pub struct Authenticator {
     tenants: Arc<TenantCache>,
     jwt: Option<(JwtConfig, Option<DecodingKey>, Option<jwks::JwksCache>)>,
     metrics: Arc<Metrics>,
+    flights: crate::flight::Flights,
 }
 
 impl Authenticator {
@@ -77,6 +78,7 @@ impl Authenticator {
             tenants,
             jwt,
             metrics,
+            flights: Default::default(),
         }
     }
 
@@ -98,17 +100,33 @@ impl Authenticator {
         Err(AuthError::InvalidKey.into())
     }
 
+    /// A fresh cached record, else the stale one (if any) as the error side.
+    #[allow(clippy::type_complexity)]
+    fn cached_key(
+        &self,
+        id: &KeyId,
+    ) -> Result<Result<Option<KeyRecord>, Option<(Option<KeyRecord>, Instant)>>, ApiError> {
+        let keys = self.keys.read().map_err(|_| poisoned())?;
+        Ok(match keys.get(id) {
+            Some(c) if c.fetched.elapsed() < self.ttl => Ok(c.record.clone()),
+            Some(c) => Err(Some((c.record.clone(), c.fetched))),
+            None => Err(None),
+        })
+    }
+
     async fn key_record(&self, id: &KeyId) -> Result<Option<KeyRecord>, ApiError> {
-        let stale = {
-            let keys = self.keys.read().map_err(|_| poisoned())?;
-            match keys.get(id) {
-                Some(c) if c.fetched.elapsed() < self.ttl => {
-                    self.metrics.auth_cache(true);
-                    return Ok(c.record.clone());
-                }
-                Some(c) => Some((c.record.clone(), c.fetched)),
-                None => None,
+        if let Ok(record) = self.cached_key(id)? {
+            self.metrics.auth_cache(true);
+            return Ok(record);
+        }
+        // One read per key at a time; the others wait and find it cached.
+        let _flight = self.flights.enter(id.as_str()).await;
+        let stale = match self.cached_key(id)? {
+            Ok(record) => {
+                self.metrics.auth_cache(true);
+                return Ok(record);
             }
+            Err(stale) => stale,
         };
         self.metrics.auth_cache(false);
         let asked = Instant::now();

@@ -1,0 +1,84 @@
+//! Single flight for the per-replica caches: when an entry expires under
+//! load, one request reads the database and the others wait for it, then
+//! find the fresh entry. Without this every request in flight at the moment
+//! of expiry reads the database, and under heavy traffic the pile-up feeds
+//! itself (slower reads, more requests in flight, more reads).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+type Gate = Arc<tokio::sync::Mutex<()>>;
+
+#[derive(Default)]
+pub struct Flights {
+    gates: Mutex<HashMap<String, Gate>>,
+}
+
+/// Held while one request loads a key; dropping it lets the next waiter in.
+pub struct Flight<'a> {
+    flights: &'a Flights,
+    key: String,
+    gate: Gate,
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Flights {
+    /// Waits until no other request is loading `key`. The caller then checks
+    /// its cache again before reading the database.
+    pub async fn enter(&self, key: &str) -> Flight<'_> {
+        let gate = match self.gates.lock() {
+            Ok(mut g) => g.entry(key.to_owned()).or_default().clone(),
+            Err(_) => Gate::default(),
+        };
+        let held = gate.clone().lock_owned().await;
+        Flight { flights: self, key: key.to_owned(), gate, _held: held }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.gates.lock().map(|g| g.len()).unwrap_or(0)
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        // The map, this flight and its lock guard hold the gate; anyone else
+        // is waiting for it, and the gate stays for them.
+        if let Ok(mut g) = self.flights.gates.lock()
+            && Arc::strong_count(&self.gate) <= 3
+        {
+            g.remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_load_at_a_time_per_key_and_gates_are_cleaned_up() {
+        let flights = Arc::new(Flights::default());
+        let cache = Arc::new(Mutex::new(None::<u32>));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let (flights, cache, loads) = (flights.clone(), cache.clone(), loads.clone());
+            tasks.push(tokio::spawn(async move {
+                let _f = flights.enter("k").await;
+                if cache.lock().unwrap().is_some() {
+                    return;
+                }
+                loads.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                *cache.lock().unwrap() = Some(7);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        assert_eq!(flights.len(), 0);
+    }
+}
