@@ -9,17 +9,18 @@ use std::sync::{Arc, Mutex};
 
 type Gate = Arc<tokio::sync::Mutex<()>>;
 
+/// Per key: the gate and how many requests hold or wait for it.
 #[derive(Default)]
 pub struct Flights {
-    gates: Mutex<HashMap<String, Gate>>,
+    gates: Mutex<HashMap<String, (Gate, usize)>>,
 }
 
 /// Held while one request loads a key; dropping it lets the next waiter in.
 pub struct Flight<'a> {
     flights: &'a Flights,
     key: String,
-    gate: Gate,
-    _held: tokio::sync::OwnedMutexGuard<()>,
+    /// Empty while waiting: a request cancelled in the queue still counts itself out.
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Flights {
@@ -27,11 +28,16 @@ impl Flights {
     /// its cache again before reading the database.
     pub async fn enter(&self, key: &str) -> Flight<'_> {
         let gate = match self.gates.lock() {
-            Ok(mut g) => g.entry(key.to_owned()).or_default().clone(),
+            Ok(mut g) => {
+                let e = g.entry(key.to_owned()).or_default();
+                e.1 += 1;
+                e.0.clone()
+            }
             Err(_) => Gate::default(),
         };
-        let held = gate.clone().lock_owned().await;
-        Flight { flights: self, key: key.to_owned(), gate, _held: held }
+        let mut flight = Flight { flights: self, key: key.to_owned(), held: None };
+        flight.held = Some(gate.lock_owned().await);
+        flight
     }
 
     #[cfg(test)]
@@ -42,12 +48,16 @@ impl Flights {
 
 impl Drop for Flight<'_> {
     fn drop(&mut self) {
-        // The map, this flight and its lock guard hold the gate; anyone else
-        // is waiting for it, and the gate stays for them.
+        // Release first, so a waiter is not woken into a map we still lock.
+        drop(self.held.take());
+        // The last one out removes the gate; anyone still waiting keeps it.
         if let Ok(mut g) = self.flights.gates.lock()
-            && Arc::strong_count(&self.gate) <= 3
+            && let Some(e) = g.get_mut(&self.key)
         {
-            g.remove(&self.key);
+            e.1 = e.1.saturating_sub(1);
+            if e.1 == 0 {
+                g.remove(&self.key);
+            }
         }
     }
 }
@@ -79,6 +89,21 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1);
+        assert_eq!(flights.len(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiter_cancelled_in_the_queue_counts_itself_out() {
+        let flights = Arc::new(Flights::default());
+        let first = flights.enter("k").await;
+        let f2 = flights.clone();
+        let waiter = tokio::spawn(async move {
+            let _f = f2.enter("k").await;
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waiter.abort();
+        let _ = waiter.await;
+        drop(first);
         assert_eq!(flights.len(), 0);
     }
 }
