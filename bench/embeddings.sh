@@ -20,8 +20,11 @@ start_server() { # port extra-env...; sets $key and $pid
   pid=$!
   for _ in $(seq 1 100); do curl -sf "127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
   local t k
+  # A plan without limits: the benchmark measures the engine, not admission.
+  curl -s -o /dev/null "127.0.0.1:$port/admin/v1/plans" -H "authorization: Bearer bench-admin-key-0123456789" \
+      -H 'content-type: application/json' -d '{"name":"bench"}'
   t=$(curl -s "127.0.0.1:$port/admin/v1/tenants" -H "authorization: Bearer bench-admin-key-0123456789" \
-      -H 'content-type: application/json' -d '{"name":"bench","plan":"pro"}' | "$PYTHON" -c 'import sys,json;print(json.load(sys.stdin)["id"])')
+      -H 'content-type: application/json' -d '{"name":"bench","plan":"bench"}' | "$PYTHON" -c 'import sys,json;print(json.load(sys.stdin)["id"])')
   k=$(curl -s "127.0.0.1:$port/admin/v1/tenants/$t/keys" -H "authorization: Bearer bench-admin-key-0123456789" \
       -H 'content-type: application/json' -d '{"name":"b","role":"service"}' | "$PYTHON" -c 'import sys,json;print(json.load(sys.stdin)["key"])')
   key=$k

@@ -39,8 +39,11 @@ general_settings:
 YAML
 "$LITELLM" --config "$work/litellm.yaml" --host 127.0.0.1 --port 18402 --num_workers 2 >"$work/litellm.log" 2>&1 &
 wait_http http://127.0.0.1:18401/healthz
+# A plan without limits: B1 measures the path, not a limit being hit.
+curl -s -o /dev/null 127.0.0.1:18401/admin/v1/plans -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' \
+  -d '{"name":"bench"}'
 tenant=$(curl -s 127.0.0.1:18401/admin/v1/tenants -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' \
-  -d '{"name":"bench","plan":"pro"}' | json '["id"]')
+  -d '{"name":"bench","plan":"bench"}' | json '["id"]')
 key=$(curl -s "127.0.0.1:18401/admin/v1/tenants/$tenant/keys" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' \
   -d '{"name":"b","role":"developer"}' | json '["key"]')
 curl -sf -o /dev/null 127.0.0.1:18401/v1/models -H "authorization: Bearer $key" -H 'content-type: application/json' \

@@ -19,6 +19,8 @@ pub struct RawConfig {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub redis_url: Option<String>,
+    /// Longest wait for one Redis call, in ms, before a replica decides alone.
+    pub redis_timeout_ms: Option<u64>,
     pub nats_url: Option<String>,
     /// `text` or `json`.
     pub log_format: Option<String>,
@@ -195,6 +197,7 @@ impl RawConfig {
             data_dir,
             database_url,
             redis_url,
+            redis_timeout_ms,
             nats_url,
             log_format,
             max_body_bytes,
@@ -327,6 +330,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database: DatabaseUrl,
     pub redis_url: Option<String>,
+    pub redis_timeout: Duration,
     pub nats_url: Option<String>,
     pub log_format: LogFormat,
     pub max_body_bytes: usize,
@@ -503,6 +507,9 @@ impl Config {
             data_dir,
             database,
             redis_url,
+            redis_timeout: Duration::from_millis(
+                raw.redis_timeout_ms.unwrap_or(50).clamp(1, 10_000),
+            ),
             nats_url,
             log_format,
             max_body_bytes,

@@ -316,6 +316,12 @@ pub struct Deployment {
     /// Tenant-specific rules applied to a classifier's answer.
     #[serde(default)]
     pub post: Option<PostRules>,
+    /// Requests per minute to this model, from all its callers together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    /// Tokens per minute to this model, from all its callers together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
 }
 
 /// Post-processing of a classifier's answer: only allowed labels compete,
@@ -421,6 +427,11 @@ impl Deployment {
         if let Some(p) = &self.post {
             p.validate()?;
         }
+        for (name, v) in [("rpm", self.rpm), ("tpm", self.tpm)] {
+            if v == Some(0) {
+                return Err(ValidationError::new(name, format!("{name} must be at least 1")));
+            }
+        }
         Ok(())
     }
 
@@ -478,6 +489,8 @@ mod tests {
             fallbacks: vec![],
             timeout_ms: None,
             post: None,
+            rpm: None,
+            tpm: None,
         }
     }
 

@@ -139,6 +139,13 @@ pub struct Scopes {
     /// Model names this key may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub models: Option<Vec<String>>,
+    /// This key's own requests per minute on inference routes (beside its
+    /// tenant's plan and the model's limits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    /// This key's own tokens per minute on inference routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
 }
 
 impl Scopes {
@@ -160,14 +167,29 @@ impl Scopes {
                 (Some(c), Some(p)) => c.iter().all(|x| p.contains(x)),
             }
         }
+        // A limit may only be as tight as the parent's, or tighter.
+        fn tighter(child: Option<u64>, parent: Option<u64>) -> bool {
+            match (child, parent) {
+                (_, None) => true,
+                (None, Some(_)) => false,
+                (Some(c), Some(p)) => c <= p,
+            }
+        }
         subset(self.operations.as_ref(), parent.operations.as_ref())
             && subset(self.models.as_ref(), parent.models.as_ref())
+            && tighter(self.rpm, parent.rpm)
+            && tighter(self.tpm, parent.tpm)
     }
 
     pub fn validate(&self) -> Result<(), ValidationError> {
         if let Some(models) = &self.models {
             for m in models {
                 crate::ids::validate_name("scopes.models", m)?;
+            }
+        }
+        for (name, v) in [("scopes.rpm", self.rpm), ("scopes.tpm", self.tpm)] {
+            if v == Some(0) {
+                return Err(ValidationError::new(name, format!("{name} must be at least 1")));
             }
         }
         Ok(())
@@ -220,6 +242,7 @@ mod tests {
         let s = Scopes {
             operations: Some(vec![Operation::Inference]),
             models: Some(vec!["m1".into()]),
+            ..Default::default()
         };
         assert!(s.allows_operation(Operation::Inference));
         assert!(!s.allows_operation(Operation::KeysRead));
@@ -232,14 +255,23 @@ mod tests {
     fn child_scopes_must_stay_within_the_parent() {
         let parent = Scopes {
             operations: Some(vec![Operation::Inference, Operation::TenantRead]),
-            models: None,
+            rpm: Some(100),
+            ..Default::default()
         };
-        let narrower =
-            Scopes { operations: Some(vec![Operation::Inference]), models: Some(vec!["m".into()]) };
+        let narrower = Scopes {
+            operations: Some(vec![Operation::Inference]),
+            models: Some(vec!["m".into()]),
+            rpm: Some(10),
+            ..Default::default()
+        };
         assert!(narrower.is_within(&parent));
         assert!(!Scopes::default().is_within(&parent));
-        let broader = Scopes { operations: Some(vec![Operation::KeysWrite]), models: None };
+        let broader = Scopes { operations: Some(vec![Operation::KeysWrite]), ..Default::default() };
         assert!(!broader.is_within(&parent));
         assert!(broader.is_within(&Scopes::default()));
+        let looser = Scopes { rpm: Some(1000), ..narrower.clone() };
+        assert!(!looser.is_within(&parent), "a child key may not allow more requests");
+        let unlimited = Scopes { rpm: None, ..narrower };
+        assert!(!unlimited.is_within(&parent));
     }
 }

@@ -35,6 +35,9 @@ pub enum ApiError {
     /// The model is loading or could not be loaded.
     #[error("{0}")]
     ModelNotReady(String),
+    /// A rate, token or concurrency limit is reached.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_secs: u64, headers: Box<axum::http::HeaderMap> },
     /// A queue is full; retry after the given seconds.
     #[error("{message}")]
     Overloaded { message: String, retry_after_secs: u64 },
@@ -118,6 +121,13 @@ impl ApiError {
             ApiError::ModelNotReady(m) => {
                 (S::SERVICE_UNAVAILABLE, "service_unavailable", "model_not_ready", m.clone(), None)
             }
+            ApiError::RateLimited { message, .. } => (
+                S::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "rate_limit_exceeded",
+                message.clone(),
+                None,
+            ),
             ApiError::Overloaded { message, .. } => {
                 (S::TOO_MANY_REQUESTS, "rate_limit_error", "overloaded", message.clone(), None)
             }
@@ -202,7 +212,8 @@ impl IntoResponse for ApiError {
         let retry_after = match &self {
             ApiError::Overloaded { retry_after_secs, .. }
             | ApiError::BreakerOpen { retry_after_secs, .. }
-            | ApiError::UpstreamRateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
+            | ApiError::UpstreamRateLimited { retry_after_secs, .. }
+            | ApiError::RateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
             ApiError::ModelNotReady(_) => Some(5),
             _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
             _ => None,
@@ -211,6 +222,9 @@ impl IntoResponse for ApiError {
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if let ApiError::RateLimited { headers, .. } = &self {
+            resp.headers_mut().extend((**headers).clone());
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -11,6 +11,7 @@ pub mod breaker;
 pub mod error;
 pub mod extract;
 pub mod flight;
+pub mod limits;
 pub mod metrics;
 pub mod registry_cache;
 pub mod request;

@@ -13,6 +13,7 @@ use tessera_store::artifacts::ArtifactStore;
 
 use crate::auth::Authenticator;
 use crate::breaker::{BreakerConfig, Breakers};
+use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::registry_cache::RegistryCache;
 use crate::tenant_cache::TenantCache;
@@ -28,6 +29,10 @@ pub struct GatewayConfig {
     /// Largest model artifact upload, in bytes.
     pub max_artifact_bytes: usize,
     pub breaker: BreakerConfig,
+    /// Redis for limits shared by every replica; in process without it.
+    pub redis_url: Option<String>,
+    /// Longest wait for one Redis call before this replica decides alone.
+    pub redis_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -39,6 +44,8 @@ impl Default for GatewayConfig {
             admin_key: None,
             max_artifact_bytes: 512 * 1024 * 1024,
             breaker: BreakerConfig::default(),
+            redis_url: None,
+            redis_timeout: Duration::from_millis(50),
         }
     }
 }
@@ -61,6 +68,7 @@ struct Inner {
     artifacts: Arc<dyn ArtifactStore>,
     breakers: Breakers,
     upstreams: Upstreams,
+    limiter: Arc<Limiter>,
     registry: RegistryCache,
     deployments: std::sync::Mutex<DeploymentCache>,
     deployment_flights: crate::flight::Flights,
@@ -88,6 +96,14 @@ impl AppState {
             tenants.clone(),
             metrics.clone(),
         );
+        // The URL was validated with the configuration; a client that cannot
+        // be built still leaves limits enforced in process.
+        let limiter =
+            Limiter::new(cfg.redis_url.as_deref(), cfg.redis_timeout).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "redis unusable; limits are enforced in process");
+                Limiter::in_process()
+            });
+        limiter.start_heartbeat();
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -98,6 +114,7 @@ impl AppState {
                 artifacts,
                 breakers: Breakers::new(cfg.breaker),
                 upstreams: Upstreams::default(),
+                limiter,
                 registry: RegistryCache::new(cfg.key_cache_ttl),
                 deployments: Default::default(),
                 deployment_flights: Default::default(),
@@ -188,6 +205,11 @@ impl AppState {
     /// Model resolution for inference, cached per replica.
     pub fn registry(&self) -> &RegistryCache {
         &self.inner.registry
+    }
+
+    /// Admission: rate, token and concurrency limits.
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.inner.limiter
     }
 
     /// Clients, configs, retry budget and counters for remote providers.

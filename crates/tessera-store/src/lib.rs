@@ -20,6 +20,27 @@ pub use metadata::{
 };
 use tessera_core::config::DatabaseUrl;
 
+/// Opens the metadata store at `url` and the artifact store that goes with
+/// it: on SQLite a directory under `data_dir`; on PostgreSQL the database
+/// itself (shared by every replica), read through a local copy in `data_dir`.
+pub async fn open_with_artifacts(
+    url: &DatabaseUrl,
+    data_dir: &std::path::Path,
+) -> Result<(Arc<dyn MetadataStore>, Arc<dyn artifacts::ArtifactStore>), StoreError> {
+    let dir = data_dir.join("artifacts");
+    Ok(match url {
+        DatabaseUrl::Sqlite(path) => (
+            Arc::new(sqlite::SqliteStore::open(path).await?),
+            Arc::new(artifacts::DirArtifacts::new(dir)),
+        ),
+        DatabaseUrl::Postgres(u) => {
+            let pg = postgres::PgStore::connect(u, None).await?;
+            let a = Arc::new(pg.artifacts(dir));
+            (Arc::new(pg), a)
+        }
+    })
+}
+
 /// Opens (creating and migrating as needed) the metadata store at `url`.
 pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn MetadataStore>, StoreError> {
     Ok(match url {

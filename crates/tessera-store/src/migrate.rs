@@ -30,6 +30,11 @@ pub(crate) const POSTGRES_ONLY: &[Migration] = &[
         name: "pg_deployments_rls",
         sql: include_str!("migrations/0006_pg_deployments_rls.sql"),
     },
+    Migration {
+        version: 7,
+        name: "pg_artifacts",
+        sql: include_str!("migrations/0007_pg_artifacts.sql"),
+    },
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS tessera_migrations \

@@ -51,6 +51,15 @@ impl PgStore {
         Ok(tx)
     }
 
+    /// The artifact store of this database, with a verified local copy of
+    /// each blob under `cache_dir`.
+    pub fn artifacts(&self, cache_dir: impl Into<std::path::PathBuf>) -> PgArtifacts {
+        PgArtifacts {
+            pool: self.pool.clone(),
+            local: crate::artifacts::DirArtifacts::new(cache_dir),
+        }
+    }
+
     async fn ping_db(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -67,6 +76,64 @@ impl PgStore {
             .try_get("n")?;
         tx.commit().await?;
         Ok(n)
+    }
+}
+
+/// Artifacts shared by every replica: the database holds each blob, and
+/// each replica reads through a local copy (checked against its sha256 on
+/// every read, fetched again from the database when missing or damaged).
+pub struct PgArtifacts {
+    pool: PgPool,
+    local: crate::artifacts::DirArtifacts,
+}
+
+#[async_trait::async_trait]
+impl crate::artifacts::ArtifactStore for PgArtifacts {
+    async fn put(&self, bytes: Vec<u8>) -> Result<(String, u64), StoreError> {
+        let sha = crate::artifacts::sha256_hex(&bytes);
+        let size = bytes.len() as u64;
+        // The database first: once it answers, every replica can read the blob.
+        sqlx::query(
+            "INSERT INTO artifacts (sha256, size, bytes, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (sha256) DO UPDATE SET bytes = EXCLUDED.bytes, size = EXCLUDED.size",
+        )
+        .bind(&sha)
+        .bind(i64::try_from(size).unwrap_or(i64::MAX))
+        .bind(&bytes)
+        .bind(tessera_core::time::Timestamp::now().millis())
+        .execute(&self.pool)
+        .await?;
+        // The local copy is a cache; failing to write it costs a later read.
+        if let Err(e) = self.local.put(bytes).await {
+            tracing::warn!(artifact = %sha, error = %e, "cannot keep a local copy of an artifact");
+        }
+        Ok((sha, size))
+    }
+
+    async fn get(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
+        match self.local.get(sha256).await {
+            Ok(b) => return Ok(b),
+            Err(StoreError::NotFound { .. } | StoreError::Corrupt(_)) => {}
+            Err(e) => {
+                tracing::warn!(artifact = %sha256, error = %e, "local artifact copy unreadable")
+            }
+        }
+        let row = sqlx::query("SELECT bytes FROM artifacts WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Err(StoreError::not_found("artifact", sha256)) };
+        let bytes: Vec<u8> = row.try_get("bytes")?;
+        let got = crate::artifacts::sha256_hex(&bytes);
+        if got != sha256 {
+            return Err(StoreError::Corrupt(format!(
+                "artifact {sha256} is corrupt in the database: its content hashes to {got}"
+            )));
+        }
+        if let Err(e) = self.local.put(bytes.clone()).await {
+            tracing::warn!(artifact = %sha256, error = %e, "cannot keep a local copy of an artifact");
+        }
+        Ok(bytes)
     }
 }
 

@@ -79,6 +79,28 @@ mod postgres {
 
     tessera_store::metadata_conformance!(make().await);
 
+    /// Artifacts put through one replica are read by another with its own
+    /// local copy; a damaged local copy is fetched again from the database.
+    #[tokio::test]
+    async fn artifacts_are_shared_by_replicas() {
+        use tessera_store::artifacts::ArtifactStore;
+        let Some(h) = make().await else { return };
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let other = PgStore::connect(&h.url, Some(&h.schema)).await.unwrap();
+        let (a, b) = (h.pg.artifacts(d1.path()), other.artifacts(d2.path()));
+        let (sha, size) = a.put(b"weights v1".to_vec()).await.unwrap();
+        assert_eq!(size, 10);
+        assert_eq!(b.get(&sha).await.unwrap(), b"weights v1");
+        let local = d2.path().join("sha256").join(&sha[..2]).join(&sha);
+        assert!(local.exists(), "the reader kept a local copy");
+        std::fs::write(&local, b"tampered").unwrap();
+        assert_eq!(b.get(&sha).await.unwrap(), b"weights v1", "repaired from the database");
+        assert!(matches!(
+            b.get(&"0".repeat(64)).await,
+            Err(tessera_store::StoreError::NotFound { .. })
+        ));
+    }
+
     /// Row-level security alone hides other tenants' rows from an unfiltered query.
     #[tokio::test]
     async fn row_level_security_hides_other_tenants() {

@@ -19,7 +19,6 @@ use tessera_engine::batcher::BatchConfig;
 use tessera_engine::pool::{ModelPool, ModelSource, PoolConfig, SourceKind};
 use tessera_engine::{fetch, ort_env};
 use tessera_gateway::{AppState, GatewayConfig};
-use tessera_store::artifacts::DirArtifacts;
 use tessera_store::{KeyOwner, MetadataStore, ModelScope, StoreError};
 use tracing::{info, warn};
 
@@ -30,7 +29,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(cfg.log_format);
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
-    let store = tessera_store::open(&cfg.database)
+    let (store, artifacts) = tessera_store::open_with_artifacts(&cfg.database, &cfg.data_dir)
         .await
         .with_context(|| format!("cannot open metadata store {}", cfg.database.display()))?;
     let sys = SystemCtx::bootstrap();
@@ -38,10 +37,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if cfg.admin_key.is_none() {
         bootstrap_admin_key(&*store, &sys, &cfg.data_dir).await?;
     }
-    if cfg.redis_url.is_some() || cfg.nats_url.is_some() {
-        info!(
-            "redis_url / nats_url accepted; the scale-out cache and event stream arrive in later releases"
-        );
+    if cfg.redis_url.is_some() {
+        info!("redis_url set: rate, token and concurrency limits hold across every replica");
+    }
+    if cfg.nats_url.is_some() {
+        info!("nats_url accepted; the event stream arrives in a later release");
     }
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -50,7 +50,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let backend = store.backend();
     let models = start_models(&cfg.engine);
     register_default_model(&*store, &sys).await?;
-    let artifacts = Arc::new(DirArtifacts::new(cfg.data_dir.join("artifacts")));
     let state = AppState::new(
         store,
         artifacts,
@@ -61,6 +60,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             admin_key: cfg.admin_key.clone(),
             max_artifact_bytes: cfg.max_artifact_bytes,
             breaker: cfg.breaker.into(),
+            redis_url: cfg.redis_url.clone(),
+            redis_timeout: cfg.redis_timeout,
         },
         models,
     );

@@ -121,7 +121,7 @@ async fn key_lifecycle(backend: Backend) {
     let me = s.api.get("/v1/me", &key).await;
     assert_eq!(me.status, StatusCode::OK, "{me:?}");
     assert_eq!(me.body["tenant"]["id"], tenant.as_str());
-    assert_eq!(me.body["plan"]["name"], "free");
+    assert_eq!(me.body["plan"]["name"], "unlimited");
     assert_eq!(me.body["key"]["id"], key_id.as_str());
     assert_eq!(me.body["key"]["role"], "developer");
 

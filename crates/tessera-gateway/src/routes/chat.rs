@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
+use super::admission::{admit, estimate_tokens};
 use super::embeddings::timing_headers;
 use super::oip::user_of;
 use super::remote::{Answered, Backend, Call, Target, mirror_json, output_of, run_with_fallbacks};
@@ -22,10 +23,13 @@ use crate::auth::Authed;
 use crate::breaker::Breaker;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
+use crate::limits::Admitted;
 use crate::state::AppState;
 use crate::upstream::UpstreamStats;
 
 const PATH: &str = "/chat/completions";
+/// Completion tokens reserved when the request sets no `max_tokens`.
+const DEFAULT_COMPLETION_RESERVE: u64 = 256;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatRequest {
@@ -105,6 +109,14 @@ pub async fn create(
         body["stream"] = Value::from(true);
         body["stream_options"]["include_usage"] = Value::from(true);
     }
+    // Tokens reserved up front: the prompt's estimate plus the completion's cap.
+    let max_out = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|k| req.rest.get(*k).and_then(Value::as_u64))
+        .unwrap_or(DEFAULT_COMPLETION_RESERVE);
+    let prompt = serde_json::to_string(&req.messages).unwrap_or_default();
+    let mut admitted =
+        admit(&s, &auth, &req.model, estimate_tokens([prompt.as_str()]) + max_out).await?;
     let (s2, body2) = (&s, &body);
     if !stream {
         let call = |t: &Target| -> Call<'_, Value> {
@@ -124,7 +136,8 @@ pub async fn create(
             run_with_fallbacks(&s, &auth, &req.model, &user, require_chat, call).await?;
         let model_time = model_start.elapsed();
         if let Some(u) = answer.get("usage") {
-            record_usage(&s, &auth, &t.version, u);
+            let (p, c) = record_usage(&s, &auth, &t.version, u);
+            admitted.settle(p + c);
         }
         if t.model.name == req.model {
             mirror_json(
@@ -138,7 +151,8 @@ pub async fn create(
             );
         }
         answer["model"] = Value::from(t.model.name.clone());
-        let h = timing_headers(&t.model, &t.version, start.elapsed(), model_time);
+        let mut h = timing_headers(&t.model, &t.version, start.elapsed(), model_time);
+        h.extend(admitted.headers());
         return Ok((h, axum::Json(answer)).into_response());
     }
     let call = |t: &Target| -> Call<'_, (reqwest::Response, Instant)> {
@@ -181,13 +195,18 @@ pub async fn create(
         s: s.clone(),
         auth: auth.clone(),
         version: t.version.clone(),
+        admitted: None,
     };
+    let mut h = timing_headers(&t.model, &t.version, start.elapsed(), model_start.elapsed());
+    h.extend(admitted.headers());
+    // The stream holds its concurrency slot, and settles its tokens, until it ends.
+    let mut relay = relay;
+    relay.admitted = Some(admitted);
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     let stream = futures_util::stream::unfold(relay, |mut r| async move {
         r.next().await.map(|b| (Ok::<Bytes, std::convert::Infallible>(b), r))
     });
-    let mut h = timing_headers(&t.model, &t.version, start.elapsed(), model_start.elapsed());
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok((h, Body::from_stream(stream)).into_response())
 }
 
@@ -208,6 +227,8 @@ struct Relay {
     s: AppState,
     auth: Authed,
     version: String,
+    /// Released when the stream ends or the client leaves.
+    admitted: Option<Admitted>,
 }
 
 /// The end of the first complete event in `buf`, and its separator's length.
@@ -290,7 +311,10 @@ impl Relay {
             return Err("status_5xx");
         }
         if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
-            record_usage(&self.s, &self.auth, &self.version, u);
+            let (p, c) = record_usage(&self.s, &self.auth, &self.version, u);
+            if let Some(a) = &mut self.admitted {
+                a.settle(p + c);
+            }
             let usage_only = v.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
             if usage_only && !self.client_wants_usage {
                 return Ok(None);

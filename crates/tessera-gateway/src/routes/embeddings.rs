@@ -250,6 +250,13 @@ pub async fn create(
 ) -> Result<(HeaderMap, Json<serde_json::Value>), ApiError> {
     let start = std::time::Instant::now();
     validate(&req)?;
+    let texts: Vec<&str> = match &req.input {
+        EmbeddingInput::One(t) => vec![t.as_str()],
+        EmbeddingInput::Many(v) => v.iter().map(String::as_str).collect(),
+    };
+    let mut admitted =
+        super::admission::admit(&s, &auth, &req.model, super::admission::estimate_tokens(texts))
+            .await?;
     let user = req.user.clone().unwrap_or_else(|| super::oip::user_of(&headers, &auth));
     let body = serde_json::to_value(&req).map_err(|e| ApiError::Internal(e.to_string()))?;
     let (s2, req2, body2) = (&s, &req, &body);
@@ -314,11 +321,15 @@ pub async fn create(
     }
     if let Some(u) =
         answer.get("usage").and_then(|u| u.get("prompt_tokens")).and_then(serde_json::Value::as_u64)
-        && matches!(t.backend, Backend::Remote(_))
     {
-        s.upstreams().stats.tokens(u, 0);
+        admitted.settle(u);
+        if matches!(t.backend, Backend::Remote(_)) {
+            s.upstreams().stats.tokens(u, 0);
+        }
     }
-    Ok((timing_headers(&t.model, &t.version, start.elapsed(), model_time), Json(answer)))
+    let mut h = timing_headers(&t.model, &t.version, start.elapsed(), model_time);
+    h.extend(admitted.headers());
+    Ok((h, Json(answer)))
 }
 
 #[cfg(test)]

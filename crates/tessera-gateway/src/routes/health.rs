@@ -44,6 +44,7 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let mut text = s.metrics().render();
     s.models().render_metrics(&mut text);
     s.breakers().render_metrics(&mut text);
+    s.limiter().render(&mut text);
     s.upstreams().stats.render(&mut text);
     ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }

@@ -189,6 +189,7 @@ pub async fn kserve_predict(
         });
     };
     let start = std::time::Instant::now();
+    let admitted = super::admission::admit(&s, &auth, model, 0).await?;
     let user = user_of(&req_headers, &auth);
     let primary = match serve_any(&s, &auth, model, None, &user).await {
         Ok(sv) => Ok(sv),
@@ -249,11 +250,12 @@ pub async fn kserve_predict(
         }
     }
     let (served, predictions) = outcome?;
-    let h = timing_headers(
+    let mut h = timing_headers(
         &served.model,
         &format!("{}@{}", served.model.name, served.version()),
         start.elapsed(),
         model_start.elapsed(),
     );
+    h.extend(admitted.headers());
     Ok((h, Json(json!({"predictions": predictions, "model_version": served.version()}))))
 }

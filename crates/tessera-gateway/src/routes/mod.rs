@@ -2,6 +2,7 @@
 //! also records it, so a test can check that each one is described in the
 //! OpenAPI document (`openapi::ApiDoc`).
 
+mod admission;
 pub mod audit;
 pub mod breakers;
 pub mod chat;

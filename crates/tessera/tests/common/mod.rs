@@ -187,10 +187,30 @@ impl Server {
         self.api.call(method, path, Some(&self.admin_key), body).await
     }
 
-    /// Creates a tenant and a key with `role` in it; returns (tenant id, key, key id).
+    /// Creates a tenant on a plan without limits (so tests that are not
+    /// about limits never meet one) and a key with `role` in it; returns
+    /// (tenant id, key, key id).
     pub async fn tenant_with_key(&self, name: &str, role: &str) -> (String, String, String) {
+        let p = self
+            .admin(Method::POST, "/admin/v1/plans", Some(serde_json::json!({"name": "unlimited"})))
+            .await;
+        assert!(matches!(p.status.as_u16(), 201 | 409), "{p:?}");
+        self.tenant_on_plan(name, "unlimited", role).await
+    }
+
+    /// Creates a tenant on `plan` and a key with `role` in it.
+    pub async fn tenant_on_plan(
+        &self,
+        name: &str,
+        plan: &str,
+        role: &str,
+    ) -> (String, String, String) {
         let t = self
-            .admin(Method::POST, "/admin/v1/tenants", Some(serde_json::json!({"name": name})))
+            .admin(
+                Method::POST,
+                "/admin/v1/tenants",
+                Some(serde_json::json!({"name": name, "plan": plan})),
+            )
             .await;
         assert_eq!(t.status, StatusCode::CREATED, "{t:?}");
         let id = t.body["id"].as_str().unwrap().to_owned();

@@ -1,0 +1,608 @@
+//! Admission (G6): every limit that applies to a request (its key's, its
+//! tenant's plan, the model's) is checked and consumed in one atomic step:
+//! one Lua script on Redis when Redis is configured, so any number of
+//! replicas together never exceed a limit; a mutex-guarded table in process
+//! otherwise.
+//!
+//! Requests and tokens count in fixed one-minute windows (the
+//! `x-ratelimit-reset-*` headers say when the window ends); tokens reserve an
+//! estimate up front and settle to the actual count afterwards, so concurrent
+//! requests cannot overrun a token limit. Concurrency counts requests in
+//! flight and is released when the answer (a stream included) is done.
+//!
+//! Redis down or slow (each call is bounded by a short timeout): this replica
+//! enforces its share of each limit (the limit divided by the replicas it last
+//! saw through Redis heartbeats), counts it in `tessera_limits_fallback_total`,
+//! skips Redis for a second, and returns to global enforcement by itself.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::http::{HeaderMap, HeaderValue};
+use tessera_core::metrics::{Histogram, LATENCY_BUCKETS};
+
+const WINDOW_SECS: u64 = 60;
+/// How long a replica is skipped after Redis failed.
+const REDIS_BACKOFF: Duration = Duration::from_secs(1);
+/// Heartbeats: how often, and after how long a silent replica no longer counts.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+const REPLICA_TTL_MS: u64 = 10_000;
+/// Concurrency counters expire if a replica dies holding them.
+const CONCURRENCY_TTL_MS: u64 = 300_000;
+
+/// What a limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dim {
+    Requests,
+    Tokens,
+    Concurrency,
+}
+
+impl Dim {
+    fn as_str(self) -> &'static str {
+        match self {
+            Dim::Requests => "requests",
+            Dim::Tokens => "tokens",
+            Dim::Concurrency => "concurrency",
+        }
+    }
+}
+
+/// One limit that applies to a request.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// Whose limit: `key`, `tenant` or `model`.
+    pub owner: &'static str,
+    /// The key, tenant or model id.
+    pub id: String,
+    pub dim: Dim,
+    pub limit: u64,
+    /// What this request takes: 1 request, the token estimate, 1 in flight.
+    pub cost: u64,
+}
+
+impl Check {
+    fn key(&self, window: u64) -> String {
+        match self.dim {
+            Dim::Concurrency => format!("tessera:cc:{}:{}", self.owner, self.id),
+            d => format!("tessera:rl:{}:{}:{}:{window}", self.owner, self.id, d.as_str()),
+        }
+    }
+}
+
+/// A limit that refused a request.
+#[derive(Debug, Clone)]
+pub struct Denied {
+    pub message: String,
+    pub retry_after_secs: u64,
+    pub headers: HeaderMap,
+}
+
+/// Where a decision was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Global,
+    Local,
+}
+
+struct Decided {
+    checks: Vec<Check>,
+    keys: Vec<String>,
+    /// The counter value after this request, per check.
+    after: Vec<u64>,
+    /// The limit actually enforced (a share when falling back).
+    enforced: Vec<u64>,
+    mode: Mode,
+}
+
+/// An admitted request. Dropping it releases its concurrency slots;
+/// [`Admitted::settle`] corrects the token reservation.
+pub struct Admitted {
+    limiter: Arc<Limiter>,
+    decided: Option<Decided>,
+    reset_secs: u64,
+}
+
+impl Admitted {
+    /// A request nothing limits.
+    pub fn unlimited(limiter: Arc<Limiter>) -> Self {
+        Self { limiter, decided: None, reset_secs: 0 }
+    }
+
+    /// Replaces the token estimate with what the request actually used.
+    pub fn settle(&mut self, actual_tokens: u64) {
+        let Some(d) = &mut self.decided else { return };
+        let mut deltas = Vec::new();
+        for (i, c) in d.checks.iter_mut().enumerate() {
+            if c.dim == Dim::Tokens && c.cost != actual_tokens {
+                let delta = actual_tokens as i64 - c.cost as i64;
+                deltas.push((d.keys[i].clone(), delta));
+                c.cost = actual_tokens;
+            }
+        }
+        if !deltas.is_empty() {
+            self.limiter.adjust(d.mode, deltas);
+        }
+    }
+
+    /// `x-ratelimit-*` headers for the tightest request and token limits.
+    pub fn headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(d) = &self.decided {
+            rate_headers(&mut h, d, self.reset_secs);
+        }
+        h
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let Some(d) = &self.decided else { return };
+        let release: Vec<(String, i64)> = d
+            .checks
+            .iter()
+            .zip(&d.keys)
+            .filter(|(c, _)| c.dim == Dim::Concurrency)
+            .map(|(_, k)| (k.clone(), -1))
+            .collect();
+        if !release.is_empty() {
+            self.limiter.adjust(d.mode, release);
+        }
+    }
+}
+
+fn rate_headers(h: &mut HeaderMap, d: &Decided, reset_secs: u64) {
+    for (dim, suffix) in [(Dim::Requests, "requests"), (Dim::Tokens, "tokens")] {
+        let tightest = (0..d.checks.len())
+            .filter(|i| d.checks[*i].dim == dim)
+            .min_by_key(|i| d.enforced[*i].saturating_sub(d.after[*i]));
+        if let Some(i) = tightest {
+            let remaining = d.enforced[i].saturating_sub(d.after[i]);
+            for (name, value) in [
+                (format!("x-ratelimit-limit-{suffix}"), d.enforced[i].to_string()),
+                (format!("x-ratelimit-remaining-{suffix}"), remaining.to_string()),
+                (format!("x-ratelimit-reset-{suffix}"), format!("{reset_secs}s")),
+            ] {
+                if let (Ok(n), Ok(v)) = (
+                    axum::http::HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(&value),
+                ) {
+                    h.insert(n, v);
+                }
+            }
+        }
+    }
+}
+
+/// Checks every limit and, only if all pass, consumes them all. Returns the
+/// counter values after, or the index of the first limit that refused.
+const SCRIPT: &str = r"
+local n = #KEYS
+for i = 1, n do
+  local limit = tonumber(ARGV[3 * i - 2])
+  local cost = tonumber(ARGV[3 * i - 1])
+  local current = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if cost > 0 and current + cost > limit then
+    return {0, i, current}
+  end
+end
+local out = {1}
+for i = 1, n do
+  local v = redis.call('INCRBY', KEYS[i], tonumber(ARGV[3 * i - 1]))
+  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[3 * i]))
+  out[#out + 1] = v
+end
+return out
+";
+
+struct Redis {
+    client: redis::Client,
+    conn: tokio::sync::Mutex<Option<redis::aio::ConnectionManager>>,
+    script: redis::Script,
+    timeout: Duration,
+    down_until: Mutex<Option<Instant>>,
+}
+
+#[derive(Default)]
+struct LimitStats {
+    rejected: Mutex<HashMap<(&'static str, &'static str), u64>>,
+    fallbacks: AtomicU64,
+    admission: Mutex<Option<Histogram>>,
+}
+
+pub struct Limiter {
+    local: Mutex<HashMap<String, (i64, Instant)>>,
+    redis: Option<Redis>,
+    /// Replicas seen through Redis heartbeats (at least 1).
+    replicas: AtomicU64,
+    replica_id: String,
+    global: AtomicBool,
+    stats: LimitStats,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Limiter {
+    /// An in-process limiter, or a Redis one when `redis_url` is set.
+    pub fn new(redis_url: Option<&str>, timeout: Duration) -> Result<Arc<Self>, String> {
+        let redis = match redis_url {
+            Some(url) => Some(Redis {
+                client: redis::Client::open(url).map_err(|e| format!("redis_url: {e}"))?,
+                conn: tokio::sync::Mutex::new(None),
+                script: redis::Script::new(SCRIPT),
+                timeout,
+                down_until: Mutex::new(None),
+            }),
+            None => None,
+        };
+        let has_redis = redis.is_some();
+        Ok(Arc::new(Self {
+            local: Mutex::new(HashMap::new()),
+            redis,
+            replicas: AtomicU64::new(1),
+            replica_id: tessera_core::ids::random_lower(12),
+            global: AtomicBool::new(has_redis),
+            stats: LimitStats::default(),
+        }))
+    }
+
+    /// A limiter for one process, without Redis.
+    pub fn in_process() -> Arc<Self> {
+        Arc::new(Self {
+            local: Mutex::new(HashMap::new()),
+            redis: None,
+            replicas: AtomicU64::new(1),
+            replica_id: tessera_core::ids::random_lower(12),
+            global: AtomicBool::new(false),
+            stats: LimitStats::default(),
+        })
+    }
+
+    /// Starts the heartbeat that counts replicas and notices Redis coming back.
+    pub fn start_heartbeat(self: &Arc<Self>) {
+        if self.redis.is_none() {
+            return;
+        }
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(l) = me.upgrade() else { return };
+                l.heartbeat().await;
+                drop(l);
+                tokio::time::sleep(HEARTBEAT).await;
+            }
+        });
+    }
+
+    async fn heartbeat(&self) {
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let r = self
+            .redis_call(|mut c| {
+                let id = self.replica_id.clone();
+                async move {
+                    let (_, _, n): (i64, i64, u64) = redis::pipe()
+                        .atomic()
+                        .zadd("tessera:replicas", id, now_ms as u64)
+                        .zrembyscore(
+                            "tessera:replicas",
+                            0,
+                            (now_ms as u64).saturating_sub(REPLICA_TTL_MS),
+                        )
+                        .zcard("tessera:replicas")
+                        .query_async(&mut c)
+                        .await?;
+                    Ok(n)
+                }
+            })
+            .await;
+        if let Ok(n) = r {
+            self.replicas.store(n.max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether Redis is configured and answering (limits hold across replicas).
+    pub fn is_global(&self) -> bool {
+        self.global.load(Ordering::Relaxed)
+    }
+
+    /// Runs one Redis call within the timeout; a failure marks Redis down
+    /// for a moment so that requests do not queue up behind it.
+    async fn redis_call<T, F, Fut>(&self, f: F) -> Result<T, ()>
+    where
+        F: FnOnce(redis::aio::ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let Some(r) = &self.redis else { return Err(()) };
+        if r.down_until.lock().ok().and_then(|d| *d).is_some_and(|t| Instant::now() < t) {
+            return Err(());
+        }
+        let outcome = tokio::time::timeout(r.timeout, async {
+            let conn = {
+                let mut slot = r.conn.lock().await;
+                match &*slot {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = redis::aio::ConnectionManager::new(r.client.clone()).await?;
+                        *slot = Some(c.clone());
+                        c
+                    }
+                }
+            };
+            f(conn).await
+        })
+        .await;
+        match outcome {
+            Ok(Ok(v)) => {
+                if !self.global.swap(true, Ordering::Relaxed) {
+                    tracing::info!("redis answers again: limits are enforced across replicas");
+                }
+                Ok(v)
+            }
+            failed => {
+                if let Ok(mut d) = r.down_until.lock() {
+                    *d = Some(Instant::now() + REDIS_BACKOFF);
+                }
+                if self.global.swap(false, Ordering::Relaxed) {
+                    let why = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer within {} ms", r.timeout.as_millis()),
+                    };
+                    tracing::warn!(error = %why, "redis unavailable: each replica enforces its share of every limit");
+                }
+                Err(())
+            }
+        }
+    }
+
+    /// Checks and consumes `checks` atomically.
+    pub async fn admit(self: &Arc<Self>, checks: Vec<Check>) -> Result<Admitted, Denied> {
+        if checks.is_empty() {
+            return Ok(Admitted::unlimited(self.clone()));
+        }
+        let started = Instant::now();
+        let now = now_secs();
+        let window = now / WINDOW_SECS;
+        let reset_secs = WINDOW_SECS - now % WINDOW_SECS;
+        let keys: Vec<String> = checks.iter().map(|c| c.key(window)).collect();
+        let mut decision = None;
+        if self.redis.is_some() {
+            let ttl_ms = (reset_secs + 5) * 1000;
+            let mut inv = {
+                let r = self.redis.as_ref().map(|r| r.script.prepare_invoke());
+                match r {
+                    Some(i) => i,
+                    None => return Ok(Admitted::unlimited(self.clone())),
+                }
+            };
+            for (c, k) in checks.iter().zip(&keys) {
+                inv.key(k);
+                let ttl = if c.dim == Dim::Concurrency { CONCURRENCY_TTL_MS } else { ttl_ms };
+                inv.arg(c.limit).arg(c.cost).arg(ttl);
+            }
+            let answer = self
+                .redis_call(|mut conn| async move { inv.invoke_async::<Vec<i64>>(&mut conn).await })
+                .await;
+            match answer {
+                Ok(v) => decision = Some((v, Mode::Global)),
+                Err(()) => {
+                    self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let (answer, mode, enforced) = match decision {
+            Some((v, mode)) => (v, mode, checks.iter().map(|c| c.limit).collect::<Vec<_>>()),
+            None => {
+                // Without Redis (by configuration: the whole limit; after a
+                // failure: this replica's share).
+                let replicas = if self.redis.is_some() {
+                    self.replicas.load(Ordering::Relaxed).max(1)
+                } else {
+                    1
+                };
+                let enforced: Vec<u64> =
+                    checks.iter().map(|c| c.limit.div_ceil(replicas)).collect();
+                (self.admit_local(&checks, &keys, &enforced, reset_secs), Mode::Local, enforced)
+            }
+        };
+        self.observe(started.elapsed());
+        if answer.first() == Some(&1) {
+            let after = answer[1..].iter().map(|v| (*v).max(0) as u64).collect();
+            return Ok(Admitted {
+                limiter: self.clone(),
+                decided: Some(Decided { checks, keys, after, enforced, mode }),
+                reset_secs,
+            });
+        }
+        let i = answer.get(1).map_or(1, |i| (*i).max(1) as usize) - 1;
+        let c = &checks[i.min(checks.len() - 1)];
+        if let Ok(mut r) = self.stats.rejected.lock() {
+            *r.entry((c.owner, c.dim.as_str())).or_default() += 1;
+        }
+        let limit = enforced[i.min(checks.len() - 1)];
+        let (what, retry_after_secs) = match c.dim {
+            Dim::Requests => ("requests per minute", reset_secs),
+            Dim::Tokens => ("tokens per minute", reset_secs),
+            Dim::Concurrency => ("concurrent requests", 1),
+        };
+        let mut headers = HeaderMap::new();
+        let used: Vec<u64> =
+            checks.iter().enumerate().map(|(j, _)| if j == i { limit } else { 0 }).collect();
+        rate_headers(
+            &mut headers,
+            &Decided {
+                checks: checks.clone(),
+                keys: Vec::new(),
+                after: used,
+                enforced: enforced.clone(),
+                mode,
+            },
+            reset_secs,
+        );
+        let share = if mode == Mode::Local && self.redis.is_some() {
+            " (this replica's share while Redis is unavailable)"
+        } else {
+            ""
+        };
+        Err(Denied {
+            message: format!("the {} {what} limit ({limit}{share}) is reached", c.owner),
+            retry_after_secs: retry_after_secs.max(1),
+            headers,
+        })
+    }
+
+    fn admit_local(
+        &self,
+        checks: &[Check],
+        keys: &[String],
+        enforced: &[u64],
+        reset_secs: u64,
+    ) -> Vec<i64> {
+        let Ok(mut map) = self.local.lock() else { return vec![1] };
+        let now = Instant::now();
+        if map.len() > 200_000 {
+            map.retain(|_, (_, exp)| *exp > now);
+        }
+        for (i, (c, k)) in checks.iter().zip(keys).enumerate() {
+            let current =
+                map.get(k).filter(|(_, exp)| *exp > now).map_or(0, |(v, _)| *v).max(0) as u64;
+            if c.cost > 0 && current + c.cost > enforced[i] {
+                return vec![0, i as i64 + 1, current as i64];
+            }
+        }
+        let mut out = vec![1];
+        for (c, k) in checks.iter().zip(keys) {
+            let ttl = match c.dim {
+                Dim::Concurrency => Duration::from_millis(CONCURRENCY_TTL_MS),
+                _ => Duration::from_secs(reset_secs + 5),
+            };
+            let e = map.entry(k.clone()).or_insert((0, now + ttl));
+            if e.1 <= now {
+                *e = (0, now + ttl);
+            }
+            e.0 += c.cost as i64;
+            out.push(e.0);
+        }
+        out
+    }
+
+    /// Adds `delta` to counters (token settlement, concurrency release),
+    /// where the request was admitted.
+    fn adjust(self: &Arc<Self>, mode: Mode, deltas: Vec<(String, i64)>) {
+        match mode {
+            Mode::Local => {
+                if let Ok(mut map) = self.local.lock() {
+                    for (k, d) in deltas {
+                        if let Some(e) = map.get_mut(&k) {
+                            e.0 = (e.0 + d).max(0);
+                        }
+                    }
+                }
+            }
+            Mode::Global => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let _ = me
+                        .redis_call(|mut c| async move {
+                            let mut p = redis::pipe();
+                            for (k, d) in &deltas {
+                                p.incr(k, *d).ignore();
+                            }
+                            p.query_async::<()>(&mut c).await
+                        })
+                        .await;
+                });
+            }
+        }
+    }
+
+    fn observe(&self, d: Duration) {
+        if let Ok(mut h) = self.stats.admission.lock() {
+            h.get_or_insert_with(|| Histogram::new(LATENCY_BUCKETS)).observe(d.as_secs_f64());
+        }
+    }
+
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        out.push_str("# HELP tessera_ratelimit_rejected_total Requests refused by a limit, by whose limit and what it counts.\n");
+        out.push_str("# TYPE tessera_ratelimit_rejected_total counter\n");
+        let mut rejected: Vec<_> =
+            self.stats.rejected.lock().map(|r| r.clone().into_iter().collect()).unwrap_or_default();
+        rejected.sort();
+        for ((owner, dim), n) in rejected {
+            let _ = writeln!(
+                out,
+                "tessera_ratelimit_rejected_total{{limit=\"{owner}\",dim=\"{dim}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP tessera_limits_fallback_total Admissions decided by this replica alone because Redis was unavailable.\n");
+        out.push_str("# TYPE tessera_limits_fallback_total counter\n");
+        let _ = writeln!(
+            out,
+            "tessera_limits_fallback_total {}",
+            self.stats.fallbacks.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP tessera_limits_global 1 while limits are enforced across replicas through Redis.\n");
+        out.push_str("# TYPE tessera_limits_global gauge\n");
+        let _ = writeln!(out, "tessera_limits_global {}", u8::from(self.is_global()));
+        out.push_str("# HELP tessera_limits_replicas Replicas seen through Redis heartbeats.\n");
+        out.push_str("# TYPE tessera_limits_replicas gauge\n");
+        let _ = writeln!(out, "tessera_limits_replicas {}", self.replicas.load(Ordering::Relaxed));
+        if let Ok(h) = self.stats.admission.lock()
+            && let Some(h) = &*h
+        {
+            out.push_str("# HELP tessera_admission_duration_seconds Time to check and consume a request's limits.\n");
+            out.push_str("# TYPE tessera_admission_duration_seconds histogram\n");
+            h.render(out, "tessera_admission_duration_seconds", "");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(owner: &'static str, dim: Dim, limit: u64, cost: u64) -> Check {
+        Check { owner, id: "x".into(), dim, limit, cost }
+    }
+
+    #[tokio::test]
+    async fn all_limits_or_none_are_consumed() {
+        let l = Limiter::new(None, Duration::from_millis(50)).unwrap();
+        let mut ok = Vec::new();
+        for _ in 0..3 {
+            ok.push(l.admit(vec![check("tenant", Dim::Requests, 3, 1)]).await.unwrap());
+        }
+        let denied = l.admit(vec![check("tenant", Dim::Requests, 3, 1)]).await.err().unwrap();
+        assert!(
+            denied.message.contains("tenant requests per minute limit (3)"),
+            "{}",
+            denied.message
+        );
+        assert_eq!(denied.headers["x-ratelimit-remaining-requests"], "0");
+        // A refused request consumes nothing: the key limit still has room.
+        let refused = l
+            .admit(vec![check("key", Dim::Requests, 10, 1), check("tenant", Dim::Requests, 3, 1)])
+            .await;
+        assert!(refused.is_err());
+        let a = l.admit(vec![check("key", Dim::Requests, 1, 1)]).await.unwrap();
+        assert_eq!(a.headers()["x-ratelimit-remaining-requests"], "0");
+    }
+
+    #[tokio::test]
+    async fn tokens_settle_and_concurrency_releases() {
+        let l = Limiter::new(None, Duration::from_millis(50)).unwrap();
+        let mut a = l.admit(vec![check("tenant", Dim::Tokens, 100, 80)]).await.unwrap();
+        assert!(l.admit(vec![check("tenant", Dim::Tokens, 100, 30)]).await.is_err());
+        a.settle(10);
+        let b = l.admit(vec![check("tenant", Dim::Tokens, 100, 30)]).await.unwrap();
+        assert_eq!(b.headers()["x-ratelimit-remaining-tokens"], "60");
+        let c1 = l.admit(vec![check("tenant", Dim::Concurrency, 1, 1)]).await.unwrap();
+        assert!(l.admit(vec![check("tenant", Dim::Concurrency, 1, 1)]).await.is_err());
+        drop(c1);
+        assert!(l.admit(vec![check("tenant", Dim::Concurrency, 1, 1)]).await.is_ok());
+    }
+}
