@@ -86,7 +86,7 @@ async fn exactly_the_limit_gets_through_in_process() {
     let s = Server::start(Options::new(&Backend::Sqlite, dir.path())).await;
     let key = setup(&s, &up, json!({"name": "tight", "rpm": 50})).await;
     away_from_a_window_edge().await;
-    let counts = hammer(&[s.api.clone()], &key, 64, 3).await;
+    let counts = hammer(std::slice::from_ref(&s.api), &key, 64, 3).await;
     assert_eq!(counts.get(&200), Some(&50), "{counts:?}");
     assert_eq!(counts.get(&429), Some(&142), "{counts:?}");
     let m =
