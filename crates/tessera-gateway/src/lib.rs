@@ -13,6 +13,7 @@ pub mod extract;
 pub mod flight;
 pub mod limits;
 pub mod metrics;
+pub mod redis_link;
 pub mod registry_cache;
 pub mod request;
 pub mod routes;

@@ -16,16 +16,16 @@
 //! skips Redis for a second, and returns to global enforcement by itself.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, HeaderValue};
 use tessera_core::metrics::{Histogram, LATENCY_BUCKETS};
 
+use crate::redis_link::RedisLink;
+
 const WINDOW_SECS: u64 = 60;
-/// How long a replica is skipped after Redis failed.
-const REDIS_BACKOFF: Duration = Duration::from_secs(1);
 /// Heartbeats: how often, and after how long a silent replica no longer counts.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 const REPLICA_TTL_MS: u64 = 10_000;
@@ -197,14 +197,6 @@ end
 return out
 ";
 
-struct Redis {
-    client: redis::Client,
-    conn: tokio::sync::Mutex<Option<redis::aio::ConnectionManager>>,
-    script: redis::Script,
-    timeout: Duration,
-    down_until: Mutex<Option<Instant>>,
-}
-
 #[derive(Default)]
 struct LimitStats {
     rejected: Mutex<HashMap<(&'static str, &'static str), u64>>,
@@ -214,11 +206,11 @@ struct LimitStats {
 
 pub struct Limiter {
     local: Mutex<HashMap<String, (i64, Instant)>>,
-    redis: Option<Redis>,
+    redis: Option<Arc<RedisLink>>,
+    script: redis::Script,
     /// Replicas seen through Redis heartbeats (at least 1).
     replicas: AtomicU64,
     replica_id: String,
-    global: AtomicBool,
     stats: LimitStats,
 }
 
@@ -227,39 +219,21 @@ fn now_secs() -> u64 {
 }
 
 impl Limiter {
-    /// An in-process limiter, or a Redis one when `redis_url` is set.
-    pub fn new(redis_url: Option<&str>, timeout: Duration) -> Result<Arc<Self>, String> {
-        let redis = match redis_url {
-            Some(url) => Some(Redis {
-                client: redis::Client::open(url).map_err(|e| format!("redis_url: {e}"))?,
-                conn: tokio::sync::Mutex::new(None),
-                script: redis::Script::new(SCRIPT),
-                timeout,
-                down_until: Mutex::new(None),
-            }),
-            None => None,
-        };
-        let has_redis = redis.is_some();
-        Ok(Arc::new(Self {
+    /// A limiter over Redis (shared by every replica), or in process.
+    pub fn new(redis: Option<Arc<RedisLink>>) -> Arc<Self> {
+        Arc::new(Self {
             local: Mutex::new(HashMap::new()),
             redis,
+            script: redis::Script::new(SCRIPT),
             replicas: AtomicU64::new(1),
             replica_id: tessera_core::ids::random_lower(12),
-            global: AtomicBool::new(has_redis),
             stats: LimitStats::default(),
-        }))
+        })
     }
 
     /// A limiter for one process, without Redis.
     pub fn in_process() -> Arc<Self> {
-        Arc::new(Self {
-            local: Mutex::new(HashMap::new()),
-            redis: None,
-            replicas: AtomicU64::new(1),
-            replica_id: tessera_core::ids::random_lower(12),
-            global: AtomicBool::new(false),
-            stats: LimitStats::default(),
-        })
+        Self::new(None)
     }
 
     /// Starts the heartbeat that counts replicas and notices Redis coming back.
@@ -280,8 +254,9 @@ impl Limiter {
 
     async fn heartbeat(&self) {
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        let r = self
-            .redis_call(|mut c| {
+        let Some(link) = &self.redis else { return };
+        let r = link
+            .call(|mut c| {
                 let id = self.replica_id.clone();
                 async move {
                     let (_, _, n): (i64, i64, u64) = redis::pipe()
@@ -306,56 +281,7 @@ impl Limiter {
 
     /// Whether Redis is configured and answering (limits hold across replicas).
     pub fn is_global(&self) -> bool {
-        self.global.load(Ordering::Relaxed)
-    }
-
-    /// Runs one Redis call within the timeout; a failure marks Redis down
-    /// for a moment so that requests do not queue up behind it.
-    async fn redis_call<T, F, Fut>(&self, f: F) -> Result<T, ()>
-    where
-        F: FnOnce(redis::aio::ConnectionManager) -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
-    {
-        let Some(r) = &self.redis else { return Err(()) };
-        if r.down_until.lock().ok().and_then(|d| *d).is_some_and(|t| Instant::now() < t) {
-            return Err(());
-        }
-        let outcome = tokio::time::timeout(r.timeout, async {
-            let conn = {
-                let mut slot = r.conn.lock().await;
-                match &*slot {
-                    Some(c) => c.clone(),
-                    None => {
-                        let c = redis::aio::ConnectionManager::new(r.client.clone()).await?;
-                        *slot = Some(c.clone());
-                        c
-                    }
-                }
-            };
-            f(conn).await
-        })
-        .await;
-        match outcome {
-            Ok(Ok(v)) => {
-                if !self.global.swap(true, Ordering::Relaxed) {
-                    tracing::info!("redis answers again: limits are enforced across replicas");
-                }
-                Ok(v)
-            }
-            failed => {
-                if let Ok(mut d) = r.down_until.lock() {
-                    *d = Some(Instant::now() + REDIS_BACKOFF);
-                }
-                if self.global.swap(false, Ordering::Relaxed) {
-                    let why = match failed {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => format!("no answer within {} ms", r.timeout.as_millis()),
-                    };
-                    tracing::warn!(error = %why, "redis unavailable: each replica enforces its share of every limit");
-                }
-                Err(())
-            }
-        }
+        self.redis.as_ref().is_some_and(|r| r.is_up())
     }
 
     /// Checks and consumes `checks` atomically.
@@ -369,22 +295,16 @@ impl Limiter {
         let reset_secs = WINDOW_SECS - now % WINDOW_SECS;
         let keys: Vec<String> = checks.iter().map(|c| c.key(window)).collect();
         let mut decision = None;
-        if self.redis.is_some() {
+        if let Some(link) = &self.redis {
             let ttl_ms = (reset_secs + 5) * 1000;
-            let mut inv = {
-                let r = self.redis.as_ref().map(|r| r.script.prepare_invoke());
-                match r {
-                    Some(i) => i,
-                    None => return Ok(Admitted::unlimited(self.clone())),
-                }
-            };
+            let mut inv = self.script.prepare_invoke();
             for (c, k) in checks.iter().zip(&keys) {
                 inv.key(k);
                 let ttl = if c.dim == Dim::Concurrency { CONCURRENCY_TTL_MS } else { ttl_ms };
                 inv.arg(c.limit).arg(c.cost).arg(ttl);
             }
-            let answer = self
-                .redis_call(|mut conn| async move { inv.invoke_async::<Vec<i64>>(&mut conn).await })
+            let answer = link
+                .call(|mut conn| async move { inv.invoke_async::<Vec<i64>>(&mut conn).await })
                 .await;
             match answer {
                 Ok(v) => decision = Some((v, Mode::Global)),
@@ -503,10 +423,10 @@ impl Limiter {
                 }
             }
             Mode::Global => {
-                let me = self.clone();
+                let Some(link) = self.redis.clone() else { return };
                 tokio::spawn(async move {
-                    let _ = me
-                        .redis_call(|mut c| async move {
+                    let _ = link
+                        .call(|mut c| async move {
                             let mut p = redis::pipe();
                             for (k, d) in &deltas {
                                 p.incr(k, *d).ignore();
@@ -571,7 +491,7 @@ mod tests {
 
     #[tokio::test]
     async fn all_limits_or_none_are_consumed() {
-        let l = Limiter::new(None, Duration::from_millis(50)).unwrap();
+        let l = Limiter::in_process();
         let mut ok = Vec::new();
         for _ in 0..3 {
             ok.push(l.admit(vec![check("tenant", Dim::Requests, 3, 1)]).await.unwrap());
@@ -594,7 +514,7 @@ mod tests {
 
     #[tokio::test]
     async fn tokens_settle_and_concurrency_releases() {
-        let l = Limiter::new(None, Duration::from_millis(50)).unwrap();
+        let l = Limiter::in_process();
         let mut a = l.admit(vec![check("tenant", Dim::Tokens, 100, 80)]).await.unwrap();
         assert!(l.admit(vec![check("tenant", Dim::Tokens, 100, 30)]).await.is_err());
         a.settle(10);

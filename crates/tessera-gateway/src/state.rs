@@ -15,6 +15,7 @@ use crate::auth::Authenticator;
 use crate::breaker::{BreakerConfig, Breakers};
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
+use crate::redis_link::RedisLink;
 use crate::registry_cache::RegistryCache;
 use crate::tenant_cache::TenantCache;
 use crate::upstream::Upstreams;
@@ -97,12 +98,14 @@ impl AppState {
             metrics.clone(),
         );
         // The URL was validated with the configuration; a client that cannot
-        // be built still leaves limits enforced in process.
-        let limiter =
-            Limiter::new(cfg.redis_url.as_deref(), cfg.redis_timeout).unwrap_or_else(|e| {
-                tracing::error!(error = %e, "redis unusable; limits are enforced in process");
-                Limiter::in_process()
-            });
+        // be built leaves limits in process and the cache in L1.
+        let redis = cfg.redis_url.as_deref().and_then(|url| {
+            RedisLink::open(url, cfg.redis_timeout)
+                .map_err(|e| tracing::error!(error = %e, "redis unusable; limits in process, cache L1 only"))
+                .ok()
+                .map(Arc::new)
+        });
+        let limiter = Limiter::new(redis.clone());
         limiter.start_heartbeat();
         Self {
             inner: Arc::new(Inner {
