@@ -21,6 +21,8 @@ pub struct RawConfig {
     pub redis_url: Option<String>,
     /// Longest wait for one Redis call, in ms, before a replica decides alone.
     pub redis_timeout_ms: Option<u64>,
+    /// MiB of answers the in-process (L1) cache keeps.
+    pub cache_max_mb: Option<u64>,
     pub nats_url: Option<String>,
     /// `text` or `json`.
     pub log_format: Option<String>,
@@ -198,6 +200,7 @@ impl RawConfig {
             database_url,
             redis_url,
             redis_timeout_ms,
+            cache_max_mb,
             nats_url,
             log_format,
             max_body_bytes,
@@ -331,6 +334,7 @@ pub struct Config {
     pub database: DatabaseUrl,
     pub redis_url: Option<String>,
     pub redis_timeout: Duration,
+    pub cache_max_bytes: u64,
     pub nats_url: Option<String>,
     pub log_format: LogFormat,
     pub max_body_bytes: usize,
@@ -510,6 +514,7 @@ impl Config {
             redis_timeout: Duration::from_millis(
                 raw.redis_timeout_ms.unwrap_or(50).clamp(1, 10_000),
             ),
+            cache_max_bytes: raw.cache_max_mb.unwrap_or(256).min(1 << 20) << 20,
             nats_url,
             log_format,
             max_body_bytes,

@@ -322,6 +322,12 @@ pub struct Deployment {
     /// Tokens per minute to this model, from all its callers together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<u64>,
+    /// How long a cached answer stays fresh (0: do not cache); 300000 when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_ttl_ms: Option<u64>,
+    /// Cache chat completions too (embeddings and predictions always are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_chat: Option<bool>,
 }
 
 /// Post-processing of a classifier's answer: only allowed labels compete,
@@ -427,6 +433,14 @@ impl Deployment {
         if let Some(p) = &self.post {
             p.validate()?;
         }
+        if let Some(t) = self.cache_ttl_ms
+            && t > 86_400_000
+        {
+            return Err(ValidationError::new(
+                "cache_ttl_ms",
+                format!("cache_ttl_ms must be at most 86400000 (a day), got {t}"),
+            ));
+        }
         for (name, v) in [("rpm", self.rpm), ("tpm", self.tpm)] {
             if v == Some(0) {
                 return Err(ValidationError::new(name, format!("{name} must be at least 1")));
@@ -491,6 +505,8 @@ mod tests {
             post: None,
             rpm: None,
             tpm: None,
+            cache_ttl_ms: None,
+            cache_chat: None,
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod breaker;
+pub mod cache;
 pub mod error;
 pub mod extract;
 pub mod flight;

@@ -13,6 +13,7 @@ use tessera_store::artifacts::ArtifactStore;
 
 use crate::auth::Authenticator;
 use crate::breaker::{BreakerConfig, Breakers};
+use crate::cache::ResponseCache;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::redis_link::RedisLink;
@@ -34,6 +35,8 @@ pub struct GatewayConfig {
     pub redis_url: Option<String>,
     /// Longest wait for one Redis call before this replica decides alone.
     pub redis_timeout: Duration,
+    /// Bytes of answers the in-process cache keeps.
+    pub cache_max_bytes: u64,
 }
 
 impl Default for GatewayConfig {
@@ -47,6 +50,7 @@ impl Default for GatewayConfig {
             breaker: BreakerConfig::default(),
             redis_url: None,
             redis_timeout: Duration::from_millis(50),
+            cache_max_bytes: 256 << 20,
         }
     }
 }
@@ -70,6 +74,7 @@ struct Inner {
     breakers: Breakers,
     upstreams: Upstreams,
     limiter: Arc<Limiter>,
+    cache: ResponseCache,
     registry: RegistryCache,
     deployments: std::sync::Mutex<DeploymentCache>,
     deployment_flights: crate::flight::Flights,
@@ -118,6 +123,7 @@ impl AppState {
                 breakers: Breakers::new(cfg.breaker),
                 upstreams: Upstreams::default(),
                 limiter,
+                cache: ResponseCache::new(cfg.cache_max_bytes, redis),
                 registry: RegistryCache::new(cfg.key_cache_ttl),
                 deployments: Default::default(),
                 deployment_flights: Default::default(),
@@ -208,6 +214,11 @@ impl AppState {
     /// Model resolution for inference, cached per replica.
     pub fn registry(&self) -> &RegistryCache {
         &self.inner.registry
+    }
+
+    /// The two-level response cache.
+    pub fn cache(&self) -> &ResponseCache {
+        &self.inner.cache
     }
 
     /// Admission: rate, token and concurrency limits.

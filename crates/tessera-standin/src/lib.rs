@@ -45,6 +45,8 @@ pub struct Stats {
     pub requests: AtomicU64,
     /// The last `Authorization` header received.
     last_auth: Mutex<Option<String>>,
+    /// While set, every request answers 503 (a provider outage).
+    down: std::sync::atomic::AtomicBool,
 }
 
 impl Stats {
@@ -53,6 +55,10 @@ impl Stats {
     }
     pub fn open_streams(&self) -> i64 {
         self.open_streams.load(Ordering::SeqCst)
+    }
+    /// Starts or ends an outage: every request answers 503 meanwhile.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
     }
     pub fn last_auth(&self) -> Option<String> {
         self.last_auth.lock().ok().and_then(|a| a.clone())
@@ -190,6 +196,9 @@ async fn admit(
         return Err(error(StatusCode::BAD_REQUEST, "model is required"));
     };
     let n = app.stats.hit(model);
+    if app.stats.down.load(Ordering::SeqCst) {
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "the provider is down"));
+    }
     let b = behaviour(model);
     if b.hang {
         tokio::time::sleep(Duration::from_secs(3600)).await;

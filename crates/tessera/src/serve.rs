@@ -62,6 +62,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             breaker: cfg.breaker.into(),
             redis_url: cfg.redis_url.clone(),
             redis_timeout: cfg.redis_timeout,
+            cache_max_bytes: cfg.cache_max_bytes,
         },
         models,
     );

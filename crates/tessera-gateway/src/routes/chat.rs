@@ -18,9 +18,13 @@ use utoipa::ToSchema;
 use super::admission::{admit, estimate_tokens};
 use super::embeddings::timing_headers;
 use super::oip::user_of;
-use super::remote::{Answered, Backend, Call, Target, mirror_json, output_of, run_with_fallbacks};
+use super::remote::{
+    Answered, Ask, Backend, CacheSlot, Call, Source, Target, cached_headers, mirror_json,
+    output_of, primary, run_with_fallbacks,
+};
 use crate::auth::Authed;
 use crate::breaker::Breaker;
+use crate::cache::Policy;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::limits::Admitted;
@@ -118,7 +122,21 @@ pub async fn create(
     let mut admitted =
         admit(&s, &auth, &req.model, estimate_tokens([prompt.as_str()]) + max_out).await?;
     let (s2, body2) = (&s, &body);
+    let ask = Ask { name: &req.model, user: &user };
+    let first = primary(&s, &auth, &ask, require_chat).await?;
     if !stream {
+        // Chat answers are cached only when the deployment says so.
+        let slot =
+            CacheSlot::of(&s, &first, "/v1/chat/completions", &body, Policy::of(&headers), |t| {
+                t.deployment.as_ref().and_then(|d| d.cache_chat) == Some(true)
+            })
+            .await;
+        if let Some(hit) = slot.hit() {
+            admitted.settle(0);
+            let mut h = cached_headers(hit, start.elapsed());
+            h.extend(admitted.headers());
+            return Ok((h, hit.body.clone()).into_response());
+        }
         let call = |t: &Target| -> Call<'_, Value> {
             let backend = t.backend.clone();
             let b = upstream_body(body2, t);
@@ -132,12 +150,20 @@ pub async fn create(
             })
         };
         let model_start = Instant::now();
-        let (t, mut answer) =
-            run_with_fallbacks(&s, &auth, &req.model, &user, require_chat, call).await?;
+        let (t, mut answer, source) =
+            run_with_fallbacks(&s, &auth, &ask, first, require_chat, call, slot.stale_json())
+                .await?;
         let model_time = model_start.elapsed();
-        if let Some(u) = answer.get("usage") {
+        if source == Source::Cache {
+            admitted.settle(0);
+            s.cache().served_stale();
+        } else if let Some(u) = answer.get("usage") {
             let (p, c) = record_usage(&s, &auth, &t.version, u);
             admitted.settle(p + c);
+        }
+        answer["model"] = Value::from(t.model.name.clone());
+        if source == Source::Primary {
+            slot.store(&s, &t, &answer);
         }
         if t.model.name == req.model {
             mirror_json(
@@ -150,9 +176,9 @@ pub async fn create(
                 Answered { output: Some(output_of(&answer)), time: model_time },
             );
         }
-        answer["model"] = Value::from(t.model.name.clone());
         let mut h = timing_headers(&t.model, &t.version, start.elapsed(), model_time);
         h.extend(admitted.headers());
+        h.insert("x-tessera-cache", HeaderValue::from_static(slot.header(source)));
         return Ok((h, axum::Json(answer)).into_response());
     }
     let call = |t: &Target| -> Call<'_, (reqwest::Response, Instant)> {
@@ -166,8 +192,8 @@ pub async fn create(
         })
     };
     let model_start = Instant::now();
-    let (t, (resp, deadline)) =
-        run_with_fallbacks(&s, &auth, &req.model, &user, require_chat, call).await?;
+    let (t, (resp, deadline), _) =
+        run_with_fallbacks(&s, &auth, &ask, first, require_chat, call, None).await?;
     if t.model.name == req.model {
         mirror_json(
             &s,

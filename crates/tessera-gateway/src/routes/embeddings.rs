@@ -12,13 +12,18 @@ use tessera_core::model::{Model, ModelOwner};
 use tessera_engine::pool::EmbeddingModel;
 use utoipa::ToSchema;
 
-use super::remote::{Answered, Backend, Call, Target, mirror_json, run_with_fallbacks};
+use super::remote::{
+    Answered, Ask, Backend, CacheSlot, Call, Source, Target, cached_headers, mirror_json, primary,
+    run_with_fallbacks,
+};
 use crate::auth::Authed;
 use crate::breaker::{Breakers, guarded};
+use crate::cache::Policy;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::registry_cache::Resolved;
 use crate::state::AppState;
+use axum::response::IntoResponse as _;
 use std::sync::Arc;
 
 /// Most inputs in one request (OpenAI's limit).
@@ -247,7 +252,7 @@ pub async fn create(
     auth: Authed,
     headers: HeaderMap,
     ApiJson(req): ApiJson<EmbeddingsRequest>,
-) -> Result<(HeaderMap, Json<serde_json::Value>), ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let start = std::time::Instant::now();
     validate(&req)?;
     let texts: Vec<&str> = match &req.input {
@@ -305,9 +310,27 @@ pub async fn create(
             ))
         }
     };
-    let (t, (answer, model_time)) =
-        run_with_fallbacks(&s, &auth, &req.model, &user, check, call).await?;
-    if t.model.name == req.model && matches!(t.backend, Backend::Remote(_)) {
+    let ask = Ask { name: &req.model, user: &user };
+    let first = primary(&s, &auth, &ask, check).await?;
+    let slot =
+        CacheSlot::of(&s, &first, "/v1/embeddings", &body, Policy::of(&headers), |_| true).await;
+    if let Some(hit) = slot.hit() {
+        admitted.settle(0);
+        let mut h = cached_headers(hit, start.elapsed());
+        h.extend(admitted.headers());
+        return Ok((h, hit.body.clone()).into_response());
+    }
+    let stale = slot.stale_json().map(|v| (v, std::time::Duration::ZERO));
+    let (t, (answer, model_time), source) =
+        run_with_fallbacks(&s, &auth, &ask, first, check, call, stale).await?;
+    if source == Source::Primary {
+        slot.store(&s, &t, &answer);
+    }
+    if source == Source::Cache {
+        s.cache().served_stale();
+        admitted.settle(0);
+    }
+    if source == Source::Primary && matches!(t.backend, Backend::Remote(_)) {
         let out = super::remote::output_of(&answer);
         mirror_json(
             &s,
@@ -321,6 +344,7 @@ pub async fn create(
     }
     if let Some(u) =
         answer.get("usage").and_then(|u| u.get("prompt_tokens")).and_then(serde_json::Value::as_u64)
+        && source != Source::Cache
     {
         admitted.settle(u);
         if matches!(t.backend, Backend::Remote(_)) {
@@ -329,7 +353,8 @@ pub async fn create(
     }
     let mut h = timing_headers(&t.model, &t.version, start.elapsed(), model_time);
     h.extend(admitted.headers());
-    Ok((h, Json(answer)))
+    h.insert("x-tessera-cache", HeaderValue::from_static(slot.header(source)));
+    Ok((h, Json(answer)).into_response())
 }
 
 #[cfg(test)]

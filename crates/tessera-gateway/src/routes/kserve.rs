@@ -13,13 +13,18 @@ use tessera_engine::tensor::{Tensor, TensorData};
 
 use super::embeddings::{MAX_INPUTS, timing_headers};
 use super::oip::{Served, ServedBackend, flatten, serve_any, user_of};
+use super::remote::cached_headers;
 use super::serving::{deployment_for, fallbackable, mirror_with, within};
 use crate::auth::Authed;
 use crate::breaker::guarded;
+use crate::cache::Policy;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::parse_json;
 use crate::state::AppState;
+use axum::http::HeaderValue;
+use axum::response::IntoResponse as _;
 use std::sync::Arc;
+use tessera_core::role::Operation;
 
 /// Predictions of one served model for `instances`.
 async fn predict_on(
@@ -181,7 +186,7 @@ pub async fn kserve_predict(
     Path(name): Path<String>,
     req_headers: HeaderMap,
     body: Body,
-) -> Result<(HeaderMap, Json<Value>), ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let Some(model) = name.strip_suffix(":predict") else {
         return Err(ApiError::RouteNotFound {
             method: "POST".into(),
@@ -220,10 +225,53 @@ pub async fn kserve_predict(
     };
     let timeout =
         deployment.as_ref().and_then(|d| d.timeout_ms).map(std::time::Duration::from_millis);
+    // Predictions are cached by default (per tenant, model version and instances).
+    let policy = Policy::of(&req_headers);
+    let ttl_ms = deployment
+        .as_ref()
+        .and_then(|d| d.cache_ttl_ms)
+        .unwrap_or(crate::cache::DEFAULT_TTL.as_millis() as u64);
+    let cache_key = match &primary {
+        Ok(sv) if policy != Policy::Bypass && ttl_ms > 0 => {
+            let tenant = auth.tenant(Operation::Inference)?.tenant_id().to_string();
+            let version = format!("{}@{}", sv.model.name, sv.version());
+            // The deployment's post-processing rules shape the answer: part of the key.
+            let post = sv.deployment.as_ref().and_then(|d| d.post.as_ref());
+            let request = json!({"instances": req.instances, "post": post});
+            Some(
+                s.cache()
+                    .key(&tenant, &sv.model.id, &version, "/v1/models:predict", &request)
+                    .await,
+            )
+        }
+        _ => {
+            s.cache().bypassed();
+            None
+        }
+    };
+    let cached = match &cache_key {
+        Some(k) => s.cache().get(k).await,
+        None => None,
+    };
+    if let Some(hit) = cached.as_ref().filter(|e| policy == Policy::Use && e.is_fresh()) {
+        let mut h = cached_headers(hit, start.elapsed());
+        h.extend(admitted.headers());
+        return Ok((h, hit.body.clone()).into_response());
+    }
     let model_start = std::time::Instant::now();
     let mut outcome = match primary {
         Ok(sv) => {
             let r = within(timeout, model, predict_on(&s, &sv, &req.instances, model)).await;
+            if let (Err(e), Some(stale)) = (&r, &cached)
+                && fallbackable(e)
+            {
+                tracing::warn!(model, error = %e, "answering from the cache");
+                s.cache().served_stale();
+                let mut h = cached_headers(stale, start.elapsed());
+                h.insert("x-tessera-cache", HeaderValue::from_static("stale"));
+                h.extend(admitted.headers());
+                return Ok((h, stale.body.clone()).into_response());
+            }
             if r.is_ok() {
                 let (instances, name) = (Arc::new(req.instances.clone()), model.to_owned());
                 mirror_with(&s, &auth, &sv, model, &user, move |s, shadow| {
@@ -257,5 +305,29 @@ pub async fn kserve_predict(
         model_start.elapsed(),
     );
     h.extend(admitted.headers());
-    Ok((h, Json(json!({"predictions": predictions, "model_version": served.version()}))))
+    let answer = json!({"predictions": predictions, "model_version": served.version()});
+    let from_primary = served.model.name == model;
+    match &cache_key {
+        Some(key) if from_primary => {
+            s.cache().miss();
+            s.cache().put(
+                key.clone(),
+                crate::cache::Entry {
+                    body: answer.to_string(),
+                    model: served.model.name.clone(),
+                    tier: served.model.owner.as_str().to_owned(),
+                    version: format!("{}@{}", served.model.name, served.version()),
+                    stored_ms: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64),
+                    ttl_ms,
+                },
+            );
+            h.insert("x-tessera-cache", HeaderValue::from_static("miss"));
+        }
+        _ => {
+            h.insert("x-tessera-cache", HeaderValue::from_static("bypass"));
+        }
+    }
+    Ok((h, Json(answer)).into_response())
 }

@@ -5,6 +5,7 @@
 mod admission;
 pub mod audit;
 pub mod breakers;
+pub mod cache;
 pub mod chat;
 pub mod deployments;
 pub mod embeddings;
@@ -133,6 +134,7 @@ pub fn api_routes() -> ApiRoutes {
         .add(Get, "/v1/audit", audit::tenant_list)
         .add(Post, "/v1/embeddings", embeddings::create)
         .add(Post, "/v1/chat/completions", chat::create)
+        .add(Delete, "/v1/cache", cache::purge)
         .add(Post, "/v1/models", models::tenant_create)
         .add(Get, "/v1/models", models::tenant_list)
         .add(Get, "/v1/models/{name}", models::tenant_get)

@@ -5,8 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    audit, breakers, chat, deployments, embeddings, health, keys, kserve, me, models, oip, plans,
-    tenants,
+    audit, breakers, cache, chat, deployments, embeddings, health, keys, kserve, me, models, oip,
+    plans, tenants,
 };
 
 #[derive(OpenApi)]
@@ -23,7 +23,7 @@ use super::{
         deployments::tenant_put, deployments::tenant_get, deployments::tenant_delete,
         deployments::admin_put, deployments::admin_get, deployments::admin_delete,
         me::me,
-        embeddings::create, chat::create,
+        embeddings::create, chat::create, cache::purge,
         oip::server_metadata, oip::model_metadata, oip::version_metadata, oip::model_ready, oip::version_ready,
         oip::model_infer, oip::version_infer, oip::repository_index, oip::repository_load, oip::repository_unload,
         kserve::kserve_predict,

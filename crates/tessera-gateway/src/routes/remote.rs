@@ -32,6 +32,8 @@ pub(super) enum Backend {
 }
 
 pub(super) struct Target {
+    /// The calling tenant.
+    pub(super) caller: String,
     pub(super) model: Model,
     /// The version that answers, as `<name>@<version>`.
     pub(super) version: String,
@@ -65,7 +67,13 @@ pub(super) async fn target(
         require_served_embedding(&model)?;
         let engine = s.models().get(&model.name).await?;
         let version = format!("{}@{}", engine.name, engine.version);
-        return Ok(Target { model, version, backend: Backend::Local(engine), deployment: None });
+        return Ok(Target {
+            caller: ctx.tenant_id().to_string(),
+            model,
+            version,
+            backend: Backend::Local(engine),
+            deployment: None,
+        });
     }
     if model.runtime != REMOTE_RUNTIME {
         return Err(ApiError::invalid(
@@ -92,6 +100,7 @@ pub(super) async fn target(
     let config = s.upstreams().config(s.artifacts(), &chosen.sha256).await?;
     let backend = format!("{}@{} ({})", model.name, chosen.version, model.id);
     Ok(Target {
+        caller: ctx.tenant_id().to_string(),
         version: format!("{}@{}", model.name, chosen.version),
         model,
         backend: Backend::Remote(Remote { backend, config }),
@@ -102,34 +111,71 @@ pub(super) async fn target(
 /// A call on one target, boxed so one helper can run any route's call.
 pub(super) type Call<'a, T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 'a>>;
 
-/// Runs `call` on `name`'s target, then on its deployment's fallbacks in
-/// order while the failure is one a fallback may answer (the backend down,
-/// overloaded, timed out, or its breaker open). `check` vets each target
-/// before it is called (the route's task).
+/// Who asked for which model.
+pub(super) struct Ask<'a> {
+    pub(super) name: &'a str,
+    pub(super) user: &'a str,
+}
+
+/// What answered a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// The requested model, as its deployment picked it.
+    Primary,
+    /// A model from the deployment's fallback list.
+    Fallback,
+    /// A cached answer, because the model failed.
+    Cache,
+}
+
+/// The requested model resolved for the caller and vetted by `check`: the
+/// outer error ends the request; the inner one (the model cannot serve right
+/// now) leaves the fallbacks to try.
+pub(super) async fn primary(
+    s: &AppState,
+    auth: &Authed,
+    ask: &Ask<'_>,
+    check: impl Fn(&Target) -> Result<(), ApiError>,
+) -> Result<Result<Target, ApiError>, ApiError> {
+    match target(s, auth, ask.name, None, ask.user).await {
+        Ok(t) => {
+            check(&t)?;
+            Ok(Ok(t))
+        }
+        Err(e) if fallbackable(&e) => Ok(Err(e)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs `call` on the primary target, then, while the failure is one a
+/// fallback may answer (the backend down, overloaded, timed out, or its
+/// breaker open): the `stale` cached answer if there is one, then the
+/// deployment's fallback models in order. `check` vets each fallback (the
+/// route's task).
 pub(super) async fn run_with_fallbacks<'c, T>(
     s: &AppState,
     auth: &Authed,
-    name: &str,
-    user: &str,
+    ask: &Ask<'_>,
+    primary: Result<Target, ApiError>,
     check: impl Fn(&Target) -> Result<(), ApiError>,
     call: impl Fn(&Target) -> Call<'c, T>,
-) -> Result<(Target, T), ApiError> {
-    let primary = match target(s, auth, name, None, user).await {
-        Ok(t) => {
-            check(&t)?;
-            Ok(t)
-        }
-        Err(e) if fallbackable(&e) => Err(e),
-        Err(e) => return Err(e),
-    };
+    stale: Option<T>,
+) -> Result<(Target, T, Source), ApiError> {
     let deployment = match &primary {
         Ok(t) => t.deployment.clone(),
-        Err(_) => deployment_for(s, auth, name).await,
+        Err(_) => deployment_for(s, auth, ask.name).await,
     };
     let timeout = deployment.as_ref().and_then(|d| d.timeout_ms).map(Duration::from_millis);
     let mut outcome = match primary {
-        Ok(t) => match within(timeout, name, call(&t)).await {
-            Ok(out) => Ok((t, out)),
+        Ok(t) => match within(timeout, ask.name, call(&t)).await {
+            Ok(out) => return Ok((t, out, Source::Primary)),
+            Err(e) if fallbackable(&e) => match stale {
+                Some(cached) => {
+                    tracing::warn!(model = %ask.name, error = %e, "answering from the cache");
+                    return Ok((t, cached, Source::Cache));
+                }
+                None => Err(e),
+            },
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -138,7 +184,7 @@ pub(super) async fn run_with_fallbacks<'c, T>(
         && fallbackable(e)
     {
         for fallback in &d.fallbacks {
-            let candidate = match target(s, auth, fallback, None, user).await {
+            let candidate = match target(s, auth, fallback, None, ask.user).await {
                 Ok(c) if check(&c).is_ok() => c,
                 Ok(_) => continue,
                 Err(e) => {
@@ -155,7 +201,7 @@ pub(super) async fn run_with_fallbacks<'c, T>(
             }
         }
     }
-    outcome
+    outcome.map(|(t, out)| (t, out, Source::Fallback))
 }
 
 /// What the primary answered, for comparing a shadow's answer with.
@@ -241,4 +287,113 @@ pub(super) fn output_of(answer: &Value) -> Value {
         .and_then(Value::as_array)
         .map(|d| Value::from(d.iter().map(|x| x["embedding"].clone()).collect::<Vec<_>>()))
         .unwrap_or(Value::Null)
+}
+
+/// Headers of an answer from the cache.
+pub(super) fn cached_headers(e: &crate::cache::Entry, total: Duration) -> axum::http::HeaderMap {
+    use axum::http::HeaderValue;
+    let mut h = axum::http::HeaderMap::new();
+    for (name, v) in [
+        ("x-tessera-model", &e.model),
+        ("x-tessera-tier", &e.tier),
+        ("x-tessera-model-version", &e.version),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(name, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", total.as_secs_f64() * 1000.0)) {
+        h.insert("x-tessera-overhead-ms", v);
+    }
+    h.insert("x-tessera-cache", HeaderValue::from_static("hit"));
+    h.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h
+}
+
+/// A request's place in the response cache.
+pub(super) struct CacheSlot {
+    /// `None`: not cached (bypassed, disabled, or the model cannot be resolved).
+    key: Option<String>,
+    ttl_ms: u64,
+    /// What the cache holds, fresh or within its grace period.
+    pub(super) entry: Option<Arc<crate::cache::Entry>>,
+    policy: crate::cache::Policy,
+}
+
+impl CacheSlot {
+    /// Looks a request up. `enabled` says whether the target's answers are
+    /// cacheable on this route; fields that do not change the answer
+    /// (`user`, streaming options) are left out of the key.
+    pub(super) async fn of(
+        s: &AppState,
+        primary: &Result<Target, ApiError>,
+        route: &str,
+        request: &Value,
+        policy: crate::cache::Policy,
+        enabled: impl Fn(&Target) -> bool,
+    ) -> CacheSlot {
+        let none = CacheSlot { key: None, ttl_ms: 0, entry: None, policy };
+        let Ok(t) = primary else { return none };
+        let ttl_ms = t
+            .deployment
+            .as_ref()
+            .and_then(|d| d.cache_ttl_ms)
+            .unwrap_or(crate::cache::DEFAULT_TTL.as_millis() as u64);
+        if policy == crate::cache::Policy::Bypass || ttl_ms == 0 || !enabled(t) {
+            s.cache().bypassed();
+            return none;
+        }
+        let mut request = request.clone();
+        if let Some(o) = request.as_object_mut() {
+            for k in ["user", "stream", "stream_options"] {
+                o.remove(k);
+            }
+        }
+        // The caller's tenant, not the model's owner: a shared model's
+        // answers are still kept per tenant.
+        let key = s.cache().key(&t.caller, &t.model.id, &t.version, route, &request).await;
+        let entry = s.cache().get(&key).await;
+        CacheSlot { key: Some(key), ttl_ms, entry, policy }
+    }
+
+    /// A fresh entry the request may be answered with.
+    pub(super) fn hit(&self) -> Option<&Arc<crate::cache::Entry>> {
+        if self.policy != crate::cache::Policy::Use {
+            return None;
+        }
+        self.entry.as_ref().filter(|e| e.is_fresh())
+    }
+
+    /// The stale-or-fresh cached answer as JSON, for the fallback.
+    pub(super) fn stale_json(&self) -> Option<Value> {
+        self.entry.as_ref().and_then(|e| serde_json::from_str(&e.body).ok())
+    }
+
+    /// Stores the primary's answer; counts a miss.
+    pub(super) fn store(&self, s: &AppState, t: &Target, answer: &Value) {
+        let Some(key) = &self.key else { return };
+        s.cache().miss();
+        s.cache().put(
+            key.clone(),
+            crate::cache::Entry {
+                body: answer.to_string(),
+                model: t.model.name.clone(),
+                tier: t.model.owner.as_str().to_owned(),
+                version: t.version.clone(),
+                stored_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                ttl_ms: self.ttl_ms,
+            },
+        );
+    }
+
+    /// The `x-tessera-cache` value for an answer from `source`.
+    pub(super) fn header(&self, source: Source) -> &'static str {
+        match (source, &self.key) {
+            (Source::Cache, _) => "stale",
+            (_, Some(_)) => "miss",
+            (_, None) => "bypass",
+        }
+    }
 }

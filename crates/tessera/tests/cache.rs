@@ -1,0 +1,184 @@
+//! The response cache (G5): hits and misses, per tenant, Cache-Control,
+//! purge, chat only when the deployment says so, the cached answer as the
+//! first fallback, and L2 shared by two replicas through Redis.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, Options, Server};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tessera_standin::Standin;
+
+async fn emb_model(s: &Server, key: &str, up: &Standin, name: &str) {
+    let r = s
+        .api
+        .call(Method::POST, "/v1/models", Some(key), Some(json!({"name": name, "task": "embedding",
+            "runtime": "openai-compatible", "config": {"base_url": up.url, "upstream_model": name, "max_retries": 0}})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+}
+
+/// Embeds with optional Cache-Control; returns the answer and x-tessera-cache.
+async fn embed(
+    s: &Server,
+    key: &str,
+    model: &str,
+    input: &str,
+    cc: Option<&str>,
+) -> (Value, String) {
+    let mut rb = s
+        .api
+        .http
+        .post(format!("{}/v1/embeddings", s.url))
+        .bearer_auth(key)
+        .json(&json!({"model": model, "input": input}));
+    if let Some(cc) = cc {
+        rb = rb.header("cache-control", cc);
+    }
+    let r = rb.send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let cache = r.headers()["x-tessera-cache"].to_str().unwrap().to_owned();
+    assert_eq!(r.headers()["x-tessera-model"], model);
+    (r.json().await.unwrap(), cache)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_misses_tenants_cache_control_purge_and_stale_fallback() {
+    let up = Standin::start(Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(Options::new(&Backend::Sqlite, dir.path())).await;
+    let (_, a, _) = s.tenant_with_key("acme", "developer").await;
+    let (_, b, _) = s.tenant_with_key("globex", "developer").await;
+    emb_model(&s, &a, &up, "emb").await;
+    emb_model(&s, &b, &up, "emb").await;
+
+    let (first, c1) = embed(&s, &a, "emb", "hello", None).await;
+    let (second, c2) = embed(&s, &a, "emb", "hello", None).await;
+    assert_eq!((c1.as_str(), c2.as_str()), ("miss", "hit"));
+    assert_eq!(first, second);
+    assert_eq!(up.stats.hits("emb"), 1, "the hit never reached the provider");
+    // Another tenant, same model name and input: its own entry.
+    assert_eq!(embed(&s, &b, "emb", "hello", None).await.1, "miss");
+    assert_eq!(up.stats.hits("emb"), 2);
+    // The end-user field does not change the answer, so it shares the entry.
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/embeddings",
+            Some(&a),
+            Some(json!({"model": "emb", "input": "hello", "user": "u-9"})),
+        )
+        .await;
+    assert_eq!(r.headers["x-tessera-cache"], "hit");
+    // no-cache: fresh from the model (and stored); no-store: around the cache.
+    assert_eq!(embed(&s, &a, "emb", "hello", Some("no-cache")).await.1, "miss");
+    assert_eq!(embed(&s, &a, "emb", "hello", Some("no-store")).await.1, "bypass");
+    assert_eq!(up.stats.hits("emb"), 4);
+    // A purge forgets the tenant's entries of the model, not the other tenant's.
+    let p = s.api.call(Method::DELETE, "/v1/cache?model=emb", Some(&a), None).await;
+    assert_eq!(p.status, StatusCode::NO_CONTENT, "{p:?}");
+    assert_eq!(embed(&s, &a, "emb", "hello", None).await.1, "miss");
+    assert_eq!(embed(&s, &b, "emb", "hello", None).await.1, "hit");
+    let p = s.api.call(Method::DELETE, "/v1/cache?model=nope", Some(&a), None).await;
+    assert_eq!(p.status, StatusCode::NOT_FOUND);
+
+    // A short TTL: the entry goes stale, then answers when the provider fails.
+    let d = s
+        .api
+        .call(
+            Method::PUT,
+            "/v1/deployments/emb",
+            Some(&a),
+            Some(json!({"targets": [{"version": 1, "weight": 100}], "cache_ttl_ms": 200})),
+        )
+        .await;
+    assert_eq!(d.status, StatusCode::OK, "{d:?}");
+    let (fresh, c) = embed(&s, &a, "emb", "fallback please", None).await;
+    assert_eq!(c, "miss");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    up.stats.set_down(true);
+    let (stale, c) = embed(&s, &a, "emb", "fallback please", None).await;
+    assert_eq!(c, "stale", "the cached answer is the first fallback");
+    assert_eq!(stale["data"], fresh["data"]);
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/embeddings",
+            Some(&a),
+            Some(json!({"model": "emb", "input": "never seen"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "nothing cached to fall back on: {r:?}");
+    up.stats.set_down(false);
+
+    // Chat: not cached unless the deployment says so.
+    let r = s
+        .api
+        .call(Method::POST, "/v1/models", Some(&a), Some(json!({"name": "llm", "task": "chat",
+            "runtime": "openai-compatible", "config": {"base_url": up.url, "upstream_model": "gpt"}})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let hello = json!({"model": "llm", "messages": [{"role": "user", "content": "hi"}]});
+    let c = |r: &common::Resp| r.headers["x-tessera-cache"].to_str().unwrap().to_owned();
+    let r = s.api.call(Method::POST, "/v1/chat/completions", Some(&a), Some(hello.clone())).await;
+    assert_eq!(c(&r), "bypass");
+    let d = s
+        .api
+        .call(
+            Method::PUT,
+            "/v1/deployments/llm",
+            Some(&a),
+            Some(json!({"targets": [{"version": 1, "weight": 100}], "cache_chat": true})),
+        )
+        .await;
+    assert_eq!(d.status, StatusCode::OK);
+    let r1 = s.api.call(Method::POST, "/v1/chat/completions", Some(&a), Some(hello.clone())).await;
+    let r2 = s.api.call(Method::POST, "/v1/chat/completions", Some(&a), Some(hello)).await;
+    assert_eq!((c(&r1).as_str(), c(&r2).as_str()), ("miss", "hit"));
+    assert_eq!(r1.body, r2.body);
+
+    let m =
+        s.api.http.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("tessera_cache_requests_total{outcome=\"stale_fallback\"} 1"), "{m}");
+    common::assert_families_are_grouped(&m);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_l2_and_purges() {
+    let Some(pg) = Backend::postgres().await else { return };
+    let Some(redis) = tessera_store::conformance::service_url("TESSERA_TEST_REDIS_URL") else {
+        return;
+    };
+    let up = Standin::start(Default::default()).await.unwrap();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let opts = |d: &std::path::Path| {
+        let mut o = Options::new(&pg, d).env("TESSERA_ADMIN_KEY", "replica-admin-key-0123456789");
+        o.args = vec!["--redis-url".into(), redis.clone()];
+        o
+    };
+    let a = Server::start(opts(d1.path())).await;
+    let b = Server::start(opts(d2.path())).await;
+    let (_, key, _) = a.tenant_with_key("acme", "developer").await;
+    emb_model(&a, &key, &up, "emb").await;
+    assert_eq!(embed(&a, &key, "emb", "shared", None).await.1, "miss");
+    // The L2 write is in the background: give it a moment.
+    let mut seen = String::new();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        seen = embed(&b, &key, "emb", "shared", None).await.1;
+        if seen == "hit" {
+            break;
+        }
+    }
+    assert_eq!(seen, "hit", "replica b answers from replica a's entry");
+    // A purge on a reaches b within about a second.
+    let p = a.api.call(Method::DELETE, "/v1/cache?model=emb", Some(&key), None).await;
+    assert_eq!(p.status, StatusCode::NO_CONTENT);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(embed(&b, &key, "emb", "shared", None).await.1, "miss");
+}
