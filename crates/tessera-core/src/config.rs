@@ -512,7 +512,7 @@ impl Config {
             database,
             redis_url,
             redis_timeout: Duration::from_millis(
-                raw.redis_timeout_ms.unwrap_or(50).clamp(1, 10_000),
+                raw.redis_timeout_ms.unwrap_or(100).clamp(1, 10_000),
             ),
             cache_max_bytes: raw.cache_max_mb.unwrap_or(256).min(1 << 20) << 20,
             nats_url,

@@ -14,5 +14,6 @@ pub mod model;
 pub mod role;
 pub mod tenant;
 pub mod time;
+pub mod usage;
 
 pub use error::ValidationError;

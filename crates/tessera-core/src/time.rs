@@ -36,6 +36,19 @@ impl Timestamp {
         Ok(Self((t.unix_timestamp_nanos() / 1_000_000) as i64))
     }
 
+    /// The start (UTC midnight on the 1st) of this timestamp's month.
+    pub fn month_start(self) -> Self {
+        let nanos = i128::from(self.0) * 1_000_000;
+        match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+            Ok(t) => {
+                let first = t.date().replace_day(1).unwrap_or(t.date());
+                let start = first.midnight().assume_utc();
+                Self((start.unix_timestamp_nanos() / 1_000_000) as i64)
+            }
+            Err(_) => self,
+        }
+    }
+
     pub fn to_rfc3339(self) -> String {
         let nanos = i128::from(self.0) * 1_000_000;
         OffsetDateTime::from_unix_timestamp_nanos(nanos)

@@ -67,6 +67,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
         ApiError::Invalid { message: message.into(), param: Some(param.into()) }
     }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod flight;
 pub mod limits;
+pub mod metering;
 pub mod metrics;
 pub mod redis_link;
 pub mod registry_cache;

@@ -15,6 +15,7 @@ use crate::auth::Authenticator;
 use crate::breaker::{BreakerConfig, Breakers};
 use crate::cache::ResponseCache;
 use crate::limits::Limiter;
+use crate::metering::Meter;
 use crate::metrics::Metrics;
 use crate::redis_link::RedisLink;
 use crate::registry_cache::RegistryCache;
@@ -49,7 +50,7 @@ impl Default for GatewayConfig {
             max_artifact_bytes: 512 * 1024 * 1024,
             breaker: BreakerConfig::default(),
             redis_url: None,
-            redis_timeout: Duration::from_millis(50),
+            redis_timeout: Duration::from_millis(100),
             cache_max_bytes: 256 << 20,
         }
     }
@@ -75,6 +76,7 @@ struct Inner {
     upstreams: Upstreams,
     limiter: Arc<Limiter>,
     cache: ResponseCache,
+    meter: Arc<Meter>,
     registry: RegistryCache,
     deployments: std::sync::Mutex<DeploymentCache>,
     deployment_flights: crate::flight::Flights,
@@ -112,6 +114,7 @@ impl AppState {
         });
         let limiter = Limiter::new(redis.clone());
         limiter.start_heartbeat();
+        let meter = Meter::start(store.clone());
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -124,6 +127,7 @@ impl AppState {
                 upstreams: Upstreams::default(),
                 limiter,
                 cache: ResponseCache::new(cfg.cache_max_bytes, redis),
+                meter,
                 registry: RegistryCache::new(cfg.key_cache_ttl),
                 deployments: Default::default(),
                 deployment_flights: Default::default(),
@@ -214,6 +218,11 @@ impl AppState {
     /// Model resolution for inference, cached per replica.
     pub fn registry(&self) -> &RegistryCache {
         &self.inner.registry
+    }
+
+    /// Usage metering: the queue to the batched writer, and prices.
+    pub fn meter(&self) -> &Arc<Meter> {
+        &self.inner.meter
     }
 
     /// The two-level response cache.

@@ -409,11 +409,111 @@ pub async fn missing_tenant_is_not_found(store: &dyn MetadataStore) {
     ));
 }
 
+/// Usage records are stored once per request id, read per tenant only,
+/// totalled by model, day and key; prices are kept and audited.
+pub async fn usage_metering(store: &dyn MetadataStore) {
+    use crate::UsageScope;
+    use tessera_core::usage::{GroupBy, Price, UsageRecord};
+    let (a_t, a) = tenant(store, "a").await;
+    let (b_t, b) = tenant(store, "b").await;
+    let rec = |id: &str, t: &Tenant, model: &str, day: i64, cost: i64| UsageRecord {
+        request_id: id.into(),
+        ts_ms: day * 86_400_000 + 1000,
+        tenant_id: t.id.clone(),
+        key_id: "key_x".into(),
+        model: model.into(),
+        version: format!("{model}@1"),
+        tier: "tenant".into(),
+        route: "/v1/embeddings".into(),
+        prompt_tokens: 10,
+        completion_tokens: 5,
+        compute_us: 100,
+        cache: if id.ends_with("hit") { "hit".into() } else { "miss".into() },
+        status: if id.ends_with("err") { 502 } else { 200 },
+        cost_micros: cost,
+    };
+    let day = 20_000;
+    let batch = vec![
+        rec("r1", &a_t, "m1", day, 1_000),
+        rec("r2-hit", &a_t, "m1", day, 0),
+        rec("r3", &a_t, "m2", day + 1, 2_500),
+        rec("r4-err", &b_t, "m1", day, 7),
+    ];
+    assert_eq!(store.insert_usage(&sys(), &batch).await.unwrap(), 4);
+    // Written twice (a retried flush): stored once.
+    assert_eq!(store.insert_usage(&sys(), &batch[..2]).await.unwrap(), 0);
+    let all = (0, i64::MAX);
+    let mine = store.list_usage(UsageScope::Tenant(&a), all.0, all.1, 100).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(),
+        ["r1", "r2-hit", "r3"]
+    );
+    assert_eq!(mine[0], batch[0]);
+    let by_model =
+        store.usage_totals(UsageScope::Tenant(&a), all.0, all.1, GroupBy::Model).await.unwrap();
+    assert_eq!(by_model.len(), 2);
+    assert_eq!(
+        (by_model[0].group.as_str(), by_model[0].requests, by_model[0].cache_hits),
+        ("m1", 2, 1)
+    );
+    assert_eq!((by_model[0].prompt_tokens, by_model[0].completion_tokens), (20, 10));
+    assert!((by_model[0].cost_usd - 0.001).abs() < 1e-12);
+    let by_day =
+        store.usage_totals(UsageScope::Tenant(&a), all.0, all.1, GroupBy::Day).await.unwrap();
+    assert_eq!(
+        by_day.iter().map(|g| g.group.as_str()).collect::<Vec<_>>(),
+        ["2024-10-04", "2024-10-05"]
+    );
+    let b_only =
+        store.usage_totals(UsageScope::Tenant(&b), all.0, all.1, GroupBy::Key).await.unwrap();
+    assert_eq!((b_only.len(), b_only[0].errors), (1, 1));
+    let everyone = store
+        .usage_totals(UsageScope::System(&sys(), None), all.0, all.1, GroupBy::Tenant)
+        .await
+        .unwrap();
+    assert_eq!(everyone.len(), 2);
+    let window = store
+        .list_usage(UsageScope::System(&sys(), Some(&a_t.id)), (day + 1) * 86_400_000, all.1, 100)
+        .await
+        .unwrap();
+    assert_eq!(window.len(), 1);
+    assert_eq!(store.spend_since(&sys(), &a_t.id, 0).await.unwrap(), 3_500);
+    assert_eq!(store.spend_since(&sys(), &a_t.id, (day + 1) * 86_400_000).await.unwrap(), 2_500);
+
+    let price = Price {
+        model: "m1".into(),
+        plan: "*".into(),
+        prompt_per_1k_usd: 0.1,
+        completion_per_1k_usd: 0.2,
+        per_request_usd: 0.0,
+    };
+    store.put_price(&sys(), &price, &actor()).await.unwrap();
+    store
+        .put_price(&sys(), &Price { prompt_per_1k_usd: 0.3, ..price.clone() }, &actor())
+        .await
+        .unwrap();
+    let prices = store.list_prices().await.unwrap();
+    assert_eq!(prices.len(), 1);
+    assert!((prices[0].prompt_per_1k_usd - 0.3).abs() < 1e-12);
+    store.delete_price(&sys(), "m1", "*", &actor()).await.unwrap();
+    assert!(store.list_prices().await.unwrap().is_empty());
+    assert!(matches!(
+        store.delete_price(&sys(), "m1", "*", &actor()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
 /// Expands the suite into `#[tokio::test]`s; `$make` is an async expression
 /// giving `Option<impl Harness>` (`None` skips).
 #[macro_export]
 macro_rules! metadata_conformance {
     ($make:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_usage_metering() {
+            if let Some(h) = $make {
+                $crate::conformance::usage_metering(&*$crate::conformance::Harness::store(&h)).await
+            }
+        }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn conformance_plans() {
             if let Some(h) = $make {

@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use metadata::{
-    AuditQuery, AuditScope, KeyOwner, MetadataStore, ModelScope, ModelView, verify_audit_chain,
+    AuditQuery, AuditScope, KeyOwner, MetadataStore, ModelScope, ModelView, UsageScope,
+    verify_audit_chain,
 };
 use tessera_core::config::DatabaseUrl;
 

@@ -12,6 +12,7 @@ use tessera_core::ids::{KeyId, TenantId};
 use tessera_core::model::{Model, ModelVersion, NewModel};
 use tessera_core::tenant::{NewTenant, Plan, PlanPatch, Tenant, TenantPatch};
 use tessera_core::time::Timestamp;
+use tessera_core::usage::{GroupBy, Price, UsageGroup, UsageRecord};
 
 use crate::StoreError;
 
@@ -199,6 +200,59 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Vec<AuditEntry>, StoreError>;
     /// The chain head: last id and hash.
     async fn audit_head(&self, sys: &SystemCtx) -> Result<Option<(i64, String)>, StoreError>;
+
+    /// Stores usage records in one transaction; a record whose request id is
+    /// already stored is skipped. Returns how many were new.
+    async fn insert_usage(
+        &self,
+        sys: &SystemCtx,
+        records: &[UsageRecord],
+    ) -> Result<u64, StoreError>;
+    /// Usage records in `[from, to)` (ms), oldest first, at most `limit`.
+    async fn list_usage(
+        &self,
+        scope: UsageScope<'_>,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<UsageRecord>, StoreError>;
+    /// Totals in `[from, to)` (ms) by `group_by`.
+    async fn usage_totals(
+        &self,
+        scope: UsageScope<'_>,
+        from_ms: i64,
+        to_ms: i64,
+        group_by: GroupBy,
+    ) -> Result<Vec<UsageGroup>, StoreError>;
+    /// A tenant's spend since `from_ms`, in micro-dollars.
+    async fn spend_since(
+        &self,
+        sys: &SystemCtx,
+        tenant: &TenantId,
+        from_ms: i64,
+    ) -> Result<i64, StoreError>;
+    async fn put_price(
+        &self,
+        sys: &SystemCtx,
+        price: &Price,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError>;
+    async fn list_prices(&self) -> Result<Vec<Price>, StoreError>;
+    async fn delete_price(
+        &self,
+        sys: &SystemCtx,
+        model: &str,
+        plan: &str,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError>;
+}
+
+/// Whose usage a reader may see.
+#[derive(Debug, Clone, Copy)]
+pub enum UsageScope<'a> {
+    Tenant(&'a TenantCtx),
+    /// Every tenant's, optionally one tenant's.
+    System(&'a SystemCtx, Option<&'a TenantId>),
 }
 
 /// Walks the whole audit chain in pages and reports the first broken link.

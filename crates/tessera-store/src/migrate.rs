@@ -16,6 +16,7 @@ pub(crate) const COMMON: &[Migration] = &[
         name: "deployments",
         sql: include_str!("migrations/0005_deployments.sql"),
     },
+    Migration { version: 8, name: "usage", sql: include_str!("migrations/0008_usage.sql") },
 ];
 
 pub(crate) const POSTGRES_ONLY: &[Migration] = &[
@@ -34,6 +35,11 @@ pub(crate) const POSTGRES_ONLY: &[Migration] = &[
         version: 7,
         name: "pg_artifacts",
         sql: include_str!("migrations/0007_pg_artifacts.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "pg_usage_rls",
+        sql: include_str!("migrations/0009_pg_usage_rls.sql"),
     },
 ];
 

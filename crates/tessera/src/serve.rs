@@ -66,6 +66,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         models,
     );
+    let meter = state.meter().clone();
     let app = tessera_gateway::app(state);
     info!(%addr, store = backend, database = %cfg.database.display(), "tessera listening");
     println!("listening on http://{addr}");
@@ -91,6 +92,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tokio::time::sleep(grace).await;
         } => warn!(grace_secs = grace.as_secs(), "grace period over; exiting with requests in flight"),
     }
+    // Every usage record made so far is written before the process exits.
+    meter.shutdown().await;
     info!("stopped");
     Ok(())
 }

@@ -110,7 +110,8 @@ async fn two_replicas_on_postgres_and_redis_hold_one_limit() {
     let opts = |d: &std::path::Path| {
         let mut o = Options::new(&pg, d).env("TESSERA_ADMIN_KEY", admin);
         o.args = vec!["--redis-url".into(), redis.clone()];
-        o
+        // A loaded CI machine must not push admissions onto the fallback path.
+        o.env("TESSERA__REDIS_TIMEOUT_MS", "2000")
     };
     let a = Server::start(opts(d1.path())).await;
     let b = Server::start(opts(d2.path())).await;
@@ -121,6 +122,7 @@ async fn two_replicas_on_postgres_and_redis_hold_one_limit() {
     let m =
         b.api.http.get(format!("{}/metrics", b.url)).send().await.unwrap().text().await.unwrap();
     assert!(m.contains("tessera_limits_global 1"), "{m}");
+    assert!(m.contains("tessera_limits_fallback_total 0"), "decided through redis only: {m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ use super::embeddings::authorize_model;
 use crate::auth::Authed;
 use crate::error::ApiError;
 use crate::limits::{Admitted, Check, Dim};
+use crate::metering::{Draft, Tokens};
 use crate::state::AppState;
 
 /// Admits a request to `model` that is estimated to use `tokens` (0 when
@@ -61,4 +62,87 @@ pub(super) async fn admit(
 /// characters a token, at least one per piece of text.
 pub(super) fn estimate_tokens<'a>(texts: impl IntoIterator<Item = &'a str>) -> u64 {
     texts.into_iter().map(|t| (t.len() as u64).div_ceil(4).max(1)).sum()
+}
+
+/// A usage draft for an inference request, filled in by the handler and
+/// recorded by [`finish`] (or, for a stream, when the stream ends).
+pub(super) async fn draft(
+    s: &AppState,
+    auth: &Authed,
+    route: &'static str,
+    model: &str,
+) -> Option<Draft> {
+    let ctx = auth.tenant(Operation::Inference).ok()?;
+    let plan = s.tenants().get(s.store(), &ctx).await.ok()?.plan.name.clone();
+    Some(Draft {
+        meter: s.meter().clone(),
+        request_id: auth.request_id.clone(),
+        tenant_id: ctx.tenant_id().clone(),
+        plan,
+        key_id: auth.principal.actor().to_owned(),
+        route,
+        model: model.to_owned(),
+        version: String::new(),
+        tier: String::new(),
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        compute: std::time::Duration::ZERO,
+        cache: "bypass",
+    })
+}
+
+/// Records the draft (if the handler did not hand it to a stream) from the
+/// answer: its status, headers (model, tier, version, cache), tokens, and
+/// the time spent in the model (total minus the reported overhead).
+pub(super) fn finish(
+    mut draft: Option<Draft>,
+    result: &Result<axum::response::Response, ApiError>,
+    started: std::time::Instant,
+) {
+    let status = match result {
+        Ok(r) => {
+            note_answer(&mut draft, r.headers());
+            if let (Some(d), Some(t)) = (&mut draft, r.extensions().get::<Tokens>()) {
+                d.prompt_tokens = t.0;
+                d.completion_tokens = t.1;
+            }
+            let overhead = r
+                .headers()
+                .get("x-tessera-overhead-ms")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if let Some(d) = &mut draft {
+                d.compute = started
+                    .elapsed()
+                    .saturating_sub(std::time::Duration::from_secs_f64(overhead.max(0.0) / 1000.0));
+            }
+            r.status().as_u16()
+        }
+        Err(e) => e.status().as_u16(),
+    };
+    if let Some(d) = draft {
+        tokio::spawn(d.finish(status));
+    }
+}
+
+/// Fills a draft from an answer's headers (model, tier, version, cache).
+pub(super) fn note_answer(d: &mut Option<Draft>, h: &axum::http::HeaderMap) {
+    let Some(d) = d else { return };
+    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if let Some(m) = get("x-tessera-model") {
+        d.model = m;
+    }
+    if let Some(t) = get("x-tessera-tier") {
+        d.tier = t;
+    }
+    if let Some(v) = get("x-tessera-model-version") {
+        d.version = v;
+    }
+    d.cache = match get("x-tessera-cache").as_deref() {
+        Some("hit") => "hit",
+        Some("miss") => "miss",
+        Some("stale") => "stale",
+        _ => "bypass",
+    };
 }

@@ -28,6 +28,7 @@ use crate::cache::Policy;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::limits::Admitted;
+use crate::metering::{Draft, Tokens};
 use crate::state::AppState;
 use crate::upstream::UpstreamStats;
 
@@ -93,6 +94,21 @@ pub async fn create(
     ApiJson(req): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
     let start = Instant::now();
+    let mut draft = super::admission::draft(&s, &auth, "/v1/chat/completions", &req.model).await;
+    let r = create_inner(s, auth, headers, req, start, &mut draft).await;
+    // A stream took its draft along; it records when the stream ends.
+    super::admission::finish(draft, &r, start);
+    r
+}
+
+async fn create_inner(
+    s: AppState,
+    auth: Authed,
+    headers: HeaderMap,
+    req: ChatRequest,
+    start: Instant,
+    draft: &mut Option<Draft>,
+) -> Result<Response, ApiError> {
     if req.messages.is_empty() {
         return Err(ApiError::invalid("messages", "messages must not be empty"));
     }
@@ -179,7 +195,15 @@ pub async fn create(
         let mut h = timing_headers(&t.model, &t.version, start.elapsed(), model_time);
         h.extend(admitted.headers());
         h.insert("x-tessera-cache", HeaderValue::from_static(slot.header(source)));
-        return Ok((h, axum::Json(answer)).into_response());
+        let tokens = answer.get("usage").filter(|_| source != Source::Cache).map(|u| {
+            let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+            Tokens(n("prompt_tokens"), n("completion_tokens"))
+        });
+        let mut resp = (h, axum::Json(answer)).into_response();
+        if let Some(t) = tokens {
+            resp.extensions_mut().insert(t);
+        }
+        return Ok(resp);
     }
     let call = |t: &Target| -> Call<'_, (reqwest::Response, Instant)> {
         let backend = t.backend.clone();
@@ -222,12 +246,23 @@ pub async fn create(
         auth: auth.clone(),
         version: t.version.clone(),
         admitted: None,
+        draft: None,
+        started: start,
     };
     let mut h = timing_headers(&t.model, &t.version, start.elapsed(), model_start.elapsed());
     h.extend(admitted.headers());
-    // The stream holds its concurrency slot, and settles its tokens, until it ends.
+    // The stream holds its concurrency slot, settles its tokens and records
+    // its usage when it ends.
     let mut relay = relay;
     relay.admitted = Some(admitted);
+    relay.draft = draft.take().map(|mut d| {
+        d.model = t.model.name.clone();
+        d.version = t.version.clone();
+        d.tier = t.model.owner.as_str().to_owned();
+        d.cache = "bypass";
+        d
+    });
+    relay.started = start;
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     let stream = futures_util::stream::unfold(relay, |mut r| async move {
@@ -255,6 +290,9 @@ struct Relay {
     version: String,
     /// Released when the stream ends or the client leaves.
     admitted: Option<Admitted>,
+    /// This request's usage, recorded when the stream ends.
+    draft: Option<Draft>,
+    started: Instant,
 }
 
 /// The end of the first complete event in `buf`, and its separator's length.
@@ -341,6 +379,10 @@ impl Relay {
             if let Some(a) = &mut self.admitted {
                 a.settle(p + c);
             }
+            if let Some(d) = &mut self.draft {
+                d.prompt_tokens = p;
+                d.completion_tokens = c;
+            }
             let usage_only = v.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
             if usage_only && !self.client_wants_usage {
                 return Ok(None);
@@ -352,6 +394,15 @@ impl Relay {
     fn finish_ok(&mut self) {
         self.finished = true;
         self.breaker.record(Instant::now(), true);
+        self.record(200);
+    }
+
+    /// Queues this stream's usage record once.
+    fn record(&mut self, status: u16) {
+        if let Some(mut d) = self.draft.take() {
+            d.compute = self.started.elapsed();
+            tokio::spawn(d.finish(status));
+        }
     }
 
     /// Ends the stream with an error event the OpenAI clients raise on.
@@ -360,6 +411,7 @@ impl Relay {
         self.resp = None;
         self.buf.clear();
         self.breaker.record(Instant::now(), false);
+        self.record(502);
         stats(&self.s).failure(kind);
         tracing::warn!(backend = %self.backend, kind, "upstream stream failed");
         let message = match kind {
@@ -381,6 +433,9 @@ fn stats(s: &AppState) -> &UpstreamStats {
 
 impl Drop for Relay {
     fn drop(&mut self) {
+        // The client left before the end: what was used so far is recorded
+        // (499, as proxies log a client that closed the request).
+        self.record(499);
         if !self.finished && self.resp.is_some() {
             // The client went away mid-stream: not the upstream's fault.
             tracing::info!(backend = %self.backend, "client left mid-stream; upstream call closed");

@@ -254,6 +254,20 @@ pub async fn create(
     ApiJson(req): ApiJson<EmbeddingsRequest>,
 ) -> Result<axum::response::Response, ApiError> {
     let start = std::time::Instant::now();
+    let draft = super::admission::draft(&s, &auth, "/v1/embeddings", &req.model).await;
+    let r = create_inner(&s, &auth, &headers, req, start).await;
+    super::admission::finish(draft, &r, start);
+    r
+}
+
+async fn create_inner(
+    s: &AppState,
+    auth: &Authed,
+    headers: &HeaderMap,
+    req: EmbeddingsRequest,
+    start: std::time::Instant,
+) -> Result<axum::response::Response, ApiError> {
+    let (s, auth) = (s.clone(), auth.clone());
     validate(&req)?;
     let texts: Vec<&str> = match &req.input {
         EmbeddingInput::One(t) => vec![t.as_str()],
@@ -262,7 +276,7 @@ pub async fn create(
     let mut admitted =
         super::admission::admit(&s, &auth, &req.model, super::admission::estimate_tokens(texts))
             .await?;
-    let user = req.user.clone().unwrap_or_else(|| super::oip::user_of(&headers, &auth));
+    let user = req.user.clone().unwrap_or_else(|| super::oip::user_of(headers, &auth));
     let body = serde_json::to_value(&req).map_err(|e| ApiError::Internal(e.to_string()))?;
     let (s2, req2, body2) = (&s, &req, &body);
     // Each attempt reports its answer and the time spent in the model.
@@ -313,7 +327,7 @@ pub async fn create(
     let ask = Ask { name: &req.model, user: &user };
     let first = primary(&s, &auth, &ask, check).await?;
     let slot =
-        CacheSlot::of(&s, &first, "/v1/embeddings", &body, Policy::of(&headers), |_| true).await;
+        CacheSlot::of(&s, &first, "/v1/embeddings", &body, Policy::of(headers), |_| true).await;
     if let Some(hit) = slot.hit() {
         admitted.settle(0);
         let mut h = cached_headers(hit, start.elapsed());
@@ -354,7 +368,16 @@ pub async fn create(
     let mut h = timing_headers(&t.model, &t.version, start.elapsed(), model_time);
     h.extend(admitted.headers());
     h.insert("x-tessera-cache", HeaderValue::from_static(slot.header(source)));
-    Ok((h, Json(answer)).into_response())
+    let prompt = answer
+        .get("usage")
+        .and_then(|u| u.get("prompt_tokens"))
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    let mut resp = (h, Json(answer)).into_response();
+    if source != Source::Cache {
+        resp.extensions_mut().insert(crate::metering::Tokens(prompt, 0));
+    }
+    Ok(resp)
 }
 
 #[cfg(test)]

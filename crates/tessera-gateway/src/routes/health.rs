@@ -46,6 +46,7 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     s.breakers().render_metrics(&mut text);
     s.limiter().render(&mut text);
     s.cache().render(&mut text);
+    s.meter().render(&mut text);
     s.upstreams().stats.render(&mut text);
     ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }

@@ -187,6 +187,22 @@ pub async fn kserve_predict(
     req_headers: HeaderMap,
     body: Body,
 ) -> Result<axum::response::Response, ApiError> {
+    let started = std::time::Instant::now();
+    let model = name.strip_suffix(":predict").unwrap_or(&name);
+    let draft = super::admission::draft(&s, &auth, "/v1/models/{name}:predict", model).await;
+    let r = predict(&s, &auth, &name, &req_headers, body).await;
+    super::admission::finish(draft, &r, started);
+    r
+}
+
+async fn predict(
+    s: &AppState,
+    auth: &Authed,
+    name: &str,
+    req_headers: &HeaderMap,
+    body: Body,
+) -> Result<axum::response::Response, ApiError> {
+    let (s, auth) = (s.clone(), auth.clone());
     let Some(model) = name.strip_suffix(":predict") else {
         return Err(ApiError::RouteNotFound {
             method: "POST".into(),
@@ -195,7 +211,7 @@ pub async fn kserve_predict(
     };
     let start = std::time::Instant::now();
     let admitted = super::admission::admit(&s, &auth, model, 0).await?;
-    let user = user_of(&req_headers, &auth);
+    let user = user_of(req_headers, &auth);
     let primary = match serve_any(&s, &auth, model, None, &user).await {
         Ok(sv) => Ok(sv),
         // A model that cannot be served may still have fallbacks.
@@ -226,7 +242,7 @@ pub async fn kserve_predict(
     let timeout =
         deployment.as_ref().and_then(|d| d.timeout_ms).map(std::time::Duration::from_millis);
     // Predictions are cached by default (per tenant, model version and instances).
-    let policy = Policy::of(&req_headers);
+    let policy = Policy::of(req_headers);
     let ttl_ms = deployment
         .as_ref()
         .and_then(|d| d.cache_ttl_ms)

@@ -20,6 +20,7 @@ pub mod plans;
 mod remote;
 pub mod serving;
 pub mod tenants;
+pub mod usage;
 
 use axum::Router;
 use axum::handler::Handler;
@@ -135,6 +136,13 @@ pub fn api_routes() -> ApiRoutes {
         .add(Post, "/v1/embeddings", embeddings::create)
         .add(Post, "/v1/chat/completions", chat::create)
         .add(Delete, "/v1/cache", cache::purge)
+        .add(Get, "/v1/usage", usage::tenant_totals)
+        .add(Get, "/v1/usage/records", usage::tenant_records)
+        .add(Get, "/admin/v1/usage", usage::admin_totals)
+        .add(Get, "/admin/v1/usage/records", usage::admin_records)
+        .add(Get, "/admin/v1/prices", usage::list_prices)
+        .add(Put, "/admin/v1/prices", usage::put_price)
+        .add(Delete, "/admin/v1/prices/{model}", usage::delete_price)
         .add(Post, "/v1/models", models::tenant_create)
         .add(Get, "/v1/models", models::tenant_list)
         .add(Get, "/v1/models/{name}", models::tenant_get)

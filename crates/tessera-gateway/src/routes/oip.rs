@@ -726,7 +726,23 @@ pub async fn model_infer(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    infer(&s, &auth, &name, None, &headers, body).await
+    metered_infer(&s, &auth, &name, None, &headers, body).await
+}
+
+/// `infer` with its usage recorded.
+async fn metered_infer(
+    s: &AppState,
+    auth: &Authed,
+    name: &str,
+    version: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
+    let draft = super::admission::draft(s, auth, "/v2/models/{name}/infer", name).await;
+    let r = infer(s, auth, name, version, headers, body).await;
+    super::admission::finish(draft, &r, started);
+    r
 }
 
 /// Inference on one model version.
@@ -740,7 +756,7 @@ pub async fn version_infer(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    infer(&s, &auth, &name, Some(&version), &headers, body).await
+    metered_infer(&s, &auth, &name, Some(&version), &headers, body).await
 }
 
 /// Repository index: the models the caller can use and their state.

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     audit, breakers, cache, chat, deployments, embeddings, health, keys, kserve, me, models, oip,
-    plans, tenants,
+    plans, tenants, usage,
 };
 
 #[derive(OpenApi)]
@@ -24,6 +24,8 @@ use super::{
         deployments::admin_put, deployments::admin_get, deployments::admin_delete,
         me::me,
         embeddings::create, chat::create, cache::purge,
+        usage::tenant_totals, usage::tenant_records, usage::admin_totals, usage::admin_records,
+        usage::list_prices, usage::put_price, usage::delete_price,
         oip::server_metadata, oip::model_metadata, oip::version_metadata, oip::model_ready, oip::version_ready,
         oip::model_infer, oip::version_infer, oip::repository_index, oip::repository_load, oip::repository_unload,
         kserve::kserve_predict,

@@ -1,0 +1,276 @@
+//! Usage metering (G7): each inference request leaves one [`UsageRecord`],
+//! priced from the platform's price table. Records pass through a bounded
+//! queue to one writer task that stores them in batches (at most
+//! `FLUSH_EVERY` apart, or `BATCH` at a time), never one database write per
+//! request. A full queue drops the record and counts it. A failed write is
+//! retried with the same batch; records are keyed by request id, so a retry
+//! that did land is not stored twice. A clean shutdown flushes everything; on
+//! kill -9 the records of the last flush interval are at risk.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tessera_core::auth::SystemCtx;
+use tessera_core::ids::TenantId;
+use tessera_core::usage::{Price, UsageRecord};
+use tessera_store::MetadataStore;
+use tokio::sync::{mpsc, watch};
+
+/// Records held between flushes before the queue refuses more.
+const QUEUE: usize = 50_000;
+/// Most records written in one transaction.
+const BATCH: usize = 1_000;
+/// Longest time a record waits for its flush.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How long the price table is trusted before it is read again.
+const PRICES_TTL: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct Stats {
+    recorded: AtomicU64,
+    dropped: AtomicU64,
+    written: AtomicU64,
+    write_errors: AtomicU64,
+}
+
+pub struct Meter {
+    tx: mpsc::Sender<UsageRecord>,
+    stop: watch::Sender<bool>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    store: Arc<dyn MetadataStore>,
+    prices: RwLock<Option<(Arc<Vec<Price>>, Instant)>>,
+    stats: Arc<Stats>,
+}
+
+impl Meter {
+    /// Starts the writer task.
+    pub fn start(store: Arc<dyn MetadataStore>) -> Arc<Meter> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (stop, stop_rx) = watch::channel(false);
+        let stats = Arc::new(Stats::default());
+        let writer = tokio::spawn(write_loop(store.clone(), rx, stop_rx, stats.clone()));
+        Arc::new(Meter {
+            tx,
+            stop,
+            writer: Mutex::new(Some(writer)),
+            store,
+            prices: RwLock::new(None),
+            stats,
+        })
+    }
+
+    /// Queues a record; never waits. A full queue drops it and counts it.
+    pub fn record(&self, r: UsageRecord) {
+        self.stats.recorded.fetch_add(1, Ordering::Relaxed);
+        if self.tx.try_send(r).is_err() {
+            let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            if n.is_power_of_two() {
+                tracing::warn!(dropped = n + 1, "usage queue full: records dropped");
+            }
+        }
+    }
+
+    /// The cost of a request in micro-dollars: the model's price on the
+    /// tenant's plan, else its price for any plan, else free.
+    pub async fn cost(&self, model: &str, plan: &str, prompt: u64, completion: u64) -> i64 {
+        let prices = self.prices().await;
+        let pick = prices
+            .iter()
+            .find(|p| p.model == model && p.plan == plan)
+            .or_else(|| prices.iter().find(|p| p.model == model && p.plan == "*"));
+        pick.map_or(0, |p| p.cost_micros(prompt, completion))
+    }
+
+    async fn prices(&self) -> Arc<Vec<Price>> {
+        if let Ok(g) = self.prices.read()
+            && let Some((p, at)) = &*g
+            && at.elapsed() < PRICES_TTL
+        {
+            return p.clone();
+        }
+        let stale = self.prices.read().ok().and_then(|g| g.as_ref().map(|(p, _)| p.clone()));
+        match self.store.list_prices().await {
+            Ok(p) => {
+                let p = Arc::new(p);
+                if let Ok(mut g) = self.prices.write() {
+                    *g = Some((p.clone(), Instant::now()));
+                }
+                p
+            }
+            // The database is down: the last table known here still prices.
+            Err(_) => stale.unwrap_or_default(),
+        }
+    }
+
+    /// Forgets the cached price table (after a change on this replica).
+    pub fn prices_changed(&self) {
+        if let Ok(mut g) = self.prices.write() {
+            *g = None;
+        }
+    }
+
+    /// Writes everything queued, then stops the writer (clean shutdown).
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+    }
+
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        for (name, help, v) in [
+            ("tessera_usage_records_total", "Usage records made.", r(&self.stats.recorded)),
+            (
+                "tessera_usage_dropped_total",
+                "Usage records dropped because the queue was full.",
+                r(&self.stats.dropped),
+            ),
+            ("tessera_usage_written_total", "Usage records stored.", r(&self.stats.written)),
+            (
+                "tessera_usage_write_errors_total",
+                "Failed batch writes (retried).",
+                r(&self.stats.write_errors),
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        }
+        let queued = QUEUE - self.tx.capacity();
+        let _ = writeln!(
+            out,
+            "# HELP tessera_usage_queue Usage records waiting for their flush.\n# TYPE tessera_usage_queue gauge\ntessera_usage_queue {queued}"
+        );
+    }
+}
+
+async fn write_loop(
+    store: Arc<dyn MetadataStore>,
+    mut rx: mpsc::Receiver<UsageRecord>,
+    mut stop: watch::Receiver<bool>,
+    stats: Arc<Stats>,
+) {
+    let sys = SystemCtx::bootstrap();
+    let mut buf: Vec<UsageRecord> = Vec::new();
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            r = rx.recv() => match r {
+                Some(rec) => {
+                    buf.push(rec);
+                    if buf.len() < BATCH {
+                        continue;
+                    }
+                    false
+                }
+                None => true,
+            },
+            _ = tick.tick() => false,
+            _ = stop.changed() => true,
+        };
+        if stopping {
+            while let Ok(rec) = rx.try_recv() {
+                buf.push(rec);
+            }
+            // A few tries at the end; then what cannot be stored is reported.
+            for _ in 0..5 {
+                flush(&*store, &sys, &mut buf, &stats).await;
+                if buf.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            if !buf.is_empty() {
+                tracing::error!(
+                    lost = buf.len(),
+                    "usage records could not be stored before shutdown"
+                );
+            }
+            return;
+        }
+        flush(&*store, &sys, &mut buf, &stats).await;
+        // Failed writes stay queued, up to the queue's size.
+        if buf.len() > QUEUE {
+            let excess = buf.len() - QUEUE;
+            buf.drain(..excess);
+            stats.dropped.fetch_add(excess as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn flush(
+    store: &dyn MetadataStore,
+    sys: &SystemCtx,
+    buf: &mut Vec<UsageRecord>,
+    stats: &Stats,
+) {
+    while !buf.is_empty() {
+        let n = buf.len().min(BATCH);
+        match store.insert_usage(sys, &buf[..n]).await {
+            Ok(_) => {
+                stats.written.fetch_add(n as u64, Ordering::Relaxed);
+                buf.drain(..n);
+            }
+            Err(e) => {
+                stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, pending = buf.len(), "usage write failed; retrying at the next flush");
+                return;
+            }
+        }
+    }
+}
+
+/// Tokens an answer used (prompt, completion), left in the response's
+/// extensions by the handler for the usage record.
+#[derive(Debug, Clone, Copy)]
+pub struct Tokens(pub u64, pub u64);
+
+/// What a request used, filled in as the handler learns it and recorded once.
+pub struct Draft {
+    pub meter: Arc<Meter>,
+    pub request_id: String,
+    pub tenant_id: TenantId,
+    pub plan: String,
+    pub key_id: String,
+    pub route: &'static str,
+    pub model: String,
+    pub version: String,
+    pub tier: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub compute: Duration,
+    pub cache: &'static str,
+}
+
+impl Draft {
+    /// Prices and queues the record with the answer's status.
+    pub async fn finish(self, status: u16) {
+        let cost = if self.cache == "hit" || self.cache == "stale" {
+            0
+        } else {
+            self.meter
+                .cost(&self.model, &self.plan, self.prompt_tokens, self.completion_tokens)
+                .await
+        };
+        let rec = UsageRecord {
+            request_id: self.request_id,
+            ts_ms: tessera_core::time::Timestamp::now().millis(),
+            tenant_id: self.tenant_id,
+            key_id: self.key_id,
+            model: self.model,
+            version: self.version,
+            tier: self.tier,
+            route: self.route.to_owned(),
+            prompt_tokens: i64::try_from(self.prompt_tokens).unwrap_or(i64::MAX),
+            completion_tokens: i64::try_from(self.completion_tokens).unwrap_or(i64::MAX),
+            compute_us: i64::try_from(self.compute.as_micros()).unwrap_or(i64::MAX),
+            cache: self.cache.to_owned(),
+            status: i32::from(status),
+            cost_micros: cost,
+        };
+        self.meter.record(rec);
+    }
+}
