@@ -38,6 +38,9 @@ pub enum ApiError {
     /// A rate, token or concurrency limit is reached.
     #[error("{message}")]
     RateLimited { message: String, retry_after_secs: u64, headers: Box<axum::http::HeaderMap> },
+    /// The tenant's monthly budget is used up.
+    #[error("{message}")]
+    BudgetExceeded { message: String, retry_after_secs: u64 },
     /// A queue is full; retry after the given seconds.
     #[error("{message}")]
     Overloaded { message: String, retry_after_secs: u64 },
@@ -133,6 +136,13 @@ impl ApiError {
                 message.clone(),
                 None,
             ),
+            ApiError::BudgetExceeded { message, .. } => (
+                S::PAYMENT_REQUIRED,
+                "insufficient_quota",
+                "budget_exceeded",
+                message.clone(),
+                None,
+            ),
             ApiError::Overloaded { message, .. } => {
                 (S::TOO_MANY_REQUESTS, "rate_limit_error", "overloaded", message.clone(), None)
             }
@@ -218,7 +228,8 @@ impl IntoResponse for ApiError {
             ApiError::Overloaded { retry_after_secs, .. }
             | ApiError::BreakerOpen { retry_after_secs, .. }
             | ApiError::UpstreamRateLimited { retry_after_secs, .. }
-            | ApiError::RateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
+            | ApiError::RateLimited { retry_after_secs, .. }
+            | ApiError::BudgetExceeded { retry_after_secs, .. } => Some(*retry_after_secs),
             ApiError::ModelNotReady(_) => Some(5),
             _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
             _ => None,

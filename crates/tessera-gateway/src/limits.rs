@@ -31,6 +31,15 @@ const HEARTBEAT: Duration = Duration::from_secs(2);
 const REPLICA_TTL_MS: u64 = 10_000;
 /// Concurrency counters expire if a replica dies holding them.
 const CONCURRENCY_TTL_MS: u64 = 300_000;
+/// A month's spend counter outlives the month.
+const SPEND_TTL_MS: u64 = 35 * 86_400_000;
+
+fn seconds_to_next_month() -> u64 {
+    let now = tessera_core::time::Timestamp::now();
+    // The 1st of next month: 32 days past this month's start, back to its 1st.
+    let next = now.month_start().plus_millis(32 * 86_400_000).month_start();
+    ((next.millis() - now.millis()).max(1000) / 1000) as u64
+}
 
 /// What a limit counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +47,8 @@ pub enum Dim {
     Requests,
     Tokens,
     Concurrency,
+    /// Micro-dollars this calendar month (UTC): the monthly budget.
+    Spend,
 }
 
 impl Dim {
@@ -46,6 +57,7 @@ impl Dim {
             Dim::Requests => "requests",
             Dim::Tokens => "tokens",
             Dim::Concurrency => "concurrency",
+            Dim::Spend => "spend",
         }
     }
 }
@@ -67,14 +79,21 @@ impl Check {
     fn key(&self, window: u64) -> String {
         match self.dim {
             Dim::Concurrency => format!("tessera:cc:{}:{}", self.owner, self.id),
+            Dim::Spend => format!("tessera:spend:{}:{}:{}", self.owner, self.id, month_id()),
             d => format!("tessera:rl:{}:{}:{}:{window}", self.owner, self.id, d.as_str()),
         }
     }
 }
 
+/// The current month, `YYYYMM`-like: milliseconds of its first instant.
+fn month_id() -> i64 {
+    tessera_core::time::Timestamp::now().month_start().millis()
+}
+
 /// A limit that refused a request.
 #[derive(Debug, Clone)]
 pub struct Denied {
+    pub dim: Dim,
     pub message: String,
     pub retry_after_secs: u64,
     pub headers: HeaderMap,
@@ -103,28 +122,44 @@ pub struct Admitted {
     limiter: Arc<Limiter>,
     decided: Option<Decided>,
     reset_secs: u64,
+    /// Prices the actual usage for the spend settlement.
+    pub pricer: Option<Box<dyn Fn(u64, u64) -> u64 + Send + Sync>>,
 }
 
 impl Admitted {
     /// A request nothing limits.
     pub fn unlimited(limiter: Arc<Limiter>) -> Self {
-        Self { limiter, decided: None, reset_secs: 0 }
+        Self { limiter, decided: None, reset_secs: 0, pricer: None }
     }
 
-    /// Replaces the token estimate with what the request actually used.
-    pub fn settle(&mut self, actual_tokens: u64) {
+    /// Replaces the token and spend estimates with what the request used.
+    pub fn settle(&mut self, prompt: u64, completion: u64) {
         let Some(d) = &mut self.decided else { return };
+        let tokens = prompt + completion;
+        let spend = self.pricer.as_ref().map_or(0, |p| p(prompt, completion));
         let mut deltas = Vec::new();
         for (i, c) in d.checks.iter_mut().enumerate() {
-            if c.dim == Dim::Tokens && c.cost != actual_tokens {
-                let delta = actual_tokens as i64 - c.cost as i64;
+            let actual = match c.dim {
+                Dim::Tokens => tokens,
+                Dim::Spend => spend,
+                _ => continue,
+            };
+            if c.cost != actual {
+                let delta = actual as i64 - c.cost as i64;
                 deltas.push((d.keys[i].clone(), delta));
-                c.cost = actual_tokens;
+                c.cost = actual;
             }
         }
         if !deltas.is_empty() {
             self.limiter.adjust(d.mode, deltas);
         }
+    }
+
+    /// How much of a `dim` limit is used after this request (0-1+).
+    pub fn used(&self, dim: Dim) -> Option<f64> {
+        let d = self.decided.as_ref()?;
+        let i = d.checks.iter().position(|c| c.dim == dim)?;
+        Some(d.after[i] as f64 / d.enforced[i].max(1) as f64)
     }
 
     /// `x-ratelimit-*` headers for the tightest request and token limits.
@@ -199,12 +234,17 @@ return out
 
 #[derive(Default)]
 struct LimitStats {
+    budget_alerts: AtomicU64,
     rejected: Mutex<HashMap<(&'static str, &'static str), u64>>,
     fallbacks: AtomicU64,
     admission: Mutex<Option<Histogram>>,
 }
 
 pub struct Limiter {
+    /// Tenants whose spend counter this process has seeded from the
+    /// database this month, and those it has alerted about.
+    seeded: Mutex<std::collections::HashSet<(String, i64)>>,
+    alerted: Mutex<std::collections::HashSet<(String, i64)>>,
     local: Mutex<HashMap<String, (i64, Instant)>>,
     redis: Option<Arc<RedisLink>>,
     script: redis::Script,
@@ -222,6 +262,8 @@ impl Limiter {
     /// A limiter over Redis (shared by every replica), or in process.
     pub fn new(redis: Option<Arc<RedisLink>>) -> Arc<Self> {
         Arc::new(Self {
+            seeded: Mutex::default(),
+            alerted: Mutex::default(),
             local: Mutex::new(HashMap::new()),
             redis,
             script: redis::Script::new(SCRIPT),
@@ -229,6 +271,58 @@ impl Limiter {
             replica_id: tessera_core::ids::random_lower(12),
             stats: LimitStats::default(),
         })
+    }
+
+    /// Makes sure a tenant's spend counter for this month starts from what
+    /// the database has recorded (once per process and month; on Redis
+    /// only if no replica has started it yet).
+    pub async fn seed_spend<F>(&self, tenant: &str, load: F)
+    where
+        F: std::future::Future<Output = Option<i64>>,
+    {
+        let mark = (tenant.to_owned(), month_id());
+        if self.seeded.lock().map(|s| s.contains(&mark)).unwrap_or(true) {
+            return;
+        }
+        let Some(spent) = load.await else { return };
+        let key =
+            Check { owner: "tenant", id: tenant.to_owned(), dim: Dim::Spend, limit: 0, cost: 0 }
+                .key(0);
+        let done = match &self.redis {
+            Some(link) => link
+                .call(|mut c| {
+                    let key = key.clone();
+                    async move {
+                        redis::cmd("SET")
+                            .arg(&key)
+                            .arg(spent)
+                            .arg("NX")
+                            .arg("PX")
+                            .arg(SPEND_TTL_MS)
+                            .query_async::<Option<String>>(&mut c)
+                            .await
+                    }
+                })
+                .await
+                .is_ok(),
+            None => true,
+        };
+        if let Ok(mut map) = self.local.lock() {
+            map.entry(key).or_insert((spent, Instant::now() + Duration::from_millis(SPEND_TTL_MS)));
+        }
+        if done && let Ok(mut s) = self.seeded.lock() {
+            s.insert(mark);
+        }
+    }
+
+    /// Reports a tenant past its budget's soft threshold, once a month per
+    /// replica: an alert in the log and a metric.
+    pub fn budget_alert(&self, tenant: &str, used: f64) {
+        let mark = (tenant.to_owned(), month_id());
+        if self.alerted.lock().map(|mut a| a.insert(mark)).unwrap_or(false) {
+            self.stats.budget_alerts.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(target: "tessera::alert", tenant, used_percent = (used * 100.0).round(), "tenant passed the soft threshold of its monthly budget");
+        }
     }
 
     /// A limiter for one process, without Redis.
@@ -300,7 +394,11 @@ impl Limiter {
             let mut inv = self.script.prepare_invoke();
             for (c, k) in checks.iter().zip(&keys) {
                 inv.key(k);
-                let ttl = if c.dim == Dim::Concurrency { CONCURRENCY_TTL_MS } else { ttl_ms };
+                let ttl = match c.dim {
+                    Dim::Concurrency => CONCURRENCY_TTL_MS,
+                    Dim::Spend => SPEND_TTL_MS,
+                    _ => ttl_ms,
+                };
                 inv.arg(c.limit).arg(c.cost).arg(ttl);
             }
             let answer = link
@@ -335,6 +433,7 @@ impl Limiter {
                 limiter: self.clone(),
                 decided: Some(Decided { checks, keys, after, enforced, mode }),
                 reset_secs,
+                pricer: None,
             });
         }
         let i = answer.get(1).map_or(1, |i| (*i).max(1) as usize) - 1;
@@ -347,6 +446,7 @@ impl Limiter {
             Dim::Requests => ("requests per minute", reset_secs),
             Dim::Tokens => ("tokens per minute", reset_secs),
             Dim::Concurrency => ("concurrent requests", 1),
+            Dim::Spend => ("monthly budget (in micro-dollars)", seconds_to_next_month()),
         };
         let mut headers = HeaderMap::new();
         let used: Vec<u64> =
@@ -368,6 +468,7 @@ impl Limiter {
             ""
         };
         Err(Denied {
+            dim: c.dim,
             message: format!("the {} {what} limit ({limit}{share}) is reached", c.owner),
             retry_after_secs: retry_after_secs.max(1),
             headers,
@@ -397,6 +498,7 @@ impl Limiter {
         for (c, k) in checks.iter().zip(keys) {
             let ttl = match c.dim {
                 Dim::Concurrency => Duration::from_millis(CONCURRENCY_TTL_MS),
+                Dim::Spend => Duration::from_millis(SPEND_TTL_MS),
                 _ => Duration::from_secs(reset_secs + 5),
             };
             let e = map.entry(k.clone()).or_insert((0, now + ttl));
@@ -458,6 +560,13 @@ impl Limiter {
                 "tessera_ratelimit_rejected_total{{limit=\"{owner}\",dim=\"{dim}\"}} {n}"
             );
         }
+        out.push_str("# HELP tessera_budget_alerts_total Tenants that passed the soft threshold of their monthly budget.\n");
+        out.push_str("# TYPE tessera_budget_alerts_total counter\n");
+        let _ = writeln!(
+            out,
+            "tessera_budget_alerts_total {}",
+            self.stats.budget_alerts.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP tessera_limits_fallback_total Admissions decided by this replica alone because Redis was unavailable.\n");
         out.push_str("# TYPE tessera_limits_fallback_total counter\n");
         let _ = writeln!(
@@ -517,7 +626,7 @@ mod tests {
         let l = Limiter::in_process();
         let mut a = l.admit(vec![check("tenant", Dim::Tokens, 100, 80)]).await.unwrap();
         assert!(l.admit(vec![check("tenant", Dim::Tokens, 100, 30)]).await.is_err());
-        a.settle(10);
+        a.settle(10, 0);
         let b = l.admit(vec![check("tenant", Dim::Tokens, 100, 30)]).await.unwrap();
         assert_eq!(b.headers()["x-ratelimit-remaining-tokens"], "60");
         let c1 = l.admit(vec![check("tenant", Dim::Concurrency, 1, 1)]).await.unwrap();

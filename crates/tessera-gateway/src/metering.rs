@@ -82,6 +82,16 @@ impl Meter {
         pick.map_or(0, |p| p.cost_micros(prompt, completion))
     }
 
+    /// The price that applies to `model` on `plan`, if any.
+    pub async fn price(&self, model: &str, plan: &str) -> Option<Price> {
+        let prices = self.prices().await;
+        prices
+            .iter()
+            .find(|p| p.model == model && p.plan == plan)
+            .or_else(|| prices.iter().find(|p| p.model == model && p.plan == "*"))
+            .cloned()
+    }
+
     async fn prices(&self) -> Arc<Vec<Price>> {
         if let Ok(g) = self.prices.read()
             && let Some((p, at)) = &*g

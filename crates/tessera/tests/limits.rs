@@ -338,3 +338,41 @@ async fn serving_goes_on_while_redis_is_down_and_global_limits_come_back() {
         .await
         .expect("global limits come back by themselves");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monthly_budget_alerts_stops_and_survives_a_restart() {
+    let up = Standin::start(Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || {
+        Options::new(&Backend::Sqlite, dir.path())
+            .env("TESSERA_ADMIN_KEY", "budget-admin-key-0123456789")
+    };
+    let s = Server::start(opts()).await;
+    let key = setup(&s, &up, json!({"name": "capped", "monthly_budget_usd": 0.03})).await;
+    let p = s
+        .admin(
+            Method::PUT,
+            "/admin/v1/prices",
+            Some(json!({"model": "llm", "prompt_per_1k_usd": 1.0, "completion_per_1k_usd": 2.0})),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::OK);
+    let mut body = hello("llm");
+    body["max_tokens"] = json!(10);
+    // About $0.028 reserved (over 80% of the budget: the soft alert), $0.018 spent.
+    let r = s.api.call(Method::POST, "/v1/chat/completions", Some(&key), Some(body.clone())).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    // The next reservation does not fit: hard stop.
+    let r = s.api.call(Method::POST, "/v1/chat/completions", Some(&key), Some(body.clone())).await;
+    assert_eq!((r.status, r.code()), (StatusCode::PAYMENT_REQUIRED, "budget_exceeded"), "{r:?}");
+    assert!(r.headers.contains_key("retry-after"));
+    let m =
+        s.api.http.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("tessera_budget_alerts_total 1"), "{m}");
+    assert!(s.log().contains("soft threshold of its monthly budget"));
+    // The spend is in the usage records, so a restarted replica still stops.
+    assert!(s.terminate().await.success());
+    let s = Server::start(opts()).await;
+    let r = s.api.call(Method::POST, "/v1/chat/completions", Some(&key), Some(body)).await;
+    assert_eq!((r.status, r.code()), (StatusCode::PAYMENT_REQUIRED, "budget_exceeded"), "{r:?}");
+}

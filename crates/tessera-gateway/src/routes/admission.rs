@@ -14,14 +14,19 @@ use crate::limits::{Admitted, Check, Dim};
 use crate::metering::{Draft, Tokens};
 use crate::state::AppState;
 
-/// Admits a request to `model` that is estimated to use `tokens` (0 when
-/// the route does not count tokens), or refuses it with 429.
+/// Budget share past which the tenant is alerted (the soft threshold).
+const BUDGET_SOFT: f64 = 0.8;
+
+/// Admits a request to `model` that is estimated to use `tokens` (prompt,
+/// completion; zeros when the route does not count tokens), or refuses it:
+/// 429 over a rate limit, 402 `budget_exceeded` over the monthly budget.
 pub(super) async fn admit(
     s: &AppState,
     auth: &Authed,
     model: &str,
-    tokens: u64,
+    (prompt, completion): (u64, u64),
 ) -> Result<Admitted, ApiError> {
+    let tokens = prompt + completion;
     let ctx = auth.tenant(Operation::Inference)?;
     let info = s.tenants().get(s.store(), &ctx).await?;
     let mut checks = Vec::new();
@@ -51,11 +56,52 @@ pub(super) async fn admit(
         add("model", &resolved.model.id, Dim::Requests, d.rpm, 1);
         add("model", &resolved.model.id, Dim::Tokens, d.tpm, tokens);
     }
-    s.limiter().admit(checks).await.map_err(|d| ApiError::RateLimited {
-        message: d.message,
-        retry_after_secs: d.retry_after_secs,
-        headers: Box::new(d.headers),
-    })
+    // The monthly budget: this request's estimated cost is reserved, and
+    // settled to the real cost afterwards.
+    let price = s.meter().price(model, &plan.name).await;
+    if let Some(budget) = plan.monthly_budget_usd {
+        let sys = tessera_core::auth::SystemCtx::bootstrap();
+        let since = tessera_core::time::Timestamp::now().month_start().millis();
+        let store = s.store();
+        let tid = ctx.tenant_id().clone();
+        s.limiter()
+            .seed_spend(tenant, async move { store.spend_since(&sys, &tid, since).await.ok() })
+            .await;
+        let estimate =
+            price.as_ref().map_or(0, |p| p.cost_micros(prompt, completion).max(0) as u64);
+        checks.push(Check {
+            owner: "tenant",
+            id: tenant.to_owned(),
+            dim: Dim::Spend,
+            limit: (budget * 1e6).round() as u64,
+            // At least one micro-dollar: a tenant at its budget is stopped
+            // even by a request that is free to estimate.
+            cost: estimate.max(1),
+        });
+    }
+    let mut admitted = s.limiter().admit(checks).await.map_err(|d| match d.dim {
+        Dim::Spend => ApiError::BudgetExceeded {
+            message: format!(
+                "tenant has used its monthly budget of ${:.2}; it renews at the start of next month (UTC)",
+                plan.monthly_budget_usd.unwrap_or(0.0)
+            ),
+            retry_after_secs: d.retry_after_secs,
+        },
+        _ => ApiError::RateLimited {
+            message: d.message,
+            retry_after_secs: d.retry_after_secs,
+            headers: Box::new(d.headers),
+        },
+    })?;
+    if let Some(used) = admitted.used(Dim::Spend)
+        && used >= BUDGET_SOFT
+    {
+        s.limiter().budget_alert(tenant, used);
+    }
+    if let Some(p) = price {
+        admitted.pricer = Some(Box::new(move |pr, co| p.cost_micros(pr, co).max(0) as u64));
+    }
+    Ok(admitted)
 }
 
 /// A rough token count for text, before the model has counted: about four

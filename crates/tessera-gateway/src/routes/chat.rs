@@ -136,7 +136,7 @@ async fn create_inner(
         .unwrap_or(DEFAULT_COMPLETION_RESERVE);
     let prompt = serde_json::to_string(&req.messages).unwrap_or_default();
     let mut admitted =
-        admit(&s, &auth, &req.model, estimate_tokens([prompt.as_str()]) + max_out).await?;
+        admit(&s, &auth, &req.model, (estimate_tokens([prompt.as_str()]), max_out)).await?;
     let (s2, body2) = (&s, &body);
     let ask = Ask { name: &req.model, user: &user };
     let first = primary(&s, &auth, &ask, require_chat).await?;
@@ -148,7 +148,7 @@ async fn create_inner(
             })
             .await;
         if let Some(hit) = slot.hit() {
-            admitted.settle(0);
+            admitted.settle(0, 0);
             let mut h = cached_headers(hit, start.elapsed());
             h.extend(admitted.headers());
             return Ok((h, hit.body.clone()).into_response());
@@ -171,11 +171,11 @@ async fn create_inner(
                 .await?;
         let model_time = model_start.elapsed();
         if source == Source::Cache {
-            admitted.settle(0);
+            admitted.settle(0, 0);
             s.cache().served_stale();
         } else if let Some(u) = answer.get("usage") {
             let (p, c) = record_usage(&s, &auth, &t.version, u);
-            admitted.settle(p + c);
+            admitted.settle(p, c);
         }
         answer["model"] = Value::from(t.model.name.clone());
         if source == Source::Primary {
@@ -377,7 +377,7 @@ impl Relay {
         if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
             let (p, c) = record_usage(&self.s, &self.auth, &self.version, u);
             if let Some(a) = &mut self.admitted {
-                a.settle(p + c);
+                a.settle(p, c);
             }
             if let Some(d) = &mut self.draft {
                 d.prompt_tokens = p;

@@ -273,9 +273,13 @@ async fn create_inner(
         EmbeddingInput::One(t) => vec![t.as_str()],
         EmbeddingInput::Many(v) => v.iter().map(String::as_str).collect(),
     };
-    let mut admitted =
-        super::admission::admit(&s, &auth, &req.model, super::admission::estimate_tokens(texts))
-            .await?;
+    let mut admitted = super::admission::admit(
+        &s,
+        &auth,
+        &req.model,
+        (super::admission::estimate_tokens(texts), 0),
+    )
+    .await?;
     let user = req.user.clone().unwrap_or_else(|| super::oip::user_of(headers, &auth));
     let body = serde_json::to_value(&req).map_err(|e| ApiError::Internal(e.to_string()))?;
     let (s2, req2, body2) = (&s, &req, &body);
@@ -329,7 +333,7 @@ async fn create_inner(
     let slot =
         CacheSlot::of(&s, &first, "/v1/embeddings", &body, Policy::of(headers), |_| true).await;
     if let Some(hit) = slot.hit() {
-        admitted.settle(0);
+        admitted.settle(0, 0);
         let mut h = cached_headers(hit, start.elapsed());
         h.extend(admitted.headers());
         return Ok((h, hit.body.clone()).into_response());
@@ -342,7 +346,7 @@ async fn create_inner(
     }
     if source == Source::Cache {
         s.cache().served_stale();
-        admitted.settle(0);
+        admitted.settle(0, 0);
     }
     if source == Source::Primary && matches!(t.backend, Backend::Remote(_)) {
         let out = super::remote::output_of(&answer);
@@ -360,7 +364,7 @@ async fn create_inner(
         answer.get("usage").and_then(|u| u.get("prompt_tokens")).and_then(serde_json::Value::as_u64)
         && source != Source::Cache
     {
-        admitted.settle(u);
+        admitted.settle(u, 0);
         if matches!(t.backend, Backend::Remote(_)) {
             s.upstreams().stats.tokens(u, 0);
         }

@@ -210,7 +210,7 @@ async fn predict(
         });
     };
     let start = std::time::Instant::now();
-    let admitted = super::admission::admit(&s, &auth, model, 0).await?;
+    let admitted = super::admission::admit(&s, &auth, model, (0, 0)).await?;
     let user = user_of(req_headers, &auth);
     let primary = match serve_any(&s, &auth, model, None, &user).await {
         Ok(sv) => Ok(sv),

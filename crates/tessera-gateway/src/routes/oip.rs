@@ -571,7 +571,7 @@ async fn infer(
 ) -> Result<Response, ApiError> {
     // The model first: a model the caller cannot see is a 404 whatever the body.
     let start = std::time::Instant::now();
-    let admitted = super::admission::admit(s, auth, name, 0).await?;
+    let admitted = super::admission::admit(s, auth, name, (0, 0)).await?;
     let user = user_of(headers, auth);
     let primary = match serve_any(s, auth, name, version, &user).await {
         Ok(sv) => Ok(sv),
