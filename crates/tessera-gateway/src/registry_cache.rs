@@ -56,9 +56,19 @@ impl RegistryCache {
             return Ok(r);
         }
         let view = ModelView::Tenant { ctx, segment };
-        let model = store.resolve_model(view, name).await?;
-        let versions = store.list_model_versions(view, &model).await?;
-        let resolved = Arc::new(Resolved { model, versions });
+        let loaded = async {
+            let model = store.resolve_model(view, name).await?;
+            let versions = store.list_model_versions(view, &model).await?;
+            Ok::<_, tessera_store::StoreError>(Resolved { model, versions })
+        };
+        let resolved = match loaded.await {
+            Ok(r) => Arc::new(r),
+            // The database is down: what this replica last knew still serves.
+            Err(tessera_store::StoreError::Unavailable(m)) => {
+                return self.stale(&key).ok_or(ApiError::Unavailable(m));
+            }
+            Err(e) => return Err(e.into()),
+        };
         if let Ok(mut map) = self.entries.lock() {
             if map.len() >= CAPACITY {
                 map.clear();
@@ -66,6 +76,11 @@ impl RegistryCache {
             map.insert(key, (resolved.clone(), Instant::now()));
         }
         Ok(resolved)
+    }
+
+    fn stale(&self, key: &Key) -> Option<Arc<Resolved>> {
+        let map = self.entries.lock().ok()?;
+        map.get(key).map(|(r, _)| r.clone())
     }
 
     fn fresh(&self, key: &Key) -> Option<Arc<Resolved>> {

@@ -193,7 +193,20 @@ impl AppState {
         if let Some(d) = fresh() {
             return Ok(d);
         }
-        let d = crate::routes::deployments::load(self, view, model).await?.map(Arc::new);
+        let d = match crate::routes::deployments::load(self, view, model).await {
+            Ok(d) => d.map(Arc::new),
+            // The database is down: the deployment this replica last read still applies.
+            Err(ApiError::Unavailable(m)) => {
+                let stale = self
+                    .inner
+                    .deployments
+                    .lock()
+                    .ok()
+                    .and_then(|map| map.get(&model.id).map(|(d, _)| d.clone()));
+                return stale.ok_or(ApiError::Unavailable(m));
+            }
+            Err(e) => return Err(e),
+        };
         if let Ok(mut map) = self.inner.deployments.lock() {
             if map.len() > 100_000 {
                 map.clear();

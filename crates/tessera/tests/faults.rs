@@ -153,3 +153,63 @@ async fn revocation_reaches_another_replica_within_five_seconds() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// PostgreSQL away during serving: inference goes on from the per-replica
+/// caches, usage records wait in the metering queue and are all written once
+/// the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inference_goes_on_through_a_database_outage_and_no_usage_is_lost() {
+    let Some(Backend::Postgres(url)) = Backend::postgres().await else { return };
+    let up = tessera_standin::Standin::start(Default::default()).await.unwrap();
+    let (target, _) = split_host(&url, "");
+    let proxy = Proxy::start(target).await;
+    let (_, proxied) = split_host(&url, &format!("127.0.0.1:{}", proxy.port));
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options::new(&Backend::Postgres(proxied), dir.path())
+        .env("TESSERA__AUTH__KEY_CACHE_TTL_MS", "300");
+    let s = Server::start(opts).await;
+    let (_, key, _) = s.tenant_with_key("acme", "developer").await;
+    let r = s
+        .api
+        .call(Method::POST, "/v1/models", Some(&key), Some(json!({"name": "llm", "task": "chat",
+            "runtime": "openai-compatible", "config": {"base_url": up.url, "upstream_model": "gpt"}})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let hello = json!({"model": "llm", "messages": [{"role": "user", "content": "hi"}]});
+    let mut ids = Vec::new();
+    let r = s.api.call(Method::POST, "/v1/chat/completions", Some(&key), Some(hello.clone())).await;
+    assert_eq!(r.status, StatusCode::OK);
+    ids.push(r.headers["x-request-id"].to_str().unwrap().to_owned());
+
+    proxy.set_up(false);
+    tokio::time::sleep(Duration::from_millis(400)).await; // every cache entry is past its TTL
+    for i in 0..10 {
+        let r =
+            s.api.call(Method::POST, "/v1/chat/completions", Some(&key), Some(hello.clone())).await;
+        assert_eq!(r.status, StatusCode::OK, "request {i} with the database away: {r:?}");
+        ids.push(r.headers["x-request-id"].to_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await; // a flush fails meanwhile
+    proxy.set_up(true);
+
+    let start = Instant::now();
+    loop {
+        let r = s.api.get("/v1/usage/records", &key).await;
+        let got: Vec<String> = r.body["data"]
+            .as_array()
+            .map(|a| a.iter().map(|x| x["request_id"].as_str().unwrap_or("").to_owned()).collect())
+            .unwrap_or_default();
+        if ids.iter().all(|id| got.contains(id)) {
+            assert_eq!(got.len(), ids.len(), "each record once");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "usage lost: {got:?} vs {ids:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let m =
+        s.api.http.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        !m.contains("tessera_usage_write_errors_total 0"),
+        "a write failed and was retried: {m}"
+    );
+}
