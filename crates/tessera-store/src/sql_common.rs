@@ -751,30 +751,30 @@ macro_rules! sql_metadata_store {
                 }
                 let mut tx = self.begin(TxScope::System, true).await?;
                 let mut inserted = 0;
-                for r in records {
-                    inserted += sqlx::query(
+                // Many rows per statement: one round trip per chunk, not per record.
+                for chunk in records.chunks(200) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO usage_records (request_id, ts_ms, tenant_id, key_id, model, version, tier, route, \
-                         prompt_tokens, completion_tokens, compute_us, cache, status, cost_micros) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-                         ON CONFLICT (request_id) DO NOTHING",
-                    )
-                    .bind(&r.request_id)
-                    .bind(r.ts_ms)
-                    .bind(r.tenant_id.as_str())
-                    .bind(&r.key_id)
-                    .bind(&r.model)
-                    .bind(&r.version)
-                    .bind(&r.tier)
-                    .bind(&r.route)
-                    .bind(r.prompt_tokens)
-                    .bind(r.completion_tokens)
-                    .bind(r.compute_us)
-                    .bind(&r.cache)
-                    .bind(r.status)
-                    .bind(r.cost_micros)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                         prompt_tokens, completion_tokens, compute_us, cache, status, cost_micros) ",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.request_id.clone())
+                            .push_bind(r.ts_ms)
+                            .push_bind(r.tenant_id.as_str().to_owned())
+                            .push_bind(r.key_id.clone())
+                            .push_bind(r.model.clone())
+                            .push_bind(r.version.clone())
+                            .push_bind(r.tier.clone())
+                            .push_bind(r.route.clone())
+                            .push_bind(r.prompt_tokens)
+                            .push_bind(r.completion_tokens)
+                            .push_bind(r.compute_us)
+                            .push_bind(r.cache.clone())
+                            .push_bind(r.status)
+                            .push_bind(r.cost_micros);
+                    });
+                    qb.push(" ON CONFLICT (request_id) DO NOTHING");
+                    inserted += qb.build().execute(&mut *tx).await?.rows_affected();
                 }
                 tx.commit().await?;
                 Ok(inserted)
