@@ -150,7 +150,7 @@ pub async fn tenant_totals(
     auth: Authed,
     ApiQuery(p): ApiQuery<UsageParams>,
 ) -> Result<Response, ApiError> {
-    let ctx = auth.tenant(Operation::TenantRead)?;
+    let ctx = auth.tenant(Operation::ModelsRead)?;
     if p.tenant.is_some() || p.group_by == Some(GroupBy::Tenant) {
         return Err(ApiError::invalid("tenant", "a tenant sees its own usage only"));
     }
@@ -170,7 +170,7 @@ pub async fn tenant_records(
     auth: Authed,
     ApiQuery(p): ApiQuery<UsageParams>,
 ) -> Result<Response, ApiError> {
-    let ctx = auth.tenant(Operation::TenantRead)?;
+    let ctx = auth.tenant(Operation::ModelsRead)?;
     if p.tenant.is_some() {
         return Err(ApiError::invalid("tenant", "a tenant sees its own usage only"));
     }
