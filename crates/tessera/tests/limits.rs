@@ -337,6 +337,41 @@ async fn serving_goes_on_while_redis_is_down_and_global_limits_come_back() {
     tokio::time::timeout(Duration::from_secs(15), back)
         .await
         .expect("global limits come back by themselves");
+    // L2 caching is back too: a new answer lands in this Redis.
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/models",
+            Some(&key),
+            Some(json!({"name": "emb", "task": "embedding",
+            "runtime": "openai-compatible", "config": {"base_url": up.url}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/embeddings",
+            Some(&key),
+            Some(json!({"model": "emb", "input": "after the outage"})),
+        )
+        .await;
+    assert_eq!(r.headers["x-tessera-cache"], "miss");
+    let stored = async {
+        loop {
+            let out = std::process::Command::new("redis-cli")
+                .args(["-p", &redis.port.to_string(), "--scan", "--pattern", "tessera:cache:*"])
+                .output()
+                .unwrap();
+            if !out.stdout.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), stored).await.expect("the answer reaches L2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
