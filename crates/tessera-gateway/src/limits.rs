@@ -29,8 +29,10 @@ const WINDOW_SECS: u64 = 60;
 /// Heartbeats: how often, and after how long a silent replica no longer counts.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 const REPLICA_TTL_MS: u64 = 10_000;
-/// Concurrency counters expire if a replica dies holding them.
-const CONCURRENCY_TTL_MS: u64 = 300_000;
+/// A request's concurrency lease in Redis: the slot of a replica that died
+/// mid-request frees itself after this long (a request running longer stops
+/// counting against the limit then).
+const CONCURRENCY_TTL_MS: u64 = 900_000;
 /// A month's spend counter outlives the month.
 const SPEND_TTL_MS: u64 = 35 * 86_400_000;
 
@@ -114,6 +116,8 @@ struct Decided {
     /// The limit actually enforced (a share when falling back).
     enforced: Vec<u64>,
     mode: Mode,
+    /// This request's lease in Redis concurrency sets.
+    lease: String,
 }
 
 /// An admitted request. Dropping it releases its concurrency slots;
@@ -175,15 +179,36 @@ impl Admitted {
 impl Drop for Admitted {
     fn drop(&mut self) {
         let Some(d) = &self.decided else { return };
-        let release: Vec<(String, i64)> = d
+        let slots: Vec<String> = d
             .checks
             .iter()
             .zip(&d.keys)
             .filter(|(c, _)| c.dim == Dim::Concurrency)
-            .map(|(_, k)| (k.clone(), -1))
+            .map(|(_, k)| k.clone())
             .collect();
-        if !release.is_empty() {
-            self.limiter.adjust(d.mode, release);
+        if slots.is_empty() {
+            return;
+        }
+        match d.mode {
+            Mode::Local => {
+                self.limiter.adjust(Mode::Local, slots.into_iter().map(|k| (k, -1)).collect())
+            }
+            // Redis: the request's lease leaves each concurrency set.
+            Mode::Global => {
+                let Some(link) = self.limiter.redis.clone() else { return };
+                let lease = d.lease.clone();
+                tokio::spawn(async move {
+                    let _ = link
+                        .call(|mut c| async move {
+                            let mut p = redis::pipe();
+                            for k in &slots {
+                                p.zrem(k, &lease).ignore();
+                            }
+                            p.query_async::<()>(&mut c).await
+                        })
+                        .await;
+                });
+            }
         }
     }
 }
@@ -213,20 +238,41 @@ fn rate_headers(h: &mut HeaderMap, d: &Decided, reset_secs: u64) {
 
 /// Checks every limit and, only if all pass, consumes them all. Returns the
 /// counter values after, or the index of the first limit that refused.
+///
+/// Per key, four arguments: limit, cost, TTL in ms, and a lease id. A key
+/// with a lease id is a concurrency set: each request in flight is a member
+/// whose score is when its lease ends, so the slots of a replica that died
+/// mid-request free themselves when their leases run out.
 const SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = #KEYS
+local current = {}
 for i = 1, n do
-  local limit = tonumber(ARGV[3 * i - 2])
-  local cost = tonumber(ARGV[3 * i - 1])
-  local current = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if cost > 0 and current + cost > limit then
-    return {0, i, current}
+  local limit = tonumber(ARGV[4 * i - 3])
+  local cost = tonumber(ARGV[4 * i - 2])
+  if ARGV[4 * i] ~= '' then
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+    current[i] = redis.call('ZCARD', KEYS[i])
+  else
+    current[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+  end
+  if cost > 0 and current[i] + cost > limit then
+    return {0, i, current[i]}
   end
 end
 local out = {1}
 for i = 1, n do
-  local v = redis.call('INCRBY', KEYS[i], tonumber(ARGV[3 * i - 1]))
-  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[3 * i]))
+  local cost = tonumber(ARGV[4 * i - 2])
+  local ttl = tonumber(ARGV[4 * i - 1])
+  local v
+  if ARGV[4 * i] ~= '' then
+    redis.call('ZADD', KEYS[i], now + ttl, ARGV[4 * i])
+    v = current[i] + 1
+  else
+    v = redis.call('INCRBY', KEYS[i], cost)
+  end
+  redis.call('PEXPIRE', KEYS[i], ttl)
   out[#out + 1] = v
 end
 return out
@@ -388,6 +434,7 @@ impl Limiter {
         let window = now / WINDOW_SECS;
         let reset_secs = WINDOW_SECS - now % WINDOW_SECS;
         let keys: Vec<String> = checks.iter().map(|c| c.key(window)).collect();
+        let lease = tessera_core::ids::random_lower(16);
         let mut decision = None;
         if let Some(link) = &self.redis {
             let ttl_ms = (reset_secs + 5) * 1000;
@@ -399,7 +446,8 @@ impl Limiter {
                     Dim::Spend => SPEND_TTL_MS,
                     _ => ttl_ms,
                 };
-                inv.arg(c.limit).arg(c.cost).arg(ttl);
+                let lease = if c.dim == Dim::Concurrency { lease.as_str() } else { "" };
+                inv.arg(c.limit).arg(c.cost).arg(ttl).arg(lease);
             }
             let answer = link
                 .call(|mut conn| async move { inv.invoke_async::<Vec<i64>>(&mut conn).await })
@@ -431,7 +479,7 @@ impl Limiter {
             let after = answer[1..].iter().map(|v| (*v).max(0) as u64).collect();
             return Ok(Admitted {
                 limiter: self.clone(),
-                decided: Some(Decided { checks, keys, after, enforced, mode }),
+                decided: Some(Decided { checks, keys, after, enforced, mode, lease }),
                 reset_secs,
                 pricer: None,
             });
@@ -459,6 +507,7 @@ impl Limiter {
                 after: used,
                 enforced: enforced.clone(),
                 mode,
+                lease: String::new(),
             },
             reset_secs,
         );

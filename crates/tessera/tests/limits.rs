@@ -123,6 +123,46 @@ async fn two_replicas_on_postgres_and_redis_hold_one_limit() {
         b.api.http.get(format!("{}/metrics", b.url)).send().await.unwrap().text().await.unwrap();
     assert!(m.contains("tessera_limits_global 1"), "{m}");
     assert!(m.contains("tessera_limits_fallback_total 0"), "decided through redis only: {m}");
+
+    // Concurrency across replicas: a stream open on a holds the tenant's one slot on b too.
+    let p = a
+        .admin(Method::POST, "/admin/v1/plans", Some(json!({"name": "single", "concurrency": 1})))
+        .await;
+    assert_eq!(p.status, StatusCode::CREATED);
+    let (tenant, _, _) = {
+        let me = a.api.get("/v1/me", &key).await;
+        (me.body["tenant"]["id"].as_str().unwrap().to_owned(), (), ())
+    };
+    let r = a
+        .admin(
+            Method::PATCH,
+            &format!("/admin/v1/tenants/{tenant}"),
+            Some(json!({"plan": "single"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_secs(3)).await; // the plan change reaches both caches
+    let mut stream = hello("slow");
+    stream["stream"] = json!(true);
+    let api = a.api.clone();
+    let k2 = key.clone();
+    let open = tokio::spawn(async move {
+        api.call(Method::POST, "/v1/chat/completions", Some(&k2), Some(stream)).await
+    });
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let r = b.api.call(Method::POST, "/v1/chat/completions", Some(&key), Some(hello("llm"))).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{r:?}");
+    assert_eq!(open.await.unwrap().status, StatusCode::OK);
+    let start = Instant::now();
+    loop {
+        let r =
+            b.api.call(Method::POST, "/v1/chat/completions", Some(&key), Some(hello("llm"))).await;
+        if r.status == StatusCode::OK {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(3), "the slot is released: {r:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
