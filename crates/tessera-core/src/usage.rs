@@ -10,7 +10,9 @@ use crate::ids::TenantId;
 /// One request's usage. Cost is in micro-dollars (an integer, so sums are exact).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct UsageRecord {
-    /// The request id: a record is stored once even if written twice.
+    /// Made by the server: a record is stored once even if written twice.
+    pub id: String,
+    /// The request's id (`x-request-id`).
     pub request_id: String,
     /// Milliseconds since the Unix epoch.
     pub ts_ms: i64,

@@ -53,8 +53,17 @@ pub enum BreakerState {
 #[derive(Debug)]
 enum State {
     Closed,
-    Open { since: Instant },
-    HalfOpen { admitted: u32, succeeded: u32 },
+    Open {
+        since: Instant,
+    },
+    /// `since`: when the probes were let through. A probe whose outcome is
+    /// never recorded (its caller went away) is forgotten after a cool-down,
+    /// so lost probes cannot keep the breaker half open for good.
+    HalfOpen {
+        admitted: u32,
+        succeeded: u32,
+        since: Instant,
+    },
 }
 
 #[derive(Debug)]
@@ -112,14 +121,20 @@ impl Breaker {
             State::Open { since } => {
                 let open_for = now.saturating_duration_since(since);
                 if open_for >= self.cfg.cool_down {
-                    g.state = State::HalfOpen { admitted: 1, succeeded: 0 };
+                    g.state = State::HalfOpen { admitted: 1, succeeded: 0, since: now };
                     Ok(())
                 } else {
                     Err(Rejected { retry_after: self.cfg.cool_down - open_for })
                 }
             }
-            State::HalfOpen { admitted, succeeded } if admitted < self.cfg.probes => {
-                g.state = State::HalfOpen { admitted: admitted + 1, succeeded };
+            State::HalfOpen { admitted, succeeded, since } if admitted < self.cfg.probes => {
+                g.state = State::HalfOpen { admitted: admitted + 1, succeeded, since };
+                Ok(())
+            }
+            State::HalfOpen { since, .. }
+                if now.saturating_duration_since(since) >= self.cfg.cool_down =>
+            {
+                g.state = State::HalfOpen { admitted: 1, succeeded: 0, since: now };
                 Ok(())
             }
             State::HalfOpen { .. } => Err(Rejected { retry_after: Duration::from_secs(1) }),
@@ -137,12 +152,12 @@ impl Breaker {
         g.consecutive = if success { 0 } else { g.consecutive + 1 };
         g.state = match g.state {
             State::HalfOpen { .. } if !success => State::Open { since: now },
-            State::HalfOpen { admitted, succeeded } => {
+            State::HalfOpen { admitted, succeeded, since } => {
                 if succeeded + 1 >= self.cfg.probes {
                     g.calls.clear();
                     State::Closed
                 } else {
-                    State::HalfOpen { admitted, succeeded: succeeded + 1 }
+                    State::HalfOpen { admitted, succeeded: succeeded + 1, since }
                 }
             }
             State::Closed if !success && self.should_open(&g) => State::Open { since: now },
@@ -382,5 +397,30 @@ mod guard_tests {
             guarded(&breakers, "m@2", async { Ok::<_, EngineError>(7) }).await.ok(),
             Some(7)
         );
+    }
+
+    #[test]
+    fn probes_that_never_report_are_forgotten_after_a_cool_down() {
+        let b = Breaker::new(
+            "m@1",
+            BreakerConfig {
+                window: Duration::from_secs(10),
+                min_calls: 4,
+                failure_ratio: 0.5,
+                consecutive_failures: 3,
+                cool_down: Duration::from_secs(5),
+                probes: 2,
+            },
+        );
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            b.record(t0, false);
+        }
+        let t1 = t0 + Duration::from_secs(6);
+        assert!(b.admit(t1).is_ok());
+        assert!(b.admit(t1).is_ok());
+        // Both probes' callers went away: nothing is recorded.
+        assert!(b.admit(t1 + Duration::from_secs(1)).is_err());
+        assert!(b.admit(t1 + Duration::from_secs(6)).is_ok(), "new probes after a cool-down");
     }
 }

@@ -128,18 +128,22 @@ pub struct Admitted {
     reset_secs: u64,
     /// Prices the actual usage for the spend settlement.
     pub pricer: Option<Box<dyn Fn(u64, u64) -> u64 + Send + Sync>>,
+    /// Whether the reservation was settled; if not, dropping settles it to
+    /// nothing used (the request failed or was abandoned).
+    settled: bool,
 }
 
 impl Admitted {
     /// A request nothing limits.
     pub fn unlimited(limiter: Arc<Limiter>) -> Self {
-        Self { limiter, decided: None, reset_secs: 0, pricer: None }
+        Self { limiter, decided: None, reset_secs: 0, pricer: None, settled: true }
     }
 
     /// Replaces the token and spend estimates with what the request used.
     pub fn settle(&mut self, prompt: u64, completion: u64) {
+        self.settled = true;
         let Some(d) = &mut self.decided else { return };
-        let tokens = prompt + completion;
+        let tokens = prompt.saturating_add(completion);
         let spend = self.pricer.as_ref().map_or(0, |p| p(prompt, completion));
         let mut deltas = Vec::new();
         for (i, c) in d.checks.iter_mut().enumerate() {
@@ -178,6 +182,9 @@ impl Admitted {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
+        if !self.settled {
+            self.settle(0, 0);
+        }
         let Some(d) = &self.decided else { return };
         let slots: Vec<String> = d
             .checks
@@ -193,20 +200,32 @@ impl Drop for Admitted {
             Mode::Local => {
                 self.limiter.adjust(Mode::Local, slots.into_iter().map(|k| (k, -1)).collect())
             }
-            // Redis: the request's lease leaves each concurrency set.
+            // Redis: the request's lease leaves each concurrency set, retried
+            // until it lands (a lost release would hold the slot for the lease).
             Mode::Global => {
                 let Some(link) = self.limiter.redis.clone() else { return };
                 let lease = d.lease.clone();
                 tokio::spawn(async move {
-                    let _ = link
-                        .call(|mut c| async move {
-                            let mut p = redis::pipe();
-                            for k in &slots {
-                                p.zrem(k, &lease).ignore();
-                            }
-                            p.query_async::<()>(&mut c).await
-                        })
-                        .await;
+                    for attempt in 0..10u32 {
+                        let (slots, lease) = (slots.clone(), lease.clone());
+                        let done = link
+                            .call_now(|mut c| async move {
+                                let mut p = redis::pipe();
+                                for k in &slots {
+                                    p.zrem(k, &lease).ignore();
+                                }
+                                p.query_async::<()>(&mut c).await
+                            })
+                            .await;
+                        if done.is_ok() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1)))
+                            .await;
+                    }
+                    tracing::warn!(
+                        "a concurrency slot could not be released in redis; it frees itself when its lease ends"
+                    );
                 });
             }
         }
@@ -278,6 +297,16 @@ end
 return out
 ";
 
+/// Adds `ARGV[i]` to `KEYS[i]` where the key still exists.
+const ADJUST: &str = r"
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('INCRBY', KEYS[i], tonumber(ARGV[i]))
+  end
+end
+return 0
+";
+
 #[derive(Default)]
 struct LimitStats {
     budget_alerts: AtomicU64,
@@ -289,11 +318,12 @@ struct LimitStats {
 pub struct Limiter {
     /// Tenants whose spend counter this process has seeded from the
     /// database this month, and those it has alerted about.
-    seeded: Mutex<std::collections::HashSet<(String, i64)>>,
+    seeded: Mutex<HashMap<(String, i64), Instant>>,
     alerted: Mutex<std::collections::HashSet<(String, i64)>>,
     local: Mutex<HashMap<String, (i64, Instant)>>,
     redis: Option<Arc<RedisLink>>,
     script: redis::Script,
+    adjust_script: Arc<redis::Script>,
     /// Replicas seen through Redis heartbeats (at least 1).
     replicas: AtomicU64,
     replica_id: String,
@@ -313,6 +343,7 @@ impl Limiter {
             local: Mutex::new(HashMap::new()),
             redis,
             script: redis::Script::new(SCRIPT),
+            adjust_script: Arc::new(redis::Script::new(ADJUST)),
             replicas: AtomicU64::new(1),
             replica_id: tessera_core::ids::random_lower(12),
             stats: LimitStats::default(),
@@ -327,7 +358,12 @@ impl Limiter {
         F: std::future::Future<Output = Option<i64>>,
     {
         let mark = (tenant.to_owned(), month_id());
-        if self.seeded.lock().map(|s| s.contains(&mark)).unwrap_or(true) {
+        // Seeded again now and then: should Redis lose its data, the spend
+        // comes back from the usage records within a minute.
+        let fresh = |s: &HashMap<(String, i64), Instant>| {
+            s.get(&mark).is_some_and(|at| at.elapsed() < Duration::from_secs(60))
+        };
+        if self.seeded.lock().map(|s| fresh(&s)).unwrap_or(true) {
             return;
         }
         let Some(spent) = load.await else { return };
@@ -357,7 +393,29 @@ impl Limiter {
             map.entry(key).or_insert((spent, Instant::now() + Duration::from_millis(SPEND_TTL_MS)));
         }
         if done && let Ok(mut s) = self.seeded.lock() {
-            s.insert(mark);
+            if s.len() > 100_000 {
+                s.clear();
+            }
+            s.insert(mark, Instant::now());
+        }
+    }
+
+    /// Keeps this replica's spend counters at Redis's values, for when it
+    /// must decide alone.
+    fn mirror_spend(&self, checks: &[Check], keys: &[String], answer: &[i64]) {
+        if answer.first() != Some(&1) {
+            return;
+        }
+        let Ok(mut map) = self.local.lock() else { return };
+        for (i, c) in checks.iter().enumerate() {
+            if c.dim == Dim::Spend
+                && let Some(v) = answer.get(i + 1)
+            {
+                map.insert(
+                    keys[i].clone(),
+                    (*v, Instant::now() + Duration::from_millis(SPEND_TTL_MS)),
+                );
+            }
         }
     }
 
@@ -453,7 +511,10 @@ impl Limiter {
                 .call(|mut conn| async move { inv.invoke_async::<Vec<i64>>(&mut conn).await })
                 .await;
             match answer {
-                Ok(v) => decision = Some((v, Mode::Global)),
+                Ok(v) => {
+                    self.mirror_spend(&checks, &keys, &v);
+                    decision = Some((v, Mode::Global));
+                }
                 Err(()) => {
                     self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
                 }
@@ -469,8 +530,12 @@ impl Limiter {
                 } else {
                     1
                 };
-                let enforced: Vec<u64> =
-                    checks.iter().map(|c| c.limit.div_ceil(replicas)).collect();
+                // A monthly budget is not split: the spend counter here follows
+                // Redis while it answers, and a month is long next to an outage.
+                let enforced: Vec<u64> = checks
+                    .iter()
+                    .map(|c| if c.dim == Dim::Spend { c.limit } else { c.limit.div_ceil(replicas) })
+                    .collect();
                 (self.admit_local(&checks, &keys, &enforced, reset_secs), Mode::Local, enforced)
             }
         };
@@ -482,6 +547,7 @@ impl Limiter {
                 decided: Some(Decided { checks, keys, after, enforced, mode, lease }),
                 reset_secs,
                 pricer: None,
+                settled: false,
             });
         }
         let i = answer.get(1).map_or(1, |i| (*i).max(1) as usize) - 1;
@@ -573,18 +639,28 @@ impl Limiter {
                     }
                 }
             }
+            // Redis: only counters that still exist are adjusted (a settlement
+            // after its window closed must not recreate a key without expiry),
+            // retried until it lands.
             Mode::Global => {
                 let Some(link) = self.redis.clone() else { return };
+                let script = self.adjust_script.clone();
                 tokio::spawn(async move {
-                    let _ = link
-                        .call(|mut c| async move {
-                            let mut p = redis::pipe();
-                            for (k, d) in &deltas {
-                                p.incr(k, *d).ignore();
-                            }
-                            p.query_async::<()>(&mut c).await
-                        })
-                        .await;
+                    for attempt in 0..10u32 {
+                        let mut inv = script.prepare_invoke();
+                        for (k, d) in &deltas {
+                            inv.key(k).arg(*d);
+                        }
+                        let done = link
+                            .call_now(|mut c| async move { inv.invoke_async::<()>(&mut c).await })
+                            .await;
+                        if done.is_ok() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1)))
+                            .await;
+                    }
+                    tracing::warn!("a token or spend settlement could not reach redis");
                 });
             }
         }

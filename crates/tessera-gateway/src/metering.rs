@@ -258,7 +258,8 @@ pub struct Draft {
 impl Draft {
     /// Prices and queues the record with the answer's status.
     pub async fn finish(self, status: u16) {
-        let cost = if self.cache == "hit" || self.cache == "stale" {
+        // Cached answers and refused requests cost nothing.
+        let cost = if self.cache == "hit" || self.cache == "stale" || status >= 400 {
             0
         } else {
             self.meter
@@ -266,6 +267,7 @@ impl Draft {
                 .await
         };
         let rec = UsageRecord {
+            id: tessera_core::ids::random_lower(20),
             request_id: self.request_id,
             ts_ms: tessera_core::time::Timestamp::now().millis(),
             tenant_id: self.tenant_id,

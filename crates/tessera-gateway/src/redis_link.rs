@@ -45,6 +45,17 @@ impl RedisLink {
         if self.down_until.lock().ok().and_then(|d| *d).is_some_and(|t| Instant::now() < t) {
             return Err(());
         }
+        self.call_now(f).await
+    }
+
+    /// Like [`RedisLink::call`], but tried even while Redis is being skipped:
+    /// for work that must land (releasing a slot, settling a reservation),
+    /// done off the request path.
+    pub async fn call_now<T, F, Fut>(&self, f: F) -> Result<T, ()>
+    where
+        F: FnOnce(redis::aio::ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
         let outcome = tokio::time::timeout(self.timeout, async {
             let conn = {
                 let mut slot = self.conn.lock().await;

@@ -417,6 +417,7 @@ pub async fn usage_metering(store: &dyn MetadataStore) {
     let (a_t, a) = tenant(store, "a").await;
     let (b_t, b) = tenant(store, "b").await;
     let rec = |id: &str, t: &Tenant, model: &str, day: i64, cost: i64| UsageRecord {
+        id: format!("u-{id}"),
         request_id: id.into(),
         ts_ms: day * 86_400_000 + 1000,
         tenant_id: t.id.clone(),

@@ -754,11 +754,12 @@ macro_rules! sql_metadata_store {
                 // Many rows per statement: one round trip per chunk, not per record.
                 for chunk in records.chunks(200) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO usage_records (request_id, ts_ms, tenant_id, key_id, model, version, tier, route, \
+                        "INSERT INTO usage_records (id, request_id, ts_ms, tenant_id, key_id, model, version, tier, route, \
                          prompt_tokens, completion_tokens, compute_us, cache, status, cost_micros) ",
                     );
                     qb.push_values(chunk, |mut b, r| {
-                        b.push_bind(r.request_id.clone())
+                        b.push_bind(r.id.clone())
+                            .push_bind(r.request_id.clone())
                             .push_bind(r.ts_ms)
                             .push_bind(r.tenant_id.as_str().to_owned())
                             .push_bind(r.key_id.clone())
@@ -773,7 +774,7 @@ macro_rules! sql_metadata_store {
                             .push_bind(r.status)
                             .push_bind(r.cost_micros);
                     });
-                    qb.push(" ON CONFLICT (request_id) DO NOTHING");
+                    qb.push(" ON CONFLICT (id) DO NOTHING");
                     inserted += qb.build().execute(&mut *tx).await?.rows_affected();
                 }
                 tx.commit().await?;
@@ -790,9 +791,9 @@ macro_rules! sql_metadata_store {
                 let (tx_scope, tenant) = usage_scope(&scope);
                 let mut tx = self.begin(tx_scope, false).await?;
                 let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT request_id, ts_ms, tenant_id, key_id, model, version, tier, route, prompt_tokens, \
+                    "SELECT id, request_id, ts_ms, tenant_id, key_id, model, version, tier, route, prompt_tokens, \
                      completion_tokens, compute_us, cache, status, cost_micros FROM usage_records \
-                     WHERE ts_ms >= $1 AND ts_ms < $2 {} ORDER BY ts_ms, request_id LIMIT {}",
+                     WHERE ts_ms >= $1 AND ts_ms < $2 {} ORDER BY ts_ms, id LIMIT {}",
                     if tenant.is_some() { "AND tenant_id = $3" } else { "" },
                     limit
                 )))
@@ -805,6 +806,7 @@ macro_rules! sql_metadata_store {
                 rows.iter()
                     .map(|r| {
                         Ok(UsageRecord {
+                            id: r.try_get("id")?,
                             request_id: r.try_get("request_id")?,
                             ts_ms: r.try_get("ts_ms")?,
                             tenant_id: TenantId::from_stored(r.try_get("tenant_id")?),

@@ -425,6 +425,13 @@ async fn upstream_faults_are_clear_counted_and_never_leak() {
     assert_eq!((status, headers["x-tessera-model"].to_str().unwrap()), (StatusCode::OK, "backup"));
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
 
+    // A malformed stream_options is the client's problem, not a crash.
+    let mut odd = hello("backup");
+    odd["stream_options"] = json!("x");
+    let (status, _, events) = stream(&s, &key, odd).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+
     // Every fault is counted.
     let m =
         s.api.http.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();

@@ -26,7 +26,7 @@ pub(super) async fn admit(
     model: &str,
     (prompt, completion): (u64, u64),
 ) -> Result<Admitted, ApiError> {
-    let tokens = prompt + completion;
+    let tokens = prompt.saturating_add(completion);
     let ctx = auth.tenant(Operation::Inference)?;
     let info = s.tenants().get(s.store(), &ctx).await?;
     let mut checks = Vec::new();

@@ -127,6 +127,9 @@ async fn create_inner(
     }
     if stream {
         body["stream"] = Value::from(true);
+        if !body["stream_options"].is_object() {
+            body["stream_options"] = Value::Object(Map::new());
+        }
         body["stream_options"]["include_usage"] = Value::from(true);
     }
     // Tokens reserved up front: the prompt's estimate plus the completion's cap.

@@ -1,7 +1,10 @@
 -- Usage metering: one row per request (written in batches), and the price
 -- table the platform edits. Cost is in micro-dollars.
 CREATE TABLE usage_records (
-    request_id TEXT PRIMARY KEY,
+    -- Made by the server: a retried batch is stored once; request ids come
+    -- from clients and are not trusted to be unique.
+    id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
     ts_ms BIGINT NOT NULL,
     tenant_id TEXT NOT NULL,
     key_id TEXT NOT NULL,
