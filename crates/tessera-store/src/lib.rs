@@ -10,6 +10,7 @@ mod migrate;
 pub mod postgres;
 mod sql_common;
 mod sql_rows;
+mod sql_usage;
 pub mod sqlite;
 
 use std::sync::Arc;

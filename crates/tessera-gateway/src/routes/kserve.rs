@@ -13,7 +13,7 @@ use tessera_engine::tensor::{Tensor, TensorData};
 
 use super::embeddings::{MAX_INPUTS, timing_headers};
 use super::oip::{Served, ServedBackend, flatten, serve_any, user_of};
-use super::remote::cached_headers;
+use super::remote::{cached_headers, store_answer};
 use super::serving::{deployment_for, fallbackable, mirror_with, within};
 use crate::auth::Authed;
 use crate::breaker::guarded;
@@ -325,20 +325,8 @@ async fn predict(
     let from_primary = served.model.name == model;
     match &cache_key {
         Some(key) if from_primary => {
-            s.cache().miss();
-            s.cache().put(
-                key.clone(),
-                crate::cache::Entry {
-                    body: answer.to_string(),
-                    model: served.model.name.clone(),
-                    tier: served.model.owner.as_str().to_owned(),
-                    version: format!("{}@{}", served.model.name, served.version()),
-                    stored_ms: std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as u64),
-                    ttl_ms,
-                },
-            );
+            let version = format!("{}@{}", served.model.name, served.version());
+            store_answer(&s, key, ttl_ms, &served.model, &version, &answer);
             h.insert("x-tessera-cache", HeaderValue::from_static("miss"));
         }
         _ => {

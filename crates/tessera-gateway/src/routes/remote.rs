@@ -310,6 +310,31 @@ pub(super) fn cached_headers(e: &crate::cache::Entry, total: Duration) -> axum::
     h
 }
 
+/// Stores a primary answer of `model` at `version` under `key`; counts a miss.
+pub(super) fn store_answer(
+    s: &AppState,
+    key: &str,
+    ttl_ms: u64,
+    model: &Model,
+    version: &str,
+    answer: &Value,
+) {
+    s.cache().miss();
+    s.cache().put(
+        key.to_owned(),
+        crate::cache::Entry {
+            body: answer.to_string(),
+            model: model.name.clone(),
+            tier: model.owner.as_str().to_owned(),
+            version: version.to_owned(),
+            stored_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            ttl_ms,
+        },
+    );
+}
+
 /// A request's place in the response cache.
 pub(super) struct CacheSlot {
     /// `None`: not cached (bypassed, disabled, or the model cannot be resolved).
@@ -372,20 +397,7 @@ impl CacheSlot {
     /// Stores the primary's answer; counts a miss.
     pub(super) fn store(&self, s: &AppState, t: &Target, answer: &Value) {
         let Some(key) = &self.key else { return };
-        s.cache().miss();
-        s.cache().put(
-            key.clone(),
-            crate::cache::Entry {
-                body: answer.to_string(),
-                model: t.model.name.clone(),
-                tier: t.model.owner.as_str().to_owned(),
-                version: t.version.clone(),
-                stored_ms: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64),
-                ttl_ms: self.ttl_ms,
-            },
-        );
+        store_answer(s, key, self.ttl_ms, &t.model, &t.version, answer);
     }
 
     /// The `x-tessera-cache` value for an answer from `source`.
