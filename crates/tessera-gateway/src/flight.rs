@@ -102,7 +102,7 @@ mod tests {
         });
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         waiter.abort();
-        let _ = waiter.await;
+        assert!(waiter.await.is_err_and(|e| e.is_cancelled()), "the waiter was still queued");
         drop(first);
         assert_eq!(flights.len(), 0);
     }

@@ -124,8 +124,10 @@ impl Meter {
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
-        if let Some(h) = handle {
-            let _ = h.await;
+        if let Some(h) = handle
+            && let Err(e) = h.await
+        {
+            tracing::error!(error = %e, "the usage writer failed; queued records may be lost");
         }
     }
 

@@ -15,6 +15,7 @@ pub mod kserve;
 pub mod me;
 pub mod models;
 pub mod oip;
+mod oip_tensors;
 pub mod openapi;
 pub mod plans;
 mod remote;
