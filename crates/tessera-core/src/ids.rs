@@ -36,6 +36,19 @@ pub fn random_alnum(len: usize) -> String {
     random_string(ALNUM, len)
 }
 
+/// A new prediction id: `prd_`, the time in milliseconds as 12 hex digits
+/// (so ids sort by creation time, as text too), then 16 random lowercase
+/// alphanumerics (about 83 bits, so ids made in the same millisecond on
+/// any replica do not collide).
+pub fn new_prediction_id() -> String {
+    prediction_id_at(crate::time::Timestamp::now().millis())
+}
+
+/// The prediction id for a given creation time.
+pub fn prediction_id_at(ms: i64) -> String {
+    format!("prd_{:012x}{}", ms.max(0), random_lower(16))
+}
+
 fn fill_random(buf: &mut [u8]) {
     if getrandom::fill(buf).is_err() {
         // The OS RNG failing is unrecoverable; refusing to continue beats
@@ -147,5 +160,15 @@ mod tests {
         assert!(validate_name("name", "-acme").is_err());
         assert!(validate_name("name", "acme corp").is_err());
         assert!(validate_name("name", &"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn prediction_ids_sort_by_time_and_do_not_collide() {
+        let a = prediction_id_at(1_700_000_000_000);
+        let b = prediction_id_at(1_700_000_000_001);
+        let c = prediction_id_at(1_700_000_000_001);
+        assert!(a < b && a < c && b != c);
+        assert_eq!(a.len(), 4 + 12 + 16);
+        assert!(a.starts_with("prd_") && a[4..].bytes().all(|x| x.is_ascii_alphanumeric()));
     }
 }

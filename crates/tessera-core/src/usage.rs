@@ -33,6 +33,9 @@ pub struct UsageRecord {
     pub cache: String,
     pub status: i32,
     pub cost_micros: i64,
+    /// The answer's `x-tessera-prediction-id`; empty for a refused request.
+    #[serde(default)]
+    pub prediction_id: String,
 }
 
 /// Prices of one model, for one plan (`*`: any plan), in dollars.

@@ -433,6 +433,17 @@ impl ModelPool {
         })
     }
 
+    /// The version of `name` if it is loaded and ready, without waiting.
+    pub fn ready_version(&self, name: &str) -> Option<String> {
+        let slots = self.slots.read().ok()?;
+        let state = slots.get(name)?.rx.borrow().clone();
+        match state {
+            SlotState::Ready(LoadedModel::Embedding(m)) => Some(m.version.clone()),
+            SlotState::Ready(LoadedModel::Tensor(m)) => Some(m.version.clone()),
+            SlotState::Loading | SlotState::Failed(_) => None,
+        }
+    }
+
     /// The loaded embedding model `name`, waiting up to `load_wait` while it loads.
     pub async fn get(&self, name: &str) -> Result<Arc<EmbeddingModel>, EngineError> {
         match self.get_any(name).await? {

@@ -257,9 +257,9 @@ pub async fn guarded<T>(
     breakers: &Breakers,
     backend: &str,
     call: impl std::future::Future<Output = Result<T, tessera_engine::EngineError>>,
-) -> Result<T, crate::error::ApiError> {
+) -> Result<T, crate::inference::ServeError> {
     let b = breakers.get(backend);
-    b.admit(Instant::now()).map_err(|r| crate::error::ApiError::BreakerOpen {
+    b.admit(Instant::now()).map_err(|r| crate::inference::ServeError::BreakerOpen {
         backend: backend.to_owned(),
         retry_after_secs: r.retry_after.as_secs().max(1),
     })?;
@@ -375,7 +375,7 @@ mod guard_tests {
             let r: Result<(), _> =
                 guarded(&breakers, "m@1", async { Err(EngineError::InvalidInput("bad".into())) })
                     .await;
-            assert!(matches!(r, Err(crate::error::ApiError::Invalid { .. })));
+            assert!(matches!(r, Err(crate::inference::ServeError::Invalid { .. })));
         }
         assert_eq!(breakers.views()[0].state, BreakerState::Closed);
         for _ in 0..2 {
@@ -386,7 +386,7 @@ mod guard_tests {
         }
         let r = guarded(&breakers, "m@1", async { Ok::<_, EngineError>(1) }).await;
         match r {
-            Err(crate::error::ApiError::BreakerOpen { backend, retry_after_secs }) => {
+            Err(crate::inference::ServeError::BreakerOpen { backend, retry_after_secs }) => {
                 assert_eq!(backend, "m@1");
                 assert!(retry_after_secs >= 1);
             }

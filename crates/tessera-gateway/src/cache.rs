@@ -50,8 +50,37 @@ impl Entry {
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How an answer relates to the cache (`x-tessera-cache`, the usage record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Answered from a fresh entry.
+    Hit,
+    /// Looked up, not found (or not fresh); the answer was stored.
+    Miss,
+    /// Not looked up: not cacheable here, `no-store`, or a TTL of 0.
+    Bypass,
+    /// The model failed and a stale entry answered.
+    Stale,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Bypass => "bypass",
+            CacheStatus::Stale => "stale",
+        }
+    }
+
+    /// Whether the answer came from the cache (and so costs nothing).
+    pub fn from_cache(self) -> bool {
+        matches!(self, CacheStatus::Hit | CacheStatus::Stale)
+    }
 }
 
 /// What the request's `Cache-Control` allows.
@@ -66,9 +95,9 @@ pub enum Policy {
 }
 
 impl Policy {
-    pub fn of(headers: &axum::http::HeaderMap) -> Policy {
+    pub fn of(headers: &http::HeaderMap) -> Policy {
         let cc = headers
-            .get_all(axum::http::header::CACHE_CONTROL)
+            .get_all(http::header::CACHE_CONTROL)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))

@@ -302,3 +302,47 @@ impl From<tessera_engine::EngineError> for ApiError {
         }
     }
 }
+
+impl From<crate::inference::ServeError> for ApiError {
+    fn from(e: crate::inference::ServeError) -> Self {
+        use crate::inference::ServeError as S;
+        match e {
+            S::Forbidden(m) => ApiError::Forbidden(m),
+            S::NotFound(m) => ApiError::NotFound(m),
+            S::Invalid { message, param } => ApiError::Invalid { message, param },
+            S::ModelNotReady(m) => ApiError::ModelNotReady(m),
+            S::RateLimited { message, retry_after_secs, headers } => {
+                let mut h = axum::http::HeaderMap::new();
+                for (name, value) in headers {
+                    if let (Ok(n), Ok(v)) = (
+                        axum::http::HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_str(&value),
+                    ) {
+                        h.insert(n, v);
+                    }
+                }
+                ApiError::RateLimited { message, retry_after_secs, headers: Box::new(h) }
+            }
+            S::BudgetExceeded { message, retry_after_secs } => {
+                ApiError::BudgetExceeded { message, retry_after_secs }
+            }
+            S::Overloaded { message, retry_after_secs } => {
+                ApiError::Overloaded { message, retry_after_secs }
+            }
+            S::BreakerOpen { backend, retry_after_secs } => {
+                ApiError::BreakerOpen { backend, retry_after_secs }
+            }
+            e @ S::TimedOut { .. } => ApiError::UpstreamUnavailable(e.to_string()),
+            S::Unavailable(m) => ApiError::Unavailable(m),
+            S::UpstreamFailed { backend, reason } => ApiError::UpstreamFailed { backend, reason },
+            S::UpstreamTimeout { backend, phase } => ApiError::UpstreamTimeout { backend, phase },
+            S::UpstreamRateLimited { backend, retry_after_secs } => {
+                ApiError::UpstreamRateLimited { backend, retry_after_secs }
+            }
+            S::UpstreamRejected { status, message } => {
+                ApiError::UpstreamRejected { status, message }
+            }
+            S::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}

@@ -5,37 +5,47 @@
 //! itself (slower reads, more requests in flight, more reads).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 type Gate = Arc<tokio::sync::Mutex<()>>;
 
 /// Per key: the gate and how many requests hold or wait for it.
-#[derive(Default)]
-pub struct Flights {
-    gates: Mutex<HashMap<String, (Gate, usize)>>,
+pub struct Flights<K = String> {
+    gates: Mutex<HashMap<K, (Gate, usize)>>,
+}
+
+impl<K> Default for Flights<K> {
+    fn default() -> Self {
+        Self { gates: Mutex::new(HashMap::new()) }
+    }
 }
 
 /// Held while one request loads a key; dropping it lets the next waiter in.
-pub struct Flight<'a> {
-    flights: &'a Flights,
-    key: String,
+pub struct Flight<'a, K: Hash + Eq + Clone = String> {
+    flights: &'a Flights<K>,
+    key: K,
     /// Empty while waiting: a request cancelled in the queue still counts itself out.
     held: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
-impl Flights {
+impl<K: Hash + Eq + Clone> Flights<K> {
     /// Waits until no other request is loading `key`. The caller then checks
     /// its cache again before reading the database.
-    pub async fn enter(&self, key: &str) -> Flight<'_> {
+    pub async fn enter<Q>(&self, key: &Q) -> Flight<'_, K>
+    where
+        Q: ToOwned<Owned = K> + ?Sized,
+    {
+        let key = key.to_owned();
         let gate = match self.gates.lock() {
             Ok(mut g) => {
-                let e = g.entry(key.to_owned()).or_default();
+                let e = g.entry(key.clone()).or_insert_with(|| (Gate::default(), 0));
                 e.1 += 1;
                 e.0.clone()
             }
             Err(_) => Gate::default(),
         };
-        let mut flight = Flight { flights: self, key: key.to_owned(), held: None };
+        let mut flight = Flight { flights: self, key, held: None };
         flight.held = Some(gate.lock_owned().await);
         flight
     }
@@ -46,7 +56,7 @@ impl Flights {
     }
 }
 
-impl Drop for Flight<'_> {
+impl<K: Hash + Eq + Clone> Drop for Flight<'_, K> {
     fn drop(&mut self) {
         // Release first, so a waiter is not woken into a map we still lock.
         drop(self.held.take());

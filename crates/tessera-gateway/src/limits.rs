@@ -205,7 +205,7 @@ impl Drop for Admitted {
             Mode::Global => {
                 let Some(link) = self.limiter.redis.clone() else { return };
                 let lease = d.lease.clone();
-                tokio::spawn(async move {
+                self.limiter.tasks.spawn(async move {
                     for attempt in 0..10u32 {
                         let (slots, lease) = (slots.clone(), lease.clone());
                         let done = link
@@ -328,6 +328,8 @@ pub struct Limiter {
     replicas: AtomicU64,
     replica_id: String,
     stats: LimitStats,
+    /// Owns the background retries and the heartbeat.
+    tasks: crate::tasks::Tasks,
 }
 
 fn now_secs() -> u64 {
@@ -336,8 +338,9 @@ fn now_secs() -> u64 {
 
 impl Limiter {
     /// A limiter over Redis (shared by every replica), or in process.
-    pub fn new(redis: Option<Arc<RedisLink>>) -> Arc<Self> {
+    pub fn new(redis: Option<Arc<RedisLink>>, tasks: crate::tasks::Tasks) -> Arc<Self> {
         Arc::new(Self {
+            tasks,
             seeded: Mutex::default(),
             alerted: Mutex::default(),
             local: Mutex::new(HashMap::new()),
@@ -431,7 +434,7 @@ impl Limiter {
 
     /// A limiter for one process, without Redis.
     pub fn in_process() -> Arc<Self> {
-        Self::new(None)
+        Self::new(None, crate::tasks::Tasks::default())
     }
 
     /// Starts the heartbeat that counts replicas and notices Redis coming back.
@@ -440,7 +443,7 @@ impl Limiter {
             return;
         }
         let me = Arc::downgrade(self);
-        tokio::spawn(async move {
+        self.tasks.spawn_loop(async move {
             loop {
                 let Some(l) = me.upgrade() else { return };
                 l.heartbeat().await;
@@ -645,7 +648,7 @@ impl Limiter {
             Mode::Global => {
                 let Some(link) = self.redis.clone() else { return };
                 let script = self.adjust_script.clone();
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     for attempt in 0..10u32 {
                         let mut inv = script.prepare_invoke();
                         for (k, d) in &deltas {

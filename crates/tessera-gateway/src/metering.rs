@@ -15,6 +15,8 @@ use tessera_core::auth::SystemCtx;
 use tessera_core::ids::TenantId;
 use tessera_core::usage::{Price, UsageRecord};
 use tessera_store::MetadataStore;
+
+use crate::cache::CacheStatus;
 use tokio::sync::{mpsc, watch};
 
 /// Records held between flushes before the queue refuses more.
@@ -235,11 +237,6 @@ async fn flush(
     }
 }
 
-/// Tokens an answer used (prompt, completion), left in the response's
-/// extensions by the handler for the usage record.
-#[derive(Debug, Clone, Copy)]
-pub struct Tokens(pub u64, pub u64);
-
 /// What a request used, filled in as the handler learns it and recorded once.
 pub struct Draft {
     pub meter: Arc<Meter>,
@@ -254,14 +251,58 @@ pub struct Draft {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub compute: Duration,
-    pub cache: &'static str,
+    pub cache: CacheStatus,
+    pub prediction_id: String,
 }
 
 impl Draft {
+    /// A record of request `request_id` by `key_id` (on `tenant_id`'s
+    /// `plan`) to `model` on `route`.
+    pub fn new(
+        meter: Arc<Meter>,
+        (request_id, key_id): (&str, &str),
+        tenant_id: TenantId,
+        plan: String,
+        route: &'static str,
+        model: &str,
+    ) -> Draft {
+        Draft {
+            meter,
+            request_id: request_id.to_owned(),
+            tenant_id,
+            plan,
+            key_id: key_id.to_owned(),
+            route,
+            model: model.to_owned(),
+            version: String::new(),
+            tier: String::new(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            compute: Duration::ZERO,
+            cache: CacheStatus::Bypass,
+            prediction_id: String::new(),
+        }
+    }
+
+    /// Fills in what answered: model, tier, version, cache outcome, time in
+    /// the model, tokens and the prediction id.
+    pub fn note(&mut self, meta: &crate::inference::Meta) {
+        self.model = meta.model.clone();
+        self.tier = meta.tier.clone();
+        self.version = meta.version.to_string();
+        self.cache = meta.cache;
+        self.compute = meta.model_time;
+        if let Some((p, c)) = meta.tokens {
+            self.prompt_tokens = p;
+            self.completion_tokens = c;
+        }
+        self.prediction_id = meta.prediction_id.clone();
+    }
+
     /// Prices and queues the record with the answer's status.
     pub async fn finish(self, status: u16) {
         // Cached answers and refused requests cost nothing.
-        let cost = if self.cache == "hit" || self.cache == "stale" || status >= 400 {
+        let cost = if self.cache.from_cache() || status >= 400 {
             0
         } else {
             self.meter
@@ -281,9 +322,10 @@ impl Draft {
             prompt_tokens: i64::try_from(self.prompt_tokens).unwrap_or(i64::MAX),
             completion_tokens: i64::try_from(self.completion_tokens).unwrap_or(i64::MAX),
             compute_us: i64::try_from(self.compute.as_micros()).unwrap_or(i64::MAX),
-            cache: self.cache.to_owned(),
+            cache: self.cache.as_str().to_owned(),
             status: i32::from(status),
             cost_micros: cost,
+            prediction_id: self.prediction_id,
         };
         self.meter.record(rec);
     }

@@ -1,20 +1,20 @@
-//! A per-replica cache of model resolution for the inference path: a
-//! tenant's model name -> the registry entry that serves it and its versions.
-//! Entries live for the cache TTL (so registry changes reach every replica
-//! within it) and are dropped at once on this replica by the routes that
-//! change the registry, so inference does no database round trip per request.
+//! Per-replica caches of the registry for the inference path: a tenant's
+//! model name -> the registry entry that serves it and its versions, and a
+//! model's deployment. Entries live for the cache TTL (so registry changes
+//! reach every replica within it) and are dropped at once on this replica
+//! when the registry changes (see `invalidate.rs`), so inference does no
+//! database round trip per request. With the database down, what this
+//! replica last read still serves.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tessera_core::auth::TenantCtx;
-use tessera_core::model::{Model, ModelVersion};
+use tessera_core::model::{Deployment, Model, ModelVersion};
 use tessera_store::{MetadataStore, ModelView};
 
-use crate::error::ApiError;
-
-const CAPACITY: usize = 100_000;
+use crate::inference::ServeError;
+use crate::readthrough::{Policy, ReadThrough};
 
 /// A name resolved for a tenant, with the model's versions.
 #[derive(Debug)]
@@ -23,17 +23,21 @@ pub struct Resolved {
     pub versions: Vec<ModelVersion>,
 }
 
+/// (tenant, segment, model name)
 type Key = (String, Option<String>, String);
 
 pub struct RegistryCache {
-    ttl: Duration,
-    entries: Mutex<HashMap<Key, (Arc<Resolved>, Instant)>>,
-    flights: crate::flight::Flights,
+    names: ReadThrough<Key, Arc<Resolved>>,
+    /// Deployments by model id; `None`: the model has none.
+    deployments: ReadThrough<String, Option<Arc<Deployment>>>,
 }
 
 impl RegistryCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: Mutex::new(HashMap::new()), flights: Default::default() }
+        Self {
+            names: ReadThrough::new(Policy::ttl(ttl)),
+            deployments: ReadThrough::new(Policy::ttl(ttl)),
+        }
     }
 
     /// Resolves `name` for the tenant (tenant -> segment -> platform).
@@ -43,56 +47,49 @@ impl RegistryCache {
         ctx: &TenantCtx,
         segment: Option<&str>,
         name: &str,
-    ) -> Result<Arc<Resolved>, ApiError> {
+    ) -> Result<Arc<Resolved>, ServeError> {
         let key = (ctx.tenant_id().to_string(), segment.map(str::to_owned), name.to_owned());
-        if let Some(r) = self.fresh(&key) {
-            return Ok(r);
-        }
-        let _flight = self
-            .flights
-            .enter(&format!("{}\u{0}{}\u{0}{name}", key.0, segment.unwrap_or("")))
-            .await;
-        if let Some(r) = self.fresh(&key) {
-            return Ok(r);
-        }
-        let view = ModelView::Tenant { ctx, segment };
-        let loaded = async {
-            let model = store.resolve_model(view, name).await?;
-            let versions = store.list_model_versions(view, &model).await?;
-            Ok::<_, tessera_store::StoreError>(Resolved { model, versions })
-        };
-        let resolved = match loaded.await {
-            Ok(r) => Arc::new(r),
-            // The database is down: what this replica last knew still serves.
-            Err(tessera_store::StoreError::Unavailable(m)) => {
-                return self.stale(&key).ok_or(ApiError::Unavailable(m));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if let Ok(mut map) = self.entries.lock() {
-            if map.len() >= CAPACITY {
-                map.clear();
-            }
-            map.insert(key, (resolved.clone(), Instant::now()));
-        }
-        Ok(resolved)
+        self.names
+            .get(&key, || async {
+                let view = ModelView::Tenant { ctx, segment };
+                let model = store.resolve_model(view, name).await?;
+                let versions = store.list_model_versions(view, &model).await?;
+                Ok(Arc::new(Resolved { model, versions }))
+            })
+            .await
     }
 
-    fn stale(&self, key: &Key) -> Option<Arc<Resolved>> {
-        let map = self.entries.lock().ok()?;
-        map.get(key).map(|(r, _)| r.clone())
+    /// A model's deployment, `None` when it has none.
+    pub async fn deployment(
+        &self,
+        store: &dyn MetadataStore,
+        view: ModelView<'_>,
+        model: &Model,
+    ) -> Result<Option<Arc<Deployment>>, ServeError> {
+        self.deployments
+            .get(&model.id, || async {
+                match store.get_deployment(view, model).await? {
+                    Some(spec) => serde_json::from_str::<Deployment>(&spec)
+                        .map(|d| Some(Arc::new(d)))
+                        .map_err(|e| {
+                            ServeError::Internal(format!(
+                                "stored deployment of {} does not parse: {e}",
+                                model.id
+                            ))
+                        }),
+                    None => Ok(None),
+                }
+            })
+            .await
     }
 
-    fn fresh(&self, key: &Key) -> Option<Arc<Resolved>> {
-        let map = self.entries.lock().ok()?;
-        let (r, at) = map.get(key)?;
-        (at.elapsed() < self.ttl).then(|| r.clone())
-    }
-
-    /// Forgets everything (after a registry change on this replica).
+    /// Forgets every resolved name (after a registry change on this replica).
     pub fn clear(&self) {
-        if let Ok(mut map) = self.entries.lock() {
-            map.clear();
-        }
+        self.names.clear();
+    }
+
+    /// Forgets a model's deployment (after a change on this replica).
+    pub fn forget_deployment(&self, model_id: &str) {
+        self.deployments.remove(&model_id.to_owned());
     }
 }

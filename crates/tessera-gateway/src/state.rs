@@ -8,7 +8,7 @@ use tessera_core::model::{Deployment, Model};
 use tessera_engine::pool::ModelPool;
 use tessera_store::{MetadataStore, ModelView};
 
-use crate::error::ApiError;
+use crate::inference::ServeError;
 use tessera_store::artifacts::ArtifactStore;
 
 use crate::auth::Authenticator;
@@ -56,10 +56,6 @@ impl Default for GatewayConfig {
     }
 }
 
-/// Deployments by model id, with when they were read.
-type DeploymentCache =
-    std::collections::HashMap<String, (Option<Arc<Deployment>>, std::time::Instant)>;
-
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
@@ -78,11 +74,10 @@ struct Inner {
     cache: ResponseCache,
     meter: Arc<Meter>,
     registry: RegistryCache,
-    deployments: std::sync::Mutex<DeploymentCache>,
-    deployment_flights: crate::flight::Flights,
-    cache_ttl: Duration,
     shadow_slots: Arc<tokio::sync::Semaphore>,
-    load_gates: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One request at a time starts loading a model from its artifact.
+    loads: crate::flight::Flights,
+    tasks: crate::tasks::Tasks,
     max_body_bytes: usize,
     max_artifact_bytes: usize,
 }
@@ -112,7 +107,8 @@ impl AppState {
                 .ok()
                 .map(Arc::new)
         });
-        let limiter = Limiter::new(redis.clone());
+        let tasks = crate::tasks::Tasks::default();
+        let limiter = Limiter::new(redis.clone(), tasks.clone());
         limiter.start_heartbeat();
         let meter = Meter::start(store.clone());
         Self {
@@ -129,11 +125,9 @@ impl AppState {
                 cache: ResponseCache::new(cfg.cache_max_bytes, redis),
                 meter,
                 registry: RegistryCache::new(cfg.key_cache_ttl),
-                deployments: Default::default(),
-                deployment_flights: Default::default(),
-                cache_ttl: cfg.key_cache_ttl,
                 shadow_slots: Arc::new(tokio::sync::Semaphore::new(64)),
-                load_gates: Default::default(),
+                loads: Default::default(),
+                tasks,
                 max_body_bytes: cfg.max_body_bytes,
                 max_artifact_bytes: cfg.max_artifact_bytes,
             }),
@@ -157,75 +151,36 @@ impl AppState {
     pub fn models(&self) -> &Arc<ModelPool> {
         &self.inner.models
     }
-    /// The lock that lets one request at a time start loading `key`.
-    pub fn load_gate(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        match self.inner.load_gates.lock() {
-            Ok(mut gates) => gates.entry(key.to_owned()).or_default().clone(),
-            Err(_) => Arc::default(),
-        }
+    /// Single flight for starting model loads: one request per pool key
+    /// reads the artifact and starts the load; the others wait, then find it
+    /// loading or loaded.
+    pub fn model_loads(&self) -> &crate::flight::Flights {
+        &self.inner.loads
     }
 
-    /// Forgets `key`'s gate once nobody else holds it.
-    pub fn release_load_gate(&self, key: &str) {
-        if let Ok(mut gates) = self.inner.load_gates.lock()
-            && gates.get(key).is_some_and(|g| Arc::strong_count(g) == 1)
-        {
-            gates.remove(key);
-        }
-    }
-
-    /// A model's deployment, cached for the cache TTL (so a change reaches
-    /// every replica within it); `None` when it has none.
+    /// A model's deployment, cached per replica for the cache TTL (so a
+    /// change reaches every replica within it); `None` when it has none.
     pub async fn deployment(
         &self,
         view: ModelView<'_>,
         model: &Model,
-    ) -> Result<Option<Arc<Deployment>>, ApiError> {
-        let fresh = || {
-            let map = self.inner.deployments.lock().ok()?;
-            let (d, at) = map.get(&model.id)?;
-            (at.elapsed() < self.inner.cache_ttl).then(|| d.clone())
-        };
-        if let Some(d) = fresh() {
-            return Ok(d);
-        }
-        let _flight = self.inner.deployment_flights.enter(&model.id).await;
-        if let Some(d) = fresh() {
-            return Ok(d);
-        }
-        let d = match crate::routes::deployments::load(self, view, model).await {
-            Ok(d) => d.map(Arc::new),
-            // The database is down: the deployment this replica last read still applies.
-            Err(ApiError::Unavailable(m)) => {
-                let stale = self
-                    .inner
-                    .deployments
-                    .lock()
-                    .ok()
-                    .and_then(|map| map.get(&model.id).map(|(d, _)| d.clone()));
-                return stale.ok_or(ApiError::Unavailable(m));
-            }
-            Err(e) => return Err(e),
-        };
-        if let Ok(mut map) = self.inner.deployments.lock() {
-            if map.len() > 100_000 {
-                map.clear();
-            }
-            map.insert(model.id.clone(), (d.clone(), std::time::Instant::now()));
-        }
-        Ok(d)
+    ) -> Result<Option<Arc<Deployment>>, ServeError> {
+        self.inner.registry.deployment(self.store(), view, model).await
     }
 
-    /// Drops a cached deployment (after a change on this replica).
-    pub fn forget_deployment(&self, model_id: &str) {
-        if let Ok(mut map) = self.inner.deployments.lock() {
-            map.remove(model_id);
+    /// What shadow traffic runs on: its slots (beyond them shadows are
+    /// dropped and counted), its counters, the task owner.
+    pub fn shadows(&self) -> crate::inference::shadow::Shadows {
+        crate::inference::shadow::Shadows {
+            slots: self.inner.shadow_slots.clone(),
+            metrics: self.inner.metrics.clone(),
+            tasks: self.inner.tasks.clone(),
         }
     }
 
-    /// Room for shadow requests in flight; beyond it they are dropped and counted.
-    pub fn shadow_slots(&self) -> Arc<tokio::sync::Semaphore> {
-        self.inner.shadow_slots.clone()
+    /// The owner of background tasks: stopped and awaited on shutdown.
+    pub fn tasks(&self) -> &crate::tasks::Tasks {
+        &self.inner.tasks
     }
 
     /// Model resolution for inference, cached per replica.

@@ -18,7 +18,7 @@ use tessera_core::model::{RemoteConfig, SecretRef};
 use tessera_store::artifacts::ArtifactStore;
 
 use crate::breaker::Breakers;
-use crate::error::ApiError;
+use crate::inference::ServeError;
 
 /// The largest answer read from an upstream (a plain, non-streamed one).
 const MAX_ANSWER_BYTES: usize = 64 << 20;
@@ -85,14 +85,14 @@ impl Failure {
     }
 
     /// The answer for the client, naming the model version that failed.
-    pub fn into_api(self, backend: &str) -> ApiError {
+    pub fn into_serve(self, backend: &str) -> ServeError {
         let reason = match self {
             Failure::Connect(_) => "could not be reached".to_owned(),
             Failure::Timeout(phase) => {
-                return ApiError::UpstreamTimeout { backend: backend.to_owned(), phase };
+                return ServeError::UpstreamTimeout { backend: backend.to_owned(), phase };
             }
             Failure::Status { status: 429, retry_after, .. } => {
-                return ApiError::UpstreamRateLimited {
+                return ServeError::UpstreamRateLimited {
                     backend: backend.to_owned(),
                     retry_after_secs: retry_after.map_or(1, |d| d.as_secs().max(1)),
                 };
@@ -101,14 +101,14 @@ impl Failure {
                 format!("refused the gateway's credential ({s})")
             }
             Failure::Status { status, message, .. } if status < 500 => {
-                return ApiError::UpstreamRejected { status, message };
+                return ServeError::UpstreamRejected { status, message };
             }
             Failure::Status { status, .. } => format!("answered {status}"),
             Failure::Malformed(_) => "sent an answer that is not valid JSON".to_owned(),
             Failure::Cut(_) => "closed the connection mid-answer".to_owned(),
             Failure::Credential(m) => m,
         };
-        ApiError::UpstreamFailed { backend: backend.to_owned(), reason }
+        ServeError::UpstreamFailed { backend: backend.to_owned(), reason }
     }
 }
 
@@ -247,15 +247,16 @@ impl Upstreams {
         &self,
         artifacts: &dyn ArtifactStore,
         sha256: &str,
-    ) -> Result<Arc<RemoteConfig>, ApiError> {
+    ) -> Result<Arc<RemoteConfig>, ServeError> {
         if let Some(c) = self.configs.lock().ok().and_then(|m| m.get(sha256).cloned()) {
             return Ok(c);
         }
         let bytes = artifacts.get(sha256).await?;
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::Internal(format!("remote config {sha256} is not JSON: {e}")))?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ServeError::Internal(format!("remote config {sha256} is not JSON: {e}"))
+        })?;
         let c = Arc::new(RemoteConfig::from_json(&v).map_err(|e| {
-            ApiError::Internal(format!("remote config {sha256} is invalid: {}", e.message))
+            ServeError::Internal(format!("remote config {sha256} is invalid: {}", e.message))
         })?);
         if let Ok(mut m) = self.configs.lock() {
             m.insert(sha256.to_owned(), c.clone());
@@ -366,13 +367,13 @@ impl Upstreams {
         remote: &Remote,
         path: &str,
         body: &Value,
-    ) -> Result<(reqwest::Response, Instant), ApiError> {
+    ) -> Result<(reqwest::Response, Instant), ServeError> {
         let deadline = Instant::now() + Duration::from_millis(remote.config.total_timeout_ms);
         let breaker = breakers.get(&remote.backend);
         self.budget.deposit();
         let mut attempt = 0;
         loop {
-            breaker.admit(Instant::now()).map_err(|r| ApiError::BreakerOpen {
+            breaker.admit(Instant::now()).map_err(|r| ServeError::BreakerOpen {
                 backend: remote.backend.clone(),
                 retry_after_secs: r.retry_after.as_secs().max(1),
             })?;
@@ -402,7 +403,7 @@ impl Upstreams {
                     self.stats.retries_refused.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            return Err(failure.into_api(&remote.backend));
+            return Err(failure.into_serve(&remote.backend));
         }
     }
 
@@ -413,7 +414,7 @@ impl Upstreams {
         remote: &Remote,
         path: &str,
         body: &Value,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, ServeError> {
         let (resp, deadline) = self.open(breakers, remote, path, body).await?;
         let breaker = breakers.get(&remote.backend);
         let read = tokio::time::timeout(
@@ -438,7 +439,7 @@ impl Upstreams {
         outcome.map_err(|f| {
             self.stats.failure(f.kind());
             tracing::warn!(backend = %remote.backend, kind = f.kind(), detail = ?f, "upstream answer unusable");
-            f.into_api(&remote.backend)
+            f.into_serve(&remote.backend)
         })
     }
 }

@@ -432,6 +432,7 @@ pub async fn usage_metering(store: &dyn MetadataStore) {
         cache: if id.ends_with("hit") { "hit".into() } else { "miss".into() },
         status: if id.ends_with("err") { 502 } else { 200 },
         cost_micros: cost,
+        prediction_id: format!("prd_{id}"),
     };
     let day = 20_000;
     let batch = vec![

@@ -17,6 +17,11 @@ pub(crate) const COMMON: &[Migration] = &[
         sql: include_str!("migrations/0005_deployments.sql"),
     },
     Migration { version: 8, name: "usage", sql: include_str!("migrations/0008_usage.sql") },
+    Migration {
+        version: 10,
+        name: "prediction_ids",
+        sql: include_str!("migrations/0010_prediction_ids.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES_ONLY: &[Migration] = &[

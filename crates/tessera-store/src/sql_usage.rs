@@ -15,7 +15,7 @@ macro_rules! sql_usage_store {
                 for chunk in records.chunks(200) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO usage_records (id, request_id, ts_ms, tenant_id, key_id, model, version, tier, route, \
-                         prompt_tokens, completion_tokens, compute_us, cache, status, cost_micros) ",
+                         prompt_tokens, completion_tokens, compute_us, cache, status, cost_micros, prediction_id) ",
                     );
                     qb.push_values(chunk, |mut b, r| {
                         b.push_bind(r.id.clone())
@@ -32,7 +32,8 @@ macro_rules! sql_usage_store {
                             .push_bind(r.compute_us)
                             .push_bind(r.cache.clone())
                             .push_bind(r.status)
-                            .push_bind(r.cost_micros);
+                            .push_bind(r.cost_micros)
+                            .push_bind(r.prediction_id.clone());
                     });
                     qb.push(" ON CONFLICT (id) DO NOTHING");
                     inserted += qb.build().execute(&mut *tx).await?.rows_affected();
@@ -52,7 +53,7 @@ macro_rules! sql_usage_store {
                 let mut tx = self.begin(tx_scope, false).await?;
                 let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT id, request_id, ts_ms, tenant_id, key_id, model, version, tier, route, prompt_tokens, \
-                     completion_tokens, compute_us, cache, status, cost_micros FROM usage_records \
+                     completion_tokens, compute_us, cache, status, cost_micros, prediction_id FROM usage_records \
                      WHERE ts_ms >= $1 AND ts_ms < $2 {} ORDER BY ts_ms, id LIMIT {}",
                     if tenant.is_some() { "AND tenant_id = $3" } else { "" },
                     limit
@@ -81,6 +82,7 @@ macro_rules! sql_usage_store {
                             cache: r.try_get("cache")?,
                             status: r.try_get("status")?,
                             cost_micros: r.try_get("cost_micros")?,
+                            prediction_id: r.try_get("prediction_id")?,
                         })
                     })
                     .collect()

@@ -221,10 +221,10 @@ impl Authenticator {
         let ctx = tessera_core::auth::SystemCtx::bootstrap().tenant(tenant.clone());
         match self.tenants.get(&*self.store, &ctx).await {
             Ok(_) => Ok(()),
-            Err(ApiError::NotFound(_)) => {
+            Err(crate::inference::ServeError::NotFound(_)) => {
                 Err(AuthError::InvalidToken(format!("tenant {tenant} does not exist")).into())
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -7,7 +7,6 @@ use serde::Deserialize;
 use tessera_core::role::Operation;
 use utoipa::IntoParams;
 
-use super::embeddings::authorize_model;
 use crate::auth::Authed;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiQuery;
@@ -29,7 +28,13 @@ pub async fn purge(
     ApiQuery(p): ApiQuery<PurgeParams>,
 ) -> Result<StatusCode, ApiError> {
     let ctx = auth.tenant(Operation::ModelsWrite)?;
-    let model = authorize_model(&s, &ctx, &auth.principal, &p.model).await?.model.clone();
+    let caller = crate::inference::Caller {
+        ctx: ctx.clone(),
+        principal: auth.principal.clone(),
+        request_id: auth.request_id.clone(),
+        user: String::new(),
+    };
+    let model = crate::inference::resolve(&s, &caller, &p.model).await?.model.model.clone();
     s.cache().purge(ctx.tenant_id().as_str(), &model.id).await.map_err(|()| {
         ApiError::Unavailable("redis did not take the purge; cached answers remain".into())
     })?;

@@ -2,14 +2,15 @@
 //! also records it, so a test can check that each one is described in the
 //! OpenAPI document (`openapi::ApiDoc`).
 
-mod admission;
 pub mod audit;
 pub mod breakers;
 pub mod cache;
 pub mod chat;
+mod chat_sse;
 pub mod deployments;
 pub mod embeddings;
 pub mod health;
+mod inference;
 pub mod keys;
 pub mod kserve;
 pub mod me;
@@ -18,8 +19,6 @@ pub mod oip;
 mod oip_tensors;
 pub mod openapi;
 pub mod plans;
-mod remote;
-pub mod serving;
 pub mod tenants;
 pub mod usage;
 

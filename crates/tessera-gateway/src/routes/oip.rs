@@ -7,8 +7,7 @@
 //! the OIP string form `{"error": "<message>"}` with the stable `code`,
 //! `type` and `param` beside it (see `request.rs`).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use axum::Json;
 use axum::body::Body;
@@ -17,19 +16,23 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use tessera_core::model::Model;
+use tessera_core::model::ModelOwner;
 use tessera_core::role::Operation;
-use tessera_engine::pool::{EmbeddingModel, ModelSource, ModelState, SourceKind, TensorModel};
+use tessera_engine::pool::{EmbeddingModel, ModelState};
 use tessera_engine::tensor::{Tensor, TensorData, TensorSpec};
 use tessera_store::ModelView;
 use utoipa::ToSchema;
 
-use super::embeddings::{authorize_model, require_served_embedding, timing_headers};
-pub(super) use super::oip_tensors::{flatten, split_body, tensor_input, text_input, wants_binary};
-use super::serving::{attempt, deployment_for, fallbackable, mirror};
+use super::inference::{UsageRecorder, caller, headers};
+use super::oip_tensors::{split_body, tensor_input, text_input, wants_binary};
 use crate::auth::Authed;
+use crate::cache::Policy;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::parse_json;
+use crate::inference::{
+    Answer, Backend, Call, Caller, Job, Reply, ServeError, Target, backend, pool_key, resolve,
+    target,
+};
 use crate::state::AppState;
 
 pub(super) const OUTPUT: &str = "embedding";
@@ -85,170 +88,74 @@ pub struct ModelMetadata {
     pub outputs: Vec<TensorMetadata>,
 }
 
-/// A model resolved for the caller and loaded.
-pub(super) struct Served {
-    pub(super) backend: ServedBackend,
-    /// The registry entry that answered (its owner is the tier).
-    pub(super) model: Model,
-    /// The model's deployment (fallbacks, timeout, shadows), if it has one.
-    pub(super) deployment: Option<Arc<tessera_core::model::Deployment>>,
+/// A caller for the metadata routes, which read models as inference does.
+fn reader(auth: &Authed) -> Result<Caller, ApiError> {
+    let ctx = auth.tenant(Operation::ModelsRead).or_else(|_| auth.tenant(Operation::Inference))?;
+    Ok(Caller {
+        ctx,
+        principal: auth.principal.clone(),
+        request_id: auth.request_id.clone(),
+        user: String::new(),
+    })
 }
 
-pub(super) enum ServedBackend {
-    Text(Arc<EmbeddingModel>),
-    Tensor { model: Arc<TensorModel>, base: Option<Arc<EmbeddingModel>> },
-}
-
-impl Served {
-    pub(super) fn version(&self) -> &str {
-        match &self.backend {
-            ServedBackend::Text(m) => &m.version,
-            ServedBackend::Tensor { model, .. } => &model.version,
-        }
-    }
-}
-
-/// Who a request is for, for sticky traffic splits: the `x-tessera-user`
-/// header, else the request id.
-pub(super) fn user_of(headers: &HeaderMap, auth: &Authed) -> String {
-    headers
-        .get("x-tessera-user")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| auth.request_id.clone(), str::to_owned)
-}
-
-/// A text embedding model resolved for the caller (for `/v1/embeddings`-style use).
+/// The version of `name` the caller would be served (or `version`), loaded.
 async fn served(
     s: &AppState,
-    auth: &Authed,
+    caller: &Caller,
     name: &str,
     version: Option<&str>,
-) -> Result<(Model, Arc<EmbeddingModel>), ApiError> {
-    let ctx = auth.tenant(Operation::Inference)?;
-    let model = authorize_model(s, &ctx, &auth.principal, name).await?.model.clone();
-    require_served_embedding(&model)?;
-    let engine = s.models().get(&model.name).await?;
-    if let Some(v) = version
-        && v != engine.version
-    {
-        return Err(ApiError::NotFound(format!("model {name:?} has no version {v:?}")));
+) -> Result<Target, ApiError> {
+    let res = resolve(s, caller, name).await?;
+    let t = target(s, caller, &res, version).await?;
+    if t.is_remote() {
+        return Err(not_tensor_model(&t).into());
     }
-    Ok((model, engine))
+    Ok(t)
 }
 
-/// Any model the caller may run: a platform text model, or a registered ONNX
-/// model or linear head (loaded from its artifact on first use).
-pub(super) async fn serve_any(
-    s: &AppState,
-    auth: &Authed,
-    name: &str,
-    version: Option<&str>,
-    user: &str,
-) -> Result<Served, ApiError> {
-    let ctx = auth.tenant(Operation::Inference)?;
-    let resolved = authorize_model(s, &ctx, &auth.principal, name).await?;
-    let model = resolved.model.clone();
-    if model.runtime == "bert" {
-        return served(s, auth, name, version).await.map(|(model, e)| Served {
-            backend: ServedBackend::Text(e),
-            model,
-            deployment: None,
-        });
-    }
-    let info = s.tenants().get(s.store(), &ctx).await?;
-    let view = ModelView::Tenant { ctx: &ctx, segment: info.tenant.segment.as_deref() };
-    let versions = &resolved.versions;
-    let deployment = s.deployment(view, &model).await?;
-    let chosen = match version {
-        Some(v) => versions.iter().find(|x| x.version.to_string() == v),
-        // A deployment splits traffic by a sticky hash of the user; without
-        // one the latest version serves.
-        None => match &deployment {
-            Some(d) => {
-                let v = d.pick(&model.id, user);
-                versions.iter().find(|x| x.version == v)
-            }
-            None => versions.last(),
+fn not_tensor_model(t: &Target) -> ServeError {
+    let name = &t.model.name;
+    ServeError::invalid(
+        "model",
+        format!(
+            "model {name:?} runs on {}; call it with /v1/chat/completions or /v1/embeddings",
+            t.model.runtime
+        ),
+    )
+}
+
+fn served_metadata(name: &str, t: &Target) -> ModelMetadata {
+    let spec = |t: &TensorSpec| TensorMetadata {
+        name: t.name.clone(),
+        datatype: t.datatype.clone(),
+        shape: t.shape.clone(),
+    };
+    let text = || TensorMetadata { name: "text".into(), datatype: "BYTES".into(), shape: vec![-1] };
+    match &t.backend {
+        Backend::Embedding(e) => metadata(name, e),
+        Backend::Head { head, .. } => ModelMetadata {
+            name: name.to_owned(),
+            versions: vec![t.version.version.clone()],
+            platform: "tessera_linear".into(),
+            inputs: vec![text()],
+            outputs: head.outputs.iter().map(spec).collect(),
         },
-    };
-    let Some(chosen) = chosen else {
-        return match version {
-            Some(v) => Err(ApiError::NotFound(format!("model {name:?} has no version {v:?}"))),
-            None => Err(ApiError::ModelNotReady(format!(
-                "model {name:?} has no versions yet; upload one"
-            ))),
-        };
-    };
-    let key = format!("{}@{}", model.id, chosen.version);
-    if s.models().needs_load(&key) {
-        // One request per model reads the artifact and starts the load; the
-        // others wait here, then find it loading or loaded.
-        let gate = s.load_gate(&key);
-        let held = gate.lock().await;
-        let started = async {
-            if s.models().needs_load(&key) {
-                let bytes = s.artifacts().get(&chosen.sha256).await?;
-                let kind = match model.runtime.as_str() {
-                    "onnx" => SourceKind::Onnx(bytes),
-                    _ => SourceKind::Linear(bytes),
-                };
-                let source = ModelSource {
-                    name: key.clone(),
-                    version: chosen.version.to_string(),
-                    kind,
-                    pinned: false,
-                };
-                s.models().load(source, None);
-            }
-            Ok::<(), ApiError>(())
-        }
-        .await;
-        drop(held);
-        s.release_load_gate(&key);
-        started?;
-    }
-    let tensor = s.models().get_tensor(&key).await?;
-    let base_name = tensor
-        .base_model
-        .clone()
-        .or_else(|| model.base_model.clone().filter(|_| model.runtime == "linear"));
-    let base = match base_name {
-        Some(b) => Some(served(s, auth, &b, None).await?.1),
-        None => None,
-    };
-    Ok(Served { backend: ServedBackend::Tensor { model: tensor, base }, model, deployment })
-}
-
-fn served_metadata(name: &str, served: &Served) -> ModelMetadata {
-    match &served.backend {
-        ServedBackend::Text(e) => metadata(name, e),
-        ServedBackend::Tensor { model, base } => {
-            let spec = |t: &TensorSpec| TensorMetadata {
-                name: t.name.clone(),
-                datatype: t.datatype.clone(),
-                shape: t.shape.clone(),
-            };
-            let inputs = match base {
-                Some(_) => vec![TensorMetadata {
-                    name: "text".into(),
-                    datatype: "BYTES".into(),
-                    shape: vec![-1],
-                }],
-                None => model.inputs.iter().map(spec).collect(),
-            };
-            ModelMetadata {
-                name: name.to_owned(),
-                versions: vec![model.version.clone()],
-                platform: if base.is_some() || model.labels.is_some() {
-                    "tessera_linear".into()
-                } else {
-                    "onnxruntime_onnx".into()
-                },
-                inputs,
-                outputs: model.outputs.iter().map(spec).collect(),
-            }
-        }
+        Backend::Tensor(m) => ModelMetadata {
+            name: name.to_owned(),
+            versions: vec![t.version.version.clone()],
+            platform: if m.labels.is_some() { "tessera_linear" } else { "onnxruntime_onnx" }.into(),
+            inputs: m.inputs.iter().map(spec).collect(),
+            outputs: m.outputs.iter().map(spec).collect(),
+        },
+        // Refused by `served`.
+        Backend::Remote(_) => ModelMetadata {
+            name: name.to_owned(),
+            versions: vec![t.version.version.clone()],
+            platform: "remote".into(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        },
     }
 }
 
@@ -271,7 +178,8 @@ fn metadata(name: &str, engine: &EmbeddingModel) -> ModelMetadata {
 }
 
 /// Server metadata.
-#[utoipa::path(get, path = "/v2", tag = "open inference protocol", responses((status = 200, description = "server metadata")))]
+#[utoipa::path(get, path = "/v2", tag = "open inference protocol",
+    responses((status = 200, description = "server metadata"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn server_metadata(auth: Authed) -> Result<Json<Value>, ApiError> {
     auth.tenant(Operation::ModelsRead).or_else(|_| auth.tenant(Operation::Inference))?;
     Ok(Json(
@@ -282,27 +190,29 @@ pub async fn server_metadata(auth: Authed) -> Result<Json<Value>, ApiError> {
 /// Model metadata.
 #[utoipa::path(get, path = "/v2/models/{name}", tag = "open inference protocol",
     params(("name" = String, Path, description = "model name")),
-    responses((status = 200, body = ModelMetadata), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = ModelMetadata), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn model_metadata(
     State(s): State<AppState>,
     auth: Authed,
     Path(name): Path<String>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
-    let m = serve_any(&s, &auth, &name, None, "").await?;
-    Ok(Json(served_metadata(&name, &m)))
+    let t = served(&s, &reader(&auth)?, &name, None).await?;
+    Ok(Json(served_metadata(&name, &t)))
 }
 
 /// Metadata of one model version.
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "open inference protocol",
     params(("name" = String, Path, description = "model name"), ("version" = String, Path, description = "version")),
-    responses((status = 200, body = ModelMetadata), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ModelMetadata), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn version_metadata(
     State(s): State<AppState>,
     auth: Authed,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
-    let m = serve_any(&s, &auth, &name, Some(&version), "").await?;
-    Ok(Json(served_metadata(&name, &m)))
+    let t = served(&s, &reader(&auth)?, &name, Some(&version)).await?;
+    Ok(Json(served_metadata(&name, &t)))
 }
 
 async fn ready(
@@ -311,14 +221,15 @@ async fn ready(
     name: &str,
     version: Option<&str>,
 ) -> Result<Json<Value>, ApiError> {
-    serve_any(s, auth, name, version, "").await?;
+    served(s, &reader(auth)?, name, version).await?;
     Ok(Json(json!({"name": name, "ready": true})))
 }
 
 /// Model readiness: 200 when ready, 503 otherwise.
 #[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "open inference protocol",
     params(("name" = String, Path, description = "model name")),
-    responses((status = 200, description = "ready"), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "ready"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn model_ready(
     State(s): State<AppState>,
     auth: Authed,
@@ -330,7 +241,8 @@ pub async fn model_ready(
 /// Readiness of one model version.
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "open inference protocol",
     params(("name" = String, Path, description = "model name"), ("version" = String, Path, description = "version")),
-    responses((status = 200, description = "ready"), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "ready"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn version_ready(
     State(s): State<AppState>,
     auth: Authed,
@@ -339,61 +251,117 @@ pub async fn version_ready(
     ready(&s, &auth, &name, Some(&version)).await
 }
 
+/// What an OIP inference answers: the model's outputs, and `label` and
+/// `score` from the deployment's post-processing rules for a classifier.
+pub(super) struct OipOutput {
+    outputs: Vec<(String, Tensor)>,
+    post: Vec<Value>,
+}
+
+/// One OIP inference request on the pipeline. Inputs are decoded per
+/// target: text models read one BYTES input, tensor models named tensors.
+struct OipJob {
+    req: InferRequest,
+    binary: Vec<u8>,
+    /// The requested model's task: a fallback must have the same one.
+    task: String,
+    name: String,
+}
+
+impl OipJob {
+    fn one_text(&self, binary: &mut &[u8]) -> Result<Vec<String>, ServeError> {
+        let [input] = self.req.inputs.as_slice() else {
+            return Err(ServeError::invalid(
+                "inputs",
+                format!(
+                    "model {:?} takes exactly one BYTES input, got {}",
+                    self.name,
+                    self.req.inputs.len()
+                ),
+            ));
+        };
+        text_input(input, binary)
+    }
+}
+
+impl Job for OipJob {
+    type Output = OipOutput;
+
+    fn cache_route(&self) -> &'static str {
+        "/v2/models/{name}/infer"
+    }
+
+    fn accepts(&self, t: &Target) -> Result<(), ServeError> {
+        if t.is_remote() {
+            return Err(not_tensor_model(t));
+        }
+        if t.model.task != self.task {
+            return Err(ServeError::invalid(
+                "model",
+                format!(
+                    "model {:?} is a {} model; this request is for a {} model",
+                    t.model.name, t.model.task, self.task
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn run(&self, s: &AppState, t: &Target) -> Result<Answer<OipOutput>, ServeError> {
+        let mut binary = self.binary.as_slice();
+        let outputs = match &t.backend {
+            Backend::Embedding(engine) => {
+                let texts = self.one_text(&mut binary)?;
+                let n = texts.len();
+                let out = backend::embed(s.breakers(), engine, texts).await?;
+                let flat: Vec<f32> = out.vectors.into_iter().flatten().collect();
+                vec![(OUTPUT.to_owned(), Tensor::f32(vec![n as i64, engine.dim as i64], flat)?)]
+            }
+            Backend::Head { head, base } => {
+                let texts = self.one_text(&mut binary)?;
+                backend::infer_texts(s.breakers(), head, base, texts).await?
+            }
+            Backend::Tensor(model) => {
+                let inputs = self
+                    .req
+                    .inputs
+                    .iter()
+                    .map(|i| Ok((i.name.clone(), tensor_input(i, &mut binary)?)))
+                    .collect::<Result<Vec<_>, ServeError>>()?;
+                backend::infer(s.breakers(), model, inputs).await?
+            }
+            Backend::Remote(_) => return Err(not_tensor_model(t)),
+        };
+        let post = post_outputs(t, &outputs);
+        Ok(Answer::new(OipOutput { outputs, post }))
+    }
+}
+
 async fn infer(
     s: &AppState,
     auth: &Authed,
     name: &str,
     version: Option<&str>,
-    headers: &HeaderMap,
+    req_headers: &HeaderMap,
     body: Body,
+    usage: &mut UsageRecorder,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     // The model first: a model the caller cannot see is a 404 whatever the body.
-    let start = std::time::Instant::now();
-    let admitted = super::admission::admit(s, auth, name, (0, 0)).await?;
-    let user = user_of(headers, auth);
-    let primary = match serve_any(s, auth, name, version, &user).await {
-        Ok(sv) => Ok(sv),
-        // A primary that cannot be served may still have fallbacks.
-        Err(e) if fallbackable(&e) => Err(e),
-        Err(e) => return Err(e),
-    };
+    let call = Call::open(s, caller(auth, req_headers, None)?, name, version, (0, 0)).await?;
     let limit = s.max_body_bytes();
     let bytes =
         axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })?;
-    let (head, binary) = split_body(headers, &bytes)?;
+    let (head, binary) = split_body(req_headers, &bytes)?;
     let req: InferRequest = parse_json(head)?;
-    let deployment = match &primary {
-        Ok(sv) => sv.deployment.clone(),
-        Err(_) => deployment_for(s, auth, name).await,
+    let task = call.resolution().model().task.clone();
+    let job = OipJob { req: req.clone(), binary: binary.to_vec(), task, name: name.to_owned() };
+    let outcome = call.serve(job, Policy::Bypass).await?;
+    usage.note(&outcome.meta);
+    let Reply::Fresh(out) = outcome.reply else {
+        return Err(ApiError::Internal("an OIP answer from the cache".into()));
     };
-    let timeout = deployment.as_ref().and_then(|d| d.timeout_ms).map(Duration::from_millis);
-    let model_start = std::time::Instant::now();
-    let mut outcome = match primary {
-        Ok(sv) => {
-            let r = attempt(s, &sv, &req, binary, name, timeout).await;
-            if r.is_ok() && version.is_none() {
-                mirror(s, auth, &sv, &req, binary, name, &user);
-            }
-            r.map(|out| (sv, out))
-        }
-        Err(e) => Err(e),
-    };
-    if let (Err(e), Some(d)) = (&outcome, &deployment)
-        && fallbackable(e)
-    {
-        for fallback in &d.fallbacks {
-            let Ok(candidate) = serve_any(s, auth, fallback, None, &user).await else { continue };
-            if let Ok(out) = attempt(s, &candidate, &req, binary, fallback, timeout).await {
-                outcome = Ok((candidate, out));
-                break;
-            }
-        }
-    }
-    let (served, outputs) = outcome?;
-    let model_time = model_start.elapsed();
-    // A classifier under a deployment with post-processing rules also
-    // answers `label` (BYTES, "" when withheld) and `score` (FP32) per row.
-    let post = post_outputs(&served, &outputs);
+    let OipOutput { outputs, post } = out;
     let is_post = |n: &str| post.iter().any(|o| o["name"] == n);
     let selected: Vec<&(String, Tensor)> = match &req.outputs {
         None => outputs.iter().collect(),
@@ -433,44 +401,34 @@ async fn infer(
     out_json.extend(post.into_iter().filter(|o| {
         req.outputs.as_ref().is_none_or(|w| w.iter().any(|w| o["name"] == w.name.as_str()))
     }));
-    let mut answer =
-        json!({"model_name": name, "model_version": served.version(), "outputs": out_json});
+    let mut answer = json!({"model_name": name, "model_version": outcome.meta.version.version, "outputs": out_json});
     if let Some(id) = &req.id {
         answer["id"] = Value::String(id.clone());
     }
     let head = serde_json::to_vec(&answer).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut resp = if tail.is_empty() {
-        let mut r = (StatusCode::OK, head).into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        r
+    let mut h = headers(&outcome.meta, &outcome.admitted, started);
+    let body = if tail.is_empty() {
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        head
     } else {
-        let len = head.len();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        if let Ok(v) = HeaderValue::from_str(&head.len().to_string()) {
+            h.insert(BINARY_HEADER, v);
+        }
         let mut body = head;
         body.extend_from_slice(&tail);
-        let mut r = (StatusCode::OK, body).into_response();
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-        if let Ok(v) = HeaderValue::from_str(&len.to_string()) {
-            r.headers_mut().insert(BINARY_HEADER, v);
-        }
-        r
+        body
     };
-    resp.headers_mut().extend(timing_headers(
-        &served.model,
-        &format!("{name}@{}", served.version()),
-        start.elapsed(),
-        model_time,
-    ));
-    resp.headers_mut().extend(admitted.headers());
-    Ok(resp)
+    Ok((StatusCode::OK, h, body).into_response())
 }
 
 /// The `label` and `score` outputs a deployment's post-processing rules give
 /// a classifier's `probabilities`; empty without rules or labels.
-fn post_outputs(served: &Served, outputs: &[(String, Tensor)]) -> Vec<Value> {
-    let (ServedBackend::Tensor { model, .. }, Some(post)) =
-        (&served.backend, served.deployment.as_ref().and_then(|d| d.post.as_ref()))
-    else {
+fn post_outputs(t: &Target, outputs: &[(String, Tensor)]) -> Vec<Value> {
+    let (Backend::Tensor(model) | Backend::Head { head: model, .. }) = &t.backend else {
+        return Vec::new();
+    };
+    let Some(post) = t.deployment.as_ref().and_then(|d| d.post.as_ref()) else {
         return Vec::new();
     };
     let Some(labels) = &model.labels else { return Vec::new() };
@@ -495,7 +453,9 @@ fn post_outputs(served: &Served, outputs: &[(String, Tensor)]) -> Vec<Value> {
 /// Inference (JSON tensors, or Triton's binary tensor extension).
 #[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "open inference protocol", request_body = InferRequest,
     params(("name" = String, Path, description = "model name")),
-    responses((status = 200, description = "inference response"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 200, description = "inference response", headers(("x-tessera-prediction-id" = String, description = "unique, time-sortable id of this answer"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 402, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn model_infer(
     State(s): State<AppState>,
@@ -516,17 +476,19 @@ async fn metered_infer(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let started = std::time::Instant::now();
-    let draft = super::admission::draft(s, auth, "/v2/models/{name}/infer", name).await;
-    let r = infer(s, auth, name, version, headers, body).await;
-    super::admission::finish(draft, &r, started);
+    let mut usage = UsageRecorder::start(s, auth, "/v2/models/{name}/infer", name).await;
+    let r = infer(s, auth, name, version, headers, body, &mut usage).await;
+    usage.finish(s, &r);
     r
 }
 
 /// Inference on one model version.
 #[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "open inference protocol", request_body = InferRequest,
     params(("name" = String, Path, description = "model name"), ("version" = String, Path, description = "version")),
-    responses((status = 200, description = "inference response"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "inference response", headers(("x-tessera-prediction-id" = String, description = "unique, time-sortable id of this answer"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 402, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn version_infer(
     State(s): State<AppState>,
     auth: Authed,
@@ -537,64 +499,98 @@ pub async fn version_infer(
     metered_infer(&s, &auth, &name, Some(&version), &headers, body).await
 }
 
-/// Repository index: the models the caller can use and their state.
-#[utoipa::path(post, path = "/v2/repository/index", tag = "open inference protocol", responses((status = 200, description = "models and states")))]
+/// Repository index: the models the caller can use, each with the version
+/// it would be served and that version's state.
+#[utoipa::path(post, path = "/v2/repository/index", tag = "open inference protocol",
+    responses((status = 200, description = "models and states"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn repository_index(
     State(s): State<AppState>,
     auth: Authed,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    let ctx = auth.tenant(Operation::ModelsRead).or_else(|_| auth.tenant(Operation::Inference))?;
-    let info = s.tenants().get(s.store(), &ctx).await?;
-    let models = s
-        .store()
-        .list_models(ModelView::Tenant { ctx: &ctx, segment: info.tenant.segment.as_deref() })
-        .await?;
-    Ok(Json(
-        models
-            .into_iter()
-            .map(|m| {
-                let (state, reason) = match s
-                    .models()
-                    .state(&m.name)
-                    .filter(|_| m.owner == tessera_core::model::ModelOwner::Platform)
-                {
-                    Some(ModelState::Ready) => ("READY", String::new()),
-                    Some(ModelState::Loading) => ("LOADING", String::new()),
-                    Some(ModelState::Failed(r)) => ("UNAVAILABLE", r),
-                    None => ("UNAVAILABLE", "not loaded".into()),
-                };
-                json!({"name": m.name, "version": "1", "state": state, "reason": reason})
-            })
-            .collect(),
-    ))
+    let caller = reader(&auth)?;
+    let info = s.tenants().get(s.store(), &caller.ctx).await?;
+    let view = ModelView::Tenant { ctx: &caller.ctx, segment: info.tenant.segment.as_deref() };
+    let models = s.store().list_models(view).await?;
+    let mut index = Vec::with_capacity(models.len());
+    for m in models {
+        let entry = match m.runtime.as_str() {
+            // Platform embedding models are pooled by name; the pool knows their version.
+            "bert" => {
+                let state = s.models().state(&m.name).filter(|_| m.owner == ModelOwner::Platform);
+                let version = s.models().ready_version(&m.name);
+                (version, state, "not loaded")
+            }
+            tessera_core::model::REMOTE_RUNTIME => {
+                let versions = s.store().list_model_versions(view, &m).await?;
+                let v = versions.last().map(|v| v.version.to_string());
+                let state = v.as_ref().map(|_| ModelState::Ready);
+                (v, state, "no versions yet")
+            }
+            // Tenant models are pooled per version, loaded on first use.
+            _ => {
+                let versions = s.store().list_model_versions(view, &m).await?;
+                let deployment = s.deployment(view, &m).await?;
+                let v = match &deployment {
+                    Some(d) => versions
+                        .iter()
+                        .map(|v| v.version)
+                        .find(|v| d.targets.iter().any(|t| t.version == *v && t.weight > 0)),
+                    None => None,
+                }
+                .or(versions.last().map(|v| v.version));
+                let state = v.and_then(|v| s.models().state(&pool_key(&m, v)));
+                let why = if v.is_some() { "not loaded" } else { "no versions yet" };
+                (v.map(|v| v.to_string()), state, why)
+            }
+        };
+        let (version, state, why) = entry;
+        let (state, reason) = match state {
+            Some(ModelState::Ready) => ("READY", String::new()),
+            Some(ModelState::Loading) => ("LOADING", String::new()),
+            Some(ModelState::Failed(r)) => ("UNAVAILABLE", r),
+            None => ("UNAVAILABLE", why.to_owned()),
+        };
+        index.push(json!({"name": m.name, "version": version.unwrap_or_default(), "state": state, "reason": reason}));
+    }
+    Ok(Json(index))
 }
 
-/// Load a model. Platform models are loaded by the server; this answers once it is ready.
+/// Load a model: answers once it is ready (tenant models load from their
+/// artifact; platform models are loaded by the server).
 #[utoipa::path(post, path = "/v2/repository/models/{name}/load", tag = "open inference protocol",
     params(("name" = String, Path, description = "model name")),
-    responses((status = 200, description = "loaded"), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "loaded"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn repository_load(
     State(s): State<AppState>,
     auth: Authed,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    serve_any(&s, &auth, &name, None, "").await?;
+    served(&s, &reader(&auth)?, &name, None).await?;
     Ok(Json(json!({})))
 }
 
-/// Unload a model. Shared (platform and segment) models stay loaded for other tenants.
+/// Unload a model. Shared (platform and segment) models stay loaded for
+/// other tenants; tenant models are unloaded by the pool's memory budget.
 #[utoipa::path(post, path = "/v2/repository/models/{name}/unload", tag = "open inference protocol",
     params(("name" = String, Path, description = "model name")),
-    responses((status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 403, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn repository_unload(
     State(s): State<AppState>,
     auth: Authed,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = auth.tenant(Operation::ModelsWrite)?;
-    let model = authorize_model(&s, &ctx, &auth.principal, &name).await?.model.clone();
+    let caller = Caller {
+        ctx,
+        principal: auth.principal.clone(),
+        request_id: auth.request_id.clone(),
+        user: String::new(),
+    };
+    let res = resolve(&s, &caller, &name).await?;
+    let model = res.model();
     Err(ApiError::Forbidden(format!(
-        "model {:?} is a {} model shared with other tenants; only the operator unloads it",
+        "model {:?} is a {} model; only the operator unloads models (the memory budget unloads the least recently used)",
         model.name,
         model.owner.as_str()
     )))

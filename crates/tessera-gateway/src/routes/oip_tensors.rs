@@ -6,15 +6,16 @@ use axum::http::HeaderMap;
 use serde_json::Value;
 use tessera_engine::tensor::{Tensor, TensorData};
 
-use super::embeddings::MAX_INPUTS;
+use super::inference::flatten;
 use super::oip::{BINARY_HEADER, InferInput, InferRequest};
-use crate::error::ApiError;
+use crate::inference::MAX_INPUTS;
+use crate::inference::ServeError;
 
 /// Splits a Triton binary-extension body into its JSON header and the tensor bytes.
 pub(super) fn split_body<'a>(
     headers: &HeaderMap,
     body: &'a [u8],
-) -> Result<(&'a [u8], &'a [u8]), ApiError> {
+) -> Result<(&'a [u8], &'a [u8]), ServeError> {
     match headers.get(BINARY_HEADER) {
         None => Ok((body, &[])),
         Some(v) => {
@@ -24,7 +25,7 @@ pub(super) fn split_body<'a>(
                 .and_then(|s| s.parse::<usize>().ok())
                 .filter(|n| *n <= body.len())
                 .ok_or_else(|| {
-                    ApiError::invalid(
+                    ServeError::invalid(
                         "Inference-Header-Content-Length",
                         "invalid Inference-Header-Content-Length",
                     )
@@ -35,9 +36,12 @@ pub(super) fn split_body<'a>(
 }
 
 /// The strings of a BYTES input, from JSON data or binary (u32 LE length + bytes each).
-pub(super) fn text_input(input: &InferInput, binary: &mut &[u8]) -> Result<Vec<String>, ApiError> {
+pub(super) fn text_input(
+    input: &InferInput,
+    binary: &mut &[u8],
+) -> Result<Vec<String>, ServeError> {
     if input.datatype != "BYTES" {
-        return Err(ApiError::invalid(
+        return Err(ServeError::invalid(
             "inputs",
             format!(
                 "input {:?} must be BYTES for a text model, got {}",
@@ -51,13 +55,13 @@ pub(super) fn text_input(input: &InferInput, binary: &mut &[u8]) -> Result<Vec<S
     };
     let valid_shape = count >= 0;
     if !valid_shape {
-        return Err(ApiError::invalid(
+        return Err(ServeError::invalid(
             "inputs",
             format!("input {:?} must have shape [N] or [N, 1], got {:?}", input.name, input.shape),
         ));
     }
     if count > MAX_INPUTS as i64 {
-        return Err(ApiError::invalid(
+        return Err(ServeError::invalid(
             "inputs",
             format!("at most {MAX_INPUTS} texts per request, got {count}"),
         ));
@@ -67,9 +71,9 @@ pub(super) fn text_input(input: &InferInput, binary: &mut &[u8]) -> Result<Vec<S
     let texts = match (binary_size, &input.data) {
         (Some(size), _) => {
             let size = usize::try_from(size)
-                .map_err(|_| ApiError::invalid("inputs", "binary_data_size too large"))?;
+                .map_err(|_| ServeError::invalid("inputs", "binary_data_size too large"))?;
             if size > binary.len() {
-                return Err(ApiError::invalid(
+                return Err(ServeError::invalid(
                     "inputs",
                     "binary data is shorter than binary_data_size",
                 ));
@@ -81,13 +85,13 @@ pub(super) fn text_input(input: &InferInput, binary: &mut &[u8]) -> Result<Vec<S
                 let len_bytes: [u8; 4] = mine
                     .get(..4)
                     .and_then(|b| b.try_into().ok())
-                    .ok_or_else(|| ApiError::invalid("inputs", "truncated BYTES element"))?;
+                    .ok_or_else(|| ServeError::invalid("inputs", "truncated BYTES element"))?;
                 let len = u32::from_le_bytes(len_bytes) as usize;
                 let s = mine
                     .get(4..4 + len)
-                    .ok_or_else(|| ApiError::invalid("inputs", "truncated BYTES element"))?;
+                    .ok_or_else(|| ServeError::invalid("inputs", "truncated BYTES element"))?;
                 out.push(String::from_utf8(s.to_vec()).map_err(|_| {
-                    ApiError::invalid("inputs", "BYTES elements must be UTF-8 text")
+                    ServeError::invalid("inputs", "BYTES elements must be UTF-8 text")
                 })?);
                 mine = &mine[4 + len..];
             }
@@ -100,16 +104,19 @@ pub(super) fn text_input(input: &InferInput, binary: &mut &[u8]) -> Result<Vec<S
                 .map(|v| {
                     v.as_str()
                         .map(str::to_owned)
-                        .ok_or_else(|| ApiError::invalid("inputs", "BYTES data must be strings"))
+                        .ok_or_else(|| ServeError::invalid("inputs", "BYTES data must be strings"))
                 })
                 .collect::<Result<_, _>>()?
         }
         (None, None) => {
-            return Err(ApiError::invalid("inputs", format!("input {:?} has no data", input.name)));
+            return Err(ServeError::invalid(
+                "inputs",
+                format!("input {:?} has no data", input.name),
+            ));
         }
     };
     if texts.len() as i64 != count {
-        return Err(ApiError::invalid(
+        return Err(ServeError::invalid(
             "inputs",
             format!(
                 "input {:?} has {} elements but shape {:?}",
@@ -120,13 +127,6 @@ pub(super) fn text_input(input: &InferInput, binary: &mut &[u8]) -> Result<Vec<S
         ));
     }
     Ok(texts)
-}
-
-pub(super) fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
-    match v {
-        Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
-        other => out.push(other),
-    }
 }
 
 pub(super) fn wants_binary(req: &InferRequest, output: &str) -> bool {
@@ -143,8 +143,8 @@ pub(super) fn wants_binary(req: &InferRequest, output: &str) -> bool {
 }
 
 /// A numeric input tensor from JSON data or binary (little-endian).
-pub(super) fn tensor_input(input: &InferInput, binary: &mut &[u8]) -> Result<Tensor, ApiError> {
-    let bad = |m: String| ApiError::invalid("inputs", m);
+pub(super) fn tensor_input(input: &InferInput, binary: &mut &[u8]) -> Result<Tensor, ServeError> {
+    let bad = |m: String| ServeError::invalid("inputs", m);
     let count = input
         .shape
         .iter()

@@ -1,0 +1,29 @@
+//! The protocol-independent inference pipeline: no axum, no HTTP. Protocol
+//! adapters (`routes/{embeddings,chat,oip,kserve}.rs`) parse their bodies
+//! into a [`Job`], run it through [`Call`], and render the [`Outcome`].
+//!
+//! - `resolve.rs`: the caller, the model name resolved once, the target
+//!   version and its backend;
+//! - `admission.rs`: limits and budget, one atomic step;
+//! - `run.rs`: the run loop (timeout, stale cache, fallbacks, task check);
+//! - `shadow.rs`: shadow traffic in the background;
+//! - `pipeline.rs`: the `Job` trait, the cache slot, the typed outcome;
+//! - `backend.rs`: local backend calls under their breakers;
+//! - `error.rs`: `ServeError` and its fallback classification.
+
+mod admission;
+pub mod backend;
+mod error;
+mod pipeline;
+pub mod resolve;
+pub mod run;
+pub mod shadow;
+
+pub use admission::estimate_tokens;
+
+/// Most inputs (texts, instances) in one request (OpenAI's limit).
+pub const MAX_INPUTS: usize = 2048;
+pub use error::ServeError;
+pub use pipeline::{Call, Job, Meta, Outcome, Reply};
+pub use resolve::{Backend, Caller, Resolution, Target, VersionRef, pool_key, resolve, target};
+pub use run::{Answer, Source};

@@ -1,0 +1,355 @@
+//! The inference pipeline every protocol runs, in one place:
+//!
+//! [`Call::open`]: resolve the model for the caller (once) -> admission
+//! (limits and budget, one atomic step) -> the primary target. The adapter
+//! then parses its body into a [`Job`] and calls [`Call::serve`]: cache
+//! lookup (a fresh hit answers) -> the run loop (`run.rs`: timeout,
+//! breaker, stale cache, fallbacks, the job's check on every candidate) ->
+//! store the primary's answer -> shadows (`shadow.rs`) -> settle tokens.
+//! The result is a typed [`Outcome`]; the edge renders it and records usage
+//! from its [`Meta`], never from response headers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::ServeError;
+use super::admission::admit;
+use super::resolve::{Caller, Resolution, Target, VersionRef, resolve, target};
+use super::run::{Answer, Chain, Ran, Source, run};
+use super::shadow::{Primary, mirror};
+use crate::cache::{CacheStatus, Entry, Policy};
+use crate::limits::Admitted;
+use crate::state::AppState;
+
+/// One protocol operation on the pipeline: how to vet a target, run on it,
+/// and cache and compare its answers.
+pub trait Job: Send + Sync + 'static {
+    type Output: Send + 'static;
+
+    /// The route, as the cache key names it.
+    fn cache_route(&self) -> &'static str;
+
+    /// Whether this route may serve `t` (its task, its runtime): applied to
+    /// the primary and to every fallback.
+    fn accepts(&self, t: &Target) -> Result<(), ServeError>;
+
+    fn run(
+        &self,
+        s: &AppState,
+        t: &Target,
+    ) -> impl Future<Output = Result<Answer<Self::Output>, ServeError>> + Send;
+
+    /// The request as the cache keys it, when `t`'s answers may be cached on
+    /// this route; `None`: not cached.
+    fn cache_request(&self, _t: &Target) -> Option<Value> {
+        None
+    }
+
+    /// The answer as the cache stores it.
+    fn cache_body(&self, _out: &Self::Output) -> Option<String> {
+        None
+    }
+
+    /// The part of an answer a shadow's is compared on.
+    fn compared(&self, _out: &Self::Output) -> Option<Value> {
+        None
+    }
+
+    /// Runs the request on a shadow version; answers the compared part.
+    fn shadow(
+        &self,
+        s: &AppState,
+        t: &Target,
+    ) -> impl Future<Output = Result<Option<Value>, ServeError>> + Send {
+        async move {
+            let answer = self.run(s, t).await?;
+            Ok(self.compared(&answer.output))
+        }
+    }
+}
+
+/// An answer: the job's own output, or a cached answer as stored.
+pub enum Reply<O> {
+    Fresh(O),
+    Cached(Arc<Entry>),
+}
+
+/// What the edge needs to render and meter an answer.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    /// The model that answered (a fallback's name after a fallback).
+    pub model: String,
+    /// `tenant`, `segment` or `platform`.
+    pub tier: String,
+    /// The version that answered.
+    pub version: VersionRef,
+    pub source: Source,
+    pub cache: CacheStatus,
+    /// Time in the backend that answered; zero for a cached answer.
+    pub model_time: Duration,
+    /// Tokens the backend reported (prompt, completion).
+    pub tokens: Option<(u64, u64)>,
+    /// Unique and time-sortable; the usage record keeps it.
+    pub prediction_id: String,
+}
+
+pub struct Outcome<O> {
+    pub reply: Reply<O>,
+    pub meta: Meta,
+    /// The admission, settled to the reported tokens when they are known;
+    /// dropping it releases the request's concurrency slots.
+    pub admitted: Admitted,
+    /// The target that answered (none for a cached answer).
+    pub target: Option<Target>,
+}
+
+/// A request resolved and admitted, waiting for its job.
+pub struct Call {
+    s: AppState,
+    caller: Caller,
+    res: Resolution,
+    primary: Result<Target, ServeError>,
+    pinned: bool,
+    admitted: Admitted,
+}
+
+impl Call {
+    /// Resolves `name` for the caller, admits the request (estimated to use
+    /// `estimate` tokens: prompt, completion), and picks the primary target
+    /// (`pin`: a version the caller named). A primary that cannot serve now
+    /// is kept as an error: its fallbacks may still answer.
+    pub async fn open(
+        s: &AppState,
+        caller: Caller,
+        name: &str,
+        pin: Option<&str>,
+        estimate: (u64, u64),
+    ) -> Result<Call, ServeError> {
+        let res = resolve(s, &caller, name).await?;
+        let admitted = admit(s, &caller, &res, name, estimate).await?;
+        let primary = match target(s, &caller, &res, pin).await {
+            Ok(t) => Ok(t),
+            Err(e) if e.is_fallbackable() => Err(e),
+            Err(e) => return Err(e),
+        };
+        Ok(Call { s: s.clone(), caller, res, primary, pinned: pin.is_some(), admitted })
+    }
+
+    /// The requested model as resolved.
+    pub fn resolution(&self) -> &Resolution {
+        &self.res
+    }
+
+    /// Runs `job`: the cache, the run loop, shadows, settlement.
+    pub async fn serve<J: Job>(
+        self,
+        job: J,
+        policy: Policy,
+    ) -> Result<Outcome<J::Output>, ServeError> {
+        let Call { s, caller, res, primary, pinned, mut admitted } = self;
+        let job = Arc::new(job);
+        if let Ok(t) = &primary {
+            job.accepts(t)?;
+        }
+        let slot = CacheSlot::lookup(&s, &caller, &primary, &*job, policy).await;
+        if let Some(hit) = slot.hit() {
+            admitted.settle(0, 0);
+            return Ok(cached(hit, CacheStatus::Hit, admitted));
+        }
+        let deployment = res.deployment.clone();
+        let fallbacks = deployment.as_ref().map_or(&[][..], |d| d.fallbacks.as_slice());
+        let timeout = deployment.as_ref().and_then(|d| d.timeout_ms).map(Duration::from_millis);
+        let chain = Pipeline { s: &s, caller: &caller, job: &*job };
+        let ran = run(&chain, primary, fallbacks, timeout, slot.entry.clone()).await?;
+        let (t, answer, model_time, source) = match ran {
+            Ran::Stale(entry) => {
+                s.cache().served_stale();
+                admitted.settle(0, 0);
+                return Ok(cached(entry, CacheStatus::Stale, admitted));
+            }
+            Ran::Answered { target, answer, model_time, source } => {
+                (target, answer, model_time, source)
+            }
+        };
+        let cache = if source == Source::Primary {
+            slot.store(&s, &t, job.cache_body(&answer.output))
+        } else {
+            CacheStatus::Bypass
+        };
+        if source == Source::Primary && !pinned {
+            shadow(&s, &caller, &res, &t, &job, &answer.output, model_time);
+        }
+        if let Some((p, c)) = answer.tokens {
+            admitted.settle(p, c);
+            if t.is_remote() {
+                s.upstreams().stats.tokens(p, c);
+            }
+        }
+        let meta = Meta {
+            model: t.model.name.clone(),
+            tier: t.model.owner.as_str().to_owned(),
+            version: t.version.clone(),
+            source,
+            cache,
+            model_time,
+            tokens: answer.tokens,
+            prediction_id: tessera_core::ids::new_prediction_id(),
+        };
+        Ok(Outcome { reply: Reply::Fresh(answer.output), meta, admitted, target: Some(t) })
+    }
+}
+
+fn cached<O>(entry: Arc<Entry>, cache: CacheStatus, admitted: Admitted) -> Outcome<O> {
+    let version = match entry.version.rsplit_once('@') {
+        Some((m, v)) => VersionRef { model: m.to_owned(), version: v.to_owned() },
+        None => VersionRef { model: entry.model.clone(), version: entry.version.clone() },
+    };
+    let meta = Meta {
+        model: entry.model.clone(),
+        tier: entry.tier.clone(),
+        version,
+        source: Source::Cache,
+        cache,
+        model_time: Duration::ZERO,
+        tokens: None,
+        prediction_id: tessera_core::ids::new_prediction_id(),
+    };
+    Outcome { reply: Reply::Cached(entry), meta, admitted, target: None }
+}
+
+/// Mirrors the request to the deployment's shadow versions of the model
+/// that answered (local embedding models have one version: no shadows).
+fn shadow<J: Job>(
+    s: &AppState,
+    caller: &Caller,
+    res: &Resolution,
+    t: &Target,
+    job: &Arc<J>,
+    output: &J::Output,
+    time: Duration,
+) {
+    let Some(d) = &t.deployment else { return };
+    if matches!(t.backend, super::resolve::Backend::Embedding(_)) {
+        return;
+    }
+    let versions = d.shadows_for(&t.model.id, &caller.user);
+    if versions.is_empty() {
+        return;
+    }
+    let primary = Primary { model: t.model.name.clone(), output: job.compared(output), time };
+    let (s2, caller, res, job) = (s.clone(), caller.clone(), res.clone(), job.clone());
+    mirror(&s.shadows(), versions, primary, move |version| {
+        let (s, caller, res, job) = (s2.clone(), caller.clone(), res.clone(), job.clone());
+        async move {
+            let t = target(&s, &caller, &res, Some(&version.to_string())).await?;
+            job.shadow(&s, &t).await
+        }
+    });
+}
+
+/// The run loop's view of the pipeline: fallbacks resolve for the same
+/// caller, the job vets and runs them.
+struct Pipeline<'a, J> {
+    s: &'a AppState,
+    caller: &'a Caller,
+    job: &'a J,
+}
+
+impl<J: Job> Chain for Pipeline<'_, J> {
+    type Target = Target;
+    type Output = J::Output;
+
+    fn name(&self, t: &Target) -> String {
+        t.model.name.clone()
+    }
+
+    async fn resolve(&self, name: &str) -> Result<Target, ServeError> {
+        let res = resolve(self.s, self.caller, name).await?;
+        target(self.s, self.caller, &res, None).await
+    }
+
+    fn accepts(&self, t: &Target) -> Result<(), ServeError> {
+        self.job.accepts(t)
+    }
+
+    async fn call(&self, t: &Target) -> Result<Answer<J::Output>, ServeError> {
+        self.job.run(self.s, t).await
+    }
+}
+
+/// A request's place in the response cache.
+struct CacheSlot {
+    /// `None`: not cached (bypassed, disabled, or no primary to key by).
+    key: Option<String>,
+    ttl_ms: u64,
+    /// What the cache holds, fresh or within its grace period.
+    entry: Option<Arc<Entry>>,
+    policy: Policy,
+}
+
+impl CacheSlot {
+    async fn lookup<J: Job>(
+        s: &AppState,
+        caller: &Caller,
+        primary: &Result<Target, ServeError>,
+        job: &J,
+        policy: Policy,
+    ) -> CacheSlot {
+        let none = CacheSlot { key: None, ttl_ms: 0, entry: None, policy };
+        let Ok(t) = primary else { return none };
+        let ttl_ms = t
+            .deployment
+            .as_ref()
+            .and_then(|d| d.cache_ttl_ms)
+            .unwrap_or(crate::cache::DEFAULT_TTL.as_millis() as u64);
+        let request = match job.cache_request(t) {
+            Some(r) if policy != Policy::Bypass && ttl_ms > 0 => r,
+            _ => {
+                s.cache().bypassed();
+                return none;
+            }
+        };
+        // The caller's tenant, not the model's owner: a shared model's
+        // answers are still kept per tenant.
+        let key = s
+            .cache()
+            .key(
+                caller.ctx.tenant_id().as_str(),
+                &t.model.id,
+                &t.version.to_string(),
+                job.cache_route(),
+                &request,
+            )
+            .await;
+        let entry = s.cache().get(&key).await;
+        CacheSlot { key: Some(key), ttl_ms, entry, policy }
+    }
+
+    /// A fresh entry the request may be answered with.
+    fn hit(&self) -> Option<Arc<Entry>> {
+        if self.policy != Policy::Use {
+            return None;
+        }
+        self.entry.clone().filter(|e| e.is_fresh())
+    }
+
+    /// Stores the primary's answer and counts a miss; the answer's status.
+    fn store(&self, s: &AppState, t: &Target, body: Option<String>) -> CacheStatus {
+        let (Some(key), Some(body)) = (&self.key, body) else { return CacheStatus::Bypass };
+        s.cache().miss();
+        s.cache().put(
+            key.clone(),
+            Entry {
+                body,
+                model: t.model.name.clone(),
+                tier: t.model.owner.as_str().to_owned(),
+                version: t.version.to_string(),
+                stored_ms: crate::cache::now_ms(),
+                ttl_ms: self.ttl_ms,
+            },
+        );
+        CacheStatus::Miss
+    }
+}

@@ -1,0 +1,236 @@
+//! Resolution, once per request: who calls ([`Caller`]), what their model
+//! name means for them ([`Resolution`]: tenant and plan, the registry entry
+//! and its versions, its deployment) and, per attempt, the version that
+//! answers and the backend that runs it ([`Target`]).
+
+use std::fmt;
+use std::sync::Arc;
+
+use tessera_core::auth::{Principal, TenantCtx};
+use tessera_core::model::{Deployment, Model, ModelOwner, ModelVersion, REMOTE_RUNTIME};
+use tessera_engine::pool::{EmbeddingModel, ModelSource, SourceKind, TensorModel};
+use tessera_store::ModelView;
+
+use super::ServeError;
+use crate::registry_cache::Resolved;
+use crate::state::AppState;
+use crate::tenant_cache::TenantInfo;
+use crate::upstream::Remote;
+
+/// The authenticated caller of an inference request, already authorized
+/// for inference by the edge.
+#[derive(Clone)]
+pub struct Caller {
+    pub ctx: TenantCtx,
+    pub principal: Principal,
+    pub request_id: String,
+    /// Who the request is for, for sticky traffic splits.
+    pub user: String,
+}
+
+/// A model name resolved for a caller: read once per request.
+#[derive(Clone)]
+pub struct Resolution {
+    pub tenant: Arc<TenantInfo>,
+    pub model: Arc<Resolved>,
+    pub deployment: Option<Arc<Deployment>>,
+}
+
+impl Resolution {
+    pub fn model(&self) -> &Model {
+        &self.model.model
+    }
+}
+
+/// A model version as `<name>@<version>`: the cache key part, the
+/// `x-tessera-model-version` header and the usage record's version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRef {
+    pub model: String,
+    pub version: String,
+}
+
+impl fmt::Display for VersionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.model, self.version)
+    }
+}
+
+/// What runs a request.
+#[derive(Clone)]
+pub enum Backend {
+    /// A platform text embedding model in this process.
+    Embedding(Arc<EmbeddingModel>),
+    /// A user's ONNX model or linear head over numbers.
+    Tensor(Arc<TensorModel>),
+    /// A head over a base embedding model: text in, the head's outputs out.
+    Head { head: Arc<TensorModel>, base: Arc<EmbeddingModel> },
+    /// One version of a remote (`openai-compatible`) model.
+    Remote(Remote),
+}
+
+/// One model version ready to call.
+#[derive(Clone)]
+pub struct Target {
+    pub model: Model,
+    pub version: VersionRef,
+    pub backend: Backend,
+    pub deployment: Option<Arc<Deployment>>,
+}
+
+impl Target {
+    /// The model name to send upstream, or the registered name.
+    pub fn upstream_model(&self) -> &str {
+        match &self.backend {
+            Backend::Remote(r) => r.config.upstream_model.as_deref().unwrap_or(&self.model.name),
+            _ => &self.model.name,
+        }
+    }
+
+    pub fn is_remote(&self) -> bool {
+        matches!(self.backend, Backend::Remote(_))
+    }
+}
+
+/// Resolves `name` for the caller (its own models, then its segment's, then
+/// the platform's) and checks that the key's scopes and the plan allow it.
+pub async fn resolve(s: &AppState, caller: &Caller, name: &str) -> Result<Resolution, ServeError> {
+    let tenant = s.tenants().get(s.store(), &caller.ctx).await?;
+    let segment = tenant.tenant.segment.as_deref();
+    let model = s.registry().resolve(s.store(), &caller.ctx, segment, name).await?;
+    if !caller.principal.scopes().allows_model(name) {
+        return Err(ServeError::Forbidden(format!(
+            "this key's scopes do not include model {name:?}"
+        )));
+    }
+    if tenant.plan.models.as_ref().is_some_and(|m| !m.iter().any(|x| x == name)) {
+        return Err(ServeError::Forbidden(format!(
+            "plan {:?} does not include model {name:?}",
+            tenant.plan.name
+        )));
+    }
+    let view = ModelView::Tenant { ctx: &caller.ctx, segment };
+    let deployment = s.deployment(view, &model.model).await?;
+    Ok(Resolution { tenant, model, deployment })
+}
+
+/// The version of a resolved model that answers: `pin` if given, else the
+/// deployment's sticky pick for the caller's user, else the latest; loaded
+/// and ready to call.
+pub async fn target(
+    s: &AppState,
+    caller: &Caller,
+    res: &Resolution,
+    pin: Option<&str>,
+) -> Result<Target, ServeError> {
+    let model = res.model();
+    let name = &model.name;
+    if model.runtime == "bert" {
+        let engine = embedding(s, model).await?;
+        if let Some(v) = pin
+            && v != engine.version
+        {
+            return Err(ServeError::NotFound(format!("model {name:?} has no version {v:?}")));
+        }
+        return Ok(Target {
+            model: model.clone(),
+            version: VersionRef { model: engine.name.clone(), version: engine.version.clone() },
+            backend: Backend::Embedding(engine),
+            deployment: res.deployment.clone(),
+        });
+    }
+    let versions = &res.model.versions;
+    let chosen = match pin {
+        Some(v) => versions
+            .iter()
+            .find(|x| x.version.to_string() == v)
+            .ok_or_else(|| ServeError::NotFound(format!("model {name:?} has no version {v:?}")))?,
+        None => {
+            let wanted = res.deployment.as_ref().map(|d| d.pick(&model.id, &caller.user));
+            match wanted {
+                Some(v) => versions.iter().find(|x| x.version == v),
+                None => versions.last(),
+            }
+            .ok_or_else(|| {
+                ServeError::ModelNotReady(format!("model {name:?} has no versions yet; upload one"))
+            })?
+        }
+    };
+    let version = VersionRef { model: name.clone(), version: chosen.version.to_string() };
+    let backend = if model.runtime == REMOTE_RUNTIME {
+        let config = s.upstreams().config(s.artifacts(), &chosen.sha256).await?;
+        Backend::Remote(Remote { backend: format!("{version} ({})", model.id), config })
+    } else {
+        tensor_backend(s, caller, model, chosen).await?
+    };
+    Ok(Target { model: model.clone(), version, backend, deployment: res.deployment.clone() })
+}
+
+/// A platform embedding model from the pool.
+async fn embedding(s: &AppState, model: &Model) -> Result<Arc<EmbeddingModel>, ServeError> {
+    if model.owner != ModelOwner::Platform {
+        return Err(ServeError::ModelNotReady(format!(
+            "model {:?} is registered but this server only serves platform embedding models so far",
+            model.name
+        )));
+    }
+    Ok(s.models().get(&model.name).await?)
+}
+
+/// The pool key of a tenant model version.
+pub fn pool_key(model: &Model, version: i64) -> String {
+    format!("{}@{version}", model.id)
+}
+
+/// An ONNX model or linear head, loaded from its artifact on first use (one
+/// request per version starts the load), with its base embedding model if
+/// it is a head over text.
+async fn tensor_backend(
+    s: &AppState,
+    caller: &Caller,
+    model: &Model,
+    chosen: &ModelVersion,
+) -> Result<Backend, ServeError> {
+    let key = pool_key(model, chosen.version);
+    if s.models().needs_load(&key) {
+        let _flight = s.model_loads().enter(key.as_str()).await;
+        if s.models().needs_load(&key) {
+            let bytes = s.artifacts().get(&chosen.sha256).await?;
+            let kind = match model.runtime.as_str() {
+                "onnx" => SourceKind::Onnx(bytes),
+                "linear" => SourceKind::Linear(bytes),
+                other => {
+                    return Err(ServeError::invalid(
+                        "model",
+                        format!(
+                            "model {:?} runs on {other}, which this route cannot run",
+                            model.name
+                        ),
+                    ));
+                }
+            };
+            let source = ModelSource {
+                name: key.clone(),
+                version: chosen.version.to_string(),
+                kind,
+                pinned: false,
+            };
+            s.models().load(source, None);
+        }
+    }
+    let head = s.models().get_tensor(&key).await?;
+    let base_name = head
+        .base_model
+        .clone()
+        .or_else(|| model.base_model.clone().filter(|_| model.runtime == "linear"));
+    let Some(base_name) = base_name else { return Ok(Backend::Tensor(head)) };
+    // The base is resolved as the caller sees it, like any model they name.
+    let base = resolve(s, caller, &base_name).await?;
+    if base.model().runtime != "bert" {
+        return Err(ServeError::Internal(format!(
+            "base model {base_name:?} of {:?} is not an embedding model",
+            model.name
+        )));
+    }
+    Ok(Backend::Head { head, base: embedding(s, base.model()).await? })
+}

@@ -1,0 +1,234 @@
+//! One read-through cache for the per-replica copies of database state
+//! (tenants, model resolution, deployments, prices): an entry is fresh for
+//! `ttl`; an expired one is loaded once while other requests for the same key
+//! wait (single flight, `flight.rs`); when the load fails because the
+//! database is down, the last value read is served for up to `stale_for`
+//! (serving survives a database outage); at `capacity` the map is cleared
+//! (it refills at the cost of one load per key).
+//!
+//! Time is tokio's clock, so TTLs are tested with `tokio::time::pause()`.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::flight::Flights;
+
+/// How a cache treats its entries.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// How long a loaded value is used without asking the database.
+    pub ttl: Duration,
+    /// How long past its load a value still serves while the database is down.
+    pub stale_for: Duration,
+    /// Most entries kept; beyond it the map starts over.
+    pub capacity: usize,
+}
+
+impl Policy {
+    /// A TTL, stale for as long as the outage lasts, 100,000 entries.
+    pub fn ttl(ttl: Duration) -> Self {
+        Self { ttl, stale_for: Duration::MAX, capacity: 100_000 }
+    }
+}
+
+/// Errors a load can fail with: an outage lets a stale value serve.
+pub trait Outage {
+    fn is_outage(&self) -> bool;
+}
+
+impl Outage for crate::inference::ServeError {
+    fn is_outage(&self) -> bool {
+        matches!(self, crate::inference::ServeError::Unavailable(_))
+    }
+}
+
+impl Outage for tessera_store::StoreError {
+    fn is_outage(&self) -> bool {
+        matches!(self, tessera_store::StoreError::Unavailable(_))
+    }
+}
+
+/// What the cache holds for a key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup<V> {
+    Fresh(V),
+    /// Expired; loaded at the given instant.
+    Stale(V, Instant),
+    Missing,
+}
+
+pub struct ReadThrough<K, V> {
+    policy: Policy,
+    entries: RwLock<HashMap<K, (V, Instant)>>,
+    flights: Flights<K>,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> ReadThrough<K, V> {
+    pub fn new(policy: Policy) -> Self {
+        Self { policy, entries: RwLock::new(HashMap::new()), flights: Flights::default() }
+    }
+
+    /// What is cached for `key`, without loading.
+    pub fn lookup(&self, key: &K) -> Lookup<V> {
+        let Ok(map) = self.entries.read() else { return Lookup::Missing };
+        match map.get(key) {
+            Some((v, at)) if at.elapsed() < self.policy.ttl => Lookup::Fresh(v.clone()),
+            Some((v, at)) => Lookup::Stale(v.clone(), *at),
+            None => Lookup::Missing,
+        }
+    }
+
+    /// The value for `key`: fresh from the cache, else from `load` (once per
+    /// key at a time), else, while the database is down, the stale one.
+    /// Any other load error drops the entry and is returned.
+    pub async fn get<E, F, Fut>(&self, key: &K, load: F) -> Result<V, E>
+    where
+        E: Outage,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        if let Lookup::Fresh(v) = self.lookup(key) {
+            return Ok(v);
+        }
+        let _flight = self.flights.enter(key).await;
+        let stale = match self.lookup(key) {
+            Lookup::Fresh(v) => return Ok(v),
+            Lookup::Stale(v, at) => Some((v, at)),
+            Lookup::Missing => None,
+        };
+        match load().await {
+            Ok(v) => {
+                self.insert(key.clone(), v.clone());
+                Ok(v)
+            }
+            Err(e) if e.is_outage() => match stale {
+                Some((v, at)) if at.elapsed() < self.policy.stale_for => Ok(v),
+                _ => Err(e),
+            },
+            Err(e) => {
+                self.remove(key);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn insert(&self, key: K, value: V) {
+        if let Ok(mut map) = self.entries.write() {
+            if map.len() >= self.policy.capacity && !map.contains_key(&key) {
+                map.clear();
+            }
+            map.insert(key, (value, Instant::now()));
+        }
+    }
+
+    pub fn remove(&self, key: &K) {
+        if let Ok(mut map) = self.entries.write() {
+            map.remove(key);
+        }
+    }
+
+    /// Forgets every entry.
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.entries.write() {
+            map.clear();
+        }
+    }
+
+    /// Forgets the entries `pred` picks.
+    pub fn retain(&self, pred: impl Fn(&K) -> bool) {
+        if let Ok(mut map) = self.entries.write() {
+            map.retain(|k, _| pred(k));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tessera_store::StoreError;
+
+    fn cache(ttl_ms: u64, stale_ms: u64) -> ReadThrough<String, u32> {
+        ReadThrough::new(Policy {
+            ttl: Duration::from_millis(ttl_ms),
+            stale_for: Duration::from_millis(stale_ms),
+            capacity: 2,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fresh_within_the_ttl_then_loaded_again() {
+        let c = cache(1_000, 60_000);
+        let loads = AtomicUsize::new(0);
+        let load = || async {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, StoreError>(7)
+        };
+        assert_eq!(c.get(&"k".into(), load).await.unwrap(), 7);
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert_eq!(c.get(&"k".into(), load).await.unwrap(), 7);
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_millis(2)).await;
+        assert_eq!(c.get(&"k".into(), load).await.unwrap(), 7);
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_serves_through_an_outage_for_a_bounded_time() {
+        let c = cache(1_000, 10_000);
+        c.get(&"k".into(), || async { Ok::<_, StoreError>(1) }).await.unwrap();
+        let down = || async { Err::<u32, _>(StoreError::Unavailable("db down".into())) };
+        tokio::time::advance(Duration::from_millis(5_000)).await;
+        assert_eq!(c.get(&"k".into(), down).await.unwrap(), 1);
+        tokio::time::advance(Duration::from_millis(6_000)).await;
+        assert!(c.get(&"k".into(), down).await.is_err(), "past stale_for the outage shows");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_load_that_is_not_an_outage_drops_the_entry() {
+        let c = cache(1_000, 60_000);
+        c.get(&"k".into(), || async { Ok::<_, StoreError>(1) }).await.unwrap();
+        tokio::time::advance(Duration::from_millis(2_000)).await;
+        let gone = || async { Err::<u32, _>(StoreError::Internal("deleted".into())) };
+        assert!(c.get(&"k".into(), gone).await.is_err());
+        assert_eq!(c.lookup(&"k".into()), Lookup::Missing);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_capacity_the_map_starts_over() {
+        let c = cache(1_000, 60_000);
+        for k in ["a", "b", "c"] {
+            c.get(&k.into(), || async { Ok::<_, StoreError>(1) }).await.unwrap();
+        }
+        assert_eq!(c.lookup(&"a".into()), Lookup::Missing);
+        assert!(matches!(c.lookup(&"c".into()), Lookup::Fresh(1)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_expired_key_is_loaded_once_by_concurrent_requests() {
+        let c = Arc::new(cache(60_000, 60_000));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let (c, loads) = (c.clone(), loads.clone());
+            tasks.push(tokio::spawn(async move {
+                c.get(&"k".into(), || async {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    Ok::<_, StoreError>(3)
+                })
+                .await
+                .unwrap()
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 3);
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+}
