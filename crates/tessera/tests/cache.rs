@@ -146,6 +146,66 @@ async fn hits_misses_tenants_cache_control_purge_and_stale_fallback() {
         s.api.http.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
     assert!(m.contains("tessera_cache_requests_total{outcome=\"stale_fallback\"} 1"), "{m}");
     common::assert_families_are_grouped(&m);
+
+    // Shadows mirror what the primary answered, never a stale cached answer
+    // (chat once tested "the model's name is the one asked for", which a
+    // cached answer passes too).
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/models/llm/versions",
+            Some(&a),
+            Some(json!({"config": {"base_url": up.url, "upstream_model": "gpt-next"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let d = s
+        .api
+        .call(
+            Method::PUT,
+            "/v1/deployments/llm",
+            Some(&a),
+            Some(json!({"targets": [{"version": 1, "weight": 100}], "cache_chat": true,
+                "cache_ttl_ms": 200, "shadow": [{"version": 2, "percent": 100}]})),
+        )
+        .await;
+    assert_eq!(d.status, StatusCode::OK, "{d:?}");
+    let shadows = || async {
+        let m = s
+            .api
+            .http
+            .get(format!("{}/metrics", s.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        m.lines()
+            .filter(|l| l.starts_with("tessera_shadow_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    let ask = json!({"model": "llm", "messages": [{"role": "user", "content": "shadow me"}]});
+    let r = s.api.call(Method::POST, "/v1/chat/completions", Some(&a), Some(ask.clone())).await;
+    assert_eq!(c(&r), "miss", "{r:?}");
+    let mut mirrored = 0;
+    for _ in 0..100 {
+        mirrored = shadows().await;
+        if mirrored == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(mirrored, 1, "the primary's answer was mirrored once");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    up.stats.set_down(true);
+    let r = s.api.call(Method::POST, "/v1/chat/completions", Some(&a), Some(ask)).await;
+    assert_eq!(c(&r), "stale", "{r:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(shadows().await, 1, "a stale answer was mirrored");
+    up.stats.set_down(false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -210,6 +210,12 @@ async fn deployments(backend: Backend) {
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_eq!(r.headers["x-tessera-model"], "price");
     assert_eq!(r.body["outputs"][0]["data"], json!([2.0]));
+    // The version reported is the fallback's, in the header and the body
+    // (it was once the requested name with the fallback's version).
+    assert_eq!(r.headers["x-tessera-model-version"], "price@2", "{r:?}");
+    assert_eq!(r.body["model_version"], "2");
+    let prediction = r.headers["x-tessera-prediction-id"].to_str().unwrap().to_owned();
+    assert!(prediction.starts_with("prd_"), "{prediction}");
     // The same fallback on KServe v1.
     let r = s
         .api
@@ -223,6 +229,56 @@ async fn deployments(backend: Backend) {
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_eq!(r.headers["x-tessera-model"], "price");
     assert_eq!(r.body["predictions"][0]["prediction"], json!([2.0]));
+    assert_eq!(r.headers["x-tessera-model-version"], "price@2", "{r:?}");
+
+    // A fallback is vetted for the task on every protocol: a classifier's
+    // request is never answered by a regression model.
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/models",
+            Some(&key),
+            Some(json!({"name": "broken-classifier", "task": "classification", "runtime": "onnx"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(
+        upload(&s, &key, "/v1/models/broken-classifier/versions", b"not onnx".to_vec()).await,
+        StatusCode::CREATED
+    );
+    let r = s
+        .api
+        .call(
+            Method::PUT,
+            "/v1/deployments/broken-classifier",
+            Some(&key),
+            Some(json!({"targets": [{"version": 1, "weight": 100}], "fallbacks": ["price"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let r = infer("broken-classifier").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "a regression model answered: {r:?}");
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/models/broken-classifier:predict",
+            Some(&key),
+            Some(json!({"instances": [[0.0]]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "a regression model answered: {r:?}");
+
+    // The repository index reports tenant models as they serve: price is
+    // loaded at the version its deployment sends traffic to.
+    let r = s.api.call(Method::POST, "/v2/repository/index", Some(&key), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let price = r.body.as_array().unwrap().iter().find(|m| m["name"] == "price").unwrap().clone();
+    assert_eq!(price["state"], "READY", "{price}");
+    assert_eq!(price["version"], "2", "{price}");
+    let broken = r.body.as_array().unwrap().iter().find(|m| m["name"] == "broken").unwrap().clone();
+    assert_eq!(broken["state"], "UNAVAILABLE", "{broken}");
 
     // Post-processing rules on a classifier: allowed labels, renames, a score floor.
     let r = s
