@@ -273,6 +273,7 @@ fn deliver<I, O>(jobs: Vec<Job<I, O>>, result: Result<Vec<O>, EngineError>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests own the tasks they spawn")]
 mod tests {
     use super::*;
 

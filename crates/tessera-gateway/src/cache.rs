@@ -165,10 +165,11 @@ pub struct ResponseCache {
     redis: Option<Arc<RedisLink>>,
     generations: Mutex<HashMap<String, (u64, Instant)>>,
     stats: Stats,
+    tasks: crate::tasks::Tasks,
 }
 
 impl ResponseCache {
-    pub fn new(max_bytes: u64, redis: Option<Arc<RedisLink>>) -> Self {
+    pub fn new(max_bytes: u64, redis: Option<Arc<RedisLink>>, tasks: crate::tasks::Tasks) -> Self {
         let l1 = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|k: &String, e: &Arc<Entry>| {
@@ -178,7 +179,7 @@ impl ResponseCache {
             .time_to_live(DEFAULT_TTL.max(Duration::from_secs(3600)) + STALE_GRACE)
             .support_invalidation_closures()
             .build();
-        Self { l1, redis, generations: Mutex::new(HashMap::new()), stats: Stats::default() }
+        Self { l1, redis, generations: Mutex::new(HashMap::new()), stats: Stats::default(), tasks }
     }
 
     fn gen_key(tenant: &str, model_id: &str) -> String {
@@ -283,7 +284,7 @@ impl ResponseCache {
         if let Some(link) = self.redis.clone()
             && let Ok(raw) = serde_json::to_string(&*entry)
         {
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 let rk = format!("tessera:cache:{key}");
                 let _ = link
                     .call(|mut c| async move {
@@ -373,7 +374,7 @@ mod tests {
 
     #[tokio::test]
     async fn tenants_never_share_and_a_purge_forgets() {
-        let c = ResponseCache::new(1 << 20, None);
+        let c = ResponseCache::new(1 << 20, None, crate::tasks::Tasks::default());
         let req = json!({"input": "hi"});
         let ka = c.key("ten_a", "mdl_1", "m@1", "/v1/embeddings", &req).await;
         let kb = c.key("ten_b", "mdl_1", "m@1", "/v1/embeddings", &req).await;

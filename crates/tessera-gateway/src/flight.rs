@@ -73,6 +73,7 @@ impl<K: Hash + Eq + Clone> Drop for Flight<'_, K> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests own the tasks they spawn")]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};

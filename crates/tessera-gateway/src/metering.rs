@@ -51,6 +51,10 @@ impl Meter {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (stop, stop_rx) = watch::channel(false);
         let stats = Arc::new(Stats::default());
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the writer's handle is kept; shutdown awaits it after the last record"
+        )]
         let writer = tokio::spawn(write_loop(store.clone(), rx, stop_rx, stats.clone()));
         Arc::new(Meter {
             tx,

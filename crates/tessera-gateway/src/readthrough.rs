@@ -147,6 +147,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ReadThrough<K, V> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests own the tasks they spawn")]
 mod tests {
     use super::*;
     use std::sync::Arc;

@@ -122,7 +122,7 @@ impl AppState {
                 breakers: Breakers::new(cfg.breaker),
                 upstreams: Upstreams::default(),
                 limiter,
-                cache: ResponseCache::new(cfg.cache_max_bytes, redis),
+                cache: ResponseCache::new(cfg.cache_max_bytes, redis, tasks.clone()),
                 meter,
                 registry: RegistryCache::new(cfg.key_cache_ttl),
                 shadow_slots: Arc::new(tokio::sync::Semaphore::new(64)),

@@ -48,3 +48,39 @@ fn routes_are_only_added_through_the_registry() {
     }
     assert!(offenders.is_empty(), "routes added outside the registry: {offenders:?}");
 }
+
+#[test]
+fn every_ref_resolves_and_open_routes_need_no_credential() {
+    let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+    fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                    out.push(r);
+                }
+                m.values().for_each(|x| refs(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    let dangling: Vec<&str> = all
+        .into_iter()
+        .filter(|r| {
+            let path = r.trim_start_matches('#').replace("~1", "/");
+            doc.pointer(&path).is_none()
+        })
+        .collect();
+    assert!(dangling.is_empty(), "$refs that resolve to nothing: {dangling:?}");
+    for path in tessera_gateway::auth::OPEN_ROUTES {
+        let op = &doc["paths"][*path]["get"];
+        assert_eq!(op["security"], serde_json::json!([]), "{path} asks for a credential");
+    }
+    let infer = &doc["paths"]["/v1/embeddings"]["post"]["responses"];
+    for status in ["400", "401", "403", "404", "429", "503"] {
+        assert!(infer.get(status).is_some(), "/v1/embeddings does not list {status}");
+    }
+}

@@ -117,6 +117,10 @@ impl Standin {
         let url = format!("http://{}/v1", listener.local_addr()?);
         let stats = Arc::new(Stats::default());
         let app = router(opts, stats.clone());
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a dev tool; the stand-in's handle aborts the server task"
+        )]
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

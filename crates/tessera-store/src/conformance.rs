@@ -256,6 +256,7 @@ pub async fn audit_chain_survives_concurrent_writers(store: Arc<dyn MetadataStor
     let mut tasks = Vec::new();
     for i in 0..16 {
         let s = store.clone();
+        #[expect(clippy::disallowed_methods, reason = "test code awaiting its own tasks")]
         tasks.push(tokio::spawn(async move {
             let new = NewTenant { name: format!("t{i}"), plan: None, segment: None };
             s.create_tenant(&sys(), &new, &actor()).await.map(|_| ())

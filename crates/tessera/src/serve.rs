@@ -67,12 +67,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         models,
     );
     let meter = state.meter().clone();
+    let tasks = state.tasks().clone();
     let app = tessera_gateway::app(state);
     info!(%addr, store = backend, database = %cfg.database.display(), "tessera listening");
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the signal watcher lives as long as the process"
+    )]
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -92,7 +97,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tokio::time::sleep(grace).await;
         } => warn!(grace_secs = grace.as_secs(), "grace period over; exiting with requests in flight"),
     }
-    // Every usage record made so far is written before the process exits.
+    // Background work ends (shadows, usage records being priced, Redis
+    // retries), then every usage record made so far is written.
+    let left = tasks.shutdown(std::time::Duration::from_secs(5)).await;
+    if left > 0 {
+        warn!(tasks = left, "background tasks still running at exit");
+    }
     meter.shutdown().await;
     info!("stopped");
     Ok(())

@@ -1,6 +1,6 @@
 //! Tenants, plans, keys and roles over HTTP against the real binary, on
 //! SQLite and PostgreSQL.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
 mod common;
 

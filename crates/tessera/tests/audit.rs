@@ -1,6 +1,6 @@
 //! The audit log end to end: entries for every mutation, the verify route and
 //! the offline `tessera audit verify`, which both find an edited or deleted row.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! The admin CLI against a running server: tenants, keys, audit; `--help`
 //! everywhere; JSON output; clear errors.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
 mod common;
 

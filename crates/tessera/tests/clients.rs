@@ -2,7 +2,7 @@
 //! Python package. The Python comes from `TESSERA_TEST_PYTHON` (set by
 //! `scripts/test` when the test venv exists); without it the test skips, and
 //! with `TESSERA_REQUIRE_SERVICES=1` it fails.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
 mod common;
 

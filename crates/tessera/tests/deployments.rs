@@ -1,6 +1,6 @@
 //! Deployments: weighted, sticky traffic splits over a model's versions,
 //! validated, audited, and invisible to other tenants.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! R2: kill -9 while keys are being created loses no acknowledged key. Every
 //! key whose creation got a 201 before the kill must work after a restart.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! `/v1/embeddings` end to end with the real default model: OpenAI shapes,
 //! base64, dimensions, usage, errors, authorization, overload and a model that
 //! cannot load.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! R3 on PostgreSQL: the database going away answers 503 (never 401), keys
 //! verified recently keep working, and service recovers by itself. Also:
 //! a revocation on one replica reaches another within 5 seconds.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! JWT bearer tokens: RS256 and ES256 against a JWKS served by a small server
 //! the test starts, and HS256 with a configured secret. Claims map to tenant
 //! and role; signature, exp, nbf, iss and aud are checked.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! Redis across two replicas; tokens reserved and settled; concurrency
 //! released when a stream ends; key and model limits; Redis stopped and
 //! started again under load.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! `tessera loadtest` against the real server: closed and open loop, the
 //! seed's phases, status counts, errors and the JSON report.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! The model registry over HTTP: tenant, segment and platform models, name
 //! resolution, versions with content-addressed artifacts, roles, isolation.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
 mod common;
 

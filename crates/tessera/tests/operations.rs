@@ -1,7 +1,7 @@
 //! Operational surface: health, readiness, metrics, request ids, the error
 //! envelope on every kind of bad request, body limits, config layering and
 //! graceful shutdown.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
 mod common;
 

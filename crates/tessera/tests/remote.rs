@@ -2,7 +2,7 @@
 //! the test starts itself: registration and versions, chat and embeddings,
 //! streaming, traffic splits, fallbacks (remote to remote, remote to local),
 //! retries, breakers, shadows, and every upstream fault the issue names.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
 mod common;
 

@@ -4,7 +4,7 @@
 //! revocation and deployment changes made on one replica reach the other
 //! within 5 seconds, that a model uploaded through one is served by the
 //! other, and that usage from both lands once.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! by `scripts/make_onnx_fixture.py`), linear heads over numbers and over the
 //! default model's embeddings of text, corrupt and invalid artifacts, the
 //! memory budget, and another tenant's models staying out of reach.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
 mod common;
 

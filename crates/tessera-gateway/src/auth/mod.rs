@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-pub use extract::{Authed, authenticate_request};
+pub use extract::{Authed, OPEN_ROUTES, authenticate_request};
 use jsonwebtoken::DecodingKey;
 use tessera_core::apikey::{KeyRecord, parse_key_id};
 use tessera_core::auth::{AuthError, ConfiguredAdminKey, Principal, verify_api_key};

@@ -32,6 +32,7 @@ use super::{
         models::tenant_create, models::tenant_list, models::tenant_get, models::tenant_upload, models::tenant_versions,
         models::admin_create, models::admin_list, models::admin_upload, models::admin_versions,
     ),
+    components(schemas(tessera_core::usage::GroupBy)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]
@@ -46,6 +47,18 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // Open routes take no credential: an empty list overrides the
+        // document's default.
+        for path in crate::auth::OPEN_ROUTES {
+            if let Some(item) = doc.paths.paths.get_mut(*path) {
+                for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.delete]
+                    .into_iter()
+                    .flatten()
+                {
+                    op.security = Some(Vec::new());
+                }
+            }
+        }
     }
 }
 

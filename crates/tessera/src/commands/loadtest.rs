@@ -269,6 +269,7 @@ async fn run_phase(
     let progress = {
         let stats = stats.clone();
         let name = name.to_owned();
+        #[expect(clippy::disallowed_methods, reason = "load workers are awaited before the report")]
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.tick().await;

@@ -1,6 +1,13 @@
 //! Shared harness for the integration tests: start the real `tessera` binary
 //! on port 0 against SQLite or a fresh PostgreSQL schema, and call it.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::disallowed_methods
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
