@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod flight;
 pub mod inference;
+pub mod invalidate;
 pub mod limits;
 pub mod metering;
 pub mod metrics;

@@ -8,8 +8,8 @@
 //! kill -9 the records of the last flush interval are at risk.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tessera_core::auth::SystemCtx;
 use tessera_core::ids::TenantId;
@@ -17,6 +17,7 @@ use tessera_core::usage::{Price, UsageRecord};
 use tessera_store::MetadataStore;
 
 use crate::cache::CacheStatus;
+use crate::readthrough::{Policy, ReadThrough};
 use tokio::sync::{mpsc, watch};
 
 /// Records held between flushes before the queue refuses more.
@@ -41,7 +42,8 @@ pub struct Meter {
     stop: watch::Sender<bool>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     store: Arc<dyn MetadataStore>,
-    prices: RwLock<Option<(Arc<Vec<Price>>, Instant)>>,
+    /// The price table, read through (one key: the whole table).
+    prices: ReadThrough<(), Arc<Vec<Price>>>,
     stats: Arc<Stats>,
 }
 
@@ -61,7 +63,7 @@ impl Meter {
             stop,
             writer: Mutex::new(Some(writer)),
             store,
-            prices: RwLock::new(None),
+            prices: ReadThrough::new(Policy::ttl(PRICES_TTL)),
             stats,
         })
     }
@@ -98,32 +100,22 @@ impl Meter {
             .cloned()
     }
 
+    /// The price table; with the database down, the last one read here
+    /// (none read yet: everything is free until it answers).
     async fn prices(&self) -> Arc<Vec<Price>> {
-        if let Ok(g) = self.prices.read()
-            && let Some((p, at)) = &*g
-            && at.elapsed() < PRICES_TTL
-        {
-            return p.clone();
-        }
-        let stale = self.prices.read().ok().and_then(|g| g.as_ref().map(|(p, _)| p.clone()));
-        match self.store.list_prices().await {
-            Ok(p) => {
-                let p = Arc::new(p);
-                if let Ok(mut g) = self.prices.write() {
-                    *g = Some((p.clone(), Instant::now()));
-                }
-                p
+        let load = || async { self.store.list_prices().await.map(Arc::new) };
+        match self.prices.get(&(), load).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "price table unreadable; pricing as free");
+                Arc::default()
             }
-            // The database is down: the last table known here still prices.
-            Err(_) => stale.unwrap_or_default(),
         }
     }
 
     /// Forgets the cached price table (after a change on this replica).
     pub fn prices_changed(&self) {
-        if let Ok(mut g) = self.prices.write() {
-            *g = None;
-        }
+        self.prices.clear();
     }
 
     /// Writes everything queued, then stops the writer (clean shutdown).

@@ -63,7 +63,7 @@ pub struct AppState {
 
 struct Inner {
     store: Arc<dyn MetadataStore>,
-    auth: Authenticator,
+    auth: Arc<Authenticator>,
     tenants: Arc<TenantCache>,
     metrics: Arc<Metrics>,
     models: Arc<ModelPool>,
@@ -73,7 +73,7 @@ struct Inner {
     limiter: Arc<Limiter>,
     cache: ResponseCache,
     meter: Arc<Meter>,
-    registry: RegistryCache,
+    registry: Arc<RegistryCache>,
     shadow_slots: Arc<tokio::sync::Semaphore>,
     /// One request at a time starts loading a model from its artifact.
     loads: crate::flight::Flights,
@@ -89,16 +89,20 @@ impl AppState {
         cfg: GatewayConfig,
         models: Arc<ModelPool>,
     ) -> Self {
+        // Every cache below hears about the changes written through this store.
+        let changes = Arc::new(crate::invalidate::Changes::default());
+        let store: Arc<dyn MetadataStore> =
+            Arc::new(crate::invalidate::InvalidatingStore::new(store, changes.clone()));
         let metrics = Arc::new(Metrics::default());
         let tenants = Arc::new(TenantCache::new(cfg.key_cache_ttl));
-        let auth = Authenticator::new(
+        let auth = Arc::new(Authenticator::new(
             store.clone(),
             cfg.admin_key.as_ref().map(Secret::expose),
             cfg.key_cache_ttl,
             cfg.jwt,
             tenants.clone(),
             metrics.clone(),
-        );
+        ));
         // The URL was validated with the configuration; a client that cannot
         // be built leaves limits in process and the cache in L1.
         let redis = cfg.redis_url.as_deref().and_then(|url| {
@@ -111,6 +115,8 @@ impl AppState {
         let limiter = Limiter::new(redis.clone(), tasks.clone());
         limiter.start_heartbeat();
         let meter = Meter::start(store.clone());
+        let registry = Arc::new(RegistryCache::new(cfg.key_cache_ttl));
+        subscribe(&changes, &auth, &tenants, &registry, &meter);
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -124,7 +130,7 @@ impl AppState {
                 limiter,
                 cache: ResponseCache::new(cfg.cache_max_bytes, redis, tasks.clone()),
                 meter,
-                registry: RegistryCache::new(cfg.key_cache_ttl),
+                registry,
                 shadow_slots: Arc::new(tokio::sync::Semaphore::new(64)),
                 loads: Default::default(),
                 tasks,
@@ -222,4 +228,51 @@ impl AppState {
     pub fn max_body_bytes(&self) -> usize {
         self.inner.max_body_bytes
     }
+}
+
+/// Drops each per-replica cache's entries that a change makes wrong. The
+/// caches are held weakly: they hold the store, which holds this.
+fn subscribe(
+    changes: &crate::invalidate::Changes,
+    auth: &Arc<Authenticator>,
+    tenants: &Arc<TenantCache>,
+    registry: &Arc<RegistryCache>,
+    meter: &Arc<Meter>,
+) {
+    use crate::invalidate::Change;
+    let (auth, tenants) = (Arc::downgrade(auth), Arc::downgrade(tenants));
+    let (registry, meter) = (Arc::downgrade(registry), Arc::downgrade(meter));
+    changes.subscribe(move |change| match change {
+        Change::Plan => {
+            if let Some(t) = tenants.upgrade() {
+                t.clear();
+            }
+        }
+        Change::Tenant(id) => {
+            if let Some(a) = auth.upgrade() {
+                // Keys and the tenant's own entry.
+                a.evict_tenant(id);
+            }
+        }
+        Change::Key(id) => {
+            if let Some(a) = auth.upgrade() {
+                a.evict_key(id);
+            }
+        }
+        Change::Registry => {
+            if let Some(r) = registry.upgrade() {
+                r.clear();
+            }
+        }
+        Change::Deployment(model_id) => {
+            if let Some(r) = registry.upgrade() {
+                r.forget_deployment(model_id);
+            }
+        }
+        Change::Prices => {
+            if let Some(m) = meter.upgrade() {
+                m.prices_changed();
+            }
+        }
+    });
 }

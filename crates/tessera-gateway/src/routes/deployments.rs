@@ -84,7 +84,6 @@ pub async fn tenant_put(
     validate(&s, ModelView::Tenant { ctx: &ctx, segment: None }, &model, &d).await?;
     let spec = serde_json::to_string(&d).map_err(|e| ApiError::Internal(e.to_string()))?;
     s.store().put_deployment(KeyOwner::Tenant(&ctx), &model, &spec, &auth.actor()).await?;
-    s.registry().forget_deployment(&model.id);
     Ok(Json(d))
 }
 
@@ -115,7 +114,6 @@ pub async fn tenant_delete(
 ) -> Result<StatusCode, ApiError> {
     let (ctx, model) = own_model(&s, &auth, &name, Operation::ModelsWrite).await?;
     s.store().delete_deployment(KeyOwner::Tenant(&ctx), &model, &auth.actor()).await?;
-    s.registry().forget_deployment(&model.id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -138,7 +136,6 @@ pub async fn admin_put(
     let tenant_ctx = model.tenant_id.clone().map(|t| sys.tenant(t));
     let writer = KeyOwner::of(&sys, tenant_ctx.as_ref());
     s.store().put_deployment(writer, &model, &spec, &auth.actor()).await?;
-    s.registry().forget_deployment(&model.id);
     Ok(Json(d))
 }
 
@@ -174,6 +171,5 @@ pub async fn admin_delete(
     let tenant_ctx = model.tenant_id.clone().map(|t| sys.tenant(t));
     let writer = KeyOwner::of(&sys, tenant_ctx.as_ref());
     s.store().delete_deployment(writer, &model, &auth.actor()).await?;
-    s.registry().forget_deployment(&model.id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -16,7 +16,7 @@ use tessera_store::{KeyOwner, MetadataStore};
 
 use super::List;
 use super::tenants::tenant_path;
-use crate::auth::{Authed, Authenticator};
+use crate::auth::Authed;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -72,11 +72,10 @@ pub async fn create_key(
     Ok(CreatedKey { view: minted.record.view(), key: minted.plaintext })
 }
 
-/// Revokes a key; it stops working here at once and on other replicas within
-/// the key cache TTL.
+/// Revokes a key; it stops working here at once (the store announces the
+/// change to the key cache) and on other replicas within the key cache TTL.
 pub async fn revoke_key(
     store: &dyn MetadataStore,
-    auth: &Authenticator,
     owner: KeyOwner<'_>,
     key_id: &str,
     actor: &AuditActor,
@@ -84,7 +83,6 @@ pub async fn revoke_key(
     let id = KeyId::parse(key_id)
         .map_err(|_| ApiError::NotFound(format!("key {key_id:?} not found")))?;
     let rec = store.revoke_key(owner, &id, actor).await?;
-    auth.evict_key(&id);
     Ok(rec.view())
 }
 
@@ -137,7 +135,7 @@ pub async fn admin_revoke(
 ) -> Result<Json<KeyView>, ApiError> {
     let sys = auth.system()?;
     let ctx = tenant_path(&sys, &id)?;
-    Ok(Json(revoke_key(s.store(), s.auth(), KeyOwner::Tenant(&ctx), &key_id, &auth.actor()).await?))
+    Ok(Json(revoke_key(s.store(), KeyOwner::Tenant(&ctx), &key_id, &auth.actor()).await?))
 }
 
 /// Create a platform admin key.
@@ -174,9 +172,7 @@ pub async fn platform_revoke(
     Path(key_id): Path<String>,
 ) -> Result<Json<KeyView>, ApiError> {
     let sys = auth.system()?;
-    Ok(Json(
-        revoke_key(s.store(), s.auth(), KeyOwner::Platform(&sys), &key_id, &auth.actor()).await?,
-    ))
+    Ok(Json(revoke_key(s.store(), KeyOwner::Platform(&sys), &key_id, &auth.actor()).await?))
 }
 
 /// Create a key in the caller's own tenant (tenant_admin; never above its own role).
@@ -214,5 +210,5 @@ pub async fn tenant_revoke(
     Path(id): Path<String>,
 ) -> Result<Json<KeyView>, ApiError> {
     let ctx = auth.tenant(Operation::KeysWrite)?;
-    Ok(Json(revoke_key(s.store(), s.auth(), KeyOwner::Tenant(&ctx), &id, &auth.actor()).await?))
+    Ok(Json(revoke_key(s.store(), KeyOwner::Tenant(&ctx), &id, &auth.actor()).await?))
 }

@@ -128,7 +128,6 @@ pub async fn tenant_create(
     let first = first_version(s.artifacts(), &new).await?;
     let first = first.as_ref().map(|(sha, size)| (sha.as_str(), *size));
     let m = s.store().create_model(ModelScope::Tenant(&ctx), &new, first, &auth.actor()).await?;
-    s.registry().clear();
     Ok((StatusCode::CREATED, Json(m)))
 }
 
@@ -193,7 +192,6 @@ pub async fn tenant_upload(
         &auth.actor(),
     )
     .await?;
-    s.registry().clear();
     Ok((StatusCode::CREATED, Json(v)))
 }
 
@@ -232,7 +230,6 @@ pub async fn admin_create(
     let first = first_version(s.artifacts(), &new).await?;
     let first = first.as_ref().map(|(sha, size)| (sha.as_str(), *size));
     let m = s.store().create_model(scope, &new, first, &auth.actor()).await?;
-    s.registry().clear();
     Ok((StatusCode::CREATED, Json(m)))
 }
 
@@ -272,7 +269,6 @@ pub async fn admin_upload(
         &auth.actor(),
     )
     .await?;
-    s.registry().clear();
     Ok((StatusCode::CREATED, Json(v)))
 }
 

@@ -58,6 +58,5 @@ pub async fn update(
     let sys = auth.system()?;
     patch.validate()?;
     let plan = s.store().update_plan(&sys, &name, patch, &auth.actor()).await?;
-    s.tenants().clear();
     Ok(Json(plan))
 }

@@ -10,7 +10,7 @@ use tessera_core::tenant::{NewTenant, Tenant, TenantPatch};
 use tessera_store::MetadataStore;
 
 use super::List;
-use crate::auth::{Authed, Authenticator};
+use crate::auth::Authed;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -45,13 +45,11 @@ pub async fn update_tenant(
 
 pub async fn delete_tenant(
     store: &dyn MetadataStore,
-    auth: &Authenticator,
     sys: &SystemCtx,
     ctx: &TenantCtx,
     actor: &AuditActor,
 ) -> Result<(), ApiError> {
     store.delete_tenant(sys, ctx, actor).await?;
-    auth.evict_tenant(ctx.tenant_id());
     Ok(())
 }
 
@@ -102,7 +100,6 @@ pub async fn update(
     let sys = auth.system()?;
     let ctx = tenant_path(&sys, &id)?;
     let t = update_tenant(s.store(), &sys, &ctx, &auth.actor(), patch).await?;
-    s.tenants().evict(&t.id);
     Ok(Json(t))
 }
 
@@ -117,6 +114,6 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let sys = auth.system()?;
     let ctx = tenant_path(&sys, &id)?;
-    delete_tenant(s.store(), s.auth(), &sys, &ctx, &auth.actor()).await?;
+    delete_tenant(s.store(), &sys, &ctx, &auth.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

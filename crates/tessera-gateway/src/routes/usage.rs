@@ -250,7 +250,6 @@ pub async fn put_price(
     let sys = auth.system()?;
     p.validate()?;
     s.store().put_price(&sys, &p, &auth.actor()).await?;
-    s.meter().prices_changed();
     Ok(Json(p))
 }
 
@@ -273,6 +272,5 @@ pub async fn delete_price(
 ) -> Result<StatusCode, ApiError> {
     let sys = auth.system()?;
     s.store().delete_price(&sys, &model, p.plan.as_deref().unwrap_or("*"), &auth.actor()).await?;
-    s.meter().prices_changed();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,313 @@
+//! Cache invalidation in one place: [`InvalidatingStore`] wraps the
+//! metadata store, and after each successful change it tells the
+//! per-replica caches what changed ([`Change`]), so no handler has to
+//! remember which cache to drop. Other replicas see changes within the
+//! caches' TTL (at most 5 s).
+
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use tessera_core::apikey::KeyRecord;
+use tessera_core::audit::{AuditActor, AuditEntry};
+use tessera_core::auth::{SystemCtx, TenantCtx};
+use tessera_core::ids::{KeyId, TenantId};
+use tessera_core::model::{Model, ModelVersion, NewModel};
+use tessera_core::tenant::{NewTenant, Plan, PlanPatch, Tenant, TenantPatch};
+use tessera_core::usage::{GroupBy, Price, UsageGroup, UsageRecord};
+use tessera_store::{
+    AuditQuery, AuditScope, KeyOwner, MetadataStore, ModelScope, ModelView, StoreError, UsageScope,
+};
+
+/// What a write changed.
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    /// A plan (every tenant on it sees new limits).
+    Plan,
+    Tenant(&'a TenantId),
+    Key(&'a KeyId),
+    /// Models or versions (what names resolve to).
+    Registry,
+    /// A model's deployment, by model id.
+    Deployment(&'a str),
+    Prices,
+}
+
+type Subscriber = Box<dyn Fn(Change<'_>) + Send + Sync>;
+
+/// Who hears about changes.
+#[derive(Default)]
+pub struct Changes {
+    subscribers: RwLock<Vec<Subscriber>>,
+}
+
+impl Changes {
+    pub fn subscribe(&self, f: impl Fn(Change<'_>) + Send + Sync + 'static) {
+        if let Ok(mut s) = self.subscribers.write() {
+            s.push(Box::new(f));
+        }
+    }
+
+    pub fn publish(&self, change: Change<'_>) {
+        if let Ok(s) = self.subscribers.read() {
+            for f in s.iter() {
+                f(change);
+            }
+        }
+    }
+}
+
+/// The metadata store, announcing its changes.
+pub struct InvalidatingStore {
+    inner: Arc<dyn MetadataStore>,
+    changes: Arc<Changes>,
+}
+
+impl InvalidatingStore {
+    pub fn new(inner: Arc<dyn MetadataStore>, changes: Arc<Changes>) -> Self {
+        Self { inner, changes }
+    }
+
+    fn after<T>(&self, r: Result<T, StoreError>, change: Change<'_>) -> Result<T, StoreError> {
+        if r.is_ok() {
+            self.changes.publish(change);
+        }
+        r
+    }
+}
+
+#[async_trait]
+impl MetadataStore for InvalidatingStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn ensure_default_plans(&self, sys: &SystemCtx) -> Result<(), StoreError> {
+        let r = self.inner.ensure_default_plans(sys).await;
+        self.after(r, Change::Plan)
+    }
+    async fn create_plan(
+        &self,
+        sys: &SystemCtx,
+        plan: &Plan,
+        actor: &AuditActor,
+    ) -> Result<Plan, StoreError> {
+        let r = self.inner.create_plan(sys, plan, actor).await;
+        self.after(r, Change::Plan)
+    }
+    async fn list_plans(&self) -> Result<Vec<Plan>, StoreError> {
+        self.inner.list_plans().await
+    }
+    async fn get_plan(&self, name: &str) -> Result<Plan, StoreError> {
+        self.inner.get_plan(name).await
+    }
+    async fn update_plan(
+        &self,
+        sys: &SystemCtx,
+        name: &str,
+        patch: PlanPatch,
+        actor: &AuditActor,
+    ) -> Result<Plan, StoreError> {
+        let r = self.inner.update_plan(sys, name, patch, actor).await;
+        self.after(r, Change::Plan)
+    }
+    async fn create_tenant(
+        &self,
+        sys: &SystemCtx,
+        new: &NewTenant,
+        actor: &AuditActor,
+    ) -> Result<Tenant, StoreError> {
+        self.inner.create_tenant(sys, new, actor).await
+    }
+    async fn list_tenants(&self, sys: &SystemCtx) -> Result<Vec<Tenant>, StoreError> {
+        self.inner.list_tenants(sys).await
+    }
+    async fn get_tenant(&self, ctx: &TenantCtx) -> Result<Tenant, StoreError> {
+        self.inner.get_tenant(ctx).await
+    }
+    async fn update_tenant(
+        &self,
+        sys: &SystemCtx,
+        ctx: &TenantCtx,
+        patch: &TenantPatch,
+        actor: &AuditActor,
+    ) -> Result<Tenant, StoreError> {
+        let r = self.inner.update_tenant(sys, ctx, patch, actor).await;
+        // A new segment changes what model names resolve to as well.
+        self.after(r, Change::Tenant(ctx.tenant_id())).inspect(|_| {
+            self.changes.publish(Change::Registry);
+        })
+    }
+    async fn delete_tenant(
+        &self,
+        sys: &SystemCtx,
+        ctx: &TenantCtx,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError> {
+        let r = self.inner.delete_tenant(sys, ctx, actor).await;
+        self.after(r, Change::Tenant(ctx.tenant_id()))
+    }
+    async fn insert_key(
+        &self,
+        owner: KeyOwner<'_>,
+        key: &KeyRecord,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError> {
+        self.inner.insert_key(owner, key, actor).await
+    }
+    async fn list_keys(&self, owner: KeyOwner<'_>) -> Result<Vec<KeyRecord>, StoreError> {
+        self.inner.list_keys(owner).await
+    }
+    async fn revoke_key(
+        &self,
+        owner: KeyOwner<'_>,
+        id: &KeyId,
+        actor: &AuditActor,
+    ) -> Result<KeyRecord, StoreError> {
+        let r = self.inner.revoke_key(owner, id, actor).await;
+        self.after(r, Change::Key(id))
+    }
+    async fn key_for_auth(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        self.inner.key_for_auth(id).await
+    }
+    async fn count_active_platform_keys(&self, sys: &SystemCtx) -> Result<u64, StoreError> {
+        self.inner.count_active_platform_keys(sys).await
+    }
+    async fn create_model(
+        &self,
+        scope: ModelScope<'_>,
+        new: &NewModel,
+        first_version: Option<(&str, i64)>,
+        actor: &AuditActor,
+    ) -> Result<Model, StoreError> {
+        let r = self.inner.create_model(scope, new, first_version, actor).await;
+        self.after(r, Change::Registry)
+    }
+    async fn list_models(&self, view: ModelView<'_>) -> Result<Vec<Model>, StoreError> {
+        self.inner.list_models(view).await
+    }
+    async fn resolve_model(&self, view: ModelView<'_>, name: &str) -> Result<Model, StoreError> {
+        self.inner.resolve_model(view, name).await
+    }
+    async fn get_model_by_id(&self, sys: &SystemCtx, id: &str) -> Result<Model, StoreError> {
+        self.inner.get_model_by_id(sys, id).await
+    }
+    async fn add_model_version(
+        &self,
+        writer: KeyOwner<'_>,
+        model: &Model,
+        sha256: &str,
+        size: i64,
+        actor: &AuditActor,
+    ) -> Result<ModelVersion, StoreError> {
+        let r = self.inner.add_model_version(writer, model, sha256, size, actor).await;
+        self.after(r, Change::Registry)
+    }
+    async fn put_deployment(
+        &self,
+        writer: KeyOwner<'_>,
+        model: &Model,
+        spec: &str,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError> {
+        let r = self.inner.put_deployment(writer, model, spec, actor).await;
+        self.after(r, Change::Deployment(&model.id))
+    }
+    async fn get_deployment(
+        &self,
+        view: ModelView<'_>,
+        model: &Model,
+    ) -> Result<Option<String>, StoreError> {
+        self.inner.get_deployment(view, model).await
+    }
+    async fn delete_deployment(
+        &self,
+        writer: KeyOwner<'_>,
+        model: &Model,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError> {
+        let r = self.inner.delete_deployment(writer, model, actor).await;
+        self.after(r, Change::Deployment(&model.id))
+    }
+    async fn list_model_versions(
+        &self,
+        view: ModelView<'_>,
+        model: &Model,
+    ) -> Result<Vec<ModelVersion>, StoreError> {
+        self.inner.list_model_versions(view, model).await
+    }
+    async fn list_audit(
+        &self,
+        scope: AuditScope<'_>,
+        q: AuditQuery,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.list_audit(scope, q).await
+    }
+    async fn audit_page(
+        &self,
+        sys: &SystemCtx,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.audit_page(sys, after, limit).await
+    }
+    async fn audit_head(&self, sys: &SystemCtx) -> Result<Option<(i64, String)>, StoreError> {
+        self.inner.audit_head(sys).await
+    }
+    async fn insert_usage(
+        &self,
+        sys: &SystemCtx,
+        records: &[UsageRecord],
+    ) -> Result<u64, StoreError> {
+        self.inner.insert_usage(sys, records).await
+    }
+    async fn list_usage(
+        &self,
+        scope: UsageScope<'_>,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        self.inner.list_usage(scope, from_ms, to_ms, limit).await
+    }
+    async fn usage_totals(
+        &self,
+        scope: UsageScope<'_>,
+        from_ms: i64,
+        to_ms: i64,
+        group_by: GroupBy,
+    ) -> Result<Vec<UsageGroup>, StoreError> {
+        self.inner.usage_totals(scope, from_ms, to_ms, group_by).await
+    }
+    async fn spend_since(
+        &self,
+        sys: &SystemCtx,
+        tenant: &TenantId,
+        from_ms: i64,
+    ) -> Result<i64, StoreError> {
+        self.inner.spend_since(sys, tenant, from_ms).await
+    }
+    async fn put_price(
+        &self,
+        sys: &SystemCtx,
+        price: &Price,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError> {
+        let r = self.inner.put_price(sys, price, actor).await;
+        self.after(r, Change::Prices)
+    }
+    async fn list_prices(&self) -> Result<Vec<Price>, StoreError> {
+        self.inner.list_prices().await
+    }
+    async fn delete_price(
+        &self,
+        sys: &SystemCtx,
+        model: &str,
+        plan: &str,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError> {
+        let r = self.inner.delete_price(sys, model, plan, actor).await;
+        self.after(r, Change::Prices)
+    }
+}
