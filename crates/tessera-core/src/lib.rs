@@ -5,6 +5,7 @@
 pub mod apikey;
 pub mod audit;
 pub mod auth;
+pub mod breaker;
 pub mod config;
 pub mod error;
 pub mod ids;

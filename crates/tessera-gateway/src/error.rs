@@ -303,9 +303,9 @@ impl From<tessera_engine::EngineError> for ApiError {
     }
 }
 
-impl From<crate::inference::ServeError> for ApiError {
-    fn from(e: crate::inference::ServeError) -> Self {
-        use crate::inference::ServeError as S;
+impl From<tessera_serving::inference::ServeError> for ApiError {
+    fn from(e: tessera_serving::inference::ServeError) -> Self {
+        use tessera_serving::inference::ServeError as S;
         match e {
             S::Forbidden(m) => ApiError::Forbidden(m),
             S::NotFound(m) => ApiError::NotFound(m),

@@ -7,25 +7,12 @@
 //! `ApiError` in the envelope.
 
 pub mod auth;
-pub mod breaker;
-pub mod cache;
 pub mod error;
 pub mod extract;
-pub mod flight;
-pub mod inference;
-pub mod invalidate;
-pub mod limits;
-pub mod metering;
 pub mod metrics;
-pub mod readthrough;
-pub mod redis_link;
-pub mod registry_cache;
 pub mod request;
 pub mod routes;
 pub mod state;
-pub mod tasks;
-pub mod tenant_cache;
-pub mod upstream;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

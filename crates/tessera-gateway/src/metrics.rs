@@ -14,8 +14,6 @@ use tessera_core::metrics::{Histogram, LATENCY_BUCKETS};
 struct Inner {
     requests: BTreeMap<(&'static str, String, u16), u64>,
     latency: BTreeMap<String, Histogram>,
-    /// Shadow request latency by outcome.
-    shadow_latency: BTreeMap<&'static str, Histogram>,
 }
 
 #[derive(Default)]
@@ -23,9 +21,6 @@ pub struct Metrics {
     inner: Mutex<Inner>,
     auth_cache_hits: AtomicU64,
     auth_cache_misses: AtomicU64,
-    shadow_ok: AtomicU64,
-    shadow_error: AtomicU64,
-    shadow_dropped: AtomicU64,
 }
 
 fn method_label(m: &str) -> &'static str {
@@ -60,32 +55,11 @@ impl Metrics {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a shadow request: `ok`, `error` or `dropped`.
-    pub fn shadow(&self, outcome: &str) {
-        let c = match outcome {
-            "ok" => &self.shadow_ok,
-            "error" => &self.shadow_error,
-            _ => &self.shadow_dropped,
-        };
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts a finished shadow request and its latency.
-    pub fn shadow_done(&self, outcome: &'static str, elapsed: Duration) {
-        self.shadow(outcome);
-        let Ok(mut inner) = self.inner.lock() else { return };
-        inner
-            .shadow_latency
-            .entry(outcome)
-            .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
-            .observe(elapsed.as_secs_f64());
-    }
-
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let (requests, latency, shadow_latency) = match self.inner.lock() {
-            Ok(i) => (i.requests.clone(), i.latency.clone(), i.shadow_latency.clone()),
+        let (requests, latency) = match self.inner.lock() {
+            Ok(i) => (i.requests.clone(), i.latency.clone()),
             Err(_) => Default::default(),
         };
         out.push_str("# HELP tessera_http_requests_total HTTP requests by method, route template and status.\n");
@@ -118,28 +92,6 @@ impl Metrics {
             "tessera_auth_key_cache_total{{outcome=\"miss\"}} {}",
             self.auth_cache_misses.load(Ordering::Relaxed)
         );
-        out.push_str("# HELP tessera_shadow_requests_total Mirrored shadow requests by outcome.\n");
-        out.push_str("# TYPE tessera_shadow_requests_total counter\n");
-        for (outcome, c) in [
-            ("ok", &self.shadow_ok),
-            ("error", &self.shadow_error),
-            ("dropped", &self.shadow_dropped),
-        ] {
-            let _ = writeln!(
-                out,
-                "tessera_shadow_requests_total{{outcome=\"{outcome}\"}} {}",
-                c.load(Ordering::Relaxed)
-            );
-        }
-        out.push_str("# HELP tessera_shadow_duration_seconds Latency of mirrored shadow requests by outcome.\n");
-        out.push_str("# TYPE tessera_shadow_duration_seconds histogram\n");
-        for (outcome, h) in &shadow_latency {
-            h.render(
-                &mut out,
-                "tessera_shadow_duration_seconds",
-                &format!("outcome=\"{outcome}\""),
-            );
-        }
         out
     }
 }

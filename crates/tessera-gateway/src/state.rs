@@ -1,26 +1,22 @@
-//! Shared state of the HTTP app.
+//! Shared state of the HTTP app: the serving layer's [`Services`] (which
+//! `AppState` dereferences to, so handlers call `s.tenants()`, `s.cache()`
+//! and the like directly) plus what only the edge needs: authentication,
+//! request metrics and body limits.
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tessera_core::breaker::BreakerConfig;
 use tessera_core::config::{JwtConfig, Secret};
-use tessera_core::model::{Deployment, Model};
 use tessera_engine::pool::ModelPool;
-use tessera_store::{MetadataStore, ModelView};
-
-use crate::inference::ServeError;
+use tessera_serving::invalidate::Change;
+use tessera_serving::{Services, ServingConfig};
+use tessera_store::MetadataStore;
 use tessera_store::artifacts::ArtifactStore;
 
 use crate::auth::Authenticator;
-use crate::breaker::{BreakerConfig, Breakers};
-use crate::cache::ResponseCache;
-use crate::limits::Limiter;
-use crate::metering::Meter;
 use crate::metrics::Metrics;
-use crate::redis_link::RedisLink;
-use crate::registry_cache::RegistryCache;
-use crate::tenant_cache::TenantCache;
-use crate::upstream::Upstreams;
 
 /// What the gateway needs from the configuration.
 #[derive(Debug, Clone)]
@@ -42,16 +38,17 @@ pub struct GatewayConfig {
 
 impl Default for GatewayConfig {
     fn default() -> Self {
+        let serving = ServingConfig::default();
         Self {
             max_body_bytes: tessera_core::config::DEFAULT_MAX_BODY_BYTES,
-            key_cache_ttl: Duration::from_secs(2),
+            key_cache_ttl: serving.cache_ttl,
             jwt: None,
             admin_key: None,
             max_artifact_bytes: 512 * 1024 * 1024,
-            breaker: BreakerConfig::default(),
-            redis_url: None,
-            redis_timeout: Duration::from_millis(100),
-            cache_max_bytes: 256 << 20,
+            breaker: serving.breaker,
+            redis_url: serving.redis_url,
+            redis_timeout: serving.redis_timeout,
+            cache_max_bytes: serving.cache_max_bytes,
         }
     }
 }
@@ -62,24 +59,19 @@ pub struct AppState {
 }
 
 struct Inner {
-    store: Arc<dyn MetadataStore>,
+    services: Services,
     auth: Arc<Authenticator>,
-    tenants: Arc<TenantCache>,
     metrics: Arc<Metrics>,
-    models: Arc<ModelPool>,
-    artifacts: Arc<dyn ArtifactStore>,
-    breakers: Breakers,
-    upstreams: Upstreams,
-    limiter: Arc<Limiter>,
-    cache: ResponseCache,
-    meter: Arc<Meter>,
-    registry: Arc<RegistryCache>,
-    shadow_slots: Arc<tokio::sync::Semaphore>,
-    /// One request at a time starts loading a model from its artifact.
-    loads: crate::flight::Flights,
-    tasks: crate::tasks::Tasks,
     max_body_bytes: usize,
     max_artifact_bytes: usize,
+}
+
+impl Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.inner.services
+    }
 }
 
 impl AppState {
@@ -89,138 +81,54 @@ impl AppState {
         cfg: GatewayConfig,
         models: Arc<ModelPool>,
     ) -> Self {
-        // Every cache below hears about the changes written through this store.
-        let changes = Arc::new(crate::invalidate::Changes::default());
-        let store: Arc<dyn MetadataStore> =
-            Arc::new(crate::invalidate::InvalidatingStore::new(store, changes.clone()));
+        let serving = ServingConfig {
+            cache_ttl: cfg.key_cache_ttl,
+            breaker: cfg.breaker,
+            redis_url: cfg.redis_url.clone(),
+            redis_timeout: cfg.redis_timeout,
+            cache_max_bytes: cfg.cache_max_bytes,
+        };
+        let services = Services::new(store, artifacts, serving, models);
         let metrics = Arc::new(Metrics::default());
-        let tenants = Arc::new(TenantCache::new(cfg.key_cache_ttl));
         let auth = Arc::new(Authenticator::new(
-            store.clone(),
+            services.store_arc(),
             cfg.admin_key.as_ref().map(Secret::expose),
             cfg.key_cache_ttl,
             cfg.jwt,
-            tenants.clone(),
+            services.tenants().clone(),
             metrics.clone(),
         ));
-        // The URL was validated with the configuration; a client that cannot
-        // be built leaves limits in process and the cache in L1.
-        let redis = cfg.redis_url.as_deref().and_then(|url| {
-            RedisLink::open(url, cfg.redis_timeout)
-                .map_err(|e| tracing::error!(error = %e, "redis unusable; limits in process, cache L1 only"))
-                .ok()
-                .map(Arc::new)
+        // Revoked keys and deleted tenants leave the key cache at once.
+        let weak = Arc::downgrade(&auth);
+        services.changes().subscribe(move |change| {
+            let Some(auth) = weak.upgrade() else { return };
+            match change {
+                Change::Key(id) => auth.evict_key(id),
+                Change::Tenant(id) => auth.evict_tenant(id),
+                Change::Plan | Change::Registry | Change::Deployment(_) | Change::Prices => {}
+            }
         });
-        let tasks = crate::tasks::Tasks::default();
-        let limiter = Limiter::new(redis.clone(), tasks.clone());
-        limiter.start_heartbeat();
-        let meter = Meter::start(store.clone());
-        let registry = Arc::new(RegistryCache::new(cfg.key_cache_ttl));
-        subscribe(&changes, &auth, &tenants, &registry, &meter);
         Self {
             inner: Arc::new(Inner {
-                store,
+                services,
                 auth,
-                tenants,
                 metrics,
-                models,
-                artifacts,
-                breakers: Breakers::new(cfg.breaker),
-                upstreams: Upstreams::default(),
-                limiter,
-                cache: ResponseCache::new(cfg.cache_max_bytes, redis, tasks.clone()),
-                meter,
-                registry,
-                shadow_slots: Arc::new(tokio::sync::Semaphore::new(64)),
-                loads: Default::default(),
-                tasks,
                 max_body_bytes: cfg.max_body_bytes,
                 max_artifact_bytes: cfg.max_artifact_bytes,
             }),
         }
     }
 
-    pub fn store(&self) -> &dyn MetadataStore {
-        &*self.inner.store
+    /// The serving layer.
+    pub fn services(&self) -> &Services {
+        &self.inner.services
     }
     pub fn auth(&self) -> &Authenticator {
         &self.inner.auth
     }
-    /// Tenants with their plans, cached per replica.
-    pub fn tenants(&self) -> &TenantCache {
-        &self.inner.tenants
-    }
+    /// Request metrics of the HTTP edge.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
-    }
-    /// Loaded models and their batchers.
-    pub fn models(&self) -> &Arc<ModelPool> {
-        &self.inner.models
-    }
-    /// Single flight for starting model loads: one request per pool key
-    /// reads the artifact and starts the load; the others wait, then find it
-    /// loading or loaded.
-    pub fn model_loads(&self) -> &crate::flight::Flights {
-        &self.inner.loads
-    }
-
-    /// A model's deployment, cached per replica for the cache TTL (so a
-    /// change reaches every replica within it); `None` when it has none.
-    pub async fn deployment(
-        &self,
-        view: ModelView<'_>,
-        model: &Model,
-    ) -> Result<Option<Arc<Deployment>>, ServeError> {
-        self.inner.registry.deployment(self.store(), view, model).await
-    }
-
-    /// What shadow traffic runs on: its slots (beyond them shadows are
-    /// dropped and counted), its counters, the task owner.
-    pub fn shadows(&self) -> crate::inference::shadow::Shadows {
-        crate::inference::shadow::Shadows {
-            slots: self.inner.shadow_slots.clone(),
-            metrics: self.inner.metrics.clone(),
-            tasks: self.inner.tasks.clone(),
-        }
-    }
-
-    /// The owner of background tasks: stopped and awaited on shutdown.
-    pub fn tasks(&self) -> &crate::tasks::Tasks {
-        &self.inner.tasks
-    }
-
-    /// Model resolution for inference, cached per replica.
-    pub fn registry(&self) -> &RegistryCache {
-        &self.inner.registry
-    }
-
-    /// Usage metering: the queue to the batched writer, and prices.
-    pub fn meter(&self) -> &Arc<Meter> {
-        &self.inner.meter
-    }
-
-    /// The two-level response cache.
-    pub fn cache(&self) -> &ResponseCache {
-        &self.inner.cache
-    }
-
-    /// Admission: rate, token and concurrency limits.
-    pub fn limiter(&self) -> &Arc<Limiter> {
-        &self.inner.limiter
-    }
-
-    /// Clients, configs, retry budget and counters for remote providers.
-    pub fn upstreams(&self) -> &Upstreams {
-        &self.inner.upstreams
-    }
-
-    /// Circuit breakers of this replica's backends.
-    pub fn breakers(&self) -> &Breakers {
-        &self.inner.breakers
-    }
-
-    pub fn artifacts(&self) -> &dyn ArtifactStore {
-        &*self.inner.artifacts
     }
     pub fn max_artifact_bytes(&self) -> usize {
         self.inner.max_artifact_bytes
@@ -228,51 +136,4 @@ impl AppState {
     pub fn max_body_bytes(&self) -> usize {
         self.inner.max_body_bytes
     }
-}
-
-/// Drops each per-replica cache's entries that a change makes wrong. The
-/// caches are held weakly: they hold the store, which holds this.
-fn subscribe(
-    changes: &crate::invalidate::Changes,
-    auth: &Arc<Authenticator>,
-    tenants: &Arc<TenantCache>,
-    registry: &Arc<RegistryCache>,
-    meter: &Arc<Meter>,
-) {
-    use crate::invalidate::Change;
-    let (auth, tenants) = (Arc::downgrade(auth), Arc::downgrade(tenants));
-    let (registry, meter) = (Arc::downgrade(registry), Arc::downgrade(meter));
-    changes.subscribe(move |change| match change {
-        Change::Plan => {
-            if let Some(t) = tenants.upgrade() {
-                t.clear();
-            }
-        }
-        Change::Tenant(id) => {
-            if let Some(a) = auth.upgrade() {
-                // Keys and the tenant's own entry.
-                a.evict_tenant(id);
-            }
-        }
-        Change::Key(id) => {
-            if let Some(a) = auth.upgrade() {
-                a.evict_key(id);
-            }
-        }
-        Change::Registry => {
-            if let Some(r) = registry.upgrade() {
-                r.clear();
-            }
-        }
-        Change::Deployment(model_id) => {
-            if let Some(r) = registry.upgrade() {
-                r.forget_deployment(model_id);
-            }
-        }
-        Change::Prices => {
-            if let Some(m) = meter.upgrade() {
-                m.prices_changed();
-            }
-        }
-    });
 }

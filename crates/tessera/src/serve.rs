@@ -66,8 +66,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         models,
     );
-    let meter = state.meter().clone();
-    let tasks = state.tasks().clone();
+    let services = state.services().clone();
     let app = tessera_gateway::app(state);
     info!(%addr, store = backend, database = %cfg.database.display(), "tessera listening");
     println!("listening on http://{addr}");
@@ -99,11 +98,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Background work ends (shadows, usage records being priced, Redis
     // retries), then every usage record made so far is written.
-    let left = tasks.shutdown(std::time::Duration::from_secs(5)).await;
-    if left > 0 {
-        warn!(tasks = left, "background tasks still running at exit");
-    }
-    meter.shutdown().await;
+    services.shutdown(std::time::Duration::from_secs(5)).await;
     info!("stopped");
     Ok(())
 }

@@ -26,7 +26,7 @@ use tessera_store::{MetadataStore, StoreError};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::tenant_cache::TenantCache;
+use tessera_serving::tenant_cache::TenantCache;
 
 /// Entries beyond this are dropped wholesale (a flood of random key ids
 /// must not grow memory without bound).
@@ -51,7 +51,7 @@ pub struct Authenticator {
     tenants: Arc<TenantCache>,
     jwt: Option<(JwtConfig, Option<DecodingKey>, Option<jwks::JwksCache>)>,
     metrics: Arc<Metrics>,
-    flights: crate::flight::Flights,
+    flights: tessera_serving::flight::Flights,
 }
 
 impl Authenticator {
@@ -221,7 +221,7 @@ impl Authenticator {
         let ctx = tessera_core::auth::SystemCtx::bootstrap().tenant(tenant.clone());
         match self.tenants.get(&*self.store, &ctx).await {
             Ok(_) => Ok(()),
-            Err(crate::inference::ServeError::NotFound(_)) => {
+            Err(tessera_serving::inference::ServeError::NotFound(_)) => {
                 Err(AuthError::InvalidToken(format!("tenant {tenant} does not exist")).into())
             }
             Err(e) => Err(e.into()),

@@ -5,9 +5,9 @@ use axum::extract::State;
 
 use super::List;
 use crate::auth::Authed;
-use crate::breaker::BreakerView;
 use crate::error::ApiError;
 use crate::state::AppState;
+use tessera_core::breaker::BreakerView;
 
 /// Circuit breakers of this replica, by backend.
 #[utoipa::path(get, path = "/admin/v1/breakers", tag = "operations", responses((status = 200, body = List<BreakerView>)))]

@@ -28,13 +28,14 @@ pub async fn purge(
     ApiQuery(p): ApiQuery<PurgeParams>,
 ) -> Result<StatusCode, ApiError> {
     let ctx = auth.tenant(Operation::ModelsWrite)?;
-    let caller = crate::inference::Caller {
+    let caller = tessera_serving::inference::Caller {
         ctx: ctx.clone(),
         principal: auth.principal.clone(),
         request_id: auth.request_id.clone(),
         user: String::new(),
     };
-    let model = crate::inference::resolve(&s, &caller, &p.model).await?.model.model.clone();
+    let model =
+        tessera_serving::inference::resolve(&s, &caller, &p.model).await?.model.model.clone();
     s.cache().purge(ctx.tenant_id().as_str(), &model.id).await.map_err(|()| {
         ApiError::Unavailable("redis did not take the purge; cached answers remain".into())
     })?;

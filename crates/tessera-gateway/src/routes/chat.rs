@@ -17,11 +17,12 @@ use utoipa::ToSchema;
 use super::chat_sse::{Opened, Relay};
 use super::inference::{UsageRecorder, caller, headers};
 use crate::auth::Authed;
-use crate::cache::Policy;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
-use crate::inference::{Answer, Backend, Call, Job, Reply, ServeError, Target};
 use crate::state::AppState;
+use tessera_serving::Services;
+use tessera_serving::cache::Policy;
+use tessera_serving::inference::{Answer, Backend, Call, Job, Reply, ServeError, Target};
 
 const PATH: &str = "/chat/completions";
 const ROUTE: &str = "/v1/chat/completions";
@@ -84,7 +85,7 @@ fn contents(answer: &Value) -> Option<Value> {
 
 /// A shadow of a chat request: the whole answer, never streamed.
 async fn shadow_answer(
-    s: &AppState,
+    s: &Services,
     t: &Target,
     body: &Value,
 ) -> Result<Option<Value>, ServeError> {
@@ -116,7 +117,7 @@ impl Job for ChatJob {
         accepts_chat(t)
     }
 
-    async fn run(&self, s: &AppState, t: &Target) -> Result<Answer<Value>, ServeError> {
+    async fn run(&self, s: &Services, t: &Target) -> Result<Answer<Value>, ServeError> {
         let Backend::Remote(r) = &t.backend else {
             return Err(ServeError::Internal("a chat job on a local model".into()));
         };
@@ -148,7 +149,7 @@ impl Job for ChatJob {
         contents(out)
     }
 
-    async fn shadow(&self, s: &AppState, t: &Target) -> Result<Option<Value>, ServeError> {
+    async fn shadow(&self, s: &Services, t: &Target) -> Result<Option<Value>, ServeError> {
         shadow_answer(s, t, &self.body).await
     }
 }
@@ -170,7 +171,7 @@ impl Job for StreamJob {
         accepts_chat(t)
     }
 
-    async fn run(&self, s: &AppState, t: &Target) -> Result<Answer<Opened>, ServeError> {
+    async fn run(&self, s: &Services, t: &Target) -> Result<Answer<Opened>, ServeError> {
         let Backend::Remote(r) = &t.backend else {
             return Err(ServeError::Internal("a chat job on a local model".into()));
         };
@@ -186,7 +187,7 @@ impl Job for StreamJob {
         }))
     }
 
-    async fn shadow(&self, s: &AppState, t: &Target) -> Result<Option<Value>, ServeError> {
+    async fn shadow(&self, s: &Services, t: &Target) -> Result<Option<Value>, ServeError> {
         shadow_answer(s, t, &self.body).await?;
         // A stream's output is not compared.
         Ok(None)
@@ -252,7 +253,7 @@ async fn chat(
         .find_map(|k| req.rest.get(*k).and_then(Value::as_u64))
         .unwrap_or(DEFAULT_COMPLETION_RESERVE);
     let prompt = serde_json::to_string(&req.messages).unwrap_or_default();
-    let estimate = (crate::inference::estimate_tokens([prompt.as_str()]), max_out);
+    let estimate = (tessera_serving::inference::estimate_tokens([prompt.as_str()]), max_out);
     let caller = caller(auth, req_headers, req.user.as_deref())?;
     let call = Call::open(s, caller, &req.model, None, estimate).await?;
     if !stream {

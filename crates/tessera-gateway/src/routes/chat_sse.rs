@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use serde_json::{Value, json};
 
-use crate::breaker::Breaker;
-use crate::limits::Admitted;
-use crate::metering::Draft;
 use crate::state::AppState;
+use tessera_core::breaker::Breaker;
+use tessera_serving::limits::Admitted;
+use tessera_serving::metering::Draft;
 
 /// Why a stream ended early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,13 +18,14 @@ use utoipa::ToSchema;
 
 use super::inference::{UsageRecorder, caller, headers};
 use crate::auth::Authed;
-use crate::cache::Policy;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
-use crate::inference::{
+use crate::state::AppState;
+use tessera_serving::Services;
+use tessera_serving::cache::Policy;
+use tessera_serving::inference::{
     Answer, Backend, Call, Job, MAX_INPUTS, Reply, ServeError, Target, backend,
 };
-use crate::state::AppState;
 
 const ROUTE: &str = "/v1/embeddings";
 
@@ -130,7 +131,7 @@ impl EmbedJob {
     /// Runs on a local model and renders OpenAI's answer.
     async fn local(
         &self,
-        s: &AppState,
+        s: &Services,
         model: &EmbeddingModel,
         answer_as: &str,
     ) -> Result<Answer<Value>, ServeError> {
@@ -193,7 +194,7 @@ impl Job for EmbedJob {
         Ok(())
     }
 
-    async fn run(&self, s: &AppState, t: &Target) -> Result<Answer<Value>, ServeError> {
+    async fn run(&self, s: &Services, t: &Target) -> Result<Answer<Value>, ServeError> {
         match &t.backend {
             Backend::Embedding(model) => self.local(s, model, &t.model.name).await,
             Backend::Remote(r) => {
@@ -271,7 +272,7 @@ async fn embed(
 ) -> Result<Response, ApiError> {
     let job = EmbedJob::parse(req)?;
     let caller = caller(auth, req_headers, req.user.as_deref())?;
-    let estimate = (crate::inference::estimate_tokens(req.input.texts()), 0);
+    let estimate = (tessera_serving::inference::estimate_tokens(req.input.texts()), 0);
     let call = Call::open(s, caller, &req.model, None, estimate).await?;
     let outcome = call.serve(job, Policy::of(req_headers)).await?;
     usage.note(&outcome.meta);

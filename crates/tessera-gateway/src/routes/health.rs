@@ -42,11 +42,6 @@ pub async fn oip_ready(State(s): State<AppState>) -> Result<Json<Value>, ApiErro
     responses((status = 200, description = "metrics", content_type = "text/plain")))]
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let mut text = s.metrics().render();
-    s.models().render_metrics(&mut text);
-    s.breakers().render_metrics(&mut text);
-    s.limiter().render(&mut text);
-    s.cache().render(&mut text);
-    s.meter().render(&mut text);
-    s.upstreams().stats.render(&mut text);
+    s.services().render_metrics(&mut text);
     ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }

@@ -11,10 +11,10 @@ use tessera_core::role::Operation;
 
 use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::inference::{Caller, Meta};
-use crate::limits::Admitted;
-use crate::metering::Draft;
 use crate::state::AppState;
+use tessera_serving::inference::{Caller, Meta};
+use tessera_serving::limits::Admitted;
+use tessera_serving::metering::Draft;
 
 /// Names the response header of an answer's prediction id.
 pub const PREDICTION_ID: &str = "x-tessera-prediction-id";

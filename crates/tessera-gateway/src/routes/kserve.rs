@@ -17,13 +17,14 @@ use tessera_engine::tensor::{Tensor, TensorData};
 
 use super::inference::{UsageRecorder, caller, flatten, headers};
 use crate::auth::Authed;
-use crate::cache::Policy;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::parse_json;
-use crate::inference::{
+use crate::state::AppState;
+use tessera_serving::Services;
+use tessera_serving::cache::Policy;
+use tessera_serving::inference::{
     Answer, Backend, Call, Job, MAX_INPUTS, Reply, ServeError, Target, backend,
 };
-use crate::state::AppState;
 
 const ROUTE: &str = "/v1/models/{name}:predict";
 
@@ -86,7 +87,7 @@ fn rows_tensor(
 }
 
 /// Predictions of one target for `instances`.
-async fn predict_on(s: &AppState, t: &Target, instances: &[Value]) -> Result<Value, ServeError> {
+async fn predict_on(s: &Services, t: &Target, instances: &[Value]) -> Result<Value, ServeError> {
     let model = t.model.name.as_str();
     let (model_out, labels) = match &t.backend {
         Backend::Embedding(engine) => {
@@ -203,7 +204,7 @@ impl Job for PredictJob {
         Ok(())
     }
 
-    async fn run(&self, s: &AppState, t: &Target) -> Result<Answer<Value>, ServeError> {
+    async fn run(&self, s: &Services, t: &Target) -> Result<Answer<Value>, ServeError> {
         let predictions = predict_on(s, t, &self.instances).await?;
         Ok(Answer::new(json!({"predictions": predictions, "model_version": t.version.version})))
     }

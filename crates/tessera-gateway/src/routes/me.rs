@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::auth::Authed;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-use crate::tenant_cache::TenantCache;
+use tessera_serving::tenant_cache::TenantCache;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Me {

@@ -24,7 +24,7 @@ use crate::auth::Authed;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::state::AppState;
-use crate::tenant_cache::TenantCache;
+use tessera_serving::tenant_cache::TenantCache;
 
 /// The tenant's view of the registry: its own, its segment's and the platform's models.
 async fn tenant_view<'a>(

@@ -26,14 +26,15 @@ use utoipa::ToSchema;
 use super::inference::{UsageRecorder, caller, headers};
 use super::oip_tensors::{split_body, tensor_input, text_input, wants_binary};
 use crate::auth::Authed;
-use crate::cache::Policy;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::parse_json;
-use crate::inference::{
+use crate::state::AppState;
+use tessera_serving::Services;
+use tessera_serving::cache::Policy;
+use tessera_serving::inference::{
     Answer, Backend, Call, Caller, Job, Reply, ServeError, Target, backend, pool_key, resolve,
     target,
 };
-use crate::state::AppState;
 
 pub(super) const OUTPUT: &str = "embedding";
 pub(super) const BINARY_HEADER: &str = "inference-header-content-length";
@@ -307,7 +308,7 @@ impl Job for OipJob {
         Ok(())
     }
 
-    async fn run(&self, s: &AppState, t: &Target) -> Result<Answer<OipOutput>, ServeError> {
+    async fn run(&self, s: &Services, t: &Target) -> Result<Answer<OipOutput>, ServeError> {
         let mut binary = self.binary.as_slice();
         let outputs = match &t.backend {
             Backend::Embedding(engine) => {

@@ -8,8 +8,8 @@ use tessera_engine::tensor::{Tensor, TensorData};
 
 use super::inference::flatten;
 use super::oip::{BINARY_HEADER, InferInput, InferRequest};
-use crate::inference::MAX_INPUTS;
-use crate::inference::ServeError;
+use tessera_serving::inference::MAX_INPUTS;
+use tessera_serving::inference::ServeError;
 
 /// Splits a Triton binary-extension body into its JSON header and the tensor bytes.
 pub(super) fn split_body<'a>(

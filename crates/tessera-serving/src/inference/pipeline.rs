@@ -19,9 +19,9 @@ use super::admission::admit;
 use super::resolve::{Caller, Resolution, Target, VersionRef, resolve, target};
 use super::run::{Answer, Chain, Ran, Source, run};
 use super::shadow::{Primary, mirror};
+use crate::Services;
 use crate::cache::{CacheStatus, Entry, Policy};
 use crate::limits::Admitted;
-use crate::state::AppState;
 
 /// One protocol operation on the pipeline: how to vet a target, run on it,
 /// and cache and compare its answers.
@@ -37,7 +37,7 @@ pub trait Job: Send + Sync + 'static {
 
     fn run(
         &self,
-        s: &AppState,
+        s: &Services,
         t: &Target,
     ) -> impl Future<Output = Result<Answer<Self::Output>, ServeError>> + Send;
 
@@ -60,7 +60,7 @@ pub trait Job: Send + Sync + 'static {
     /// Runs the request on a shadow version; answers the compared part.
     fn shadow(
         &self,
-        s: &AppState,
+        s: &Services,
         t: &Target,
     ) -> impl Future<Output = Result<Option<Value>, ServeError>> + Send {
         async move {
@@ -107,7 +107,7 @@ pub struct Outcome<O> {
 
 /// A request resolved and admitted, waiting for its job.
 pub struct Call {
-    s: AppState,
+    s: Services,
     caller: Caller,
     res: Resolution,
     primary: Result<Target, ServeError>,
@@ -121,7 +121,7 @@ impl Call {
     /// (`pin`: a version the caller named). A primary that cannot serve now
     /// is kept as an error: its fallbacks may still answer.
     pub async fn open(
-        s: &AppState,
+        s: &Services,
         caller: Caller,
         name: &str,
         pin: Option<&str>,
@@ -222,7 +222,7 @@ fn cached<O>(entry: Arc<Entry>, cache: CacheStatus, admitted: Admitted) -> Outco
 /// Mirrors the request to the deployment's shadow versions of the model
 /// that answered (local embedding models have one version: no shadows).
 fn shadow<J: Job>(
-    s: &AppState,
+    s: &Services,
     caller: &Caller,
     res: &Resolution,
     t: &Target,
@@ -240,7 +240,7 @@ fn shadow<J: Job>(
     }
     let primary = Primary { model: t.model.name.clone(), output: job.compared(output), time };
     let (s2, caller, res, job) = (s.clone(), caller.clone(), res.clone(), job.clone());
-    mirror(&s.shadows(), versions, primary, move |version| {
+    mirror(s.shadows(), versions, primary, move |version| {
         let (s, caller, res, job) = (s2.clone(), caller.clone(), res.clone(), job.clone());
         async move {
             let t = target(&s, &caller, &res, Some(&version.to_string())).await?;
@@ -252,7 +252,7 @@ fn shadow<J: Job>(
 /// The run loop's view of the pipeline: fallbacks resolve for the same
 /// caller, the job vets and runs them.
 struct Pipeline<'a, J> {
-    s: &'a AppState,
+    s: &'a Services,
     caller: &'a Caller,
     job: &'a J,
 }
@@ -291,7 +291,7 @@ struct CacheSlot {
 
 impl CacheSlot {
     async fn lookup<J: Job>(
-        s: &AppState,
+        s: &Services,
         caller: &Caller,
         primary: &Result<Target, ServeError>,
         job: &J,
@@ -336,7 +336,7 @@ impl CacheSlot {
     }
 
     /// Stores the primary's answer and counts a miss; the answer's status.
-    fn store(&self, s: &AppState, t: &Target, body: Option<String>) -> CacheStatus {
+    fn store(&self, s: &Services, t: &Target, body: Option<String>) -> CacheStatus {
         let (Some(key), Some(body)) = (&self.key, body) else { return CacheStatus::Bypass };
         s.cache().miss();
         s.cache().put(

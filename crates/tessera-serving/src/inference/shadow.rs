@@ -12,14 +12,14 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::ServeError;
-use crate::metrics::Metrics;
+use crate::services::ShadowStats;
 use crate::tasks::Tasks;
 
 /// What shadows need from the server: slots, counters, the task owner.
 #[derive(Clone)]
 pub struct Shadows {
     pub slots: Arc<Semaphore>,
-    pub metrics: Arc<Metrics>,
+    pub stats: Arc<ShadowStats>,
     pub tasks: Tasks,
 }
 
@@ -46,10 +46,10 @@ where
     let primary = Arc::new(primary);
     for version in versions {
         let Ok(permit) = shadows.slots.clone().try_acquire_owned() else {
-            shadows.metrics.shadow("dropped");
+            shadows.stats.dropped();
             continue;
         };
-        let (run, primary, metrics) = (run.clone(), primary.clone(), shadows.metrics.clone());
+        let (run, primary, metrics) = (run.clone(), primary.clone(), shadows.stats.clone());
         shadows.tasks.spawn(async move {
             let _permit = permit;
             let start = Instant::now();
@@ -61,14 +61,14 @@ where
                         (Some(p), Some(o)) => Some(p == o),
                         _ => None,
                     };
-                    metrics.shadow_done("ok", elapsed);
+                    metrics.done(true, elapsed);
                     tracing::info!(target: "tessera::shadow", model = %primary.model, version,
                         shadow_ms = elapsed.as_secs_f64() * 1e3,
                         primary_ms = primary.time.as_secs_f64() * 1e3,
                         same_output = ?same, "shadow answered");
                 }
                 Err(e) => {
-                    metrics.shadow_done("error", elapsed);
+                    metrics.done(false, elapsed);
                     tracing::info!(target: "tessera::shadow", model = %primary.model, version,
                         error = %e, "shadow failed");
                 }
@@ -84,7 +84,7 @@ mod tests {
     fn shadows(slots: usize) -> Shadows {
         Shadows {
             slots: Arc::new(Semaphore::new(slots)),
-            metrics: Arc::new(Metrics::default()),
+            stats: Arc::new(ShadowStats::default()),
             tasks: Tasks::default(),
         }
     }
@@ -93,13 +93,14 @@ mod tests {
         Primary { model: "m".into(), output: Some(Value::from(1)), time: Duration::ZERO }
     }
 
+    fn render(s: &Shadows) -> String {
+        let mut out = String::new();
+        s.stats.render(&mut out);
+        out
+    }
+
     fn metric(s: &Shadows, line_start: &str) -> String {
-        s.metrics
-            .render()
-            .lines()
-            .filter(|l| l.starts_with(line_start))
-            .collect::<Vec<_>>()
-            .join("\n")
+        render(s).lines().filter(|l| l.starts_with(line_start)).collect::<Vec<_>>().join("\n")
     }
 
     #[tokio::test(start_paused = true)]
@@ -116,7 +117,7 @@ mod tests {
         assert!(
             metric(&s, "tessera_shadow_requests_total").contains("dropped\"} 1"),
             "{}",
-            s.metrics.render()
+            render(&s)
         );
     }
 
@@ -131,7 +132,7 @@ mod tests {
             }
         });
         assert_eq!(s.tasks.shutdown(Duration::from_secs(1)).await, 0);
-        let text = s.metrics.render();
+        let text = render(&s);
         assert!(text.contains("outcome=\"ok\"") && text.contains("outcome=\"error\""), "{text}");
     }
 

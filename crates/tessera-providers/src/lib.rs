@@ -1,4 +1,4 @@
-//! Calls to remote OpenAI-compatible providers (G8): one HTTP client per
+//! Remote model backends: calls to OpenAI-compatible providers (G8): one HTTP client per
 //! connect timeout, the version's config read once from its artifact, the
 //! credential resolved at call time from its reference, three timeouts
 //! (connect, first byte, total), retries with exponential backoff and jitter
@@ -14,11 +14,31 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tessera_core::breaker::Breakers;
 use tessera_core::model::{RemoteConfig, SecretRef};
-use tessera_store::artifacts::ArtifactStore;
 
-use crate::breaker::Breakers;
-use crate::inference::ServeError;
+/// Why a call to a remote model failed, as its caller sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The backend's circuit breaker is open.
+    #[error("backend {backend} is failing; its circuit breaker is open")]
+    BreakerOpen { backend: String, retry_after_secs: u64 },
+    /// 5xx, no connection, a malformed answer, a cut stream, no credential.
+    #[error("model {backend}: its upstream {reason}")]
+    Failed { backend: String, reason: String },
+    /// No answer in time; `phase` is `first byte` or `total`.
+    #[error("model {backend}: its upstream did not answer in time ({phase} timeout)")]
+    Timeout { backend: String, phase: &'static str },
+    /// The provider is rate-limiting the gateway.
+    #[error("model {backend}: its upstream is rate-limiting requests")]
+    RateLimited { backend: String, retry_after_secs: u64 },
+    /// The provider rejected the request as invalid (its 4xx and message).
+    #[error("the upstream rejected the request: {message}")]
+    Rejected { status: u16, message: String },
+    /// A version's stored config does not parse.
+    #[error("{0}")]
+    BadConfig(String),
+}
 
 /// The largest answer read from an upstream (a plain, non-streamed one).
 const MAX_ANSWER_BYTES: usize = 64 << 20;
@@ -85,14 +105,14 @@ impl Failure {
     }
 
     /// The answer for the client, naming the model version that failed.
-    pub fn into_serve(self, backend: &str) -> ServeError {
+    pub fn into_error(self, backend: &str) -> ProviderError {
         let reason = match self {
             Failure::Connect(_) => "could not be reached".to_owned(),
             Failure::Timeout(phase) => {
-                return ServeError::UpstreamTimeout { backend: backend.to_owned(), phase };
+                return ProviderError::Timeout { backend: backend.to_owned(), phase };
             }
             Failure::Status { status: 429, retry_after, .. } => {
-                return ServeError::UpstreamRateLimited {
+                return ProviderError::RateLimited {
                     backend: backend.to_owned(),
                     retry_after_secs: retry_after.map_or(1, |d| d.as_secs().max(1)),
                 };
@@ -101,14 +121,14 @@ impl Failure {
                 format!("refused the gateway's credential ({s})")
             }
             Failure::Status { status, message, .. } if status < 500 => {
-                return ServeError::UpstreamRejected { status, message };
+                return ProviderError::Rejected { status, message };
             }
             Failure::Status { status, .. } => format!("answered {status}"),
             Failure::Malformed(_) => "sent an answer that is not valid JSON".to_owned(),
             Failure::Cut(_) => "closed the connection mid-answer".to_owned(),
             Failure::Credential(m) => m,
         };
-        ServeError::UpstreamFailed { backend: backend.to_owned(), reason }
+        ProviderError::Failed { backend: backend.to_owned(), reason }
     }
 }
 
@@ -242,21 +262,23 @@ impl Default for Upstreams {
 }
 
 impl Upstreams {
-    /// The config stored as a version's artifact, parsed once per artifact.
-    pub async fn config(
-        &self,
-        artifacts: &dyn ArtifactStore,
-        sha256: &str,
-    ) -> Result<Arc<RemoteConfig>, ServeError> {
+    /// A version's config, parsed once per artifact: `read` fetches the
+    /// artifact's bytes the first time.
+    pub async fn config<E, F, Fut>(&self, sha256: &str, read: F) -> Result<Arc<RemoteConfig>, E>
+    where
+        E: From<ProviderError>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<u8>, E>>,
+    {
         if let Some(c) = self.configs.lock().ok().and_then(|m| m.get(sha256).cloned()) {
             return Ok(c);
         }
-        let bytes = artifacts.get(sha256).await?;
+        let bytes = read().await?;
         let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ServeError::Internal(format!("remote config {sha256} is not JSON: {e}"))
+            ProviderError::BadConfig(format!("remote config {sha256} is not JSON: {e}"))
         })?;
         let c = Arc::new(RemoteConfig::from_json(&v).map_err(|e| {
-            ServeError::Internal(format!("remote config {sha256} is invalid: {}", e.message))
+            ProviderError::BadConfig(format!("remote config {sha256} is invalid: {}", e.message))
         })?);
         if let Ok(mut m) = self.configs.lock() {
             m.insert(sha256.to_owned(), c.clone());
@@ -367,13 +389,13 @@ impl Upstreams {
         remote: &Remote,
         path: &str,
         body: &Value,
-    ) -> Result<(reqwest::Response, Instant), ServeError> {
+    ) -> Result<(reqwest::Response, Instant), ProviderError> {
         let deadline = Instant::now() + Duration::from_millis(remote.config.total_timeout_ms);
         let breaker = breakers.get(&remote.backend);
         self.budget.deposit();
         let mut attempt = 0;
         loop {
-            breaker.admit(Instant::now()).map_err(|r| ServeError::BreakerOpen {
+            breaker.admit(Instant::now()).map_err(|r| ProviderError::BreakerOpen {
                 backend: remote.backend.clone(),
                 retry_after_secs: r.retry_after.as_secs().max(1),
             })?;
@@ -403,7 +425,7 @@ impl Upstreams {
                     self.stats.retries_refused.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            return Err(failure.into_serve(&remote.backend));
+            return Err(failure.into_error(&remote.backend));
         }
     }
 
@@ -414,7 +436,7 @@ impl Upstreams {
         remote: &Remote,
         path: &str,
         body: &Value,
-    ) -> Result<Value, ServeError> {
+    ) -> Result<Value, ProviderError> {
         let (resp, deadline) = self.open(breakers, remote, path, body).await?;
         let breaker = breakers.get(&remote.backend);
         let read = tokio::time::timeout(
@@ -439,7 +461,7 @@ impl Upstreams {
         outcome.map_err(|f| {
             self.stats.failure(f.kind());
             tracing::warn!(backend = %remote.backend, kind = f.kind(), detail = ?f, "upstream answer unusable");
-            f.into_serve(&remote.backend)
+            f.into_error(&remote.backend)
         })
     }
 }

@@ -364,7 +364,7 @@ mod tests {
 
     #[test]
     fn cache_control_decides_the_policy() {
-        let mut h = axum::http::HeaderMap::new();
+        let mut h = http::HeaderMap::new();
         assert_eq!(Policy::of(&h), Policy::Use);
         h.insert("cache-control", "max-age=0, No-Cache".parse().unwrap());
         assert_eq!(Policy::of(&h), Policy::Refresh);

@@ -25,12 +25,12 @@ pub struct BreakerConfig {
 
 impl Default for BreakerConfig {
     fn default() -> Self {
-        Self::from(tessera_core::config::BreakerSettings::default())
+        Self::from(crate::config::BreakerSettings::default())
     }
 }
 
-impl From<tessera_core::config::BreakerSettings> for BreakerConfig {
-    fn from(b: tessera_core::config::BreakerSettings) -> Self {
+impl From<crate::config::BreakerSettings> for BreakerConfig {
+    fn from(b: crate::config::BreakerSettings) -> Self {
         Self {
             window: b.window,
             min_calls: b.min_calls,
@@ -250,25 +250,6 @@ impl Breakers {
     }
 }
 
-/// Runs a backend call under `backend`'s breaker: refused with 503
-/// `upstream_unavailable` (naming the backend, with `retry-after`) while the
-/// breaker is open; runtime failures count against it, client errors do not.
-pub async fn guarded<T>(
-    breakers: &Breakers,
-    backend: &str,
-    call: impl std::future::Future<Output = Result<T, tessera_engine::EngineError>>,
-) -> Result<T, crate::inference::ServeError> {
-    let b = breakers.get(backend);
-    b.admit(Instant::now()).map_err(|r| crate::inference::ServeError::BreakerOpen {
-        backend: backend.to_owned(),
-        retry_after_secs: r.retry_after.as_secs().max(1),
-    })?;
-    let result = call.await;
-    let failed = matches!(&result, Err(tessera_engine::EngineError::Runtime(_)));
-    b.record(Instant::now(), !failed);
-    result.map_err(Into::into)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,44 +340,6 @@ mod tests {
             b.record(t0, ok);
         }
         assert_eq!(b.view().state, BreakerState::Closed);
-    }
-}
-
-#[cfg(test)]
-mod guard_tests {
-    use super::*;
-    use tessera_engine::EngineError;
-
-    #[tokio::test]
-    async fn runtime_failures_open_the_breaker_and_client_errors_do_not() {
-        let breakers =
-            Breakers::new(BreakerConfig { consecutive_failures: 2, ..BreakerConfig::default() });
-        for _ in 0..5 {
-            let r: Result<(), _> =
-                guarded(&breakers, "m@1", async { Err(EngineError::InvalidInput("bad".into())) })
-                    .await;
-            assert!(matches!(r, Err(crate::inference::ServeError::Invalid { .. })));
-        }
-        assert_eq!(breakers.views()[0].state, BreakerState::Closed);
-        for _ in 0..2 {
-            let _ = guarded::<()>(&breakers, "m@1", async {
-                Err(EngineError::Runtime("crashed".into()))
-            })
-            .await;
-        }
-        let r = guarded(&breakers, "m@1", async { Ok::<_, EngineError>(1) }).await;
-        match r {
-            Err(crate::inference::ServeError::BreakerOpen { backend, retry_after_secs }) => {
-                assert_eq!(backend, "m@1");
-                assert!(retry_after_secs >= 1);
-            }
-            other => panic!("expected an open breaker, got {other:?}"),
-        }
-        // Another backend is unaffected.
-        assert_eq!(
-            guarded(&breakers, "m@2", async { Ok::<_, EngineError>(7) }).await.ok(),
-            Some(7)
-        );
     }
 
     #[test]

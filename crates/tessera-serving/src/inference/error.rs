@@ -103,6 +103,24 @@ impl From<StoreError> for ServeError {
     }
 }
 
+impl From<tessera_providers::ProviderError> for ServeError {
+    fn from(e: tessera_providers::ProviderError) -> Self {
+        use tessera_providers::ProviderError as P;
+        match e {
+            P::BreakerOpen { backend, retry_after_secs } => {
+                ServeError::BreakerOpen { backend, retry_after_secs }
+            }
+            P::Failed { backend, reason } => ServeError::UpstreamFailed { backend, reason },
+            P::Timeout { backend, phase } => ServeError::UpstreamTimeout { backend, phase },
+            P::RateLimited { backend, retry_after_secs } => {
+                ServeError::UpstreamRateLimited { backend, retry_after_secs }
+            }
+            P::Rejected { status, message } => ServeError::UpstreamRejected { status, message },
+            P::BadConfig(m) => ServeError::Internal(m),
+        }
+    }
+}
+
 impl From<ValidationError> for ServeError {
     fn from(e: ValidationError) -> Self {
         ServeError::Invalid { message: e.message, param: e.param }

@@ -7,8 +7,8 @@ use tessera_core::auth::AuthMethod;
 
 use super::ServeError;
 use super::resolve::{Caller, Resolution};
+use crate::Services;
 use crate::limits::{Admitted, Check, Dim};
-use crate::state::AppState;
 
 /// Budget share past which the tenant is alerted (the soft threshold).
 const BUDGET_SOFT: f64 = 0.8;
@@ -17,7 +17,7 @@ const BUDGET_SOFT: f64 = 0.8;
 /// `prompt` and `completion` tokens (zeros when the route does not count
 /// tokens), or refuses it: over a rate limit, or over the monthly budget.
 pub async fn admit(
-    s: &AppState,
+    s: &Services,
     caller: &Caller,
     res: &Resolution,
     name: &str,

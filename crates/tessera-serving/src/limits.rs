@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 use tessera_core::metrics::{Histogram, LATENCY_BUCKETS};
 
 use crate::redis_link::RedisLink;
@@ -244,10 +244,9 @@ fn rate_headers(h: &mut HeaderMap, d: &Decided, reset_secs: u64) {
                 (format!("x-ratelimit-remaining-{suffix}"), remaining.to_string()),
                 (format!("x-ratelimit-reset-{suffix}"), format!("{reset_secs}s")),
             ] {
-                if let (Ok(n), Ok(v)) = (
-                    axum::http::HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_str(&value),
-                ) {
+                if let (Ok(n), Ok(v)) =
+                    (http::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value))
+                {
                     h.insert(n, v);
                 }
             }

@@ -12,10 +12,10 @@ use tessera_engine::pool::{EmbeddingModel, ModelSource, SourceKind, TensorModel}
 use tessera_store::ModelView;
 
 use super::ServeError;
+use crate::Services;
 use crate::registry_cache::Resolved;
-use crate::state::AppState;
 use crate::tenant_cache::TenantInfo;
-use crate::upstream::Remote;
+use tessera_providers::Remote;
 
 /// The authenticated caller of an inference request, already authorized
 /// for inference by the edge.
@@ -94,7 +94,7 @@ impl Target {
 
 /// Resolves `name` for the caller (its own models, then its segment's, then
 /// the platform's) and checks that the key's scopes and the plan allow it.
-pub async fn resolve(s: &AppState, caller: &Caller, name: &str) -> Result<Resolution, ServeError> {
+pub async fn resolve(s: &Services, caller: &Caller, name: &str) -> Result<Resolution, ServeError> {
     let tenant = s.tenants().get(s.store(), &caller.ctx).await?;
     let segment = tenant.tenant.segment.as_deref();
     let model = s.registry().resolve(s.store(), &caller.ctx, segment, name).await?;
@@ -118,7 +118,7 @@ pub async fn resolve(s: &AppState, caller: &Caller, name: &str) -> Result<Resolu
 /// deployment's sticky pick for the caller's user, else the latest; loaded
 /// and ready to call.
 pub async fn target(
-    s: &AppState,
+    s: &Services,
     caller: &Caller,
     res: &Resolution,
     pin: Option<&str>,
@@ -158,7 +158,8 @@ pub async fn target(
     };
     let version = VersionRef { model: name.clone(), version: chosen.version.to_string() };
     let backend = if model.runtime == REMOTE_RUNTIME {
-        let config = s.upstreams().config(s.artifacts(), &chosen.sha256).await?;
+        let read = || async { Ok::<_, ServeError>(s.artifacts().get(&chosen.sha256).await?) };
+        let config = s.upstreams().config(&chosen.sha256, read).await?;
         Backend::Remote(Remote { backend: format!("{version} ({})", model.id), config })
     } else {
         tensor_backend(s, caller, model, chosen).await?
@@ -167,7 +168,7 @@ pub async fn target(
 }
 
 /// A platform embedding model from the pool.
-async fn embedding(s: &AppState, model: &Model) -> Result<Arc<EmbeddingModel>, ServeError> {
+async fn embedding(s: &Services, model: &Model) -> Result<Arc<EmbeddingModel>, ServeError> {
     if model.owner != ModelOwner::Platform {
         return Err(ServeError::ModelNotReady(format!(
             "model {:?} is registered but this server only serves platform embedding models so far",
@@ -186,7 +187,7 @@ pub fn pool_key(model: &Model, version: i64) -> String {
 /// request per version starts the load), with its base embedding model if
 /// it is a head over text.
 async fn tensor_backend(
-    s: &AppState,
+    s: &Services,
     caller: &Caller,
     model: &Model,
     chosen: &ModelVersion,

@@ -1,0 +1,27 @@
+//! Tessera's serving layer: the protocol-free inference pipeline
+//! (`inference/`) and the services it runs on. Nothing here knows HTTP
+//! routes or axum; the gateway (`tessera-gateway`) is the HTTP edge on top.
+//!
+//! - `services.rs`: [`Services`], everything a request needs, built once;
+//! - `limits.rs`: rate, token, concurrency and budget limits, one atomic step;
+//! - `cache.rs`: the two-level response cache (L1 moka, L2 Redis);
+//! - `metering.rs`: usage records through a bounded queue to a batched writer;
+//! - `readthrough.rs`, `flight.rs`: per-replica read-through caches;
+//! - `tenant_cache.rs`, `registry_cache.rs`: tenants, names, deployments;
+//! - `invalidate.rs`: the store decorator that announces changes to caches;
+//! - `redis_link.rs`: the shared Redis link; `tasks.rs`: background tasks.
+
+pub mod cache;
+pub mod flight;
+pub mod inference;
+pub mod invalidate;
+pub mod limits;
+pub mod metering;
+pub mod readthrough;
+pub mod redis_link;
+pub mod registry_cache;
+mod services;
+pub mod tasks;
+pub mod tenant_cache;
+
+pub use services::{Services, ServingConfig, ShadowStats};

@@ -1,0 +1,306 @@
+//! [`Services`]: everything the inference pipeline runs on, built once per
+//! process and shared (cheap to clone). The HTTP edge holds one and adds
+//! authentication on top.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tessera_core::breaker::{BreakerConfig, Breakers};
+use tessera_core::metrics::{Histogram, LATENCY_BUCKETS};
+use tessera_core::model::{Deployment, Model};
+use tessera_engine::pool::ModelPool;
+use tessera_providers::Upstreams;
+use tessera_store::artifacts::ArtifactStore;
+use tessera_store::{MetadataStore, ModelView};
+
+use crate::cache::ResponseCache;
+use crate::flight::Flights;
+use crate::inference::ServeError;
+use crate::inference::shadow::Shadows;
+use crate::invalidate::{Change, Changes, InvalidatingStore};
+use crate::limits::Limiter;
+use crate::metering::Meter;
+use crate::redis_link::RedisLink;
+use crate::registry_cache::RegistryCache;
+use crate::tasks::Tasks;
+use crate::tenant_cache::TenantCache;
+
+/// Shadow requests in flight at most; beyond them shadows are dropped.
+const SHADOW_SLOTS: usize = 64;
+
+/// What the serving layer needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct ServingConfig {
+    /// How long per-replica caches trust what they read (<= 5 s).
+    pub cache_ttl: Duration,
+    pub breaker: BreakerConfig,
+    /// Redis for limits and the L2 cache shared by every replica.
+    pub redis_url: Option<String>,
+    /// Longest wait for one Redis call before this replica decides alone.
+    pub redis_timeout: Duration,
+    /// Bytes of answers the in-process cache keeps.
+    pub cache_max_bytes: u64,
+}
+
+impl Default for ServingConfig {
+    fn default() -> Self {
+        Self {
+            cache_ttl: Duration::from_secs(2),
+            breaker: BreakerConfig::default(),
+            redis_url: None,
+            redis_timeout: Duration::from_millis(100),
+            cache_max_bytes: 256 << 20,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Services {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn MetadataStore>,
+    changes: Arc<Changes>,
+    artifacts: Arc<dyn ArtifactStore>,
+    models: Arc<ModelPool>,
+    tenants: Arc<TenantCache>,
+    registry: Arc<RegistryCache>,
+    breakers: Breakers,
+    upstreams: Upstreams,
+    limiter: Arc<Limiter>,
+    cache: ResponseCache,
+    meter: Arc<Meter>,
+    shadows: Shadows,
+    /// One request at a time starts loading a model from its artifact.
+    loads: Flights,
+    tasks: Tasks,
+}
+
+impl Services {
+    /// Builds every service over `store`, which is wrapped so that each
+    /// change it writes reaches the caches ([`Services::changes`]).
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        artifacts: Arc<dyn ArtifactStore>,
+        cfg: ServingConfig,
+        models: Arc<ModelPool>,
+    ) -> Self {
+        let changes = Arc::new(Changes::default());
+        let store: Arc<dyn MetadataStore> =
+            Arc::new(InvalidatingStore::new(store, changes.clone()));
+        // The URL was validated with the configuration; a client that cannot
+        // be built leaves limits in process and the cache in L1.
+        let redis = cfg.redis_url.as_deref().and_then(|url| {
+            RedisLink::open(url, cfg.redis_timeout)
+                .map_err(|e| tracing::error!(error = %e, "redis unusable; limits in process, cache L1 only"))
+                .ok()
+                .map(Arc::new)
+        });
+        let tasks = Tasks::default();
+        let limiter = Limiter::new(redis.clone(), tasks.clone());
+        limiter.start_heartbeat();
+        let tenants = Arc::new(TenantCache::new(cfg.cache_ttl));
+        let registry = Arc::new(RegistryCache::new(cfg.cache_ttl));
+        let meter = Meter::start(store.clone());
+        subscribe(&changes, &tenants, &registry, &meter);
+        let shadows = Shadows {
+            slots: Arc::new(tokio::sync::Semaphore::new(SHADOW_SLOTS)),
+            stats: Arc::new(ShadowStats::default()),
+            tasks: tasks.clone(),
+        };
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                changes,
+                artifacts,
+                models,
+                tenants,
+                registry,
+                breakers: Breakers::new(cfg.breaker),
+                upstreams: Upstreams::default(),
+                limiter,
+                cache: ResponseCache::new(cfg.cache_max_bytes, redis, tasks.clone()),
+                meter,
+                shadows,
+                loads: Flights::default(),
+                tasks,
+            }),
+        }
+    }
+
+    /// The metadata store (every write announces its change).
+    pub fn store(&self) -> &dyn MetadataStore {
+        &*self.inner.store
+    }
+    pub fn store_arc(&self) -> Arc<dyn MetadataStore> {
+        self.inner.store.clone()
+    }
+    /// Where the store announces its changes; other caches subscribe here.
+    pub fn changes(&self) -> &Changes {
+        &self.inner.changes
+    }
+    pub fn artifacts(&self) -> &dyn ArtifactStore {
+        &*self.inner.artifacts
+    }
+    /// Loaded models and their batchers.
+    pub fn models(&self) -> &Arc<ModelPool> {
+        &self.inner.models
+    }
+    /// Single flight for starting model loads.
+    pub fn model_loads(&self) -> &Flights {
+        &self.inner.loads
+    }
+    /// Tenants with their plans, cached per replica.
+    pub fn tenants(&self) -> &Arc<TenantCache> {
+        &self.inner.tenants
+    }
+    /// Model resolution and deployments, cached per replica.
+    pub fn registry(&self) -> &RegistryCache {
+        &self.inner.registry
+    }
+    /// A model's deployment; `None` when it has none.
+    pub async fn deployment(
+        &self,
+        view: ModelView<'_>,
+        model: &Model,
+    ) -> Result<Option<Arc<Deployment>>, ServeError> {
+        self.inner.registry.deployment(self.store(), view, model).await
+    }
+    /// Circuit breakers of this replica's backends.
+    pub fn breakers(&self) -> &Breakers {
+        &self.inner.breakers
+    }
+    /// Clients, configs, retry budget and counters for remote providers.
+    pub fn upstreams(&self) -> &Upstreams {
+        &self.inner.upstreams
+    }
+    /// Admission: rate, token, concurrency and budget limits.
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.inner.limiter
+    }
+    /// The two-level response cache.
+    pub fn cache(&self) -> &ResponseCache {
+        &self.inner.cache
+    }
+    /// Usage metering: the queue to the batched writer, and prices.
+    pub fn meter(&self) -> &Arc<Meter> {
+        &self.inner.meter
+    }
+    /// What shadow traffic runs on.
+    pub fn shadows(&self) -> &Shadows {
+        &self.inner.shadows
+    }
+    /// The owner of background tasks: stopped and awaited on shutdown.
+    pub fn tasks(&self) -> &Tasks {
+        &self.inner.tasks
+    }
+
+    /// Every serving-side metric family, in the text exposition format.
+    pub fn render_metrics(&self, out: &mut String) {
+        self.inner.shadows.stats.render(out);
+        self.inner.models.render_metrics(out);
+        self.inner.breakers.render_metrics(out);
+        self.inner.limiter.render(out);
+        self.inner.cache.render(out);
+        self.inner.meter.render(out);
+        self.inner.upstreams.stats.render(out);
+    }
+
+    /// Stops background loops, waits up to `grace` for the other tasks,
+    /// then writes every usage record made so far.
+    pub async fn shutdown(&self, grace: Duration) {
+        let left = self.inner.tasks.shutdown(grace).await;
+        if left > 0 {
+            tracing::warn!(tasks = left, "background tasks still running at exit");
+        }
+        self.inner.meter.shutdown().await;
+    }
+}
+
+/// Drops each per-replica cache's entries that a change makes wrong. The
+/// caches are held weakly: they hold the store, which holds this.
+fn subscribe(
+    changes: &Changes,
+    tenants: &Arc<TenantCache>,
+    registry: &Arc<RegistryCache>,
+    meter: &Arc<Meter>,
+) {
+    let tenants = Arc::downgrade(tenants);
+    let (registry, meter) = (Arc::downgrade(registry), Arc::downgrade(meter));
+    changes.subscribe(move |change| match change {
+        Change::Plan => {
+            if let Some(t) = tenants.upgrade() {
+                t.clear();
+            }
+        }
+        Change::Tenant(id) => {
+            if let Some(t) = tenants.upgrade() {
+                t.evict(id);
+            }
+        }
+        Change::Key(_) => {}
+        Change::Registry => {
+            if let Some(r) = registry.upgrade() {
+                r.clear();
+            }
+        }
+        Change::Deployment(model_id) => {
+            if let Some(r) = registry.upgrade() {
+                r.forget_deployment(model_id);
+            }
+        }
+        Change::Prices => {
+            if let Some(m) = meter.upgrade() {
+                m.prices_changed();
+            }
+        }
+    });
+}
+
+/// Shadow requests by outcome, and their latency.
+#[derive(Default)]
+pub struct ShadowStats {
+    ok: AtomicU64,
+    error: AtomicU64,
+    dropped: AtomicU64,
+    latency: std::sync::Mutex<std::collections::BTreeMap<&'static str, Histogram>>,
+}
+
+impl ShadowStats {
+    /// A shadow dropped for want of a slot.
+    pub fn dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A finished shadow: `ok` or `error`, and how long it took.
+    pub fn done(&self, ok: bool, elapsed: Duration) {
+        let (counter, outcome) = if ok { (&self.ok, "ok") } else { (&self.error, "error") };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut l) = self.latency.lock() {
+            l.entry(outcome)
+                .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        out.push_str("# HELP tessera_shadow_requests_total Mirrored shadow requests by outcome.\n");
+        out.push_str("# TYPE tessera_shadow_requests_total counter\n");
+        for (outcome, c) in [("ok", &self.ok), ("error", &self.error), ("dropped", &self.dropped)] {
+            let _ = writeln!(
+                out,
+                "tessera_shadow_requests_total{{outcome=\"{outcome}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let latency = self.latency.lock().map(|l| l.clone()).unwrap_or_default();
+        out.push_str("# HELP tessera_shadow_duration_seconds Latency of mirrored shadow requests by outcome.\n");
+        out.push_str("# TYPE tessera_shadow_duration_seconds histogram\n");
+        for (outcome, h) in &latency {
+            h.render(out, "tessera_shadow_duration_seconds", &format!("outcome=\"{outcome}\""));
+        }
+    }
+}
