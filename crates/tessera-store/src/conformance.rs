@@ -506,6 +506,54 @@ pub async fn usage_metering(store: &dyn MetadataStore) {
     ));
 }
 
+/// Deployments: the owner puts, replaces, reads and deletes one, audited;
+/// nobody else can write it; a missing one reads as none and deletes as
+/// not found.
+pub async fn deployments(store: &dyn MetadataStore) {
+    use tessera_core::model::NewModel;
+
+    use crate::{ModelScope, ModelView};
+    let (_, a) = tenant(store, "a").await;
+    let (_, b) = tenant(store, "b").await;
+    let new = NewModel {
+        name: "price".into(),
+        task: "regression".into(),
+        runtime: "linear".into(),
+        base_model: None,
+        segment: None,
+        scope: None,
+        config: None,
+    };
+    let model = store.create_model(ModelScope::Tenant(&a), &new, None, &actor()).await.unwrap();
+    let view = ModelView::Tenant { ctx: &a, segment: None };
+    assert_eq!(store.get_deployment(view, &model).await.unwrap(), None);
+    let v1 = r#"{"targets":[{"version":1,"weight":100}]}"#;
+    let v2 = r#"{"targets":[{"version":1,"weight":50},{"version":2,"weight":50}]}"#;
+    store.put_deployment(KeyOwner::Tenant(&a), &model, v1, &actor()).await.unwrap();
+    assert_eq!(store.get_deployment(view, &model).await.unwrap().as_deref(), Some(v1));
+    store.put_deployment(KeyOwner::Tenant(&a), &model, v2, &actor()).await.unwrap();
+    assert_eq!(store.get_deployment(view, &model).await.unwrap().as_deref(), Some(v2));
+    // Another tenant, or the platform, cannot write a tenant's deployment.
+    for writer in [KeyOwner::Tenant(&b), KeyOwner::Platform(&sys())] {
+        let r = store.put_deployment(writer, &model, v1, &actor()).await;
+        assert!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
+        let r = store.delete_deployment(writer, &model, &actor()).await;
+        assert!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
+    }
+    assert_eq!(store.get_deployment(view, &model).await.unwrap().as_deref(), Some(v2));
+    store.delete_deployment(KeyOwner::Tenant(&a), &model, &actor()).await.unwrap();
+    assert_eq!(store.get_deployment(view, &model).await.unwrap(), None);
+    let again = store.delete_deployment(KeyOwner::Tenant(&a), &model, &actor()).await;
+    assert!(matches!(again, Err(StoreError::NotFound { .. })), "{again:?}");
+    let audit = store
+        .list_audit(AuditScope::Tenant(&a), AuditQuery { since: None, limit: 100 })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions.iter().filter(|a| **a == "deployment.put").count(), 2, "{actions:?}");
+    assert_eq!(actions.iter().filter(|a| **a == "deployment.delete").count(), 1, "{actions:?}");
+}
+
 /// Expands the suite into `#[tokio::test]`s; `$make` is an async expression
 /// giving `Option<impl Harness>` (`None` skips).
 #[macro_export]
@@ -563,6 +611,12 @@ macro_rules! metadata_conformance {
         async fn conformance_model_registry() {
             if let Some(h) = $make {
                 $crate::conformance::model_registry(&*$crate::conformance::Harness::store(&h)).await
+            }
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_deployments() {
+            if let Some(h) = $make {
+                $crate::conformance::deployments(&*$crate::conformance::Harness::store(&h)).await
             }
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,8 @@
 //! pass the one conformance suite in [`conformance`].
 
 pub mod artifacts;
+/// The conformance suite and test-service helpers, for tests only.
+#[cfg(feature = "testsuite")]
 pub mod conformance;
 mod error;
 mod metadata;
