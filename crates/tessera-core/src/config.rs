@@ -11,7 +11,8 @@ use serde::Deserialize;
 use crate::ValidationError;
 use crate::jwt::JwtRules;
 
-/// One layer of configuration; later layers override earlier ones field by field.
+/// The configuration as layers give it, merged as TOML tables (file, then
+/// `TESSERA__*` variables, then flags) and deserialized once.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -183,68 +184,6 @@ pub struct RawAuth {
     pub jwt_audience: Option<String>,
     pub jwt_tenant_claim: Option<String>,
     pub jwt_role_claim: Option<String>,
-}
-
-macro_rules! overlay_fields {
-    ($dst:expr, $src:expr, $($f:ident),*) => { $( if $src.$f.is_some() { $dst.$f = $src.$f; } )* };
-}
-
-impl RawConfig {
-    /// Applies `top` over `self`: every field `top` sets wins.
-    pub fn overlay(mut self, top: RawConfig) -> RawConfig {
-        overlay_fields!(
-            self,
-            top,
-            listen,
-            data_dir,
-            database_url,
-            redis_url,
-            redis_timeout_ms,
-            cache_max_mb,
-            nats_url,
-            log_format,
-            max_body_bytes,
-            max_artifact_bytes,
-            shutdown_grace_secs
-        );
-        overlay_fields!(
-            self.engine,
-            top.engine,
-            load_default_model,
-            model_cache_dir,
-            default_model_dir,
-            max_batch_size,
-            max_batch_tokens,
-            max_queue_delay_us,
-            queue_capacity,
-            load_wait_ms,
-            intra_threads,
-            model_memory_mb
-        );
-        self.engine.models.extend(top.engine.models);
-        overlay_fields!(
-            self.breaker,
-            top.breaker,
-            window_ms,
-            min_calls,
-            failure_ratio,
-            consecutive_failures,
-            cool_down_ms,
-            probes
-        );
-        overlay_fields!(
-            self.auth,
-            top.auth,
-            key_cache_ttl_ms,
-            jwt_hs256_secret,
-            jwks_url,
-            jwt_issuer,
-            jwt_audience,
-            jwt_tenant_claim,
-            jwt_role_claim
-        );
-        self
-    }
 }
 
 /// A secret value; never printed.
@@ -562,28 +501,15 @@ mod tests {
     }
 
     #[test]
-    fn later_layers_win_field_by_field() {
-        let file = RawConfig {
-            listen: Some("0.0.0.0:1".into()),
-            log_format: Some("json".into()),
-            ..Default::default()
-        };
-        let mut flags = RawConfig { listen: Some("127.0.0.1:2".into()), ..Default::default() };
-        flags.engine.queue_capacity = Some(3);
-        flags.auth.jwks_url = Some("http://idp/jwks".into());
-        let merged = file.overlay(flags);
-        assert_eq!(merged.engine.queue_capacity, Some(3));
+    fn a_per_model_batch_override_keeps_the_other_defaults() {
         let mut engine = RawEngine::default();
         engine
             .models
             .insert("m".into(), RawBatch { max_batch_size: Some(4), ..Default::default() });
-        let raw = RawConfig { engine, ..Default::default() }.overlay(RawConfig::default());
+        let raw = RawConfig { engine, ..Default::default() };
         let c = Config::from_raw(raw, None, no_secrets).unwrap();
         let m = c.engine.per_model["m"];
         assert_eq!((m.max_batch_size, m.queue_capacity), (4, 512));
-        assert_eq!(merged.auth.jwks_url.as_deref(), Some("http://idp/jwks"));
-        assert_eq!(merged.listen.as_deref(), Some("127.0.0.1:2"));
-        assert_eq!(merged.log_format.as_deref(), Some("json"));
     }
 
     #[test]

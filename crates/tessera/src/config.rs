@@ -1,6 +1,9 @@
 //! Loads the layered configuration: defaults -> TOML file -> `TESSERA__SECTION__KEY`
-//! variables -> flags (and their `TESSERA_LISTEN`-style variables), validated
-//! once into [`Config`].
+//! variables -> flags (and their `TESSERA_LISTEN`-style variables). Each layer
+//! is a TOML table; the tables are deep-merged (a later layer's value wins,
+//! tables merge key by key) and deserialized once into [`RawConfig`], then
+//! validated once into [`Config`]. So every field a file can set, the
+//! environment and flags can override, with no list of fields to keep.
 
 use std::path::Path;
 
@@ -10,38 +13,76 @@ use tessera_core::config::{Config, RawConfig, Secret};
 use crate::cli::ServeArgs;
 
 pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
-    let file = match &args.config {
+    let mut merged = match &args.config {
         Some(path) => read_file(path)?,
-        None => RawConfig::default(),
+        None => toml::Table::new(),
     };
-    let env = from_env(std::env::vars())?;
-    let flags = RawConfig {
-        listen: args.listen.clone(),
-        data_dir: args.data_dir.clone(),
-        database_url: args.database_url.clone(),
-        redis_url: args.redis_url.clone(),
-        nats_url: args.nats_url.clone(),
-        log_format: args.log_format.clone(),
-        ..RawConfig::default()
-    };
-    let mut flags = flags;
-    flags.engine.model_memory_mb = args.model_memory_mb;
-    let raw = file.overlay(env).overlay(flags);
+    merge(&mut merged, env_table(std::env::vars())?);
+    merge(&mut merged, flags_table(args));
+    let raw = parse(merged)?;
     let admin_key =
         std::env::var("TESSERA_ADMIN_KEY").ok().filter(|k| !k.is_empty()).map(Secret::new);
     Config::from_raw(raw, admin_key, resolve_secret)
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
 }
 
-fn read_file(path: &Path) -> anyhow::Result<RawConfig> {
+fn read_file(path: &Path) -> anyhow::Result<toml::Table> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+    // Checked alone first, so an error names the file.
+    parse(table.clone()).with_context(|| format!("invalid config file {}", path.display()))?;
+    Ok(table)
+}
+
+/// The merged layers as the configuration's raw form.
+fn parse(table: toml::Table) -> anyhow::Result<RawConfig> {
+    table.try_into().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Puts `top` over `base`: tables merge key by key, any other value of
+/// `top` replaces `base`'s.
+fn merge(base: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => merge(b, t),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+/// The flags that were given, as a layer.
+fn flags_table(args: &ServeArgs) -> toml::Table {
+    let mut t = toml::Table::new();
+    let mut put = |key: &str, v: Option<toml::Value>| {
+        if let Some(v) = v {
+            t.insert(key.to_owned(), v);
+        }
+    };
+    let text = |s: &Option<String>| s.clone().map(toml::Value::String);
+    let path = |p: &Option<std::path::PathBuf>| {
+        p.as_ref().map(|p| toml::Value::String(p.display().to_string()))
+    };
+    put("listen", text(&args.listen));
+    put("data_dir", path(&args.data_dir));
+    put("database_url", text(&args.database_url));
+    put("redis_url", text(&args.redis_url));
+    put("nats_url", text(&args.nats_url));
+    put("log_format", text(&args.log_format));
+    if let Some(mb) = args.model_memory_mb {
+        let mut engine = toml::Table::new();
+        engine.insert("model_memory_mb".into(), toml::Value::Integer(mb as i64));
+        t.insert("engine".into(), toml::Value::Table(engine));
+    }
+    t
 }
 
 /// Builds a layer from `TESSERA__SECTION__KEY=value` variables; values are
 /// read as TOML scalars when they parse as one, else as strings.
-fn from_env(vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<RawConfig> {
+fn env_table(vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<toml::Table> {
     let mut root = toml::Table::new();
     for (name, value) in vars {
         let Some(path) = name.strip_prefix("TESSERA__") else { continue };
@@ -65,7 +106,15 @@ fn from_env(vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<RawC
             }
         }
     }
-    root.try_into().map_err(|e| anyhow::anyhow!("invalid TESSERA__* environment variable: {e}"))
+    // Checked alone first, so an error names the environment.
+    parse(root.clone())
+        .map_err(|e| anyhow::anyhow!("invalid TESSERA__* environment variable: {e}"))?;
+    Ok(root)
+}
+
+#[cfg(test)]
+fn from_env(vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<RawConfig> {
+    parse(env_table(vars)?)
 }
 
 /// Resolves `env:NAME` and `file:/path` secret references.
@@ -103,6 +152,30 @@ mod tests {
         assert_eq!(raw.listen.as_deref(), Some("0.0.0.0:9000"));
         assert_eq!(raw.auth.key_cache_ttl_ms, Some(500));
         assert_eq!(raw.auth.jwks_url.as_deref(), Some("http://127.0.0.1:1/jwks"));
+    }
+
+    #[test]
+    fn later_layers_win_key_by_key_and_sections_merge() {
+        let mut merged: toml::Table = toml::from_str(
+            "listen = \"0.0.0.0:1\"\nlog_format = \"json\"\n[engine]\nqueue_capacity = 3\nmax_batch_size = 8\n[engine.models.m]\nmax_batch_size = 4",
+        )
+        .unwrap();
+        let env = env_table(vars(&[
+            ("TESSERA__LISTEN", "127.0.0.1:2"),
+            ("TESSERA__ENGINE__QUEUE_CAPACITY", "9"),
+            ("TESSERA__ENGINE__MODELS__M__QUEUE_CAPACITY", "7"),
+            ("TESSERA__BREAKER__PROBES", "5"),
+        ]))
+        .unwrap();
+        merge(&mut merged, env);
+        let raw = parse(merged).unwrap();
+        assert_eq!(raw.listen.as_deref(), Some("127.0.0.1:2"));
+        assert_eq!(raw.log_format.as_deref(), Some("json"));
+        assert_eq!(raw.engine.queue_capacity, Some(9));
+        assert_eq!(raw.engine.max_batch_size, Some(8));
+        let m = &raw.engine.models["m"];
+        assert_eq!((m.max_batch_size, m.queue_capacity), (Some(4), Some(7)));
+        assert_eq!(raw.breaker.probes, Some(5));
     }
 
     #[test]
