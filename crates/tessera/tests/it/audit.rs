@@ -2,7 +2,7 @@
 //! the offline `tessera audit verify`, which both find an edited or deleted row.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use common::{BIN, Backend, Options, Server};
 use reqwest::{Method, StatusCode};

@@ -5,7 +5,7 @@
 //! automatically because the walk reads the server's own OpenAPI document.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use common::{Backend, Options, Server};
 use reqwest::{Method, StatusCode};

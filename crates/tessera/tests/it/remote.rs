@@ -4,7 +4,7 @@
 //! retries, breakers, shadows, and every upstream fault the issue names.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use common::{Backend, Options, Server};
 use reqwest::{Method, StatusCode};

@@ -3,7 +3,7 @@
 //! and role; signature, exp, nbf, iss and aud are checked.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,9 +15,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const RSA_PEM: &[u8] = include_bytes!("fixtures/rsa_private.pem");
-const EC_PEM: &[u8] = include_bytes!("fixtures/ec_private.pem");
-const JWKS: &str = include_str!("fixtures/jwks.json");
+const RSA_PEM: &[u8] = include_bytes!("../fixtures/rsa_private.pem");
+const EC_PEM: &[u8] = include_bytes!("../fixtures/ec_private.pem");
+const JWKS: &str = include_str!("../fixtures/jwks.json");
 const ISS: &str = "https://idp.test";
 const AUD: &str = "tessera-api";
 

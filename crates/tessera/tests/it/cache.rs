@@ -3,7 +3,7 @@
 //! first fallback, and L2 shared by two replicas through Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! with `TESSERA_REQUIRE_SERVICES=1` it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use common::{Backend, Options, Server};
 

@@ -2,7 +2,7 @@
 //! seed's phases, status counts, errors and the JSON report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use common::{BIN, Backend, Options, Server};
 use serde_json::Value;

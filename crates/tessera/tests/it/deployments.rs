@@ -2,7 +2,7 @@
 //! validated, audited, and invisible to other tenants.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -4,16 +4,16 @@
 //! memory budget, and another tenant's models staying out of reach.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use common::{Backend, Options, Server};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-const IRIS: &[u8] = include_bytes!("../../tessera-engine/tests/fixtures/iris_logreg.onnx");
+const IRIS: &[u8] = include_bytes!("../../../tessera-engine/tests/fixtures/iris_logreg.onnx");
 
 fn expected() -> Value {
-    serde_json::from_str(include_str!("../../tessera-engine/tests/fixtures/iris_expected.json"))
+    serde_json::from_str(include_str!("../../../tessera-engine/tests/fixtures/iris_expected.json"))
         .unwrap()
 }
 

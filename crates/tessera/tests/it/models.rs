@@ -2,7 +2,7 @@
 //! resolution, versions with content-addressed artifacts, roles, isolation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use common::{Backend, Options, Server};
 use reqwest::{Method, StatusCode};

@@ -3,7 +3,7 @@
 //! cannot load.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -27,8 +27,10 @@ async fn server_with_model(extra: &[(&str, &str)]) -> (Server, tempfile::TempDir
 }
 
 fn reference() -> Value {
-    serde_json::from_str(include_str!("../../tessera-engine/tests/fixtures/minilm_reference.json"))
-        .unwrap()
+    serde_json::from_str(include_str!(
+        "../../../tessera-engine/tests/fixtures/minilm_reference.json"
+    ))
+    .unwrap()
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {

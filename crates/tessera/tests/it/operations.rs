@@ -3,7 +3,7 @@
 //! graceful shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use common::{Backend, Options, Server};
 use reqwest::{Method, StatusCode};

@@ -2,7 +2,7 @@
 //! everywhere; JSON output; clear errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use common::{BIN, Backend, Options, Server};
 use reqwest::StatusCode;

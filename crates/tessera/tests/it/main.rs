@@ -1,0 +1,27 @@
+//! The integration tests: one binary, so the suite links once. Each module
+//! starts the real `tessera` binary (or two) against the machine's services
+//! and real clients; `common` is the test kit.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
+
+#[macro_use]
+mod common;
+
+mod api;
+mod audit;
+mod cache;
+mod cli;
+mod clients;
+mod deployments;
+mod durability;
+mod embeddings;
+mod faults;
+mod isolation;
+mod jwks;
+mod limits;
+mod loadtest;
+mod models;
+mod operations;
+mod remote;
+mod scale_out;
+mod tensor_models;
+mod usage;
