@@ -13,11 +13,8 @@ use serde_json::{Value, json};
 use tessera_standin::Standin;
 
 async fn emb_model(s: &Server, key: &str, up: &Standin, name: &str) {
-    let r = s
-        .api
-        .call(Method::POST, "/v1/models", Some(key), Some(json!({"name": name, "task": "embedding",
-            "runtime": "openai-compatible", "config": {"base_url": up.url, "upstream_model": name, "max_retries": 0}})))
-        .await;
+    let config = json!({"base_url": up.url, "upstream_model": name, "max_retries": 0});
+    let r = s.api.remote_model(key, name, "embedding", config).await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
 }
 
@@ -172,16 +169,7 @@ async fn hits_misses_tenants_cache_control_purge_and_stale_fallback() {
         .await;
     assert_eq!(d.status, StatusCode::OK, "{d:?}");
     let shadows = || async {
-        let m = s
-            .api
-            .http
-            .get(format!("{}/metrics", s.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = s.api.metrics().await;
         m.lines()
             .filter(|l| l.starts_with("tessera_shadow_requests_total{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())

@@ -11,15 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 async fn upload(s: &Server, key: &str, path: &str, bytes: Vec<u8>) -> StatusCode {
-    s.api
-        .http
-        .post(format!("{}{path}", s.url))
-        .bearer_auth(key)
-        .body(bytes)
-        .send()
-        .await
-        .unwrap()
-        .status()
+    s.api.upload(path, key, bytes).await.status
 }
 
 async fn predict(s: &Server, key: &str, user: &str) -> (i64, String) {

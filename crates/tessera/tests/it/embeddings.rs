@@ -44,7 +44,7 @@ fn floats(v: &Value) -> Vec<f32> {
 }
 
 async fn embed(s: &Server, key: &str, body: Value) -> common::Resp {
-    s.api.call(Method::POST, "/v1/embeddings", Some(key), Some(body)).await
+    s.api.embed(key, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

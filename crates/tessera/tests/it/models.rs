@@ -9,20 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 async fn upload(s: &Server, key: &str, path: &str, bytes: Vec<u8>) -> common::Resp {
-    let r = s
-        .api
-        .http
-        .post(format!("{}{path}", s.url))
-        .bearer_auth(key)
-        .header("content-type", "application/octet-stream")
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let headers = r.headers().clone();
-    let body: Value = r.json().await.unwrap_or(Value::Null);
-    common::Resp { status, body, headers }
+    s.api.upload(path, key, bytes).await
 }
 
 fn names(v: &Value) -> Vec<(String, String)> {

@@ -30,14 +30,7 @@ fn server_opts(backend: &Backend, dir: &std::path::Path) -> Options {
 
 /// Registers a remote model in the caller's tenant.
 async fn remote(s: &Server, key: &str, name: &str, task: &str, config: Value) -> common::Resp {
-    s.api
-        .call(
-            Method::POST,
-            "/v1/models",
-            Some(key),
-            Some(json!({"name": name, "task": task, "runtime": "openai-compatible", "config": config})),
-        )
-        .await
+    s.api.remote_model(key, name, task, config).await
 }
 
 fn cfg(up: &Standin, upstream_model: &str) -> Value {
@@ -45,7 +38,7 @@ fn cfg(up: &Standin, upstream_model: &str) -> Value {
 }
 
 async fn chat(s: &Server, key: &str, body: Value) -> common::Resp {
-    s.api.call(Method::POST, "/v1/chat/completions", Some(key), Some(body)).await
+    s.api.chat(key, body).await
 }
 
 fn hello(model: &str) -> Value {

@@ -18,19 +18,7 @@ fn expected() -> Value {
 }
 
 async fn upload(s: &Server, key: &str, path: &str, bytes: Vec<u8>) -> common::Resp {
-    let r = s
-        .api
-        .http
-        .post(format!("{}{path}", s.url))
-        .bearer_auth(key)
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let headers = r.headers().clone();
-    let body: Value = r.json().await.unwrap_or(Value::Null);
-    common::Resp { status, body, headers }
+    s.api.upload(path, key, bytes).await
 }
 
 async fn register(

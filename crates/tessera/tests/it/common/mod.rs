@@ -288,6 +288,45 @@ impl Api {
     pub async fn get(&self, path: &str, key: &str) -> Resp {
         self.call(Method::GET, path, Some(key), None).await
     }
+
+    /// POSTs raw bytes (a model artifact) to `path`.
+    pub async fn upload(&self, path: &str, key: &str, bytes: Vec<u8>) -> Resp {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .expect("request reaches the server");
+        let status = r.status();
+        let headers = r.headers().clone();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        Resp { status, body, headers }
+    }
+
+    /// Registers a remote (`openai-compatible`) model in the caller's tenant.
+    pub async fn remote_model(&self, key: &str, name: &str, task: &str, config: Value) -> Resp {
+        let body = serde_json::json!({"name": name, "task": task, "runtime": "openai-compatible", "config": config});
+        self.call(Method::POST, "/v1/models", Some(key), Some(body)).await
+    }
+
+    /// `POST /v1/embeddings`.
+    pub async fn embed(&self, key: &str, body: Value) -> Resp {
+        self.call(Method::POST, "/v1/embeddings", Some(key), Some(body)).await
+    }
+
+    /// `POST /v1/chat/completions`.
+    pub async fn chat(&self, key: &str, body: Value) -> Resp {
+        self.call(Method::POST, "/v1/chat/completions", Some(key), Some(body)).await
+    }
+
+    /// The server's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let r = self.http.get(format!("{}/metrics", self.url)).send().await;
+        r.expect("request reaches the server").text().await.unwrap_or_default()
+    }
 }
 
 /// Runs an async test body against SQLite and (when configured) PostgreSQL.
