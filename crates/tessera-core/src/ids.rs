@@ -36,6 +36,12 @@ pub fn random_alnum(len: usize) -> String {
     random_string(ALNUM, len)
 }
 
+/// The schema of a name (tenants, plans, segments, models, keys): what
+/// [`validate_name`] accepts. Documentation only; names travel as `String`.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+pub struct Name(pub String);
+
 /// A new prediction id: `prd_`, the time in milliseconds as 12 hex digits
 /// (so ids sort by creation time, as text too), then 16 random lowercase
 /// alphanumerics (about 83 bits, so ids made in the same millisecond on

@@ -57,20 +57,50 @@ pub struct Model {
     pub created_at: Timestamp,
 }
 
+/// The tasks a model can have (see [`TASKS`]); documentation only.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum TaskName {
+    Embedding,
+    Classification,
+    Regression,
+    Chat,
+    Custom,
+}
+
+/// The runtimes a model can run on (see [`RUNTIMES`]); documentation only.
+#[derive(utoipa::ToSchema)]
+pub enum RuntimeName {
+    #[schema(rename = "bert")]
+    Bert,
+    #[schema(rename = "onnx")]
+    Onnx,
+    #[schema(rename = "linear")]
+    Linear,
+    #[schema(rename = "openai-compatible")]
+    OpenaiCompatible,
+}
+
 /// Body of a model registration.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewModel {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
+    #[schema(value_type = TaskName)]
     pub task: String,
+    #[schema(value_type = RuntimeName)]
     pub runtime: String,
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub base_model: Option<String>,
     /// Admin registrations only: make it a segment model instead of a platform model.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub segment: Option<String>,
     /// Admin registrations only: `platform` or `segment:<name>`.
     #[serde(default)]
+    #[schema(pattern = "^(platform|segment:[A-Za-z0-9][A-Za-z0-9._-]{0,63})$")]
     pub scope: Option<String>,
     /// A remote model's first version (runtime `openai-compatible`).
     #[serde(default)]
@@ -305,11 +335,13 @@ pub fn new_model_id() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Deployment {
+    #[schema(min_items = 1)]
     pub targets: Vec<DeploymentTarget>,
     #[serde(default)]
     pub shadow: Vec<ShadowTarget>,
     /// Model names tried in order when the primary fails.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::ids::Name>)]
     pub fallbacks: Vec<String>,
     #[serde(default)]
     pub timeout_ms: Option<u64>,

@@ -22,12 +22,15 @@ pub struct Tenant {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
     /// Plan name; `free` when absent.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub plan: Option<String>,
     /// Segment the tenant belongs to (for segment-level models and defaults).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub segment: Option<String>,
 }
 
@@ -50,11 +53,13 @@ impl NewTenant {
 #[serde(deny_unknown_fields)]
 pub struct TenantPatch {
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: Option<String>,
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub plan: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::ids::Name>)]
     pub segment: Option<Option<String>>,
 }
 
@@ -77,6 +82,7 @@ impl TenantPatch {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
     /// Requests per minute.
     #[serde(default)]
@@ -91,6 +97,7 @@ pub struct Plan {
     pub monthly_budget_usd: Option<f64>,
     /// Model names the plan may use; `null` for all.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::ids::Name>>)]
     pub models: Option<Vec<String>>,
 }
 
@@ -120,6 +127,10 @@ impl Plan {
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_name("name", &self.name)?;
         validate_budget(self.monthly_budget_usd)?;
+        for (param, v) in [("rpm", self.rpm), ("tpm", self.tpm), ("concurrency", self.concurrency)]
+        {
+            validate_limit(param, v)?;
+        }
         validate_models(self.models.as_deref())
     }
 
@@ -139,6 +150,17 @@ impl Plan {
         if let Some(v) = patch.models {
             self.models = v;
         }
+    }
+}
+
+/// Limits are stored as signed 64-bit integers.
+fn validate_limit(param: &str, v: Option<u64>) -> Result<(), ValidationError> {
+    match v {
+        Some(n) if n > i64::MAX as u64 => Err(ValidationError::new(
+            param,
+            format!("{param} must be at most {}, got {n}", i64::MAX),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -176,13 +198,17 @@ pub struct PlanPatch {
     #[schema(value_type = Option<f64>)]
     pub monthly_budget_usd: Option<Option<f64>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<crate::ids::Name>>)]
     pub models: Option<Option<Vec<String>>>,
 }
 
 impl PlanPatch {
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_budget(self.monthly_budget_usd.flatten())?;
+        for (param, v) in [("rpm", self.rpm), ("tpm", self.tpm), ("concurrency", self.concurrency)]
+        {
+            validate_limit(param, v.flatten())?;
+        }
         validate_models(self.models.as_ref().and_then(|m| m.as_deref()))
     }
 }

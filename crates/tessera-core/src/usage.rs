@@ -42,9 +42,11 @@ pub struct UsageRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub model: String,
     /// A plan name, or `*` for every plan without a price of its own.
     #[serde(default = "any_plan")]
+    #[schema(pattern = "^([A-Za-z0-9][A-Za-z0-9._-]{0,63}|\\*)$")]
     pub plan: String,
     #[serde(default)]
     pub prompt_per_1k_usd: f64,

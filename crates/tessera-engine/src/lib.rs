@@ -21,3 +21,25 @@ pub mod pool;
 pub mod tensor;
 
 pub use error::EngineError;
+
+/// Checks that `bytes` can be a model for `runtime` (`onnx`: an ONNX model
+/// with a graph; `linear`: a `tessera.linear.v1` head), so a broken upload is
+/// refused when it is made rather than failing at its first load. Other
+/// runtimes are not checked here.
+pub fn check_artifact(runtime: &str, bytes: &[u8]) -> Result<(), EngineError> {
+    match runtime {
+        "onnx" => {
+            use prost::Message as _;
+            let model = onnx::proto::ModelProto::decode(bytes)
+                .map_err(|e| EngineError::InvalidModel(format!("not an ONNX model: {e}")))?;
+            match model.graph {
+                Some(g) if !g.output.is_empty() => Ok(()),
+                _ => Err(EngineError::InvalidModel(
+                    "not an ONNX model: it has no graph outputs".into(),
+                )),
+            }
+        }
+        "linear" => linear::LinearHead::parse(bytes).map(|_| ()),
+        _ => Ok(()),
+    }
+}

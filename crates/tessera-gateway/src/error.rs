@@ -213,6 +213,17 @@ pub struct ErrorDetail {
     pub param: Option<String>,
 }
 
+/// The Open Inference Protocol's error form, which `/v2` routes answer:
+/// the message as a string, with the stable code beside it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OipErrorBody {
+    pub error: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub code: String,
+    pub param: Option<String>,
+}
+
 /// Internal detail of a 5xx answer, for the request log only.
 #[derive(Debug, Clone)]
 pub struct InternalDetail(pub String);

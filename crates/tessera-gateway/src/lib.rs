@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod request;
 pub mod routes;
 pub mod state;
+mod strict;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

@@ -62,8 +62,13 @@ pub async fn request_layer(
     if resp.status() == StatusCode::METHOD_NOT_ALLOWED
         && resp.headers().get("content-type").is_none()
     {
+        // The envelope, keeping the `allow` header axum lists the methods in.
+        let allow = resp.headers().get(axum::http::header::ALLOW).cloned();
         resp = ApiError::MethodNotAllowed { method: method.to_string(), path: path.clone() }
             .into_response();
+        if let Some(allow) = allow {
+            resp.headers_mut().insert(axum::http::header::ALLOW, allow);
+        }
     }
     if path.starts_with("/v2")
         && (resp.status().is_client_error() || resp.status().is_server_error())

@@ -20,13 +20,16 @@ use crate::state::AppState;
 const MAX_LIMIT: u32 = 1000;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// Only this tenant's entries (admin route only).
     pub tenant: Option<String>,
     /// Only entries at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// At most this many entries, newest first (1-1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 

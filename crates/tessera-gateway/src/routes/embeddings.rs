@@ -59,6 +59,7 @@ pub enum EncodingFormat {
 #[serde(untagged)]
 pub enum EmbeddingInput {
     One(String),
+    /// 1-2048 texts (the bounds are set in `openapi.rs`).
     Many(Vec<String>),
 }
 

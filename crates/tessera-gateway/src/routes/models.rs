@@ -73,6 +73,8 @@ pub async fn upload_version(
             "the artifact is empty; send its bytes as the request body",
         ));
     }
+    tessera_engine::check_artifact(&model.runtime, &bytes)
+        .map_err(|e| ApiError::invalid("body", e.to_string()))?;
     let (sha, size) = artifacts.put(bytes.to_vec()).await?;
     Ok(store
         .add_model_version(writer, model, &sha, i64::try_from(size).unwrap_or(i64::MAX), actor)
@@ -125,10 +127,38 @@ pub async fn tenant_create(
             "platform and segment models are registered by the platform (/admin/v1/models)",
         ));
     }
+    refuse_unserved_bert(&s, &new, false)?;
     let first = first_version(s.artifacts(), &new).await?;
     let first = first.as_ref().map(|(sha, size)| (sha.as_str(), *size));
     let m = s.store().create_model(ModelScope::Tenant(&ctx), &new, first, &auth.actor()).await?;
     Ok((StatusCode::CREATED, Json(m)))
+}
+
+/// `bert` embedding models are served for the platform only, and only the
+/// ones the server loads from its configuration (the pool knows them by
+/// name); registering one it would never serve is refused rather than left
+/// answering 503 forever.
+fn refuse_unserved_bert(s: &AppState, new: &NewModel, platform: bool) -> Result<(), ApiError> {
+    if new.runtime != "bert" {
+        return Ok(());
+    }
+    if !platform {
+        return Err(ApiError::invalid(
+            "runtime",
+            "bert embedding models are served for the platform only; register an onnx model, \
+             or a linear head over a platform embedding model (base_model)",
+        ));
+    }
+    if s.models().state(&new.name).is_none() {
+        return Err(ApiError::invalid(
+            "runtime",
+            format!(
+                "this server loads no bert model named {:?}; bert models come from the server's configuration",
+                new.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Models the caller can use: its own, its segment's and the platform's.
@@ -227,6 +257,7 @@ pub async fn admin_create(
         AdminScope::Segment(seg) => ModelScope::Segment(&sys, seg),
         AdminScope::Platform => ModelScope::Platform(&sys),
     };
+    refuse_unserved_bert(&s, &new, matches!(admin_scope, AdminScope::Platform))?;
     let first = first_version(s.artifacts(), &new).await?;
     let first = first.as_ref().map(|(sha, size)| (sha.as_str(), *size));
     let m = s.store().create_model(scope, &new, first, &auth.actor()).await?;

@@ -26,7 +26,7 @@ use utoipa::ToSchema;
 use super::inference::{UsageRecorder, caller, headers};
 use super::oip_tensors::{split_body, tensor_input, text_input, wants_binary};
 use crate::auth::Authed;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, OipErrorBody};
 use crate::extract::parse_json;
 use crate::state::AppState;
 use tessera_serving::Services;
@@ -180,7 +180,7 @@ fn metadata(name: &str, engine: &EmbeddingModel) -> ModelMetadata {
 
 /// Server metadata.
 #[utoipa::path(get, path = "/v2", tag = "open inference protocol",
-    responses((status = 200, description = "server metadata"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "server metadata"), (status = 401, body = OipErrorBody), (status = 403, body = OipErrorBody)))]
 pub async fn server_metadata(auth: Authed) -> Result<Json<Value>, ApiError> {
     auth.tenant(Operation::ModelsRead).or_else(|_| auth.tenant(Operation::Inference))?;
     Ok(Json(
@@ -191,8 +191,8 @@ pub async fn server_metadata(auth: Authed) -> Result<Json<Value>, ApiError> {
 /// Model metadata.
 #[utoipa::path(get, path = "/v2/models/{name}", tag = "open inference protocol",
     params(("name" = String, Path, description = "model name")),
-    responses((status = 200, body = ModelMetadata), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = ModelMetadata), (status = 400, body = OipErrorBody), (status = 401, body = OipErrorBody),
+        (status = 403, body = OipErrorBody), (status = 404, body = OipErrorBody), (status = 503, body = OipErrorBody)))]
 pub async fn model_metadata(
     State(s): State<AppState>,
     auth: Authed,
@@ -205,8 +205,8 @@ pub async fn model_metadata(
 /// Metadata of one model version.
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "open inference protocol",
     params(("name" = String, Path, description = "model name"), ("version" = String, Path, description = "version")),
-    responses((status = 200, body = ModelMetadata), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = ModelMetadata), (status = 400, body = OipErrorBody), (status = 401, body = OipErrorBody),
+        (status = 403, body = OipErrorBody), (status = 404, body = OipErrorBody), (status = 503, body = OipErrorBody)))]
 pub async fn version_metadata(
     State(s): State<AppState>,
     auth: Authed,
@@ -229,8 +229,8 @@ async fn ready(
 /// Model readiness: 200 when ready, 503 otherwise.
 #[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "open inference protocol",
     params(("name" = String, Path, description = "model name")),
-    responses((status = 200, description = "ready"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "ready"), (status = 400, body = OipErrorBody), (status = 401, body = OipErrorBody),
+        (status = 403, body = OipErrorBody), (status = 404, body = OipErrorBody), (status = 503, body = OipErrorBody)))]
 pub async fn model_ready(
     State(s): State<AppState>,
     auth: Authed,
@@ -242,8 +242,8 @@ pub async fn model_ready(
 /// Readiness of one model version.
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "open inference protocol",
     params(("name" = String, Path, description = "model name"), ("version" = String, Path, description = "version")),
-    responses((status = 200, description = "ready"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "ready"), (status = 400, body = OipErrorBody), (status = 401, body = OipErrorBody),
+        (status = 403, body = OipErrorBody), (status = 404, body = OipErrorBody), (status = 503, body = OipErrorBody)))]
 pub async fn version_ready(
     State(s): State<AppState>,
     auth: Authed,
@@ -455,9 +455,9 @@ fn post_outputs(t: &Target, outputs: &[(String, Tensor)]) -> Vec<Value> {
 #[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "open inference protocol", request_body = InferRequest,
     params(("name" = String, Path, description = "model name")),
     responses((status = 200, description = "inference response", headers(("x-tessera-prediction-id" = String, description = "unique, time-sortable id of this answer"))),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 402, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 400, body = OipErrorBody), (status = 401, body = OipErrorBody), (status = 402, body = OipErrorBody),
+        (status = 403, body = OipErrorBody), (status = 404, body = OipErrorBody), (status = 413, body = OipErrorBody),
+        (status = 429, body = OipErrorBody), (status = 503, body = OipErrorBody)))]
 pub async fn model_infer(
     State(s): State<AppState>,
     auth: Authed,
@@ -487,9 +487,9 @@ async fn metered_infer(
 #[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "open inference protocol", request_body = InferRequest,
     params(("name" = String, Path, description = "model name"), ("version" = String, Path, description = "version")),
     responses((status = 200, description = "inference response", headers(("x-tessera-prediction-id" = String, description = "unique, time-sortable id of this answer"))),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 402, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 400, body = OipErrorBody), (status = 401, body = OipErrorBody), (status = 402, body = OipErrorBody),
+        (status = 403, body = OipErrorBody), (status = 404, body = OipErrorBody), (status = 413, body = OipErrorBody),
+        (status = 429, body = OipErrorBody), (status = 503, body = OipErrorBody)))]
 pub async fn version_infer(
     State(s): State<AppState>,
     auth: Authed,
@@ -503,7 +503,7 @@ pub async fn version_infer(
 /// Repository index: the models the caller can use, each with the version
 /// it would be served and that version's state.
 #[utoipa::path(post, path = "/v2/repository/index", tag = "open inference protocol",
-    responses((status = 200, description = "models and states"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "models and states"), (status = 401, body = OipErrorBody), (status = 403, body = OipErrorBody), (status = 503, body = OipErrorBody)))]
 pub async fn repository_index(
     State(s): State<AppState>,
     auth: Authed,
@@ -560,8 +560,8 @@ pub async fn repository_index(
 /// artifact; platform models are loaded by the server).
 #[utoipa::path(post, path = "/v2/repository/models/{name}/load", tag = "open inference protocol",
     params(("name" = String, Path, description = "model name")),
-    responses((status = 200, description = "loaded"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "loaded"), (status = 400, body = OipErrorBody), (status = 401, body = OipErrorBody),
+        (status = 403, body = OipErrorBody), (status = 404, body = OipErrorBody), (status = 503, body = OipErrorBody)))]
 pub async fn repository_load(
     State(s): State<AppState>,
     auth: Authed,
@@ -575,7 +575,7 @@ pub async fn repository_load(
 /// other tenants; tenant models are unloaded by the pool's memory budget.
 #[utoipa::path(post, path = "/v2/repository/models/{name}/unload", tag = "open inference protocol",
     params(("name" = String, Path, description = "model name")),
-    responses((status = 403, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 403, body = OipErrorBody), (status = 401, body = OipErrorBody), (status = 404, body = OipErrorBody), (status = 503, body = OipErrorBody)))]
 pub async fn repository_unload(
     State(s): State<AppState>,
     auth: Authed,

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use super::{
@@ -32,7 +33,7 @@ use super::{
         models::tenant_create, models::tenant_list, models::tenant_get, models::tenant_upload, models::tenant_versions,
         models::admin_create, models::admin_list, models::admin_upload, models::admin_versions,
     ),
-    components(schemas(tessera_core::usage::GroupBy)),
+    components(schemas(tessera_core::usage::GroupBy, crate::error::ErrorBody, crate::error::OipErrorBody)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]
@@ -47,23 +48,289 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
-        // Open routes take no credential: an empty list overrides the
-        // document's default.
-        for path in crate::auth::OPEN_ROUTES {
-            if let Some(item) = doc.paths.paths.get_mut(*path) {
-                for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.delete]
-                    .into_iter()
-                    .flatten()
-                {
+        // A list of embedding inputs holds 1-2048 texts (utoipa's derive
+        // cannot say so on an untagged variant).
+        if let Some(RefOr::T(Schema::OneOf(one))) = components.schemas.get_mut("EmbeddingInput") {
+            for item in &mut one.items {
+                if let RefOr::T(Schema::Array(a)) = item {
+                    a.min_items = Some(1);
+                    a.max_items = Some(tessera_serving::inference::MAX_INPUTS);
+                }
+            }
+        }
+        add_links(&mut doc.paths);
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let open = crate::auth::OPEN_ROUTES.contains(&path.as_str());
+            let ops = [
+                (&mut item.get, Method::Get),
+                (&mut item.post, Method::Post),
+                (&mut item.put, Method::Put),
+                (&mut item.patch, Method::Patch),
+                (&mut item.delete, Method::Delete),
+            ];
+            for (op, method) in ops {
+                let Some(op) = op.as_mut() else { continue };
+                // Handler names repeat across resources; ids must not.
+                op.operation_id = Some(operation_id(method, path));
+                if open {
+                    // Open routes take no credential: an empty list
+                    // overrides the document's default.
                     op.security = Some(Vec::new());
+                } else {
+                    add_error_statuses(path, method, op);
                 }
             }
         }
     }
 }
 
+/// Links from one creating operation: its path and method, its success
+/// status, the id's field in its answer, and each operation that uses the
+/// id (path, method, the path parameter it fills).
+struct Links {
+    from: &'static str,
+    method: &'static str,
+    status: &'static str,
+    field: &'static str,
+    to: &'static [(&'static str, &'static str, &'static str)],
+}
+
+/// Links from the operations that create a resource to those that take its
+/// id, so clients (and fuzzers) can follow them: (creating path and method,
+/// its success status, the id's field in the answer, then each operation
+/// that uses it and its path parameter).
+const LINKS: &[Links] = &[
+    Links {
+        from: "/admin/v1/tenants",
+        method: "post",
+        status: "201",
+        field: "id",
+        to: &[
+            ("/admin/v1/tenants/{id}", "get", "id"),
+            ("/admin/v1/tenants/{id}", "patch", "id"),
+            ("/admin/v1/tenants/{id}", "delete", "id"),
+            ("/admin/v1/tenants/{id}/keys", "post", "id"),
+            ("/admin/v1/tenants/{id}/keys", "get", "id"),
+        ],
+    },
+    Links {
+        from: "/admin/v1/tenants/{id}/keys",
+        method: "post",
+        status: "201",
+        field: "id",
+        to: &[("/admin/v1/tenants/{id}/keys/{key_id}", "delete", "key_id")],
+    },
+    Links {
+        from: "/admin/v1/keys",
+        method: "post",
+        status: "201",
+        field: "id",
+        to: &[("/admin/v1/keys/{key_id}", "delete", "key_id")],
+    },
+    Links {
+        from: "/v1/keys",
+        method: "post",
+        status: "201",
+        field: "id",
+        to: &[("/v1/keys/{id}", "delete", "id")],
+    },
+    Links {
+        from: "/admin/v1/plans",
+        method: "post",
+        status: "201",
+        field: "name",
+        to: &[
+            ("/admin/v1/plans/{name}", "get", "name"),
+            ("/admin/v1/plans/{name}", "patch", "name"),
+        ],
+    },
+    Links {
+        from: "/v1/models",
+        method: "post",
+        status: "201",
+        field: "name",
+        to: &[
+            ("/v1/models/{name}", "get", "name"),
+            ("/v1/models/{name}/versions", "post", "name"),
+            ("/v1/models/{name}/versions", "get", "name"),
+            ("/v1/deployments/{name}", "put", "name"),
+            ("/v1/deployments/{name}", "get", "name"),
+            ("/v2/models/{name}", "get", "name"),
+            ("/v2/models/{name}/infer", "post", "name"),
+        ],
+    },
+    Links {
+        from: "/admin/v1/models",
+        method: "post",
+        status: "201",
+        field: "id",
+        to: &[
+            ("/admin/v1/models/{id}/versions", "post", "id"),
+            ("/admin/v1/models/{id}/versions", "get", "id"),
+            ("/admin/v1/deployments/{id}", "put", "id"),
+            ("/admin/v1/deployments/{id}", "get", "id"),
+        ],
+    },
+    Links {
+        from: "/admin/v1/prices",
+        method: "put",
+        status: "200",
+        field: "model",
+        to: &[("/admin/v1/prices/{model}", "delete", "model")],
+    },
+];
+
+fn add_links(paths: &mut utoipa::openapi::Paths) {
+    use utoipa::openapi::link::LinkBuilder;
+    for Links { from, method, status, field, to: targets } in LINKS {
+        let Some(op) = paths.paths.get_mut(*from).and_then(|item| operation(item, method)) else {
+            continue;
+        };
+        let Some(RefOr::T(response)) = op.responses.responses.get_mut(*status) else { continue };
+        for (to, to_method, param) in *targets {
+            let pointer = to.replace('/', "~1");
+            let link = LinkBuilder::new()
+                .operation_ref(format!("#/paths/{pointer}/{to_method}"))
+                .parameter(*param, format!("$response.body#/{field}"))
+                .build();
+            let name = format!("{to_method}{}", to.replace(['/', '{', '}'], "_"));
+            response.links.insert(name, link.into());
+        }
+    }
+}
+
+fn operation<'a>(
+    item: &'a mut utoipa::openapi::PathItem,
+    method: &str,
+) -> Option<&'a mut utoipa::openapi::path::Operation> {
+    match method {
+        "get" => item.get.as_mut(),
+        "post" => item.post.as_mut(),
+        "put" => item.put.as_mut(),
+        "patch" => item.patch.as_mut(),
+        "delete" => item.delete.as_mut(),
+        _ => None,
+    }
+}
+
+/// A unique operation id from the method and path: `get /admin/v1/tenants/{id}`
+/// is `get_admin_v1_tenants_id`.
+fn operation_id(method: Method, path: &str) -> String {
+    let verb = match method {
+        Method::Get => "get",
+        Method::Post => "post",
+        Method::Put => "put",
+        Method::Patch => "patch",
+        Method::Delete => "delete",
+    };
+    let words: Vec<String> = path
+        .split(['/', ':'])
+        .filter(|w| !w.is_empty())
+        .map(|w| w.trim_matches(['{', '}']).replace(['-', '.'], "_"))
+        .collect();
+    if words.is_empty() { verb.to_owned() } else { format!("{verb}_{}", words.join("_")) }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+/// Lists the error statuses an authenticated operation can answer, from
+/// what it takes: every one can refuse the credential (401, 403) or find a
+/// dependency down (503); parameters and bodies can be invalid (400); a path
+/// names something that may not exist (404); a body can be too large (413)
+/// or not JSON (415); writes can conflict (409); inference meets limits and
+/// budgets (402, 429) and remote providers (502, 504). `/v2` routes answer
+/// errors in the Open Inference Protocol's string form.
+fn add_error_statuses(path: &str, method: Method, op: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+    let json_body =
+        op.request_body.as_ref().is_some_and(|b| b.content.contains_key("application/json"));
+    let inference = op.tags.as_ref().is_some_and(|t| t.iter().any(|t| t == "inference"))
+        || path.ends_with("/infer")
+        || path == "/v1/models/{name}";
+    let mut statuses = vec![401, 403, 503];
+    if has_params || op.request_body.is_some() {
+        statuses.push(400);
+    }
+    if path.contains('{') {
+        statuses.push(404);
+    }
+    if op.request_body.is_some() || path == "/v1/models/{name}" || path.ends_with("/infer") {
+        statuses.push(413);
+    }
+    if json_body {
+        statuses.push(415);
+    }
+    if matches!(method, Method::Post | Method::Put | Method::Patch) && !inference {
+        statuses.push(409);
+    }
+    if inference {
+        statuses.extend([402, 429, 502, 504]);
+    }
+    let schema = if path.starts_with("/v2") { "OipErrorBody" } else { "ErrorBody" };
+    for status in statuses {
+        let key = status.to_string();
+        if op.responses.responses.contains_key(&key) {
+            continue;
+        }
+        let description = match status {
+            400 => "invalid request",
+            401 => "missing or invalid credential",
+            402 => "monthly budget used up",
+            403 => "not allowed for this key",
+            404 => "not found (or another tenant's)",
+            409 => "conflicts with what exists",
+            413 => "body too large",
+            415 => "body is not JSON",
+            429 => "over a rate limit, or overloaded; see retry-after",
+            502 => "the upstream failed",
+            503 => "a dependency or the model is unavailable; see retry-after",
+            504 => "the upstream timed out",
+            _ => "error",
+        };
+        let content = ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build();
+        let response = ResponseBuilder::new()
+            .description(description)
+            .content("application/json", content)
+            .build();
+        op.responses.responses.insert(key, response.into());
+    }
+}
+
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "OpenAPI 3.1 document")))]
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn openapi_json() -> Json<serde_json::Value> {
+    Json(document())
+}
+
+/// The OpenAPI document as JSON. utoipa writes a link's `operationRef` as
+/// `operation_ref`; it is renamed here, where the document is made.
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        let responses = paths
+            .values_mut()
+            .filter_map(|item| item.as_object_mut())
+            .flat_map(|item| item.values_mut())
+            .filter_map(|op| op.get_mut("responses")?.as_object_mut())
+            .flat_map(|r| r.values_mut());
+        for response in responses {
+            let Some(links) = response.get_mut("links").and_then(|l| l.as_object_mut()) else {
+                continue;
+            };
+            for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
+                if let Some(r) = link.remove("operation_ref") {
+                    link.insert("operationRef".into(), r);
+                }
+            }
+        }
+    }
+    doc
 }

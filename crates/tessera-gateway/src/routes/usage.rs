@@ -24,19 +24,24 @@ use crate::state::AppState;
 const MAX_RECORDS: u32 = 100_000;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageParams {
     /// From this RFC 3339 time (default: the start of this month, UTC).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Until this RFC 3339 time, exclusive (default: now).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// `model` (default), `day` or `key`; on the admin route also `tenant`.
     pub group_by: Option<GroupBy>,
     /// `json` (default) or `csv`.
+    #[param(pattern = "^(json|csv)$")]
     pub format: Option<String>,
     /// Admin route: one tenant only.
     pub tenant: Option<String>,
     /// Records route: at most this many (default and maximum 100000).
+    #[param(minimum = 1, maximum = 100000)]
     pub limit: Option<u32>,
 }
 
@@ -60,6 +65,8 @@ impl UsageParams {
         if to <= from {
             return Err(ApiError::invalid("to", "to must be after from"));
         }
+        // Checked on every route, so a bad limit is never silently ignored.
+        limit(self.limit)?;
         let csv = match self.format.as_deref() {
             None | Some("json") => false,
             Some("csv") => true,
@@ -144,7 +151,7 @@ fn records_answer(records: Vec<UsageRecord>, csv: bool) -> Response {
 
 /// The caller's usage totals.
 #[utoipa::path(get, path = "/v1/usage", tag = "usage", params(UsageParams),
-    responses((status = 200, body = List<UsageGroup>), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "as JSON, or CSV with format=csv", content((List<UsageGroup> = "application/json"), (String = "text/csv"))), (status = 400, body = ErrorBody)))]
 pub async fn tenant_totals(
     State(s): State<AppState>,
     auth: Authed,
@@ -164,7 +171,7 @@ pub async fn tenant_totals(
 
 /// The caller's usage records, oldest first (for billing export).
 #[utoipa::path(get, path = "/v1/usage/records", tag = "usage", params(UsageParams),
-    responses((status = 200, body = List<UsageRecord>), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "as JSON, or CSV with format=csv", content((List<UsageRecord> = "application/json"), (String = "text/csv"))), (status = 400, body = ErrorBody)))]
 pub async fn tenant_records(
     State(s): State<AppState>,
     auth: Authed,
@@ -190,7 +197,7 @@ fn limit(l: Option<u32>) -> Result<u32, ApiError> {
 
 /// Usage totals across tenants.
 #[utoipa::path(get, path = "/admin/v1/usage", tag = "usage", params(UsageParams),
-    responses((status = 200, body = List<UsageGroup>), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "as JSON, or CSV with format=csv", content((List<UsageGroup> = "application/json"), (String = "text/csv"))), (status = 400, body = ErrorBody)))]
 pub async fn admin_totals(
     State(s): State<AppState>,
     auth: Authed,
@@ -213,7 +220,7 @@ pub async fn admin_totals(
 
 /// Usage records across tenants, oldest first.
 #[utoipa::path(get, path = "/admin/v1/usage/records", tag = "usage", params(UsageParams),
-    responses((status = 200, body = List<UsageRecord>), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "as JSON, or CSV with format=csv", content((List<UsageRecord> = "application/json"), (String = "text/csv"))), (status = 400, body = ErrorBody)))]
 pub async fn admin_records(
     State(s): State<AppState>,
     auth: Authed,
@@ -254,6 +261,7 @@ pub async fn put_price(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PriceParams {
     /// The plan of the price to remove (default `*`).

@@ -152,7 +152,7 @@ pub async fn target(
                 None => versions.last(),
             }
             .ok_or_else(|| {
-                ServeError::ModelNotReady(format!("model {name:?} has no versions yet; upload one"))
+                ServeError::NotFound(format!("model {name:?} has no versions yet; upload one"))
             })?
         }
     };

@@ -30,8 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Loadtest(args) => loadtest::run(args).await,
         Command::Openapi => {
-            use utoipa::OpenApi as _;
-            let doc = tessera_gateway::routes::openapi::ApiDoc::openapi();
+            let doc = tessera_gateway::routes::openapi::document();
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(())
         }

@@ -183,7 +183,7 @@ async fn deployments(backend: Backend) {
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(
-        upload(&s, &key, "/v1/models/broken/versions", b"not onnx".to_vec()).await,
+        upload(&s, &key, "/v1/models/broken/versions", common::unloadable_onnx()).await,
         StatusCode::CREATED
     );
     let r = infer("broken").await;
@@ -236,7 +236,7 @@ async fn deployments(backend: Backend) {
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(
-        upload(&s, &key, "/v1/models/broken-classifier/versions", b"not onnx".to_vec()).await,
+        upload(&s, &key, "/v1/models/broken-classifier/versions", common::unloadable_onnx()).await,
         StatusCode::CREATED
     );
     let r = s

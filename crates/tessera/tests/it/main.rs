@@ -20,6 +20,7 @@ mod jwks;
 mod limits;
 mod loadtest;
 mod models;
+mod openapi_fuzz;
 mod operations;
 mod remote;
 mod scale_out;

@@ -76,15 +76,16 @@ async fn registry(backend: Backend) {
     assert_eq!(seg.status, StatusCode::BAD_REQUEST);
 
     // Versions: content-addressed, numbered, verified.
-    let v1 = upload(&s, &a_dev, "/v1/models/ticket-clf/versions", b"onnx bytes v1".to_vec()).await;
+    let artifact = common::tiny_onnx("v1");
+    let v1 = upload(&s, &a_dev, "/v1/models/ticket-clf/versions", artifact.clone()).await;
     assert_eq!(v1.status, StatusCode::CREATED, "{v1:?}");
-    let sha = tessera_store::artifacts::sha256_hex(b"onnx bytes v1");
+    let sha = tessera_store::artifacts::sha256_hex(&artifact);
     assert_eq!(
         (v1.body["version"].as_i64(), v1.body["sha256"].as_str(), v1.body["size"].as_i64()),
-        (Some(1), Some(sha.as_str()), Some(13))
+        (Some(1), Some(sha.as_str()), Some(artifact.len() as i64))
     );
     assert!(dir.path().join("artifacts").join("sha256").join(&sha[..2]).join(&sha).is_file());
-    let v2 = upload(&s, &a_dev, "/v1/models/ticket-clf/versions", b"onnx bytes v2".to_vec()).await;
+    let v2 = upload(&s, &a_dev, "/v1/models/ticket-clf/versions", common::tiny_onnx("v2")).await;
     assert_eq!(v2.body["version"], 2);
     let got = s.api.get("/v1/models/ticket-clf", &a_dev).await;
     assert_eq!(got.body["versions"].as_array().unwrap().len(), 2);
@@ -110,9 +111,13 @@ async fn registry(backend: Backend) {
     let sm = s.admin(Method::POST, "/admin/v1/models", Some(json!({"name": "retail-recs", "task": "custom", "runtime": "onnx", "segment": "retail"}))).await;
     assert_eq!((sm.status, sm.body["owner"].as_str()), (StatusCode::CREATED, Some("segment")));
     let sm_id = sm.body["id"].as_str().unwrap();
-    let up =
-        upload(&s, &s.admin_key, &format!("/admin/v1/models/{sm_id}/versions"), b"seg".to_vec())
-            .await;
+    let up = upload(
+        &s,
+        &s.admin_key,
+        &format!("/admin/v1/models/{sm_id}/versions"),
+        common::tiny_onnx("seg"),
+    )
+    .await;
     assert_eq!(up.body["version"], 1);
     assert_eq!(s.api.get("/v1/models/retail-recs", &a_dev).await.status, StatusCode::OK);
     assert_eq!(s.api.get("/v1/models/retail-recs", &b_dev).await.status, StatusCode::NOT_FOUND);
@@ -131,7 +136,7 @@ async fn registry(backend: Backend) {
     let (service, _) = s.key_for(&a, "service").await;
     assert_eq!(s.api.get("/v1/models", &viewer).await.status, StatusCode::OK);
     assert_eq!(
-        upload(&s, &viewer, "/v1/models/ticket-clf/versions", b"x".to_vec()).await.status,
+        upload(&s, &viewer, "/v1/models/ticket-clf/versions", common::tiny_onnx("x")).await.status,
         StatusCode::FORBIDDEN
     );
     assert_eq!(s.api.get("/v1/models", &service).await.status, StatusCode::FORBIDDEN);

@@ -60,11 +60,14 @@ async fn onnx_classifier_and_linear_heads() {
 
     // A scikit-learn classifier exported to ONNX.
     register(&s, &key, "iris", "classification", "onnx", None).await;
+    // Nothing to serve until a version is uploaded: not found (not a 503,
+    // which says "retry", when only an upload helps).
     let no_version = s.api.get("/v2/models/iris", &key).await;
     assert_eq!(
         (no_version.status, no_version.body["code"].as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, Some("model_not_ready"))
+        (StatusCode::NOT_FOUND, Some("not_found"))
     );
+    assert!(no_version.body["error"].as_str().unwrap().contains("no versions yet"));
     assert_eq!(
         upload(&s, &key, "/v1/models/iris/versions", IRIS.to_vec()).await.status,
         StatusCode::CREATED
@@ -210,9 +213,13 @@ async fn onnx_classifier_and_linear_heads() {
     assert!(m.matches("tessera_engine_queue_depth{").count() >= 3, "{m}");
     common::assert_families_are_grouped(&m);
 
-    // A corrupt artifact and an invalid ONNX file are refused with a reason.
+    // A file that is not ONNX is refused at upload, naming what is wrong; one
+    // that ONNX Runtime cannot load, and a corrupt artifact, at load.
     register(&s, &key, "broken", "classification", "onnx", None).await;
-    let v = upload(&s, &key, "/v1/models/broken/versions", b"not an onnx file".to_vec()).await;
+    let bad = upload(&s, &key, "/v1/models/broken/versions", b"not an onnx file".to_vec()).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{bad:?}");
+    assert!(bad.body["error"]["message"].as_str().unwrap().contains("ONNX"), "{bad:?}");
+    let v = upload(&s, &key, "/v1/models/broken/versions", common::unloadable_onnx()).await;
     let r = s.api.get("/v2/models/broken", &key).await;
     assert_eq!(
         (r.status, r.body["code"].as_str()),
@@ -222,7 +229,7 @@ async fn onnx_classifier_and_linear_heads() {
     assert!(r.body["error"].as_str().unwrap().contains("ONNX"), "{r:?}");
     let sha = v.body["sha256"].as_str().unwrap().to_owned();
     register(&s, &key, "tampered", "classification", "onnx", None).await;
-    let t = upload(&s, &key, "/v1/models/tampered/versions", [IRIS, b" "].concat()).await;
+    let t = upload(&s, &key, "/v1/models/tampered/versions", common::tiny_onnx("tampered")).await;
     let tsha = t.body["sha256"].as_str().unwrap().to_owned();
     let path = dir.path().join("artifacts").join("sha256").join(&tsha[..2]).join(&tsha);
     std::fs::write(&path, IRIS).unwrap();

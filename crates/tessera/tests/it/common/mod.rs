@@ -375,3 +375,25 @@ pub fn assert_families_are_grouped(text: &str) {
         }
     }
 }
+
+/// A small valid ONNX model (`y = Identity(x)`, FP32 `[N, 1]`); `tag`
+/// names the graph, so different tags give different artifacts.
+pub fn tiny_onnx(tag: &str) -> Vec<u8> {
+    onnx_with_op("Identity", tag)
+}
+
+/// An ONNX model that decodes but that ONNX Runtime cannot load (an unknown
+/// operator): it fails at load time, as a model broken at runtime does.
+pub fn unloadable_onnx() -> Vec<u8> {
+    onnx_with_op("NoSuchOperator", "unloadable")
+}
+
+fn onnx_with_op(op: &str, tag: &str) -> Vec<u8> {
+    use tessera_engine::onnx::graph::{Dim, GraphBuilder};
+    const FLOAT: i32 = 1;
+    let mut g = GraphBuilder::default();
+    g.input("x", FLOAT, &[Dim::Named("n"), Dim::Fixed(1)]);
+    let y = g.op(op, &["x"], Vec::new());
+    g.output(&y, FLOAT, &[Dim::Named("n"), Dim::Fixed(1)]);
+    g.finish(tag)
+}
