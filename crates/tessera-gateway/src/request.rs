@@ -50,7 +50,8 @@ pub async fn request_layer(
         .headers()
         .get(REQUEST_ID_HEADER)
         .and_then(usable_request_id)
-        .unwrap_or_else(|| format!("req_{}", tessera_core::ids::random_lower(20)));
+        // Unique per process and call (no system call per request).
+        .unwrap_or_else(|| format!("req_{}", tessera_core::ids::unique_suffix()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let slot = RouteSlot::default();

@@ -306,7 +306,12 @@ impl Draft {
                 .await
         };
         let rec = UsageRecord {
-            id: tessera_core::ids::random_lower(20),
+            // Unique per record (a retried batch is stored once), without a system call.
+            id: format!(
+                "u{:012x}{}",
+                tessera_core::time::Timestamp::now().millis().max(0),
+                tessera_core::ids::unique_suffix()
+            ),
             request_id: self.request_id,
             ts_ms: tessera_core::time::Timestamp::now().millis(),
             tenant_id: self.tenant_id,

@@ -215,6 +215,10 @@ pub struct LoadtestArgs {
     /// Closed loop: concurrent workers [default: 8 when --rate is not given].
     #[arg(long)]
     pub concurrency: Option<usize>,
+    /// Hold this many keep-alive connections open for the whole run and send
+    /// --rate requests per second over all of them (default 100); plain http.
+    #[arg(long, conflicts_with_all = ["concurrency", "phases"])]
+    pub connections: Option<usize>,
     /// Length of each phase (spike and breakdown steps take half), e.g. 30s.
     #[arg(long, default_value = "10s")]
     pub duration: String,

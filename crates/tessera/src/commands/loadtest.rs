@@ -40,6 +40,8 @@ impl Template {
 /// Results of one phase.
 struct Stats {
     latency_us: Histogram<u64>,
+    /// Latency of the 2xx answers alone (admitted requests under overload).
+    ok_latency_us: Histogram<u64>,
     statuses: BTreeMap<String, u64>,
     errors: u64,
 }
@@ -48,6 +50,7 @@ impl Stats {
     fn new() -> anyhow::Result<Stats> {
         Ok(Stats {
             latency_us: Histogram::new_with_bounds(1, 120_000_000, 3)?,
+            ok_latency_us: Histogram::new_with_bounds(1, 120_000_000, 3)?,
             statuses: BTreeMap::new(),
             errors: 0,
         })
@@ -57,6 +60,11 @@ impl Stats {
         let _ = self.latency_us.record((elapsed.as_micros() as u64).clamp(1, 120_000_000));
         match outcome {
             Ok(code) => {
+                if (200..300).contains(&code) {
+                    let _ = self
+                        .ok_latency_us
+                        .record((elapsed.as_micros() as u64).clamp(1, 120_000_000));
+                }
                 *self.statuses.entry(code.to_string()).or_default() += 1;
                 if code >= 500 || code == 429 {
                     self.errors += 1;
@@ -92,6 +100,9 @@ struct PhaseReport {
     error_rate: f64,
     rps: f64,
     latency_ms: Latency,
+    /// p50 and p99 of the 2xx answers alone.
+    ok_p50_ms: f64,
+    ok_p99_ms: f64,
     statuses: BTreeMap<String, u64>,
 }
 
@@ -159,6 +170,9 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         bodies,
         counter: AtomicU64::new(0),
     });
+    if let Some(n) = args.connections {
+        return held_connections(&args, n, duration, &template).await;
+    }
     let client =
         reqwest::Client::builder().timeout(timeout).pool_max_idle_per_host(4096).build()?;
 
@@ -228,6 +242,76 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
             }
         }
     }
+    print_summary(&report);
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `--connections N`: N connections held open, a low rate of requests over them.
+async fn held_connections(
+    args: &LoadtestArgs,
+    n: usize,
+    duration: Duration,
+    t: &Template,
+) -> anyhow::Result<()> {
+    if n == 0 {
+        bail!("--connections must be positive");
+    }
+    let rate = args.rate.unwrap_or(100.0);
+    let (addr, request) =
+        super::connections::request(t.method.as_str(), &t.url, &t.headers, t.body().as_deref())?;
+    eprintln!("opening {n} connections to {addr}, then {rate} req/s over them for {duration:?}");
+    let started = Instant::now();
+    let seen = super::connections::run(super::connections::Plan {
+        addr,
+        request,
+        connections: n,
+        rate,
+        duration,
+    })
+    .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut h = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
+    let mut ok = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
+    for (us, is_ok) in &seen.latencies_us {
+        let _ = h.record((*us).clamp(1, 120_000_000));
+        if *is_ok {
+            let _ = ok.record((*us).clamp(1, 120_000_000));
+        }
+    }
+    let done = seen.latencies_us.len();
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let phase = PhaseReport {
+        name: format!("connections-{n}"),
+        seconds,
+        target_rate: Some(rate),
+        concurrency: Some(seen.open_max),
+        completed: done as u64,
+        errors: seen.errors,
+        error_rate: if done == 0 { 0.0 } else { seen.errors as f64 / done as f64 },
+        rps: done as f64 / seconds,
+        latency_ms: Latency {
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            p999: ms(0.999),
+            max: h.max() as f64 / 1000.0,
+            mean: h.mean() / 1000.0,
+        },
+        ok_p50_ms: ok.value_at_quantile(0.5) as f64 / 1000.0,
+        ok_p99_ms: ok.value_at_quantile(0.99) as f64 / 1000.0,
+        statuses: seen.statuses,
+    };
+    let report = Report {
+        url: t.url.clone(),
+        method: t.method.to_string(),
+        phases: vec![phase],
+        knee: None,
+    };
+    eprintln!("connections open at once: {} of {n}", seen.open_max);
     print_summary(&report);
     if let Some(path) = &args.json_out {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
@@ -358,6 +442,8 @@ async fn run_phase(
             max: s.latency_us.max() as f64 / 1000.0,
             mean: s.latency_us.mean() / 1000.0,
         },
+        ok_p50_ms: s.ok_latency_us.value_at_quantile(0.5) as f64 / 1000.0,
+        ok_p99_ms: s.ok_latency_us.value_at_quantile(0.99) as f64 / 1000.0,
         statuses: s.statuses.clone(),
     })
 }

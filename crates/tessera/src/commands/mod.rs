@@ -1,6 +1,7 @@
 //! One module per command group; `run` dispatches.
 
 mod audit;
+mod connections;
 mod keys;
 mod loadtest;
 mod tenants;
