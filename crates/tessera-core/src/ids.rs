@@ -43,10 +43,8 @@ pub fn random_alnum(len: usize) -> String {
 pub struct Name(pub String);
 
 /// A new prediction id: `prd_`, the time in milliseconds as 12 hex digits
-/// (so ids sort by creation time, as text too), then this process's random
-/// tag (8 lowercase alphanumerics, drawn once: replicas do not collide) and
-/// a per-process counter (8 hex digits: ids of one millisecond do not
-/// collide). Made on every inference answer, so no system call per id.
+/// (so ids sort by creation time, as text too), then [`unique_suffix`].
+/// Made on every inference answer, so no system call per id.
 pub fn new_prediction_id() -> String {
     prediction_id_at(crate::time::Timestamp::now().millis())
 }
@@ -56,16 +54,21 @@ pub fn prediction_id_at(ms: i64) -> String {
     format!("prd_{:012x}{}", ms.max(0), unique_suffix())
 }
 
-/// 16 characters unique to this process and call: the process tag, then
-/// the counter.
+/// 16 hex digits: a per-process counter run through SipHash under a key
+/// drawn at random when the process starts. Unique in practice (a collision
+/// needs two of the 2^64 values in the same millisecond) and unreadable: the
+/// counter is hidden, so ids handed to one tenant say nothing about how many
+/// requests others made in between.
 pub fn unique_suffix() -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
-    static TAG: OnceLock<String> = OnceLock::new();
+    static KEY: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let tag = TAG.get_or_init(|| random_lower(8));
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff;
-    format!("{tag}{n:08x}")
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut h = KEY.get_or_init(std::collections::hash_map::RandomState::new).build_hasher();
+    h.write_u64(n);
+    format!("{:016x}", h.finish())
 }
 
 fn fill_random(buf: &mut [u8]) {

@@ -320,6 +320,7 @@ impl From<tessera_serving::inference::ServeError> for ApiError {
         match e {
             S::Forbidden(m) => ApiError::Forbidden(m),
             S::NotFound(m) => ApiError::NotFound(m),
+            S::Conflict(m) => ApiError::Conflict(m),
             S::Invalid { message, param } => ApiError::Invalid { message, param },
             S::ModelNotReady(m) => ApiError::ModelNotReady(m),
             S::RateLimited { message, retry_after_secs, headers } => {

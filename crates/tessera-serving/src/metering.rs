@@ -44,6 +44,7 @@ pub struct Meter {
     store: Arc<dyn MetadataStore>,
     /// The price table, read through (one key: the whole table).
     prices: ReadThrough<(), Arc<Vec<Price>>>,
+
     stats: Arc<Stats>,
 }
 
@@ -103,7 +104,9 @@ impl Meter {
     /// The price table; with the database down, the last one read here
     /// (none read yet: everything is free until it answers).
     async fn prices(&self) -> Arc<Vec<Price>> {
-        let load = || async { self.store.list_prices().await.map(Arc::new) };
+        // Any failure to read keeps the last table: pricing must not turn
+        // free because one read failed.
+        let load = || async { self.store.list_prices().await.map(Arc::new).map_err(AnyFailure) };
         match self.prices.get(&(), load).await {
             Ok(p) => p,
             Err(e) => {
@@ -230,6 +233,22 @@ async fn flush(
                 return;
             }
         }
+    }
+}
+
+/// A failed price read, which always lets the last table serve.
+#[derive(Debug)]
+struct AnyFailure(tessera_store::StoreError);
+
+impl std::fmt::Display for AnyFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl crate::readthrough::Outage for AnyFailure {
+    fn is_outage(&self) -> bool {
+        true
     }
 }
 

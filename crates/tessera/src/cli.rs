@@ -216,7 +216,9 @@ pub struct LoadtestArgs {
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Hold this many keep-alive connections open for the whole run and send
-    /// --rate requests per second over all of them (default 100); plain http.
+    /// --rate requests per second over all of them (default 100). Plain http;
+    /// every request is the same (the body is rendered once) and answers must
+    /// carry content-length (not chunked).
     #[arg(long, conflicts_with_all = ["concurrency", "phases"])]
     pub connections: Option<usize>,
     /// Length of each phase (spike and breakdown steps take half), e.g. 30s.

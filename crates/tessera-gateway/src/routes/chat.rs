@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use tessera_core::model::{Model, REMOTE_RUNTIME};
 use utoipa::ToSchema;
 
 use super::chat_sse::{Opened, Relay};
@@ -46,13 +47,13 @@ pub struct ChatRequest {
 }
 
 /// Chat runs on remote chat models only.
-fn accepts_chat(t: &Target) -> Result<(), ServeError> {
-    if t.model.task != "chat" || !t.is_remote() {
+fn accepts_chat(m: &Model) -> Result<(), ServeError> {
+    if m.task != "chat" || m.runtime != REMOTE_RUNTIME {
         return Err(ServeError::invalid(
             "model",
             format!(
                 "model {:?} is a {} model on runtime {}; this route serves chat models",
-                t.model.name, t.model.task, t.model.runtime
+                m.name, m.task, m.runtime
             ),
         ));
     }
@@ -113,8 +114,8 @@ impl Job for ChatJob {
         ROUTE
     }
 
-    fn accepts(&self, t: &Target) -> Result<(), ServeError> {
-        accepts_chat(t)
+    fn accepts_model(&self, m: &Model) -> Result<(), ServeError> {
+        accepts_chat(m)
     }
 
     async fn run(&self, s: &Services, t: &Target) -> Result<Answer<Value>, ServeError> {
@@ -126,6 +127,10 @@ impl Job for ChatJob {
         answer["model"] = Value::from(t.model.name.clone());
         let tokens = tokens_of(&answer);
         Ok(Answer { output: answer, tokens })
+    }
+
+    fn uses_cache(&self) -> bool {
+        true
     }
 
     /// Chat answers are cached only when the deployment says so; `user`
@@ -167,8 +172,8 @@ impl Job for StreamJob {
         ROUTE
     }
 
-    fn accepts(&self, t: &Target) -> Result<(), ServeError> {
-        accepts_chat(t)
+    fn accepts_model(&self, m: &Model) -> Result<(), ServeError> {
+        accepts_chat(m)
     }
 
     async fn run(&self, s: &Services, t: &Target) -> Result<Answer<Opened>, ServeError> {

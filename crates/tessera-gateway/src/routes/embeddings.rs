@@ -13,6 +13,7 @@ use axum::response::{IntoResponse as _, Response};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tessera_core::model::{Model, REMOTE_RUNTIME};
 use tessera_engine::pool::EmbeddingModel;
 use utoipa::ToSchema;
 
@@ -181,18 +182,22 @@ impl Job for EmbedJob {
         ROUTE
     }
 
-    fn accepts(&self, t: &Target) -> Result<(), ServeError> {
-        let servable = matches!(t.backend, Backend::Embedding(_) | Backend::Remote(_));
-        if t.model.task != "embedding" || !servable {
+    fn accepts_model(&self, m: &Model) -> Result<(), ServeError> {
+        let servable = m.runtime == "bert" || m.runtime == REMOTE_RUNTIME;
+        if m.task != "embedding" || !servable {
             return Err(ServeError::invalid(
                 "model",
                 format!(
                     "model {:?} is a {} model on runtime {}; this route serves embedding models",
-                    t.model.name, t.model.task, t.model.runtime
+                    m.name, m.task, m.runtime
                 ),
             ));
         }
         Ok(())
+    }
+
+    fn uses_cache(&self) -> bool {
+        true
     }
 
     async fn run(&self, s: &Services, t: &Target) -> Result<Answer<Value>, ServeError> {

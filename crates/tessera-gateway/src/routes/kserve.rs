@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse as _, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use tessera_core::model::{Model, REMOTE_RUNTIME};
 use tessera_engine::tensor::{Tensor, TensorData};
 
 use super::inference::{UsageRecorder, caller, flatten, headers};
@@ -188,20 +189,30 @@ impl Job for PredictJob {
         "/v1/models:predict"
     }
 
-    fn accepts(&self, t: &Target) -> Result<(), ServeError> {
-        if t.is_remote() {
-            return Err(not_servable(t));
+    fn accepts_model(&self, m: &Model) -> Result<(), ServeError> {
+        if m.runtime == REMOTE_RUNTIME {
+            return Err(ServeError::invalid(
+                "model",
+                format!(
+                    "model {:?} runs on {}; call it with /v1/chat/completions or /v1/embeddings",
+                    m.name, m.runtime
+                ),
+            ));
         }
-        if t.model.task != self.task {
+        if m.task != self.task {
             return Err(ServeError::invalid(
                 "model",
                 format!(
                     "model {:?} is a {} model; this request is for a {} model",
-                    t.model.name, t.model.task, self.task
+                    m.name, m.task, self.task
                 ),
             ));
         }
         Ok(())
+    }
+
+    fn uses_cache(&self) -> bool {
+        true
     }
 
     async fn run(&self, s: &Services, t: &Target) -> Result<Answer<Value>, ServeError> {

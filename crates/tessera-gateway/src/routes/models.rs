@@ -73,7 +73,11 @@ pub async fn upload_version(
             "the artifact is empty; send its bytes as the request body",
         ));
     }
-    tessera_engine::check_artifact(&model.runtime, &bytes)
+    // Decoding a large model is CPU work: off the async executor.
+    let (runtime, b) = (model.runtime.clone(), bytes.clone());
+    tokio::task::spawn_blocking(move || tessera_engine::check_artifact(&runtime, &b))
+        .await
+        .map_err(|e| ApiError::Internal(format!("artifact check failed to run: {e}")))?
         .map_err(|e| ApiError::invalid("body", e.to_string()))?;
     let (sha, size) = artifacts.put(bytes.to_vec()).await?;
     Ok(store

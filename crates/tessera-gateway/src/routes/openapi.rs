@@ -189,10 +189,16 @@ fn add_links(paths: &mut utoipa::openapi::Paths) {
         let Some(RefOr::T(response)) = op.responses.responses.get_mut(*status) else { continue };
         for (to, to_method, param) in *targets {
             let pointer = to.replace('/', "~1");
-            let link = LinkBuilder::new()
+            let mut link = LinkBuilder::new()
                 .operation_ref(format!("#/paths/{pointer}/{to_method}"))
-                .parameter(*param, format!("$response.body#/{field}"))
-                .build();
+                .parameter(*param, format!("$response.body#/{field}"));
+            // The target's other path parameters come from this request's path.
+            for other in to.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')) {
+                if other != *param && from.contains(&format!("{{{other}}}")) {
+                    link = link.parameter(other, format!("$request.path.{other}"));
+                }
+            }
+            let link = link.build();
             let name = format!("{to_method}{}", to.replace(['/', '{', '}'], "_"));
             response.links.insert(name, link.into());
         }
@@ -252,9 +258,11 @@ fn add_error_statuses(path: &str, method: Method, op: &mut utoipa::openapi::path
     let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
     let json_body =
         op.request_body.as_ref().is_some_and(|b| b.content.contains_key("application/json"));
+    // KServe's `:predict` shares `/v1/models/{name}` with the registry's GET.
+    let predict = path == "/v1/models/{name}" && method == Method::Post;
     let inference = op.tags.as_ref().is_some_and(|t| t.iter().any(|t| t == "inference"))
         || path.ends_with("/infer")
-        || path == "/v1/models/{name}";
+        || predict;
     let mut statuses = vec![401, 403, 503];
     if has_params || op.request_body.is_some() {
         statuses.push(400);
@@ -262,7 +270,7 @@ fn add_error_statuses(path: &str, method: Method, op: &mut utoipa::openapi::path
     if path.contains('{') {
         statuses.push(404);
     }
-    if op.request_body.is_some() || path == "/v1/models/{name}" || path.ends_with("/infer") {
+    if op.request_body.is_some() || predict || path.ends_with("/infer") {
         statuses.push(413);
     }
     if json_body {

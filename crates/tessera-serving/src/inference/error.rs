@@ -17,6 +17,8 @@ pub enum ServeError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("{message}")]
     Invalid { message: String, param: Option<String> },
     /// The model is loading, could not be loaded, or has no usable version.
@@ -80,6 +82,7 @@ impl ServeError {
             | ServeError::Internal(_) => true,
             ServeError::Forbidden(_)
             | ServeError::NotFound(_)
+            | ServeError::Conflict(_)
             | ServeError::Invalid { .. }
             | ServeError::RateLimited { .. }
             | ServeError::BudgetExceeded { .. }
@@ -92,7 +95,7 @@ impl From<StoreError> for ServeError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { .. } => ServeError::NotFound(e.to_string()),
-            StoreError::Conflict(m) => ServeError::Invalid { message: m, param: None },
+            StoreError::Conflict(m) => ServeError::Conflict(m),
             StoreError::Invalid(v) => v.into(),
             StoreError::Unavailable(m) => ServeError::Unavailable(m),
             StoreError::Internal(m) => ServeError::Internal(m),

@@ -22,6 +22,7 @@ use super::shadow::{Primary, mirror};
 use crate::Services;
 use crate::cache::{CacheStatus, Entry, Policy};
 use crate::limits::Admitted;
+use tessera_core::model::Model;
 
 /// One protocol operation on the pipeline: how to vet a target, run on it,
 /// and cache and compare its answers.
@@ -31,9 +32,22 @@ pub trait Job: Send + Sync + 'static {
     /// The route, as the cache key names it.
     fn cache_route(&self) -> &'static str;
 
-    /// Whether this route may serve `t` (its task, its runtime): applied to
-    /// the primary and to every fallback.
-    fn accepts(&self, t: &Target) -> Result<(), ServeError>;
+    /// Whether this route may serve a model of this task and runtime: checked
+    /// on the registry entry before anything is loaded, for the primary and
+    /// every fallback.
+    fn accepts_model(&self, m: &Model) -> Result<(), ServeError>;
+
+    /// Whether this route may serve the loaded target: by default what
+    /// [`Job::accepts_model`] says of its model.
+    fn accepts(&self, t: &Target) -> Result<(), ServeError> {
+        self.accepts_model(&t.model)
+    }
+
+    /// Whether the route's answers can ever come from the response cache;
+    /// `false` skips the cache (and its counters) altogether.
+    fn uses_cache(&self) -> bool {
+        false
+    }
 
     fn run(
         &self,
@@ -110,16 +124,14 @@ pub struct Call {
     s: Services,
     caller: Caller,
     res: Resolution,
-    primary: Result<Target, ServeError>,
-    pinned: bool,
+    pin: Option<String>,
     admitted: Admitted,
 }
 
 impl Call {
-    /// Resolves `name` for the caller, admits the request (estimated to use
-    /// `estimate` tokens: prompt, completion), and picks the primary target
-    /// (`pin`: a version the caller named). A primary that cannot serve now
-    /// is kept as an error: its fallbacks may still answer.
+    /// Resolves `name` for the caller and admits the request (estimated to
+    /// use `estimate` tokens: prompt, completion); `pin` is a version the
+    /// caller named.
     pub async fn open(
         s: &Services,
         caller: Caller,
@@ -129,12 +141,7 @@ impl Call {
     ) -> Result<Call, ServeError> {
         let res = resolve(s, &caller, name).await?;
         let admitted = admit(s, &caller, &res, name, estimate).await?;
-        let primary = match target(s, &caller, &res, pin).await {
-            Ok(t) => Ok(t),
-            Err(e) if e.is_fallbackable() => Err(e),
-            Err(e) => return Err(e),
-        };
-        Ok(Call { s: s.clone(), caller, res, primary, pinned: pin.is_some(), admitted })
+        Ok(Call { s: s.clone(), caller, res, pin: pin.map(str::to_owned), admitted })
     }
 
     /// The requested model as resolved.
@@ -148,11 +155,21 @@ impl Call {
         job: J,
         policy: Policy,
     ) -> Result<Outcome<J::Output>, ServeError> {
-        let Call { s, caller, res, primary, pinned, mut admitted } = self;
+        let Call { s, caller, res, pin, mut admitted } = self;
         let job = Arc::new(job);
-        if let Ok(t) = &primary {
-            job.accepts(t)?;
-        }
+        // The route's check before anything loads; then the primary target
+        // (the version that answers). A primary that cannot serve now is
+        // kept as an error: its fallbacks may still answer.
+        job.accepts_model(res.model())?;
+        let primary = match target(&s, &caller, &res, pin.as_deref()).await {
+            Ok(t) => {
+                job.accepts(&t)?;
+                Ok(t)
+            }
+            Err(e) if e.is_fallbackable() => Err(e),
+            Err(e) => return Err(e),
+        };
+        let pinned = pin.is_some();
         let slot = CacheSlot::lookup(&s, &caller, &primary, &*job, policy).await;
         if let Some(hit) = slot.hit() {
             admitted.settle(0, 0);
@@ -173,10 +190,11 @@ impl Call {
                 (target, answer, model_time, source)
             }
         };
-        let cache = if source == Source::Primary {
-            slot.store(&s, &t, job.cache_body(&answer.output))
-        } else {
-            CacheStatus::Bypass
+        let cache = match source {
+            Source::Primary => slot.store(&s, &t, job.cache_body(&answer.output)),
+            // Looked up and not found; a fallback's answer is not stored.
+            Source::Fallback | Source::Cache if slot.key.is_some() => CacheStatus::Miss,
+            Source::Fallback | Source::Cache => CacheStatus::Bypass,
         };
         if source == Source::Primary && !pinned {
             shadow(&s, &caller, &res, &t, &job, &answer.output, model_time);
@@ -267,6 +285,8 @@ impl<J: Job> Chain for Pipeline<'_, J> {
 
     async fn resolve(&self, name: &str) -> Result<Target, ServeError> {
         let res = resolve(self.s, self.caller, name).await?;
+        // A fallback the route cannot serve is never loaded.
+        self.job.accepts_model(res.model())?;
         target(self.s, self.caller, &res, None).await
     }
 
@@ -298,6 +318,9 @@ impl CacheSlot {
         policy: Policy,
     ) -> CacheSlot {
         let none = CacheSlot { key: None, ttl_ms: 0, entry: None, policy };
+        if !job.uses_cache() {
+            return none;
+        }
         let Ok(t) = primary else { return none };
         let ttl_ms = t
             .deployment

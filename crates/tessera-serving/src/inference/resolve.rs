@@ -145,16 +145,24 @@ pub async fn target(
             .iter()
             .find(|x| x.version.to_string() == v)
             .ok_or_else(|| ServeError::NotFound(format!("model {name:?} has no version {v:?}")))?,
-        None => {
-            let wanted = res.deployment.as_ref().map(|d| d.pick(&model.id, &caller.user));
-            match wanted {
-                Some(v) => versions.iter().find(|x| x.version == v),
-                None => versions.last(),
-            }
-            .ok_or_else(|| {
-                ServeError::NotFound(format!("model {name:?} has no versions yet; upload one"))
-            })?
+        None if versions.is_empty() => {
+            return Err(ServeError::NotFound(format!(
+                "model {name:?} has no versions yet; upload one"
+            )));
         }
+        None => match res.deployment.as_ref().map(|d| d.pick(&model.id, &caller.user)) {
+            // A deployment can name a version this replica has not read yet
+            // (its registry cache refreshes within the TTL): not ready, so
+            // fallbacks may answer.
+            Some(v) => versions.iter().find(|x| x.version == v).ok_or_else(|| {
+                ServeError::ModelNotReady(format!(
+                    "model {name:?} version {v} is not known here yet; retry shortly"
+                ))
+            })?,
+            None => versions.last().ok_or_else(|| {
+                ServeError::NotFound(format!("model {name:?} has no versions yet; upload one"))
+            })?,
+        },
     };
     let version = VersionRef { model: name.clone(), version: chosen.version.to_string() };
     let backend = if model.runtime == REMOTE_RUNTIME {

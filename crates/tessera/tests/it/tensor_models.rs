@@ -72,6 +72,16 @@ async fn onnx_classifier_and_linear_heads() {
         upload(&s, &key, "/v1/models/iris/versions", IRIS.to_vec()).await.status,
         StatusCode::CREATED
     );
+    // A route that cannot serve the model refuses it before loading it.
+    let wrong = s.api.embed(&key, json!({"model": "iris", "input": "hello"})).await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST, "{wrong:?}");
+    let index = s.api.call(Method::POST, "/v2/repository/index", Some(&key), None).await;
+    let iris = index.body.as_array().unwrap().iter().find(|m| m["name"] == "iris").unwrap().clone();
+    assert_eq!(
+        (iris["state"].as_str(), iris["reason"].as_str()),
+        (Some("UNAVAILABLE"), Some("not loaded")),
+        "{iris}"
+    );
     let meta = s.api.get("/v2/models/iris", &key).await;
     assert_eq!(meta.status, StatusCode::OK, "{meta:?}");
     assert_eq!(meta.body["inputs"], json!([{"name": "X", "datatype": "FP32", "shape": [-1, 4]}]));
