@@ -6,6 +6,39 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::ValidationError;
 
+/// The wall clock, as services read it: the system's, or one a test sets
+/// and moves (`Clock::manual`), so windows and TTLs that outlive a process
+/// (rate windows shared through Redis, cache entries) are tested without
+/// sleeping.
+#[derive(Debug, Clone, Default)]
+pub struct Clock(Option<std::sync::Arc<std::sync::atomic::AtomicI64>>);
+
+impl Clock {
+    pub fn system() -> Self {
+        Self(None)
+    }
+
+    /// A clock that stands at `at` until moved.
+    pub fn manual(at: Timestamp) -> Self {
+        Self(Some(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(at.millis()))))
+    }
+
+    pub fn now(&self) -> Timestamp {
+        match &self.0 {
+            None => Timestamp::now(),
+            Some(ms) => Timestamp(ms.load(std::sync::atomic::Ordering::Relaxed)),
+        }
+    }
+
+    /// Moves a manual clock on; the system clock cannot be moved.
+    pub fn advance(&self, by: std::time::Duration) {
+        if let Some(ms) = &self.0 {
+            let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+            ms.fetch_add(by, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 /// A point in time with millisecond precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);

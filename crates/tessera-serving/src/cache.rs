@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -41,17 +41,15 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn is_fresh(&self) -> bool {
-        now_ms().saturating_sub(self.stored_ms) < self.ttl_ms
+    /// Whether the entry is within its TTL at `now_ms`.
+    pub fn is_fresh_at(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.stored_ms) < self.ttl_ms
     }
 
-    fn is_kept(&self) -> bool {
-        now_ms().saturating_sub(self.stored_ms) < self.ttl_ms + STALE_GRACE.as_millis() as u64
+    /// Whether the entry is within its TTL and grace period at `now_ms`.
+    fn is_kept_at(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.stored_ms) < self.ttl_ms + STALE_GRACE.as_millis() as u64
     }
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// How an answer relates to the cache (`x-tessera-cache`, the usage record).
@@ -166,10 +164,22 @@ pub struct ResponseCache {
     generations: Mutex<HashMap<String, (u64, Instant)>>,
     stats: Stats,
     tasks: crate::tasks::Tasks,
+    /// Entries' ages are read from it (shared by replicas through L2, so wall time).
+    clock: tessera_core::time::Clock,
 }
 
 impl ResponseCache {
     pub fn new(max_bytes: u64, redis: Option<Arc<RedisLink>>, tasks: crate::tasks::Tasks) -> Self {
+        Self::with_clock(max_bytes, redis, tasks, tessera_core::time::Clock::system())
+    }
+
+    /// A cache whose entries age by `clock`.
+    pub fn with_clock(
+        max_bytes: u64,
+        redis: Option<Arc<RedisLink>>,
+        tasks: crate::tasks::Tasks,
+        clock: tessera_core::time::Clock,
+    ) -> Self {
         let l1 = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|k: &String, e: &Arc<Entry>| {
@@ -179,7 +189,14 @@ impl ResponseCache {
             .time_to_live(DEFAULT_TTL.max(Duration::from_secs(3600)) + STALE_GRACE)
             .support_invalidation_closures()
             .build();
-        Self { l1, redis, generations: Mutex::new(HashMap::new()), stats: Stats::default(), tasks }
+        Self {
+            l1,
+            redis,
+            generations: Mutex::new(HashMap::new()),
+            stats: Stats::default(),
+            tasks,
+            clock,
+        }
     }
 
     fn gen_key(tenant: &str, model_id: &str) -> String {
@@ -234,10 +251,21 @@ impl ResponseCache {
         format!("{tenant}:{model_id}:g{generation}:{version}:{}", hex::encode(h.finalize()))
     }
 
+    /// The cache's time, in milliseconds since the epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now().millis().max(0) as u64
+    }
+
+    /// Whether `e` is within its TTL now.
+    pub fn is_fresh(&self, e: &Entry) -> bool {
+        e.is_fresh_at(self.now_ms())
+    }
+
     /// An entry, fresh or within its grace period: L1 first, then L2.
     pub async fn get(&self, key: &str) -> Option<Arc<Entry>> {
-        if let Some(e) = self.l1.get(key).filter(|e| e.is_kept()) {
-            if e.is_fresh() {
+        let now = self.now_ms();
+        if let Some(e) = self.l1.get(key).filter(|e| e.is_kept_at(now)) {
+            if e.is_fresh_at(now) {
                 self.stats.hits_l1.fetch_add(1, Ordering::Relaxed);
             }
             return Some(e);
@@ -252,11 +280,11 @@ impl ResponseCache {
             .ok()
             .flatten()?;
         let e: Entry = serde_json::from_str(&raw).ok()?;
-        if !e.is_kept() {
+        if !e.is_kept_at(now) {
             return None;
         }
         let e = Arc::new(e);
-        if e.is_fresh() {
+        if e.is_fresh_at(now) {
             self.stats.hits_l2.fetch_add(1, Ordering::Relaxed);
         }
         self.l1.insert(key.to_owned(), e.clone());
@@ -373,6 +401,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn entries_are_fresh_for_their_ttl_then_stale_for_the_grace_period_then_gone() {
+        use tessera_core::time::{Clock, Timestamp};
+        let clock = Clock::manual(Timestamp::from_millis(1_700_000_000_000));
+        let c =
+            ResponseCache::with_clock(1 << 20, None, crate::tasks::Tasks::default(), clock.clone());
+        let key = c.key("ten_a", "mdl_1", "m@1", "/v1/embeddings", &json!({"input": "hi"})).await;
+        c.put(
+            key.clone(),
+            Entry {
+                body: "a".into(),
+                model: "m".into(),
+                tier: "platform".into(),
+                version: "m@1".into(),
+                stored_ms: c.now_ms(),
+                ttl_ms: 1_000,
+            },
+        );
+        assert!(c.is_fresh(&c.get(&key).await.unwrap()));
+        clock.advance(Duration::from_millis(1_000));
+        let stale = c.get(&key).await.expect("kept past its TTL, for the fallback");
+        assert!(!c.is_fresh(&stale));
+        clock.advance(STALE_GRACE);
+        assert!(c.get(&key).await.is_none(), "gone after the grace period");
+    }
+
+    #[tokio::test]
     async fn tenants_never_share_and_a_purge_forgets() {
         let c = ResponseCache::new(1 << 20, None, crate::tasks::Tasks::default());
         let req = json!({"input": "hi"});
@@ -384,7 +438,7 @@ mod tests {
             model: "m".into(),
             tier: "platform".into(),
             version: "m@1".into(),
-            stored_ms: now_ms(),
+            stored_ms: c.now_ms(),
             ttl_ms: 60_000,
         };
         c.put(ka.clone(), entry("a"));

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue};
 use tessera_core::metrics::{Histogram, LATENCY_BUCKETS};
@@ -329,17 +329,25 @@ pub struct Limiter {
     stats: LimitStats,
     /// Owns the background retries and the heartbeat.
     tasks: crate::tasks::Tasks,
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    /// Where rate windows are read from.
+    clock: tessera_core::time::Clock,
 }
 
 impl Limiter {
     /// A limiter over Redis (shared by every replica), or in process.
     pub fn new(redis: Option<Arc<RedisLink>>, tasks: crate::tasks::Tasks) -> Arc<Self> {
+        Self::with_clock(redis, tasks, tessera_core::time::Clock::system())
+    }
+
+    /// A limiter whose windows follow `clock`.
+    pub fn with_clock(
+        redis: Option<Arc<RedisLink>>,
+        tasks: crate::tasks::Tasks,
+        clock: tessera_core::time::Clock,
+    ) -> Arc<Self> {
         Arc::new(Self {
             tasks,
+            clock,
             seeded: Mutex::default(),
             alerted: Mutex::default(),
             local: Mutex::new(HashMap::new()),
@@ -453,7 +461,7 @@ impl Limiter {
     }
 
     async fn heartbeat(&self) {
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let now_ms = self.clock.now().millis().max(0) as u128;
         let Some(link) = &self.redis else { return };
         let r = link
             .call(|mut c| {
@@ -490,7 +498,7 @@ impl Limiter {
             return Ok(Admitted::unlimited(self.clone()));
         }
         let started = Instant::now();
-        let now = now_secs();
+        let now = (self.clock.now().millis().max(0) / 1000) as u64;
         let window = now / WINDOW_SECS;
         let reset_secs = WINDOW_SECS - now % WINDOW_SECS;
         let keys: Vec<String> = checks.iter().map(|c| c.key(window)).collect();
@@ -723,6 +731,22 @@ mod tests {
 
     fn check(owner: &'static str, dim: Dim, limit: u64, cost: u64) -> Check {
         Check { owner, id: "x".into(), dim, limit, cost }
+    }
+
+    #[tokio::test]
+    async fn a_rate_window_ends_when_the_clock_reaches_the_next_minute() {
+        use tessera_core::time::{Clock, Timestamp};
+        let clock = Clock::manual(Timestamp::from_millis(1_700_000_040_000)); // a minute's start
+        let l = Limiter::with_clock(None, crate::tasks::Tasks::default(), clock.clone());
+        let one = || vec![check("tenant", Dim::Requests, 2, 1)];
+        let _a = l.admit(one()).await.unwrap();
+        let _b = l.admit(one()).await.unwrap();
+        clock.advance(Duration::from_secs(59));
+        let denied = l.admit(one()).await.err().unwrap();
+        assert_eq!(denied.retry_after_secs, 1, "the window ends in a second");
+        clock.advance(Duration::from_secs(1));
+        let c = l.admit(one()).await.unwrap();
+        assert_eq!(c.headers()["x-ratelimit-remaining-requests"], "1", "a new window");
     }
 
     #[tokio::test]

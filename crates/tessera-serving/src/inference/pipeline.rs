@@ -171,7 +171,7 @@ impl Call {
         };
         let pinned = pin.is_some();
         let slot = CacheSlot::lookup(&s, &caller, &primary, &*job, policy).await;
-        if let Some(hit) = slot.hit() {
+        if let Some(hit) = slot.hit(&s) {
             admitted.settle(0, 0);
             return Ok(cached(hit, CacheStatus::Hit, admitted));
         }
@@ -351,11 +351,11 @@ impl CacheSlot {
     }
 
     /// A fresh entry the request may be answered with.
-    fn hit(&self) -> Option<Arc<Entry>> {
+    fn hit(&self, s: &Services) -> Option<Arc<Entry>> {
         if self.policy != Policy::Use {
             return None;
         }
-        self.entry.clone().filter(|e| e.is_fresh())
+        self.entry.clone().filter(|e| s.cache().is_fresh(e))
     }
 
     /// Stores the primary's answer and counts a miss; the answer's status.
@@ -369,7 +369,7 @@ impl CacheSlot {
                 model: t.model.name.clone(),
                 tier: t.model.owner.as_str().to_owned(),
                 version: t.version.to_string(),
-                stored_ms: crate::cache::now_ms(),
+                stored_ms: s.cache().now_ms(),
                 ttl_ms: self.ttl_ms,
             },
         );
