@@ -13,8 +13,13 @@ CONNECTIONS="${CONNECTIONS:-10000}"
 SECS="${SECS:-60}"
 RATE="${RATE:-500}"
 ADMIN=bench-admin-key-0123456789
-# Both the server and the load tool hold one descriptor per connection.
-ulimit -n 65536
+# Both the server and the load tool hold one descriptor per connection: raise the
+# soft limit as far as the hard one allows.
+ulimit -n "$(ulimit -Hn)"
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((CONNECTIONS + 512)) ]; then
+  echo "the open-file limit ($(ulimit -n)) is below $((CONNECTIONS + 512)); lower CONNECTIONS or raise the hard limit" >&2
+  exit 1
+fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 json() { python3 -c "import sys,json;print(json.load(sys.stdin)$1)"; }
