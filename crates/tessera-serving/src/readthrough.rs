@@ -4,7 +4,9 @@
 //! wait (single flight, `flight.rs`); when the load fails because the
 //! database is down, the last value read is served for up to `stale_for`
 //! (serving survives a database outage); at `capacity` the map is cleared
-//! (it refills at the cost of one load per key).
+//! (it refills at the cost of one load per key). A change that drops entries
+//! while a load is in flight wins: the possibly older value that load read
+//! is returned to its caller but not cached.
 //!
 //! Time is tokio's clock, so TTLs are tested with `tokio::time::pause()`.
 
@@ -65,11 +67,19 @@ pub struct ReadThrough<K, V> {
     policy: Policy,
     entries: RwLock<HashMap<K, (V, Instant)>>,
     flights: Flights<K>,
+    /// Moves on with every removal: a load that started before one does
+    /// not cache what it read.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> ReadThrough<K, V> {
     pub fn new(policy: Policy) -> Self {
-        Self { policy, entries: RwLock::new(HashMap::new()), flights: Flights::default() }
+        Self {
+            policy,
+            entries: RwLock::new(HashMap::new()),
+            flights: Flights::default(),
+            epoch: Default::default(),
+        }
     }
 
     /// What is cached for `key`, without loading.
@@ -100,9 +110,10 @@ impl<K: Hash + Eq + Clone, V: Clone> ReadThrough<K, V> {
             Lookup::Stale(v, at) => Some((v, at)),
             Lookup::Missing => None,
         };
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::Acquire);
         match load().await {
             Ok(v) => {
-                self.insert(key.clone(), v.clone());
+                self.insert_unless_changed(key.clone(), v.clone(), epoch);
                 Ok(v)
             }
             Err(e) if e.is_outage() => match stale {
@@ -118,16 +129,30 @@ impl<K: Hash + Eq + Clone, V: Clone> ReadThrough<K, V> {
 
     pub fn insert(&self, key: K, value: V) {
         if let Ok(mut map) = self.entries.write() {
-            if map.len() >= self.policy.capacity && !map.contains_key(&key) {
-                map.clear();
-            }
-            map.insert(key, (value, Instant::now()));
+            Self::put(&mut map, self.policy.capacity, key, value);
         }
+    }
+
+    /// Caches a loaded value, unless entries were dropped since `epoch`.
+    fn insert_unless_changed(&self, key: K, value: V, epoch: u64) {
+        if let Ok(mut map) = self.entries.write()
+            && self.epoch.load(std::sync::atomic::Ordering::Acquire) == epoch
+        {
+            Self::put(&mut map, self.policy.capacity, key, value);
+        }
+    }
+
+    fn put(map: &mut HashMap<K, (V, Instant)>, capacity: usize, key: K, value: V) {
+        if map.len() >= capacity && !map.contains_key(&key) {
+            map.clear();
+        }
+        map.insert(key, (value, Instant::now()));
     }
 
     pub fn remove(&self, key: &K) {
         if let Ok(mut map) = self.entries.write() {
             map.remove(key);
+            self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
     }
 
@@ -135,13 +160,15 @@ impl<K: Hash + Eq + Clone, V: Clone> ReadThrough<K, V> {
     pub fn clear(&self) {
         if let Ok(mut map) = self.entries.write() {
             map.clear();
+            self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
     }
 
-    /// Forgets the entries `pred` picks.
-    pub fn retain(&self, pred: impl Fn(&K) -> bool) {
+    /// Keeps only the entries `keep` says to.
+    pub fn retain(&self, keep: impl Fn(&K, &V) -> bool) {
         if let Ok(mut map) = self.entries.write() {
-            map.retain(|k, _| pred(k));
+            map.retain(|k, (v, _)| keep(k, v));
+            self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
     }
 }
@@ -208,6 +235,25 @@ mod tests {
         }
         assert_eq!(c.lookup(&"a".into()), Lookup::Missing);
         assert!(matches!(c.lookup(&"c".into()), Lookup::Fresh(1)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_removal_during_a_load_keeps_the_loaded_value_out_of_the_cache() {
+        let c = Arc::new(cache(60_000, 60_000));
+        let (c2, release) = (c.clone(), Arc::new(tokio::sync::Notify::new()));
+        let r2 = release.clone();
+        let load = tokio::spawn(async move {
+            c2.get(&"k".into(), || async move {
+                r2.notified().await;
+                Ok::<_, StoreError>(1)
+            })
+            .await
+        });
+        tokio::task::yield_now().await;
+        c.remove(&"k".into()); // a revocation while the read is in flight
+        release.notify_one();
+        assert_eq!(load.await.unwrap().unwrap(), 1, "the caller still gets what was read");
+        assert_eq!(c.lookup(&"k".into()), Lookup::Missing, "but it is not cached");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,9 +10,8 @@
 mod extract;
 mod jwks;
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 pub use extract::{Authed, OPEN_ROUTES, authenticate_request};
 use jsonwebtoken::DecodingKey;
@@ -26,6 +25,7 @@ use tessera_store::{MetadataStore, StoreError};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use tessera_serving::readthrough::{Lookup, Policy, ReadThrough};
 use tessera_serving::tenant_cache::TenantCache;
 
 /// Entries beyond this are dropped wholesale (a flood of random key ids
@@ -36,22 +36,15 @@ const KEY_CACHE_CAPACITY: usize = 100_000;
 /// after it was last read; older entries fail closed with 503.
 const MAX_STALE: Duration = Duration::from_secs(300);
 
-struct CachedKey {
-    record: Option<KeyRecord>,
-    fetched: Instant,
-}
-
 pub struct Authenticator {
     store: Arc<dyn MetadataStore>,
     admin_key: Option<ConfiguredAdminKey>,
-    ttl: Duration,
-    keys: RwLock<HashMap<KeyId, CachedKey>>,
-    /// When keys were last evicted on this replica (revocations).
-    evicted: RwLock<HashMap<KeyId, Instant>>,
+    /// Verified key records (`None`: no such key), read through: a revocation
+    /// on this replica while a read is in flight wins.
+    keys: ReadThrough<KeyId, Option<KeyRecord>>,
     tenants: Arc<TenantCache>,
     jwt: Option<(JwtConfig, Option<DecodingKey>, Option<jwks::JwksCache>)>,
     metrics: Arc<Metrics>,
-    flights: tessera_serving::flight::Flights,
 }
 
 impl Authenticator {
@@ -72,13 +65,14 @@ impl Authenticator {
         Self {
             store,
             admin_key: admin_key.map(ConfiguredAdminKey::new),
-            ttl,
-            keys: RwLock::new(HashMap::new()),
-            evicted: RwLock::new(HashMap::new()),
+            keys: ReadThrough::new(Policy {
+                ttl,
+                stale_for: MAX_STALE,
+                capacity: KEY_CACHE_CAPACITY,
+            }),
             tenants,
             jwt,
             metrics,
-            flights: Default::default(),
         }
     }
 
@@ -100,89 +94,29 @@ impl Authenticator {
         Err(AuthError::InvalidKey.into())
     }
 
-    /// A fresh cached record, else the stale one (if any) as the error side.
-    #[allow(clippy::type_complexity)]
-    fn cached_key(
-        &self,
-        id: &KeyId,
-    ) -> Result<Result<Option<KeyRecord>, Option<(Option<KeyRecord>, Instant)>>, ApiError> {
-        let keys = self.keys.read().map_err(|_| poisoned())?;
-        Ok(match keys.get(id) {
-            Some(c) if c.fetched.elapsed() < self.ttl => Ok(c.record.clone()),
-            Some(c) => Err(Some((c.record.clone(), c.fetched))),
-            None => Err(None),
-        })
-    }
-
     async fn key_record(&self, id: &KeyId) -> Result<Option<KeyRecord>, ApiError> {
-        if let Ok(record) = self.cached_key(id)? {
+        if let Lookup::Fresh(record) = self.keys.lookup(id) {
             self.metrics.auth_cache(true);
             return Ok(record);
         }
-        // One read per key at a time; the others wait and find it cached.
-        let _flight = self.flights.enter(id.as_str()).await;
-        let stale = match self.cached_key(id)? {
-            Ok(record) => {
-                self.metrics.auth_cache(true);
-                return Ok(record);
-            }
-            Err(stale) => stale,
-        };
         self.metrics.auth_cache(false);
-        let asked = Instant::now();
-        match self.store.key_for_auth(id).await {
-            Ok(record) => {
-                // A revocation on this replica while the read was in flight wins:
-                // the possibly older record is not cached.
-                let evicted_since = self
-                    .evicted
-                    .read()
-                    .map_err(|_| poisoned())?
-                    .get(id)
-                    .is_some_and(|at| *at >= asked);
-                if evicted_since {
-                    return Ok(record);
-                }
-                let mut keys = self.keys.write().map_err(|_| poisoned())?;
-                if keys.len() >= KEY_CACHE_CAPACITY {
-                    keys.clear();
-                }
-                keys.insert(
-                    id.clone(),
-                    CachedKey { record: record.clone(), fetched: Instant::now() },
-                );
-                Ok(record)
-            }
-            Err(StoreError::Unavailable(m)) => match stale {
-                Some((record, fetched)) if fetched.elapsed() < MAX_STALE => {
-                    tracing::warn!(key = %id, error = %m, "database unavailable; using cached key");
-                    Ok(record)
-                }
-                _ => Err(ApiError::Unavailable(m)),
-            },
-            Err(e) => Err(e.into()),
-        }
+        // One read per key at a time; with the database down a record read
+        // in the last five minutes still serves, older ones fail closed (503).
+        self.keys.get(id, || self.store.key_for_auth(id)).await.map_err(|e| match e {
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            e => e.into(),
+        })
     }
 
     /// Forgets a key at once (after revocation on this replica).
     pub fn evict_key(&self, id: &KeyId) {
-        if let Ok(mut evicted) = self.evicted.write() {
-            // Only lookups in flight right now can race; old marks are useless.
-            evicted.retain(|_, at| at.elapsed() < Duration::from_secs(60));
-            evicted.insert(id.clone(), Instant::now());
-        }
-        if let Ok(mut keys) = self.keys.write() {
-            keys.remove(id);
-        }
+        self.keys.remove(id);
     }
 
     /// Forgets every cached key and token check of a tenant (after deletion).
     pub fn evict_tenant(&self, tenant: &TenantId) {
-        if let Ok(mut keys) = self.keys.write() {
-            keys.retain(|_, c| {
-                c.record.as_ref().and_then(|r| r.tenant_id.as_ref()) != Some(tenant)
-            });
-        }
+        self.keys
+            .retain(|_, record| record.as_ref().and_then(|r| r.tenant_id.as_ref()) != Some(tenant));
         self.tenants.evict(tenant);
     }
 
@@ -227,8 +161,4 @@ impl Authenticator {
             Err(e) => Err(e.into()),
         }
     }
-}
-
-fn poisoned() -> ApiError {
-    ApiError::Internal("auth cache lock poisoned".into())
 }
