@@ -82,22 +82,31 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
 echo "minute,rss_kib" >"$work/rss.csv"
 echo "0,$(rss)" >>"$work/rss.csv"
 secs=$((MINUTES * 60))
-lt soak-model "$u/v1/embeddings" "$half" "$secs" -H 'Cache-Control: no-store' --bodies-file "$work/distinct.txt" &
-lt soak-cache "$u/v1/embeddings" 200 "$secs" --body "$(cat "$work/cached.json")" &
-lt soak-chat "$u/v1/chat/completions" 50 "$secs" --body "$(cat "$work/chat.json")" &
-lt soak-predict "$u/v1/models/triage:predict" 20 "$secs" -H 'Cache-Control: no-store' --body "$(cat "$work/predict.json")" &
+# Only the load generators are waited for (the server and the stand-in run on).
+loads=()
+lt soak-model "$u/v1/embeddings" "$half" "$secs" -H 'Cache-Control: no-store' --bodies-file "$work/distinct.txt" & loads+=($!)
+lt soak-cache "$u/v1/embeddings" 200 "$secs" --body "$(cat "$work/cached.json")" & loads+=($!)
+lt soak-chat "$u/v1/chat/completions" 50 "$secs" --body "$(cat "$work/chat.json")" & loads+=($!)
+lt soak-predict "$u/v1/models/triage:predict" 20 "$secs" -H 'Cache-Control: no-store' --body "$(cat "$work/predict.json")" & loads+=($!)
 for m in $(seq 1 "$MINUTES"); do
   sleep 60
   echo "$m,$(rss)" >>"$work/rss.csv"
   echo "minute $m: RSS $(rss) KiB"
 done
-wait
-# Overload: twice the knee on the model; the rest keeps going.
-lt overload "$u/v1/embeddings" $((KNEE * 2)) "$OVERLOAD_SECS" -H 'Cache-Control: no-store' --bodies-file "$work/distinct.txt" &
-lt overload-cache "$u/v1/embeddings" 200 "$OVERLOAD_SECS" --body "$(cat "$work/cached.json")" &
-wait
-ra=$(curl -s -o /dev/null -D - "$u/v1/embeddings" -H "$auth" -H 'content-type: application/json' -H 'Cache-Control: no-store' \
-  -d "$(head -1 "$work/distinct.txt")" | grep -i '^retry-after' || true)
+wait "${loads[@]}"
+# Overload: twice the knee on the model; cache hits keep going beside it.
+loads=()
+lt overload "$u/v1/embeddings" $((KNEE * 2)) "$OVERLOAD_SECS" -H 'Cache-Control: no-store' --bodies-file "$work/distinct.txt" & loads+=($!)
+lt overload-cache "$u/v1/embeddings" 200 "$OVERLOAD_SECS" --body "$(cat "$work/cached.json")" & loads+=($!)
+# A refused request's retry-after, sampled in the middle of the overload.
+sleep $((OVERLOAD_SECS / 2))
+ra=""
+for i in $(seq 1 20); do
+  ra=$(curl -s -o /dev/null -D - "$u/v1/embeddings" -H "$auth" -H 'content-type: application/json' -H 'Cache-Control: no-store' \
+    -d "$(sed -n "${i}p" "$work/distinct.txt")" | grep -i '^retry-after' || true)
+  [ -n "$ra" ] && break
+done
+wait "${loads[@]}"
 echo "$(rss)" >"$work/rss-end"
 
 python3 - "$work" "$KNEE" <<'PY'

@@ -139,11 +139,7 @@ impl Job for ChatJob {
         if t.deployment.as_ref().and_then(|d| d.cache_chat) != Some(true) {
             return None;
         }
-        let mut request = self.body.clone();
-        if let Some(o) = request.as_object_mut() {
-            o.remove("user");
-        }
-        Some(request)
+        Some(super::inference::cache_key_body(&self.body))
     }
 
     fn cache_body(&self, out: &Value) -> Option<String> {

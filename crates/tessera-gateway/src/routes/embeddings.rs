@@ -225,11 +225,7 @@ impl Job for EmbedJob {
 
     /// Fields that do not change the answer (`user`) are left out of the key.
     fn cache_request(&self, _t: &Target) -> Option<Value> {
-        let mut request = self.body.clone();
-        if let Some(o) = request.as_object_mut() {
-            o.remove("user");
-        }
-        Some(request)
+        Some(super::inference::cache_key_body(&self.body))
     }
 
     fn cache_body(&self, out: &Value) -> Option<String> {

@@ -102,3 +102,13 @@ pub fn flatten<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value
         other => out.push(other),
     }
 }
+
+/// An OpenAI request as the cache keys it: `user` does not change the
+/// answer, so it is left out.
+pub fn cache_key_body(body: &serde_json::Value) -> serde_json::Value {
+    let mut request = body.clone();
+    if let Some(o) = request.as_object_mut() {
+        o.remove("user");
+    }
+    request
+}

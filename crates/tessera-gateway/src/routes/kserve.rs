@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse as _, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use tessera_core::model::{Model, REMOTE_RUNTIME};
+use tessera_core::model::Model;
 use tessera_engine::tensor::{Tensor, TensorData};
 
 use super::inference::{UsageRecorder, caller, flatten, headers};
@@ -190,25 +190,7 @@ impl Job for PredictJob {
     }
 
     fn accepts_model(&self, m: &Model) -> Result<(), ServeError> {
-        if m.runtime == REMOTE_RUNTIME {
-            return Err(ServeError::invalid(
-                "model",
-                format!(
-                    "model {:?} runs on {}; call it with /v1/chat/completions or /v1/embeddings",
-                    m.name, m.runtime
-                ),
-            ));
-        }
-        if m.task != self.task {
-            return Err(ServeError::invalid(
-                "model",
-                format!(
-                    "model {:?} is a {} model; this request is for a {} model",
-                    m.name, m.task, self.task
-                ),
-            ));
-        }
-        Ok(())
+        tessera_serving::inference::accepts_local(m, &self.task)
     }
 
     fn uses_cache(&self) -> bool {

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use tessera_core::model::{Model, ModelOwner, REMOTE_RUNTIME};
+use tessera_core::model::{Model, ModelOwner};
 use tessera_core::role::Operation;
 use tessera_engine::pool::{EmbeddingModel, ModelState};
 use tessera_engine::tensor::{Tensor, TensorData, TensorSpec};
@@ -293,25 +293,7 @@ impl Job for OipJob {
     }
 
     fn accepts_model(&self, m: &Model) -> Result<(), ServeError> {
-        if m.runtime == REMOTE_RUNTIME {
-            return Err(ServeError::invalid(
-                "model",
-                format!(
-                    "model {:?} runs on {}; call it with /v1/chat/completions or /v1/embeddings",
-                    m.name, m.runtime
-                ),
-            ));
-        }
-        if m.task != self.task {
-            return Err(ServeError::invalid(
-                "model",
-                format!(
-                    "model {:?} is a {} model; this request is for a {} model",
-                    m.name, m.task, self.task
-                ),
-            ));
-        }
-        Ok(())
+        tessera_serving::inference::accepts_local(m, &self.task)
     }
 
     async fn run(&self, s: &Services, t: &Target) -> Result<Answer<OipOutput>, ServeError> {

@@ -25,5 +25,7 @@ pub use admission::estimate_tokens;
 pub const MAX_INPUTS: usize = 2048;
 pub use error::ServeError;
 pub use pipeline::{Call, Job, Meta, Outcome, Reply};
-pub use resolve::{Backend, Caller, Resolution, Target, VersionRef, pool_key, resolve, target};
+pub use resolve::{
+    Backend, Caller, Resolution, Target, VersionRef, accepts_local, pool_key, resolve, target,
+};
 pub use run::{Answer, Source};

@@ -92,6 +92,27 @@ impl Target {
     }
 }
 
+/// The check of the tensor protocols (OIP, KServe): a local model of the
+/// requested task (`task`, the requested model's).
+pub fn accepts_local(m: &Model, task: &str) -> Result<(), ServeError> {
+    if m.runtime == REMOTE_RUNTIME {
+        return Err(ServeError::invalid(
+            "model",
+            format!(
+                "model {:?} runs on {}; call it with /v1/chat/completions or /v1/embeddings",
+                m.name, m.runtime
+            ),
+        ));
+    }
+    if m.task != task {
+        return Err(ServeError::invalid(
+            "model",
+            format!("model {:?} is a {} model; this request is for a {task} model", m.name, m.task),
+        ));
+    }
+    Ok(())
+}
+
 /// Resolves `name` for the caller (its own models, then its segment's, then
 /// the platform's) and checks that the key's scopes and the plan allow it.
 pub async fn resolve(s: &Services, caller: &Caller, name: &str) -> Result<Resolution, ServeError> {

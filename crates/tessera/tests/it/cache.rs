@@ -198,20 +198,12 @@ async fn hits_misses_tenants_cache_control_purge_and_stale_fallback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_l2_and_purges() {
-    let Some(pg) = Backend::postgres().await else { return };
-    let Some(redis) = tessera_store::conformance::service_url("TESSERA_TEST_REDIS_URL") else {
+    let up = Standin::start(Default::default()).await.unwrap();
+    let Some(common::Pair { a, b, dirs: _dirs }) =
+        common::Pair::start("replica-admin-key-0123456789").await
+    else {
         return;
     };
-    let up = Standin::start(Default::default()).await.unwrap();
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let opts = |d: &std::path::Path| {
-        let mut o = Options::new(&pg, d).env("TESSERA_ADMIN_KEY", "replica-admin-key-0123456789");
-        o.args = vec!["--redis-url".into(), redis.clone()];
-        // A loaded CI machine must not push admissions onto the fallback path.
-        o.env("TESSERA__REDIS_TIMEOUT_MS", "2000")
-    };
-    let a = Server::start(opts(d1.path())).await;
-    let b = Server::start(opts(d2.path())).await;
     let (_, key, _) = a.tenant_with_key("acme", "developer").await;
     emb_model(&a, &key, &up, "emb").await;
     assert_eq!(embed(&a, &key, "emb", "shared", None).await.1, "miss");

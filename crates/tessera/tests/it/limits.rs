@@ -100,21 +100,9 @@ async fn exactly_the_limit_gets_through_in_process() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_postgres_and_redis_hold_one_limit() {
-    let Some(pg) = Backend::postgres().await else { return };
-    let Some(redis) = tessera_store::conformance::service_url("TESSERA_TEST_REDIS_URL") else {
-        return;
-    };
     let up = Standin::start(Default::default()).await.unwrap();
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let admin = "replica-admin-key-0123456789";
-    let opts = |d: &std::path::Path| {
-        let mut o = Options::new(&pg, d).env("TESSERA_ADMIN_KEY", admin);
-        o.args = vec!["--redis-url".into(), redis.clone()];
-        // A loaded CI machine must not push admissions onto the fallback path.
-        o.env("TESSERA__REDIS_TIMEOUT_MS", "2000")
-    };
-    let a = Server::start(opts(d1.path())).await;
-    let b = Server::start(opts(d2.path())).await;
+    let Some(common::Pair { a, b, dirs: _dirs }) = common::Pair::start(admin).await else { return };
     let key = setup(&a, &up, json!({"name": "shared", "rpm": 60})).await;
     away_from_a_window_edge().await;
     let counts = hammer(&[a.api.clone(), b.api.clone()], &key, 64, 3).await;

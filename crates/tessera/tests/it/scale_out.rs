@@ -10,26 +10,19 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{Backend, Options, Server};
+use common::Server;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tessera_standin::Standin;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_behave_as_one_service() {
-    let Some(pg) = Backend::postgres().await else { return };
-    let Some(redis) = tessera_store::conformance::service_url("TESSERA_TEST_REDIS_URL") else {
+    let up = Standin::start(Default::default()).await.unwrap();
+    let Some(common::Pair { a, b, dirs: _dirs }) =
+        common::Pair::start("scale-admin-key-0123456789").await
+    else {
         return;
     };
-    let up = Standin::start(Default::default()).await.unwrap();
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let opts = |d: &std::path::Path| {
-        let mut o = Options::new(&pg, d).env("TESSERA_ADMIN_KEY", "scale-admin-key-0123456789");
-        o.args = vec!["--redis-url".into(), redis.clone()];
-        o
-    };
-    let a = Server::start(opts(d1.path())).await;
-    let b = Server::start(opts(d2.path())).await;
     let (tenant, key, _) = a.tenant_with_key("acme", "developer").await;
     let (other_key, other_id) = a.key_for(&tenant, "developer").await;
     let r = a

@@ -397,3 +397,30 @@ fn onnx_with_op(op: &str, tag: &str) -> Vec<u8> {
     g.output(&y, FLOAT, &[Dim::Named("n"), Dim::Fixed(1)]);
     g.finish(tag)
 }
+
+/// Two replicas of one service: the same PostgreSQL schema and Redis, each
+/// with its own data directory; `None` when PostgreSQL or Redis is not
+/// configured (a failure instead with `TESSERA_REQUIRE_SERVICES=1`).
+pub struct Pair {
+    pub a: Server,
+    pub b: Server,
+    /// Their data directories: keep them alive as long as the servers.
+    pub dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl Pair {
+    pub async fn start(admin_key: &str) -> Option<Pair> {
+        let pg = Backend::postgres().await?;
+        let redis = tessera_store::conformance::service_url("TESSERA_TEST_REDIS_URL")?;
+        let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let opts = |d: &Path| {
+            let mut o = Options::new(&pg, d).env("TESSERA_ADMIN_KEY", admin_key);
+            o.args = vec!["--redis-url".into(), redis.clone()];
+            // A loaded CI machine must not push admissions onto the fallback path.
+            o.env("TESSERA__REDIS_TIMEOUT_MS", "2000")
+        };
+        let a = Server::start(opts(dirs.0.path())).await;
+        let b = Server::start(opts(dirs.1.path())).await;
+        Some(Pair { a, b, dirs })
+    }
+}
