@@ -228,13 +228,81 @@ pub struct OipErrorBody {
 #[derive(Debug, Clone)]
 pub struct InternalDetail(pub String);
 
+/// The error envelope an answer is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Envelope {
+    /// `{"error": {"message", "type", "code", "param"}}`: every route but `/v2`.
+    OpenAi,
+    /// The Open Inference Protocol's `{"error": "<message>", "code", "type", "param"}`.
+    Oip,
+}
+
+impl Envelope {
+    /// The envelope of a request path: OIP under `/v2`.
+    pub fn of_path(path: &str) -> Envelope {
+        if path == "/v2" || path.starts_with("/v2/") { Envelope::Oip } else { Envelope::OpenAi }
+    }
+}
+
+/// An error answered in the Open Inference Protocol's form: what the `/v2`
+/// handlers return.
+#[derive(Debug)]
+pub struct OipError(pub ApiError);
+
+impl From<ApiError> for OipError {
+    fn from(e: ApiError) -> Self {
+        OipError(e)
+    }
+}
+
+impl From<tessera_serving::inference::ServeError> for OipError {
+    fn from(e: tessera_serving::inference::ServeError) -> Self {
+        OipError(e.into())
+    }
+}
+
+impl From<StoreError> for OipError {
+    fn from(e: StoreError) -> Self {
+        OipError(e.into())
+    }
+}
+
+impl From<AuthError> for OipError {
+    fn from(e: AuthError) -> Self {
+        OipError(e.into())
+    }
+}
+
+impl IntoResponse for OipError {
+    fn into_response(self) -> Response {
+        self.0.respond(Envelope::Oip)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.respond(Envelope::OpenAi)
+    }
+}
+
+impl ApiError {
+    /// The answer in `envelope`: status, body, `retry-after` and the other
+    /// headers the error calls for.
+    pub fn respond(self, envelope: Envelope) -> Response {
         let (status, kind, code, message, param) = self.parts();
-        let body = ErrorBody {
-            error: ErrorDetail { message, kind: kind.into(), code: code.into(), param },
+        let mut resp = match envelope {
+            Envelope::OpenAi => {
+                let body = ErrorBody {
+                    error: ErrorDetail { message, kind: kind.into(), code: code.into(), param },
+                };
+                (status, axum::Json(body)).into_response()
+            }
+            Envelope::Oip => {
+                let body =
+                    OipErrorBody { error: message, kind: kind.into(), code: code.into(), param };
+                (status, axum::Json(body)).into_response()
+            }
         };
-        let mut resp = (status, axum::Json(body)).into_response();
         let retry_after = match &self {
             ApiError::Overloaded { retry_after_secs, .. }
             | ApiError::BreakerOpen { retry_after_secs, .. }

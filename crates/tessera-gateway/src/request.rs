@@ -1,7 +1,7 @@
 //! Per-request plumbing on the outermost layer: the request id (echoed from
 //! `x-request-id` or minted), a tracing span, metrics by route template, an
 //! access log line, and the error envelope for answers axum makes itself
-//! (405 without a body).
+//! (405 without a body; the OIP form under `/v2`).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -9,10 +9,10 @@ use std::time::Instant;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tracing::Instrument;
 
-use crate::error::{ApiError, InternalDetail};
+use crate::error::{ApiError, Envelope, InternalDetail};
 use crate::state::AppState;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -66,15 +66,10 @@ pub async fn request_layer(
         // The envelope, keeping the `allow` header axum lists the methods in.
         let allow = resp.headers().get(axum::http::header::ALLOW).cloned();
         resp = ApiError::MethodNotAllowed { method: method.to_string(), path: path.clone() }
-            .into_response();
+            .respond(Envelope::of_path(&path));
         if let Some(allow) = allow {
             resp.headers_mut().insert(axum::http::header::ALLOW, allow);
         }
-    }
-    if path.starts_with("/v2")
-        && (resp.status().is_client_error() || resp.status().is_server_error())
-    {
-        resp = oip_error_form(resp).await;
     }
     let route = slot.get().unwrap_or("unmatched").to_owned();
     span.record("route", route.as_str());
@@ -90,29 +85,4 @@ pub async fn request_layer(
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
     resp
-}
-
-/// Rewrites the error envelope into the Open Inference Protocol's string form,
-/// `{"error": "<message>", "code", "type", "param"}`, which Triton and KServe
-/// clients read; the stable code stays beside it.
-async fn oip_error_form(resp: Response) -> Response {
-    let (mut parts, body) = resp.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
-        return (parts.status, "").into_response();
-    };
-    let rewritten = serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|v| {
-        let e = v.get("error")?.as_object()?;
-        Some(serde_json::json!({
-            "error": e.get("message").cloned().unwrap_or_default(),
-            "code": e.get("code").cloned().unwrap_or_default(),
-            "type": e.get("type").cloned().unwrap_or_default(),
-            "param": e.get("param").cloned().unwrap_or_default(),
-        }))
-    });
-    let body = match rewritten {
-        Some(v) => serde_json::to_vec(&v).unwrap_or_default(),
-        None => bytes.to_vec(),
-    };
-    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
-    Response::from_parts(parts, axum::body::Body::from(body))
 }

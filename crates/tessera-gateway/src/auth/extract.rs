@@ -4,12 +4,12 @@ use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tessera_core::audit::AuditActor;
 use tessera_core::auth::{AuthError, Principal, SystemCtx, TenantCtx};
 use tessera_core::role::Operation;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Envelope};
 use crate::request::{RequestId, RouteSlot};
 use crate::state::AppState;
 
@@ -31,8 +31,9 @@ pub async fn authenticate_request(
     if route.as_deref().is_none_or(|r| OPEN_ROUTES.contains(&r)) {
         return next.run(req).await;
     }
+    let envelope = Envelope::of_path(req.uri().path());
     let Some(bearer) = bearer_token(&req) else {
-        return ApiError::from(AuthError::Missing).into_response();
+        return ApiError::from(AuthError::Missing).respond(envelope);
     };
     match state.auth().authenticate(bearer).await {
         // The operator's API is closed to tenant keys before any body is read.
@@ -44,13 +45,13 @@ pub async fn authenticate_request(
                 "the /admin API needs a platform key; this key has role {}",
                 principal.role()
             ))
-            .into_response()
+            .respond(envelope)
         }
         Ok(principal) => {
             req.extensions_mut().insert(principal);
             next.run(req).await
         }
-        Err(e) => e.into_response(),
+        Err(e) => e.respond(envelope),
     }
 }
 

@@ -32,8 +32,8 @@ pub async fn oip_live() -> Json<Value> {
 /// Open Inference Protocol readiness.
 #[utoipa::path(get, path = "/v2/health/ready", tag = "operations",
     responses((status = 200, description = "ready"), (status = 503, body = crate::error::OipErrorBody)))]
-pub async fn oip_ready(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    s.store().ping().await?;
+pub async fn oip_ready(State(s): State<AppState>) -> Result<Json<Value>, crate::error::OipError> {
+    s.store().ping().await.map_err(ApiError::from)?;
     Ok(Json(json!({"ready": true})))
 }
 

@@ -165,9 +165,10 @@ pub fn api_routes() -> ApiRoutes {
         .add(Get, "/admin/v1/models/{id}/versions", models::admin_versions)
 }
 
-/// Unknown routes answer 404 in the error envelope.
-pub async fn fallback(method: Method, uri: Uri) -> ApiError {
+/// Unknown routes answer 404 in the error envelope (the OIP form under `/v2`).
+pub async fn fallback(method: Method, uri: Uri) -> axum::response::Response {
     ApiError::RouteNotFound { method: method.to_string(), path: uri.path().to_owned() }
+        .respond(crate::error::Envelope::of_path(uri.path()))
 }
 
 /// A list answer: `{"object": "list", "data": [...]}`.

@@ -5,7 +5,8 @@
 //! Text models take one `BYTES` input (shape `[N]` or `[N, 1]`) and answer the
 //! `FP32` output `embedding` of shape `[N, dim]`. Errors on `/v2` routes carry
 //! the OIP string form `{"error": "<message>"}` with the stable `code`,
-//! `type` and `param` beside it (see `request.rs`).
+//! `type` and `param` beside it: the handlers answer [`OipError`], and the
+//! edge (authentication, unknown routes, 405) uses the same form on `/v2`.
 
 use std::time::Instant;
 
@@ -26,7 +27,7 @@ use utoipa::ToSchema;
 use super::inference::{UsageRecorder, caller, headers};
 use super::oip_tensors::{split_body, tensor_input, text_input, wants_binary};
 use crate::auth::Authed;
-use crate::error::{ApiError, OipErrorBody};
+use crate::error::{ApiError, OipError, OipErrorBody};
 use crate::extract::parse_json;
 use crate::state::AppState;
 use tessera_serving::Services;
@@ -181,7 +182,7 @@ fn metadata(name: &str, engine: &EmbeddingModel) -> ModelMetadata {
 /// Server metadata.
 #[utoipa::path(get, path = "/v2", tag = "open inference protocol",
     responses((status = 200, description = "server metadata"), (status = 401, body = OipErrorBody), (status = 403, body = OipErrorBody)))]
-pub async fn server_metadata(auth: Authed) -> Result<Json<Value>, ApiError> {
+pub async fn server_metadata(auth: Authed) -> Result<Json<Value>, OipError> {
     auth.tenant(Operation::ModelsRead).or_else(|_| auth.tenant(Operation::Inference))?;
     Ok(Json(
         json!({"name": "tessera", "version": env!("CARGO_PKG_VERSION"), "extensions": ["model_repository", "binary_tensor_data"]}),
@@ -197,7 +198,7 @@ pub async fn model_metadata(
     State(s): State<AppState>,
     auth: Authed,
     Path(name): Path<String>,
-) -> Result<Json<ModelMetadata>, ApiError> {
+) -> Result<Json<ModelMetadata>, OipError> {
     let t = served(&s, &reader(&auth)?, &name, None).await?;
     Ok(Json(served_metadata(&name, &t)))
 }
@@ -211,7 +212,7 @@ pub async fn version_metadata(
     State(s): State<AppState>,
     auth: Authed,
     Path((name, version)): Path<(String, String)>,
-) -> Result<Json<ModelMetadata>, ApiError> {
+) -> Result<Json<ModelMetadata>, OipError> {
     let t = served(&s, &reader(&auth)?, &name, Some(&version)).await?;
     Ok(Json(served_metadata(&name, &t)))
 }
@@ -235,8 +236,8 @@ pub async fn model_ready(
     State(s): State<AppState>,
     auth: Authed,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    ready(&s, &auth, &name, None).await
+) -> Result<Json<Value>, OipError> {
+    Ok(ready(&s, &auth, &name, None).await?)
 }
 
 /// Readiness of one model version.
@@ -248,8 +249,8 @@ pub async fn version_ready(
     State(s): State<AppState>,
     auth: Authed,
     Path((name, version)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    ready(&s, &auth, &name, Some(&version)).await
+) -> Result<Json<Value>, OipError> {
+    Ok(ready(&s, &auth, &name, Some(&version)).await?)
 }
 
 /// What an OIP inference answers: the model's outputs, and `label` and
@@ -452,8 +453,8 @@ pub async fn model_infer(
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
-    metered_infer(&s, &auth, &name, None, &headers, body).await
+) -> Result<Response, OipError> {
+    Ok(metered_infer(&s, &auth, &name, None, &headers, body).await?)
 }
 
 /// `infer` with its usage recorded.
@@ -484,8 +485,8 @@ pub async fn version_infer(
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
-    metered_infer(&s, &auth, &name, Some(&version), &headers, body).await
+) -> Result<Response, OipError> {
+    Ok(metered_infer(&s, &auth, &name, Some(&version), &headers, body).await?)
 }
 
 /// Repository index: the models the caller can use, each with the version
@@ -495,7 +496,7 @@ pub async fn version_infer(
 pub async fn repository_index(
     State(s): State<AppState>,
     auth: Authed,
-) -> Result<Json<Vec<Value>>, ApiError> {
+) -> Result<Json<Vec<Value>>, OipError> {
     let caller = reader(&auth)?;
     let info = s.tenants().get(s.store(), &caller.ctx).await?;
     let view = ModelView::Tenant { ctx: &caller.ctx, segment: info.tenant.segment.as_deref() };
@@ -554,7 +555,7 @@ pub async fn repository_load(
     State(s): State<AppState>,
     auth: Authed,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, OipError> {
     served(&s, &reader(&auth)?, &name, None).await?;
     Ok(Json(json!({})))
 }
@@ -568,7 +569,7 @@ pub async fn repository_unload(
     State(s): State<AppState>,
     auth: Authed,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, OipError> {
     let ctx = auth.tenant(Operation::ModelsWrite)?;
     let caller = Caller {
         ctx,
@@ -582,5 +583,6 @@ pub async fn repository_unload(
         "model {:?} is a {} model; only the operator unloads models (the memory budget unloads the least recently used)",
         model.name,
         model.owner.as_str()
-    )))
+    ))
+    .into())
 }
