@@ -5,9 +5,7 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tessera_core::breaker::BreakerConfig;
 use tessera_core::config::{JwtConfig, Secret};
 use tessera_engine::pool::ModelPool;
 use tessera_serving::invalidate::Change;
@@ -18,37 +16,27 @@ use tessera_store::artifacts::ArtifactStore;
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
 
-/// What the gateway needs from the configuration.
+/// What the gateway needs from the configuration: its own settings and the
+/// serving layer's.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     pub max_body_bytes: usize,
-    pub key_cache_ttl: Duration,
     pub jwt: Option<JwtConfig>,
     pub admin_key: Option<Secret>,
     /// Largest model artifact upload, in bytes.
     pub max_artifact_bytes: usize,
-    pub breaker: BreakerConfig,
-    /// Redis for limits shared by every replica; in process without it.
-    pub redis_url: Option<String>,
-    /// Longest wait for one Redis call before this replica decides alone.
-    pub redis_timeout: Duration,
-    /// Bytes of answers the in-process cache keeps.
-    pub cache_max_bytes: u64,
+    /// Caches, breakers, Redis; its `cache_ttl` is also the key cache's TTL.
+    pub serving: ServingConfig,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        let serving = ServingConfig::default();
         Self {
             max_body_bytes: tessera_core::config::DEFAULT_MAX_BODY_BYTES,
-            key_cache_ttl: serving.cache_ttl,
             jwt: None,
             admin_key: None,
             max_artifact_bytes: 512 * 1024 * 1024,
-            breaker: serving.breaker,
-            redis_url: serving.redis_url,
-            redis_timeout: serving.redis_timeout,
-            cache_max_bytes: serving.cache_max_bytes,
+            serving: ServingConfig::default(),
         }
     }
 }
@@ -81,19 +69,13 @@ impl AppState {
         cfg: GatewayConfig,
         models: Arc<ModelPool>,
     ) -> Self {
-        let serving = ServingConfig {
-            cache_ttl: cfg.key_cache_ttl,
-            breaker: cfg.breaker,
-            redis_url: cfg.redis_url.clone(),
-            redis_timeout: cfg.redis_timeout,
-            cache_max_bytes: cfg.cache_max_bytes,
-        };
-        let services = Services::new(store, artifacts, serving, models);
+        let key_cache_ttl = cfg.serving.cache_ttl;
+        let services = Services::new(store, artifacts, cfg.serving, models);
         let metrics = Arc::new(Metrics::default());
         let auth = Arc::new(Authenticator::new(
             services.store_arc(),
             cfg.admin_key.as_ref().map(Secret::expose),
-            cfg.key_cache_ttl,
+            key_cache_ttl,
             cfg.jwt,
             services.tenants().clone(),
             metrics.clone(),

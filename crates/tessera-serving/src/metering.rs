@@ -64,7 +64,11 @@ impl Meter {
             stop,
             writer: Mutex::new(Some(writer)),
             store,
-            prices: ReadThrough::new(Policy::ttl(PRICES_TTL)),
+            // Any failed read keeps the last table.
+            prices: ReadThrough::new(Policy {
+                stale_on_any_error: true,
+                ..Policy::ttl(PRICES_TTL)
+            }),
             stats,
         })
     }
@@ -104,9 +108,7 @@ impl Meter {
     /// The price table; with the database down, the last one read here
     /// (none read yet: everything is free until it answers).
     async fn prices(&self) -> Arc<Vec<Price>> {
-        // Any failure to read keeps the last table: pricing must not turn
-        // free because one read failed.
-        let load = || async { self.store.list_prices().await.map(Arc::new).map_err(AnyFailure) };
+        let load = || async { self.store.list_prices().await.map(Arc::new) };
         match self.prices.get(&(), load).await {
             Ok(p) => p,
             Err(e) => {
@@ -233,22 +235,6 @@ async fn flush(
                 return;
             }
         }
-    }
-}
-
-/// A failed price read, which always lets the last table serve.
-#[derive(Debug)]
-struct AnyFailure(tessera_store::StoreError);
-
-impl std::fmt::Display for AnyFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl crate::readthrough::Outage for AnyFailure {
-    fn is_outage(&self) -> bool {
-        true
     }
 }
 

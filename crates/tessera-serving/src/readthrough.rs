@@ -28,12 +28,15 @@ pub struct Policy {
     pub stale_for: Duration,
     /// Most entries kept; beyond it the map starts over.
     pub capacity: usize,
+    /// Serve the stale value on any failed load, not only on an outage
+    /// (prices: pricing must never turn free because one read failed).
+    pub stale_on_any_error: bool,
 }
 
 impl Policy {
     /// A TTL, stale for as long as the outage lasts, 100,000 entries.
     pub fn ttl(ttl: Duration) -> Self {
-        Self { ttl, stale_for: Duration::MAX, capacity: 100_000 }
+        Self { ttl, stale_for: Duration::MAX, capacity: 100_000, stale_on_any_error: false }
     }
 }
 
@@ -116,7 +119,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ReadThrough<K, V> {
                 self.insert_unless_changed(key.clone(), v.clone(), epoch);
                 Ok(v)
             }
-            Err(e) if e.is_outage() => match stale {
+            Err(e) if e.is_outage() || self.policy.stale_on_any_error => match stale {
                 Some((v, at)) if at.elapsed() < self.policy.stale_for => Ok(v),
                 _ => Err(e),
             },
@@ -124,12 +127,6 @@ impl<K: Hash + Eq + Clone, V: Clone> ReadThrough<K, V> {
                 self.remove(key);
                 Err(e)
             }
-        }
-    }
-
-    pub fn insert(&self, key: K, value: V) {
-        if let Ok(mut map) = self.entries.write() {
-            Self::put(&mut map, self.policy.capacity, key, value);
         }
     }
 
@@ -186,6 +183,7 @@ mod tests {
             ttl: Duration::from_millis(ttl_ms),
             stale_for: Duration::from_millis(stale_ms),
             capacity: 2,
+            stale_on_any_error: false,
         })
     }
 
@@ -225,6 +223,18 @@ mod tests {
         let gone = || async { Err::<u32, _>(StoreError::Internal("deleted".into())) };
         assert!(c.get(&"k".into(), gone).await.is_err());
         assert_eq!(c.lookup(&"k".into()), Lookup::Missing);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cache_told_to_may_serve_stale_on_any_error() {
+        let c: ReadThrough<String, u32> = ReadThrough::new(Policy {
+            stale_on_any_error: true,
+            ..Policy::ttl(Duration::from_secs(1))
+        });
+        c.get(&"k".into(), || async { Ok::<_, StoreError>(1) }).await.unwrap();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let broken = || async { Err::<u32, _>(StoreError::Internal("bad row".into())) };
+        assert_eq!(c.get(&"k".into(), broken).await.unwrap(), 1);
     }
 
     #[tokio::test(start_paused = true)]

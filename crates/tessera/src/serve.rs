@@ -55,14 +55,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         artifacts,
         GatewayConfig {
             max_body_bytes: cfg.max_body_bytes,
-            key_cache_ttl: cfg.key_cache_ttl,
             jwt: cfg.jwt.clone(),
             admin_key: cfg.admin_key.clone(),
             max_artifact_bytes: cfg.max_artifact_bytes,
-            breaker: cfg.breaker.into(),
-            redis_url: cfg.redis_url.clone(),
-            redis_timeout: cfg.redis_timeout,
-            cache_max_bytes: cfg.cache_max_bytes,
+            serving: tessera_serving::ServingConfig {
+                cache_ttl: cfg.key_cache_ttl,
+                breaker: cfg.breaker.into(),
+                redis_url: cfg.redis_url.clone(),
+                redis_timeout: cfg.redis_timeout,
+                cache_max_bytes: cfg.cache_max_bytes,
+            },
         },
         models,
     );

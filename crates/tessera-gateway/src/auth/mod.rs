@@ -66,9 +66,9 @@ impl Authenticator {
             store,
             admin_key: admin_key.map(ConfiguredAdminKey::new),
             keys: ReadThrough::new(Policy {
-                ttl,
                 stale_for: MAX_STALE,
                 capacity: KEY_CACHE_CAPACITY,
+                ..Policy::ttl(ttl)
             }),
             tenants,
             jwt,

@@ -29,12 +29,7 @@ pub async fn purge(
     ApiQuery(p): ApiQuery<PurgeParams>,
 ) -> Result<StatusCode, ApiError> {
     let ctx = auth.tenant(Operation::ModelsWrite)?;
-    let caller = tessera_serving::inference::Caller {
-        ctx: ctx.clone(),
-        principal: auth.principal.clone(),
-        request_id: auth.request_id.clone(),
-        user: String::new(),
-    };
+    let caller = super::inference::caller_in(&auth, ctx.clone(), String::new());
     let model =
         tessera_serving::inference::resolve(&s, &caller, &p.model).await?.model.model.clone();
     s.cache().purge(ctx.tenant_id().as_str(), &model.id).await.map_err(|()| {

@@ -19,8 +19,9 @@ use tessera_serving::metering::Draft;
 /// Names the response header of an answer's prediction id.
 pub const PREDICTION_ID: &str = "x-tessera-prediction-id";
 
-/// The pipeline's caller. The end user for sticky splits is `user` (a body
-/// field), else the `x-tessera-user` header, else the request id.
+/// The pipeline's caller for an inference request. The end user for sticky
+/// splits is `user` (a body field), else the `x-tessera-user` header, else
+/// the request id.
 pub fn caller(auth: &Authed, headers: &HeaderMap, user: Option<&str>) -> Result<Caller, ApiError> {
     let ctx = auth.tenant(Operation::Inference)?;
     let header = headers.get("x-tessera-user").and_then(|v| v.to_str().ok());
@@ -28,7 +29,14 @@ pub fn caller(auth: &Authed, headers: &HeaderMap, user: Option<&str>) -> Result<
         .filter(|u| !u.is_empty())
         .or(header.filter(|u| !u.is_empty()))
         .map_or_else(|| auth.request_id.clone(), str::to_owned);
-    Ok(Caller { ctx, principal: auth.principal.clone(), request_id: auth.request_id.clone(), user })
+    Ok(caller_in(auth, ctx, user))
+}
+
+/// A caller in `ctx` (already authorized for what the route does) that
+/// resolves model names as inference does, for routes that name a model
+/// without running it (metadata, cache purge).
+pub fn caller_in(auth: &Authed, ctx: tessera_core::auth::TenantCtx, user: String) -> Caller {
+    Caller { ctx, principal: auth.principal.clone(), request_id: auth.request_id.clone(), user }
 }
 
 /// Headers on every inference answer: the model that answered, its tier,

@@ -24,7 +24,7 @@ use tessera_engine::tensor::{Tensor, TensorData, TensorSpec};
 use tessera_store::ModelView;
 use utoipa::ToSchema;
 
-use super::inference::{UsageRecorder, caller, headers};
+use super::inference::{UsageRecorder, caller, caller_in, headers};
 use super::oip_tensors::{split_body, tensor_input, text_input, wants_binary};
 use crate::auth::Authed;
 use crate::error::{ApiError, OipError, OipErrorBody};
@@ -93,12 +93,7 @@ pub struct ModelMetadata {
 /// A caller for the metadata routes, which read models as inference does.
 fn reader(auth: &Authed) -> Result<Caller, ApiError> {
     let ctx = auth.tenant(Operation::ModelsRead).or_else(|_| auth.tenant(Operation::Inference))?;
-    Ok(Caller {
-        ctx,
-        principal: auth.principal.clone(),
-        request_id: auth.request_id.clone(),
-        user: String::new(),
-    })
+    Ok(caller_in(auth, ctx, String::new()))
 }
 
 /// The version of `name` the caller would be served (or `version`), loaded.
@@ -127,7 +122,7 @@ fn not_tensor_model(t: &Target) -> ServeError {
     )
 }
 
-fn served_metadata(name: &str, t: &Target) -> ModelMetadata {
+fn served_metadata(name: &str, t: &Target) -> Result<ModelMetadata, ServeError> {
     let spec = |t: &TensorSpec| TensorMetadata {
         name: t.name.clone(),
         datatype: t.datatype.clone(),
@@ -135,29 +130,22 @@ fn served_metadata(name: &str, t: &Target) -> ModelMetadata {
     };
     let text = || TensorMetadata { name: "text".into(), datatype: "BYTES".into(), shape: vec![-1] };
     match &t.backend {
-        Backend::Embedding(e) => metadata(name, e),
-        Backend::Head { head, .. } => ModelMetadata {
+        Backend::Embedding(e) => Ok(metadata(name, e)),
+        Backend::Head { head, .. } => Ok(ModelMetadata {
             name: name.to_owned(),
             versions: vec![t.version.version.clone()],
             platform: "tessera_linear".into(),
             inputs: vec![text()],
             outputs: head.outputs.iter().map(spec).collect(),
-        },
-        Backend::Tensor(m) => ModelMetadata {
+        }),
+        Backend::Tensor(m) => Ok(ModelMetadata {
             name: name.to_owned(),
             versions: vec![t.version.version.clone()],
             platform: if m.labels.is_some() { "tessera_linear" } else { "onnxruntime_onnx" }.into(),
             inputs: m.inputs.iter().map(spec).collect(),
             outputs: m.outputs.iter().map(spec).collect(),
-        },
-        // Refused by `served`.
-        Backend::Remote(_) => ModelMetadata {
-            name: name.to_owned(),
-            versions: vec![t.version.version.clone()],
-            platform: "remote".into(),
-            inputs: Vec::new(),
-            outputs: Vec::new(),
-        },
+        }),
+        Backend::Remote(_) => Err(not_tensor_model(t)),
     }
 }
 
@@ -200,7 +188,7 @@ pub async fn model_metadata(
     Path(name): Path<String>,
 ) -> Result<Json<ModelMetadata>, OipError> {
     let t = served(&s, &reader(&auth)?, &name, None).await?;
-    Ok(Json(served_metadata(&name, &t)))
+    Ok(Json(served_metadata(&name, &t)?))
 }
 
 /// Metadata of one model version.
@@ -214,7 +202,7 @@ pub async fn version_metadata(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<ModelMetadata>, OipError> {
     let t = served(&s, &reader(&auth)?, &name, Some(&version)).await?;
-    Ok(Json(served_metadata(&name, &t)))
+    Ok(Json(served_metadata(&name, &t)?))
 }
 
 async fn ready(
@@ -570,13 +558,7 @@ pub async fn repository_unload(
     auth: Authed,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, OipError> {
-    let ctx = auth.tenant(Operation::ModelsWrite)?;
-    let caller = Caller {
-        ctx,
-        principal: auth.principal.clone(),
-        request_id: auth.request_id.clone(),
-        user: String::new(),
-    };
+    let caller = caller_in(&auth, auth.tenant(Operation::ModelsWrite)?, String::new());
     let res = resolve(&s, &caller, &name).await?;
     let model = res.model();
     Err(ApiError::Forbidden(format!(

@@ -6,7 +6,6 @@ use tessera_engine::pool::{EmbeddingModel, Embeddings, TensorModel};
 use tessera_engine::tensor::Tensor;
 
 use super::ServeError;
-use super::resolve::Backend;
 use std::time::Instant;
 
 use tessera_core::breaker::Breakers;
@@ -14,19 +13,6 @@ use tessera_engine::EngineError;
 
 /// The input a head over text embeddings reads.
 const HEAD_INPUT: &str = "features";
-
-impl Backend {
-    /// The breaker's name for this backend: `<name>@<version>` for an
-    /// embedding model, the pool key for a tensor model or head, and
-    /// `<name>@<version> (<model id>)` for a remote version.
-    pub fn breaker_id(&self) -> String {
-        match self {
-            Backend::Embedding(m) => format!("{}@{}", m.name, m.version),
-            Backend::Tensor(m) | Backend::Head { head: m, .. } => m.name.clone(),
-            Backend::Remote(r) => r.backend.clone(),
-        }
-    }
-}
 
 /// Embeds `texts` with a local embedding model.
 pub async fn embed(

@@ -115,8 +115,6 @@ pub struct Outcome<O> {
     /// The admission, settled to the reported tokens when they are known;
     /// dropping it releases the request's concurrency slots.
     pub admitted: Admitted,
-    /// The target that answered (none for a cached answer).
-    pub target: Option<Target>,
 }
 
 /// A request resolved and admitted, waiting for its job.
@@ -215,7 +213,7 @@ impl Call {
             tokens: answer.tokens,
             prediction_id: tessera_core::ids::new_prediction_id(),
         };
-        Ok(Outcome { reply: Reply::Fresh(answer.output), meta, admitted, target: Some(t) })
+        Ok(Outcome { reply: Reply::Fresh(answer.output), meta, admitted })
     }
 }
 
@@ -234,7 +232,7 @@ fn cached<O>(entry: Arc<Entry>, cache: CacheStatus, admitted: Admitted) -> Outco
         tokens: None,
         prediction_id: tessera_core::ids::new_prediction_id(),
     };
-    Outcome { reply: Reply::Cached(entry), meta, admitted, target: None }
+    Outcome { reply: Reply::Cached(entry), meta, admitted }
 }
 
 /// Mirrors the request to the deployment's shadow versions of the model
