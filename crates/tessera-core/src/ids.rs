@@ -51,7 +51,13 @@ pub fn new_prediction_id() -> String {
 
 /// The prediction id for a given creation time.
 pub fn prediction_id_at(ms: i64) -> String {
-    format!("prd_{:012x}{}", ms.max(0), unique_suffix())
+    time_sortable_id("prd_", ms)
+}
+
+/// `prefix`, the time in milliseconds as 12 hex digits, then
+/// [`unique_suffix`]: unique, and sorted by creation time as text.
+pub fn time_sortable_id(prefix: &str, ms: i64) -> String {
+    format!("{prefix}{:012x}{}", ms.max(0), unique_suffix())
 }
 
 /// 16 hex digits: a per-process counter run through SipHash under a key

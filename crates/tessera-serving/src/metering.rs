@@ -312,10 +312,9 @@ impl Draft {
         };
         let rec = UsageRecord {
             // Unique per record (a retried batch is stored once), without a system call.
-            id: format!(
-                "u{:012x}{}",
-                tessera_core::time::Timestamp::now().millis().max(0),
-                tessera_core::ids::unique_suffix()
+            id: tessera_core::ids::time_sortable_id(
+                "u",
+                tessera_core::time::Timestamp::now().millis(),
             ),
             request_id: self.request_id,
             ts_ms: tessera_core::time::Timestamp::now().millis(),

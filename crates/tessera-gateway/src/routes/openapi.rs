@@ -89,10 +89,10 @@ impl Modify for BearerAuth {
 /// id (path, method, the path parameter it fills).
 struct Links {
     from: &'static str,
-    method: &'static str,
+    method: Method,
     status: &'static str,
     field: &'static str,
-    to: &'static [(&'static str, &'static str, &'static str)],
+    to: &'static [(&'static str, Method, &'static str)],
 }
 
 /// Links from the operations that create a resource to those that take its
@@ -102,95 +102,95 @@ struct Links {
 const LINKS: &[Links] = &[
     Links {
         from: "/admin/v1/tenants",
-        method: "post",
+        method: Method::Post,
         status: "201",
         field: "id",
         to: &[
-            ("/admin/v1/tenants/{id}", "get", "id"),
-            ("/admin/v1/tenants/{id}", "patch", "id"),
-            ("/admin/v1/tenants/{id}", "delete", "id"),
-            ("/admin/v1/tenants/{id}/keys", "post", "id"),
-            ("/admin/v1/tenants/{id}/keys", "get", "id"),
+            ("/admin/v1/tenants/{id}", Method::Get, "id"),
+            ("/admin/v1/tenants/{id}", Method::Patch, "id"),
+            ("/admin/v1/tenants/{id}", Method::Delete, "id"),
+            ("/admin/v1/tenants/{id}/keys", Method::Post, "id"),
+            ("/admin/v1/tenants/{id}/keys", Method::Get, "id"),
         ],
     },
     Links {
         from: "/admin/v1/tenants/{id}/keys",
-        method: "post",
+        method: Method::Post,
         status: "201",
         field: "id",
-        to: &[("/admin/v1/tenants/{id}/keys/{key_id}", "delete", "key_id")],
+        to: &[("/admin/v1/tenants/{id}/keys/{key_id}", Method::Delete, "key_id")],
     },
     Links {
         from: "/admin/v1/keys",
-        method: "post",
+        method: Method::Post,
         status: "201",
         field: "id",
-        to: &[("/admin/v1/keys/{key_id}", "delete", "key_id")],
+        to: &[("/admin/v1/keys/{key_id}", Method::Delete, "key_id")],
     },
     Links {
         from: "/v1/keys",
-        method: "post",
+        method: Method::Post,
         status: "201",
         field: "id",
-        to: &[("/v1/keys/{id}", "delete", "id")],
+        to: &[("/v1/keys/{id}", Method::Delete, "id")],
     },
     Links {
         from: "/admin/v1/plans",
-        method: "post",
+        method: Method::Post,
         status: "201",
         field: "name",
         to: &[
-            ("/admin/v1/plans/{name}", "get", "name"),
-            ("/admin/v1/plans/{name}", "patch", "name"),
+            ("/admin/v1/plans/{name}", Method::Get, "name"),
+            ("/admin/v1/plans/{name}", Method::Patch, "name"),
         ],
     },
     Links {
         from: "/v1/models",
-        method: "post",
+        method: Method::Post,
         status: "201",
         field: "name",
         to: &[
-            ("/v1/models/{name}", "get", "name"),
-            ("/v1/models/{name}/versions", "post", "name"),
-            ("/v1/models/{name}/versions", "get", "name"),
-            ("/v1/deployments/{name}", "put", "name"),
-            ("/v1/deployments/{name}", "get", "name"),
-            ("/v2/models/{name}", "get", "name"),
-            ("/v2/models/{name}/infer", "post", "name"),
+            ("/v1/models/{name}", Method::Get, "name"),
+            ("/v1/models/{name}/versions", Method::Post, "name"),
+            ("/v1/models/{name}/versions", Method::Get, "name"),
+            ("/v1/deployments/{name}", Method::Put, "name"),
+            ("/v1/deployments/{name}", Method::Get, "name"),
+            ("/v2/models/{name}", Method::Get, "name"),
+            ("/v2/models/{name}/infer", Method::Post, "name"),
         ],
     },
     Links {
         from: "/admin/v1/models",
-        method: "post",
+        method: Method::Post,
         status: "201",
         field: "id",
         to: &[
-            ("/admin/v1/models/{id}/versions", "post", "id"),
-            ("/admin/v1/models/{id}/versions", "get", "id"),
-            ("/admin/v1/deployments/{id}", "put", "id"),
-            ("/admin/v1/deployments/{id}", "get", "id"),
+            ("/admin/v1/models/{id}/versions", Method::Post, "id"),
+            ("/admin/v1/models/{id}/versions", Method::Get, "id"),
+            ("/admin/v1/deployments/{id}", Method::Put, "id"),
+            ("/admin/v1/deployments/{id}", Method::Get, "id"),
         ],
     },
     Links {
         from: "/admin/v1/prices",
-        method: "put",
+        method: Method::Put,
         status: "200",
         field: "model",
-        to: &[("/admin/v1/prices/{model}", "delete", "model")],
+        to: &[("/admin/v1/prices/{model}", Method::Delete, "model")],
     },
 ];
 
 fn add_links(paths: &mut utoipa::openapi::Paths) {
     use utoipa::openapi::link::LinkBuilder;
     for Links { from, method, status, field, to: targets } in LINKS {
-        let Some(op) = paths.paths.get_mut(*from).and_then(|item| operation(item, method)) else {
+        let Some(op) = paths.paths.get_mut(*from).and_then(|item| operation(item, *method)) else {
             continue;
         };
         let Some(RefOr::T(response)) = op.responses.responses.get_mut(*status) else { continue };
         for (to, to_method, param) in *targets {
             let pointer = to.replace('/', "~1");
             let mut link = LinkBuilder::new()
-                .operation_ref(format!("#/paths/{pointer}/{to_method}"))
+                .operation_ref(format!("#/paths/{pointer}/{}", to_method.as_str()))
                 .parameter(*param, format!("$response.body#/{field}"));
             // The target's other path parameters come from this request's path.
             for other in to.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')) {
@@ -199,36 +199,29 @@ fn add_links(paths: &mut utoipa::openapi::Paths) {
                 }
             }
             let link = link.build();
-            let name = format!("{to_method}{}", to.replace(['/', '{', '}'], "_"));
+            let name = format!("{}{}", to_method.as_str(), to.replace(['/', '{', '}'], "_"));
             response.links.insert(name, link.into());
         }
     }
 }
 
-fn operation<'a>(
-    item: &'a mut utoipa::openapi::PathItem,
-    method: &str,
-) -> Option<&'a mut utoipa::openapi::path::Operation> {
+fn operation(
+    item: &mut utoipa::openapi::PathItem,
+    method: Method,
+) -> Option<&mut utoipa::openapi::path::Operation> {
     match method {
-        "get" => item.get.as_mut(),
-        "post" => item.post.as_mut(),
-        "put" => item.put.as_mut(),
-        "patch" => item.patch.as_mut(),
-        "delete" => item.delete.as_mut(),
-        _ => None,
+        Method::Get => item.get.as_mut(),
+        Method::Post => item.post.as_mut(),
+        Method::Put => item.put.as_mut(),
+        Method::Patch => item.patch.as_mut(),
+        Method::Delete => item.delete.as_mut(),
     }
 }
 
 /// A unique operation id from the method and path: `get /admin/v1/tenants/{id}`
 /// is `get_admin_v1_tenants_id`.
 fn operation_id(method: Method, path: &str) -> String {
-    let verb = match method {
-        Method::Get => "get",
-        Method::Post => "post",
-        Method::Put => "put",
-        Method::Patch => "patch",
-        Method::Delete => "delete",
-    };
+    let verb = method.as_str();
     let words: Vec<String> = path
         .split(['/', ':'])
         .filter(|w| !w.is_empty())
@@ -244,6 +237,18 @@ enum Method {
     Put,
     Patch,
     Delete,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "get",
+            Method::Post => "post",
+            Method::Put => "put",
+            Method::Patch => "patch",
+            Method::Delete => "delete",
+        }
+    }
 }
 
 /// Lists the error statuses an authenticated operation can answer, from
