@@ -252,7 +252,8 @@ pub(super) struct OipOutput {
 /// target: text models read one BYTES input, tensor models named tensors.
 struct OipJob {
     req: InferRequest,
-    binary: Vec<u8>,
+    /// The binary tensor data after the JSON header (a view of the body).
+    binary: axum::body::Bytes,
     /// The requested model's task: a fallback must have the same one.
     task: String,
     name: String,
@@ -286,7 +287,7 @@ impl Job for OipJob {
     }
 
     async fn run(&self, s: &Services, t: &Target) -> Result<Answer<OipOutput>, ServeError> {
-        let mut binary = self.binary.as_slice();
+        let mut binary: &[u8] = &self.binary;
         let outputs = match &t.backend {
             Backend::Embedding(engine) => {
                 let texts = self.one_text(&mut binary)?;
@@ -333,7 +334,16 @@ async fn infer(
     let (head, binary) = split_body(req_headers, &bytes)?;
     let req: InferRequest = parse_json(head)?;
     let task = call.resolution().model().task.clone();
-    let job = OipJob { req: req.clone(), binary: binary.to_vec(), task, name: name.to_owned() };
+    let binary = bytes.slice_ref(binary);
+    // The answer needs the request's id and output choices, not its inputs:
+    // the job takes the request, its inputs are not copied.
+    let render = InferRequest {
+        id: req.id.clone(),
+        parameters: req.parameters.clone(),
+        inputs: Vec::new(),
+        outputs: req.outputs.clone(),
+    };
+    let job = OipJob { req, binary, task, name: name.to_owned() };
     let outcome = call.serve(job, Policy::Bypass).await?;
     usage.note(&outcome.meta);
     let Reply::Fresh(out) = outcome.reply else {
@@ -341,7 +351,7 @@ async fn infer(
     };
     let OipOutput { outputs, post } = out;
     let is_post = |n: &str| post.iter().any(|o| o["name"] == n);
-    let selected: Vec<&(String, Tensor)> = match &req.outputs {
+    let selected: Vec<&(String, Tensor)> = match &render.outputs {
         None => outputs.iter().collect(),
         Some(wanted) => wanted
             .iter()
@@ -361,7 +371,7 @@ async fn infer(
     let mut out_json = Vec::new();
     for (out_name, t) in selected {
         let mut o = json!({"name": out_name, "datatype": t.datatype(), "shape": t.shape});
-        if wants_binary(&req, out_name) {
+        if wants_binary(&render, out_name) {
             let before = tail.len();
             match &t.data {
                 TensorData::F32(v) => tail.extend(v.iter().flat_map(|x| x.to_le_bytes())),
@@ -377,10 +387,10 @@ async fn infer(
         out_json.push(o);
     }
     out_json.extend(post.into_iter().filter(|o| {
-        req.outputs.as_ref().is_none_or(|w| w.iter().any(|w| o["name"] == w.name.as_str()))
+        render.outputs.as_ref().is_none_or(|w| w.iter().any(|w| o["name"] == w.name.as_str()))
     }));
     let mut answer = json!({"model_name": name, "model_version": outcome.meta.version.version, "outputs": out_json});
-    if let Some(id) = &req.id {
+    if let Some(id) = &render.id {
         answer["id"] = Value::String(id.clone());
     }
     let head = serde_json::to_vec(&answer).map_err(|e| ApiError::Internal(e.to_string()))?;
