@@ -10,6 +10,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -229,24 +231,37 @@ impl Breakers {
         v.sort_by(|a, b| a.backend.cmp(&b.backend));
         v
     }
+}
 
-    /// `tessera_breaker_state{backend}`: 0 closed, 1 half open, 2 open.
-    pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        out.push_str("# HELP tessera_breaker_state Circuit breaker state by backend: 0 closed, 1 half open, 2 open.\n");
-        out.push_str("# TYPE tessera_breaker_state gauge\n");
-        for v in self.views() {
+/// The label of `tessera_breaker_state`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: String,
+}
+
+impl std::fmt::Debug for Breakers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Breakers").finish_non_exhaustive()
+    }
+}
+
+/// `tessera_breaker_state{backend}`: 0 closed, 1 half open, 2 open, read at scrape.
+impl Collector for Breakers {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let states = self.views().into_iter().map(|v| {
             let n = match v.state {
                 BreakerState::Closed => 0,
                 BreakerState::HalfOpen => 1,
                 BreakerState::Open => 2,
             };
-            let _ = writeln!(
-                out,
-                "tessera_breaker_state{{backend=\"{}\"}} {n}",
-                v.backend.replace('"', "")
-            );
-        }
+            (BackendLabels { backend: v.backend }, n)
+        });
+        crate::metrics::encode_gauges(
+            &mut encoder,
+            "tessera_breaker_state",
+            "Circuit breaker state by backend: 0 closed, 1 half open, 2 open.",
+            states,
+        )
     }
 }
 
@@ -365,5 +380,21 @@ mod tests {
         // Both probes' callers went away: nothing is recorded.
         assert!(b.admit(t1 + Duration::from_secs(1)).is_err());
         assert!(b.admit(t1 + Duration::from_secs(6)).is_ok(), "new probes after a cool-down");
+    }
+
+    #[test]
+    fn breaker_states_are_exported_by_backend() {
+        let breakers = Arc::new(Breakers::new(cfg()));
+        let mut r = prometheus_client::registry::Registry::default();
+        r.register_collector(Box::new(breakers.clone()));
+        let t0 = Instant::now();
+        breakers.get("a@1");
+        for _ in 0..3 {
+            breakers.get("b\"@2").record(t0, false);
+        }
+        let text = crate::metrics::encode(&r).unwrap();
+        assert!(text.contains("# TYPE tessera_breaker_state gauge\n"), "{text}");
+        assert!(text.contains("tessera_breaker_state{backend=\"a@1\"} 0\n"), "{text}");
+        assert!(text.contains("tessera_breaker_state{backend=\"b\\\"@2\"} 2\n"), "{text}");
     }
 }

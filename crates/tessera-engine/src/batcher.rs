@@ -5,13 +5,15 @@
 //! first (with no delay it takes what queued while the last batch ran, like
 //! continuous batching). A full queue is `Overloaded`, answered with 429.
 
-use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tessera_core::metrics::{Histogram, LATENCY_BUCKETS, SIZE_BUCKETS};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::histogram::Histogram;
+use tessera_core::metrics::{latency_histogram, size_histogram};
 use tokio::sync::oneshot;
 
 use crate::EngineError;
@@ -53,13 +55,10 @@ struct Job<I, O> {
     enqueued: Instant,
 }
 
-/// Queue, compute and batch-size statistics of one model.
+/// Queue, compute and batch-size statistics of one model, exported by the
+/// pool ([`encode_stats`]) while the model is loaded.
 pub struct BatchStats {
     pub depth: AtomicUsize,
-    inner: Mutex<StatsInner>,
-}
-
-struct StatsInner {
     queue: Histogram,
     compute: Histogram,
     batch: Histogram,
@@ -69,41 +68,44 @@ impl Default for BatchStats {
     fn default() -> Self {
         Self {
             depth: AtomicUsize::new(0),
-            inner: Mutex::new(StatsInner {
-                queue: Histogram::new(LATENCY_BUCKETS),
-                compute: Histogram::new(LATENCY_BUCKETS),
-                batch: Histogram::new(SIZE_BUCKETS),
-            }),
+            queue: latency_histogram(),
+            compute: latency_histogram(),
+            batch: size_histogram(),
         }
     }
 }
 
-impl BatchStats {
-    /// The metric families every model reports, in the order they render.
-    pub const FAMILIES: [(&'static str, &'static str, &'static str); 4] = [
-        ("tessera_engine_queue_depth", "gauge", "Requests waiting in the model's queue."),
-        ("tessera_engine_queue_seconds", "histogram", "Time requests wait in the queue."),
-        ("tessera_engine_compute_seconds", "histogram", "Time per batch in the runtime."),
-        ("tessera_engine_batch_size", "histogram", "Items per batch."),
-    ];
+/// The label of every engine metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+}
 
-    /// Appends this model's series of one family (`FAMILIES[family]`).
-    pub fn render_family(&self, out: &mut String, family: usize, model: &str) {
-        let labels = format!("model=\"{model}\"");
-        let Some((name, _, _)) = Self::FAMILIES.get(family) else { return };
-        if family == 0 {
-            let _ = writeln!(out, "{name}{{{labels}}} {}", self.depth.load(Ordering::Relaxed));
-            return;
-        }
-        if let Ok(s) = self.inner.lock() {
-            let h = match family {
-                1 => &s.queue,
-                2 => &s.compute,
-                _ => &s.batch,
-            };
-            h.render(out, name, &labels);
+/// Encodes the engine's metric families, each with one series per model.
+pub fn encode_stats(
+    encoder: &mut DescriptorEncoder<'_>,
+    models: &[(String, Arc<BatchStats>)],
+) -> std::fmt::Result {
+    let labels = |model: &String| ModelLabels { model: model.clone() };
+    tessera_core::metrics::encode_gauges(
+        encoder,
+        "tessera_engine_queue_depth",
+        "Requests waiting in the model's queue.",
+        models.iter().map(|(m, s)| (labels(m), s.depth.load(Ordering::Relaxed) as i64)),
+    )?;
+    let histograms = [
+        ("tessera_engine_queue_seconds", "Time requests wait in the queue."),
+        ("tessera_engine_compute_seconds", "Time per batch in the runtime."),
+        ("tessera_engine_batch_size", "Items per batch."),
+    ];
+    for (i, (name, help)) in histograms.into_iter().enumerate() {
+        let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+        for (model, stats) in models {
+            let h = [&stats.queue, &stats.compute, &stats.batch][i];
+            h.encode(metric.encode_family(&labels(model))?)?;
         }
     }
+    Ok(())
 }
 
 /// The async handle of a model's batching worker.
@@ -205,10 +207,8 @@ fn worker<R: BatchRuntime>(
         // A carried job was not taken off the count; it stays queued until it runs.
         stats.depth.fetch_sub(jobs.len(), Ordering::Relaxed);
         let started = Instant::now();
-        if let Ok(mut s) = stats.inner.lock() {
-            for j in &jobs {
-                s.queue.observe(started.duration_since(j.enqueued).as_secs_f64());
-            }
+        for j in &jobs {
+            stats.queue.observe(started.duration_since(j.enqueued).as_secs_f64());
         }
         let result = run_chunked(&mut rt, &jobs, &cfg, stats);
         deliver(jobs, result);
@@ -239,10 +239,8 @@ fn run_chunked<R: BatchRuntime>(
         }
         let t = Instant::now();
         let chunk = rt.run(&items[start..end])?;
-        if let Ok(mut s) = stats.inner.lock() {
-            s.compute.observe(t.elapsed().as_secs_f64());
-            s.batch.observe((end - start) as f64);
-        }
+        stats.compute.observe(t.elapsed().as_secs_f64());
+        stats.batch.observe((end - start) as f64);
         if chunk.len() != end - start {
             return Err(EngineError::Runtime(
                 "the runtime returned the wrong number of outputs".into(),
@@ -276,6 +274,7 @@ fn deliver<I, O>(jobs: Vec<Job<I, O>>, result: Result<Vec<O>, EngineError>) {
 #[allow(clippy::disallowed_methods, reason = "tests own the tasks they spawn")]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
     /// Doubles numbers; records the batch sizes it saw; sleeps to let a queue build.
     struct Doubler {

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
 use tokio::sync::watch;
 
 use crate::EngineError;
@@ -503,26 +505,34 @@ impl ModelPool {
         }
     }
 
-    /// Appends every ready model's engine metrics.
-    pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let Ok(slots) = self.slots.read() else { return };
-        let ready: Vec<(&String, Arc<BatchStats>)> = slots
+    /// The batching statistics of every ready model.
+    fn ready_stats(&self) -> Vec<(String, Arc<BatchStats>)> {
+        let Ok(slots) = self.slots.read() else { return Vec::new() };
+        slots
             .iter()
             .filter_map(|(name, slot)| match &*slot.rx.borrow() {
-                SlotState::Ready(LoadedModel::Embedding(m)) => Some((name, m.stats().clone())),
-                SlotState::Ready(LoadedModel::Tensor(m)) => Some((name, m.batcher.stats().clone())),
+                SlotState::Ready(LoadedModel::Embedding(m)) => {
+                    Some((name.clone(), m.stats().clone()))
+                }
+                SlotState::Ready(LoadedModel::Tensor(m)) => {
+                    Some((name.clone(), m.batcher.stats().clone()))
+                }
                 _ => None,
             })
-            .collect();
-        // Prometheus wants each family's series together, so render family by family.
-        for (family, (metric, kind, help)) in BatchStats::FAMILIES.iter().enumerate() {
-            let _ = writeln!(out, "# HELP {metric} {help}");
-            let _ = writeln!(out, "# TYPE {metric} {kind}");
-            for (name, stats) in &ready {
-                stats.render_family(out, family, name);
-            }
-        }
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for ModelPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelPool").finish_non_exhaustive()
+    }
+}
+
+/// Every ready model's engine metrics, read at scrape.
+impl Collector for ModelPool {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        crate::batcher::encode_stats(&mut encoder, &self.ready_stats())
     }
 }
 
@@ -638,6 +648,30 @@ mod tests {
         // A fresh failure is not retried at once.
         assert!(!p.needs_load("bad"));
         assert_eq!(p.state("bad").map(|s| matches!(s, ModelState::Failed(_))), Some(true));
+    }
+
+    #[tokio::test]
+    async fn ready_models_export_their_engine_metrics() {
+        let p = pool();
+        let mut r = prometheus_client::registry::Registry::default();
+        r.register_collector(Box::new(p.clone()));
+        p.load(source("h", head(1.0)), None);
+        p.load(source("bad", b"{not json".to_vec()), None);
+        let m = p.get_tensor("h").await.unwrap();
+        m.infer(vec![("features".into(), Tensor::f32(vec![1, 1], vec![2.0]).unwrap())])
+            .await
+            .unwrap();
+        assert!(p.get_tensor("bad").await.is_err());
+        let text = tessera_core::metrics::encode(&r).unwrap();
+        for line in [
+            "# TYPE tessera_engine_queue_depth gauge\ntessera_engine_queue_depth{model=\"h\"} 0\n",
+            "# TYPE tessera_engine_compute_seconds histogram\n",
+            "tessera_engine_queue_seconds_count{model=\"h\"} 1\n",
+            "tessera_engine_batch_size_bucket{le=\"1.0\",model=\"h\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert!(!text.contains("bad"), "a failed model has no series: {text}");
     }
 
     #[tokio::test]

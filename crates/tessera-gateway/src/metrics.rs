@@ -1,103 +1,124 @@
-//! Prometheus metrics under the `tessera_` prefix, rendered in the text
-//! exposition format. Label values come from bounded sets only (route
-//! templates, known methods, status codes), so cardinality stays bounded.
+//! The HTTP edge's metrics under the `tessera_` prefix, registered in the
+//! process's one registry ([`Metrics::register`]). Label values come from
+//! bounded sets only (route templates, known methods, status codes), so
+//! cardinality stays bounded.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tessera_core::metrics::{Histogram, LATENCY_BUCKETS};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tessera_core::metrics::{counters, latency_histogram};
 
-#[derive(Default)]
-struct Inner {
-    requests: BTreeMap<(&'static str, String, u16), u64>,
-    latency: BTreeMap<String, Histogram>,
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[expect(clippy::upper_case_acronyms, reason = "the variants are the exported label values")]
+enum Method {
+    GET,
+    POST,
+    PUT,
+    PATCH,
+    DELETE,
+    HEAD,
+    OPTIONS,
+    OTHER,
 }
 
-#[derive(Default)]
+impl Method {
+    fn of(m: &str) -> Self {
+        match m {
+            "GET" => Self::GET,
+            "POST" => Self::POST,
+            "PUT" => Self::PUT,
+            "PATCH" => Self::PATCH,
+            "DELETE" => Self::DELETE,
+            "HEAD" => Self::HEAD,
+            "OPTIONS" => Self::OPTIONS,
+            _ => Self::OTHER,
+        }
+    }
+}
+
+/// The labels of `tessera_http_requests_total`, in their exported order.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: Method,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[expect(non_camel_case_types, reason = "the variants are the exported label values")]
+enum KeyCacheOutcome {
+    hit,
+    miss,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyCacheLabels {
+    outcome: KeyCacheOutcome,
+}
+
 pub struct Metrics {
-    inner: Mutex<Inner>,
-    auth_cache_hits: AtomicU64,
-    auth_cache_misses: AtomicU64,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    key_cache: Family<KeyCacheLabels, Counter>,
+    key_cache_hits: Counter,
+    key_cache_misses: Counter,
 }
 
-fn method_label(m: &str) -> &'static str {
-    match m {
-        "GET" => "GET",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "PATCH" => "PATCH",
-        "DELETE" => "DELETE",
-        "HEAD" => "HEAD",
-        "OPTIONS" => "OPTIONS",
-        _ => "OTHER",
+impl Default for Metrics {
+    fn default() -> Self {
+        let key_cache = Family::default();
+        let [key_cache_hits, key_cache_misses] = counters(
+            &key_cache,
+            [KeyCacheOutcome::hit, KeyCacheOutcome::miss].map(|outcome| KeyCacheLabels { outcome }),
+        );
+        Self {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            key_cache,
+            key_cache_hits,
+            key_cache_misses,
+        }
     }
 }
 
 impl Metrics {
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let Ok(mut inner) = self.inner.lock() else { return };
-        *inner.requests.entry((method_label(method), route.to_owned(), status)).or_default() += 1;
-        match inner.latency.get_mut(route) {
-            Some(h) => h.observe(elapsed.as_secs_f64()),
-            None => {
-                let mut h = Histogram::new(LATENCY_BUCKETS);
-                h.observe(elapsed.as_secs_f64());
-                inner.latency.insert(route.to_owned(), h);
-            }
-        }
+        let labels = RequestLabels { method: Method::of(method), route: route.to_owned(), status };
+        self.requests.get_or_create(&labels).inc();
+        let route = RouteLabels { route: labels.route };
+        self.latency.get_or_create(&route).observe(elapsed.as_secs_f64());
     }
 
     pub fn auth_cache(&self, hit: bool) {
-        let c = if hit { &self.auth_cache_hits } else { &self.auth_cache_misses };
-        c.fetch_add(1, Ordering::Relaxed);
+        if hit { &self.key_cache_hits } else { &self.key_cache_misses }.inc();
     }
 
-    /// The text exposition format.
-    pub fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        let (requests, latency) = match self.inner.lock() {
-            Ok(i) => (i.requests.clone(), i.latency.clone()),
-            Err(_) => Default::default(),
-        };
-        out.push_str("# HELP tessera_http_requests_total HTTP requests by method, route template and status.\n");
-        out.push_str("# TYPE tessera_http_requests_total counter\n");
-        for ((method, route, status), n) in &requests {
-            let _ = writeln!(
-                out,
-                "tessera_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
-                escape(route)
-            );
-        }
-        out.push_str("# HELP tessera_http_request_duration_seconds HTTP request latency by route template.\n");
-        out.push_str("# TYPE tessera_http_request_duration_seconds histogram\n");
-        for (route, h) in &latency {
-            h.render(
-                &mut out,
-                "tessera_http_request_duration_seconds",
-                &format!("route=\"{}\"", escape(route)),
-            );
-        }
-        out.push_str("# HELP tessera_auth_key_cache_total API key lookups by cache outcome.\n");
-        out.push_str("# TYPE tessera_auth_key_cache_total counter\n");
-        let _ = writeln!(
-            out,
-            "tessera_auth_key_cache_total{{outcome=\"hit\"}} {}",
-            self.auth_cache_hits.load(Ordering::Relaxed)
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "tessera_http_requests",
+            "HTTP requests by method, route template and status",
+            self.requests.clone(),
         );
-        let _ = writeln!(
-            out,
-            "tessera_auth_key_cache_total{{outcome=\"miss\"}} {}",
-            self.auth_cache_misses.load(Ordering::Relaxed)
+        registry.register(
+            "tessera_http_request_duration_seconds",
+            "HTTP request latency by route template",
+            self.latency.clone(),
         );
-        out
+        registry.register(
+            "tessera_auth_key_cache",
+            "API key lookups by cache outcome",
+            self.key_cache.clone(),
+        );
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -105,21 +126,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_cumulative() {
+    fn requests_are_counted_by_method_route_and_status_and_timed_by_route() {
         let m = Metrics::default();
+        let mut r = Registry::default();
+        m.register(&mut r);
         m.observe_request("GET", "/v1/me", 200, Duration::from_micros(300));
         m.observe_request("GET", "/v1/me", 200, Duration::from_millis(3));
         m.observe_request("BREW", "/v1/me", 404, Duration::from_secs(20));
-        let text = m.render();
-        assert!(text.contains(
-            "tessera_http_requests_total{method=\"GET\",route=\"/v1/me\",status=\"200\"} 2"
-        ));
-        assert!(text.contains(
-            "tessera_http_requests_total{method=\"OTHER\",route=\"/v1/me\",status=\"404\"} 1"
-        ));
-        assert!(text.contains("le=\"0.0005\"} 1"));
-        assert!(text.contains("le=\"0.005\"} 2"));
-        assert!(text.contains("le=\"10\"} 2"));
-        assert!(text.contains("le=\"+Inf\"} 3"));
+        m.observe_request("GET", "/v1/\"odd\"", 200, Duration::ZERO);
+        m.auth_cache(true);
+        let text = tessera_core::metrics::encode(&r).unwrap();
+        for line in [
+            "# HELP tessera_http_requests HTTP requests by method, route template and status.\n",
+            "# TYPE tessera_http_requests counter\n",
+            "tessera_http_requests_total{method=\"GET\",route=\"/v1/me\",status=\"200\"} 2\n",
+            "tessera_http_requests_total{method=\"OTHER\",route=\"/v1/me\",status=\"404\"} 1\n",
+            "tessera_http_requests_total{method=\"GET\",route=\"/v1/\\\"odd\\\"\",status=\"200\"} 1\n",
+            "# TYPE tessera_http_request_duration_seconds histogram\n",
+            "tessera_http_request_duration_seconds_bucket{le=\"0.0005\",route=\"/v1/me\"} 1\n",
+            "tessera_http_request_duration_seconds_bucket{le=\"0.005\",route=\"/v1/me\"} 2\n",
+            "tessera_http_request_duration_seconds_bucket{le=\"10.0\",route=\"/v1/me\"} 2\n",
+            "tessera_http_request_duration_seconds_bucket{le=\"+Inf\",route=\"/v1/me\"} 3\n",
+            "tessera_http_request_duration_seconds_count{route=\"/v1/me\"} 3\n",
+            "tessera_auth_key_cache_total{outcome=\"hit\"} 1\n",
+            "tessera_auth_key_cache_total{outcome=\"miss\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

@@ -70,8 +70,11 @@ impl AppState {
         models: Arc<ModelPool>,
     ) -> Self {
         let key_cache_ttl = cfg.serving.cache_ttl;
-        let services = Services::new(store, artifacts, cfg.serving, models);
+        // The process's one metrics registry: the edge's metrics first.
         let metrics = Arc::new(Metrics::default());
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        let services = Services::new(store, artifacts, cfg.serving, models, registry);
         let auth = Arc::new(Authenticator::new(
             services.store_arc(),
             cfg.admin_key.as_ref().map(Secret::expose),

@@ -13,8 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use serde_json::Value;
 use tessera_core::breaker::Breakers;
+use tessera_core::metrics::counters;
 use tessera_core::model::{RemoteConfig, SecretRef};
 
 /// Why a call to a remote model failed, as its caller sees it.
@@ -173,70 +178,105 @@ impl RetryBudget {
     }
 }
 
-/// Counters for `/metrics`.
-#[derive(Default)]
+/// The label of `tessera_upstream_failures_total` (a [`Failure`] kind, or
+/// the edge's for streams).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[expect(non_camel_case_types, reason = "the variants are the exported label values")]
+enum RetryOutcome {
+    made,
+    refused_by_budget,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetryLabels {
+    outcome: RetryOutcome,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[expect(non_camel_case_types, reason = "the variants are the exported label values")]
+enum TokenKind {
+    prompt,
+    completion,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    kind: TokenKind,
+}
+
+/// Counters for `/metrics` ([`UpstreamStats::register`]).
 pub struct UpstreamStats {
-    pub calls: AtomicU64,
-    pub retries: AtomicU64,
-    pub retries_refused: AtomicU64,
-    failures: Mutex<HashMap<&'static str, u64>>,
-    pub prompt_tokens: AtomicU64,
-    pub completion_tokens: AtomicU64,
+    calls: Counter,
+    failures: Family<FailureLabels, Counter>,
+    retry_outcomes: Family<RetryLabels, Counter>,
+    retries: Counter,
+    retries_refused: Counter,
+    token_kinds: Family<TokenLabels, Counter>,
+    prompt_tokens: Counter,
+    completion_tokens: Counter,
+}
+
+impl Default for UpstreamStats {
+    fn default() -> Self {
+        let retry_outcomes = Family::default();
+        let [retries, retries_refused] = counters(
+            &retry_outcomes,
+            [RetryOutcome::made, RetryOutcome::refused_by_budget]
+                .map(|outcome| RetryLabels { outcome }),
+        );
+        let token_kinds = Family::default();
+        let [prompt_tokens, completion_tokens] = counters(
+            &token_kinds,
+            [TokenKind::prompt, TokenKind::completion].map(|kind| TokenLabels { kind }),
+        );
+        Self {
+            calls: Counter::default(),
+            failures: Family::default(),
+            retry_outcomes,
+            retries,
+            retries_refused,
+            token_kinds,
+            prompt_tokens,
+            completion_tokens,
+        }
+    }
 }
 
 impl UpstreamStats {
     pub fn failure(&self, kind: &'static str) {
-        if let Ok(mut f) = self.failures.lock() {
-            *f.entry(kind).or_default() += 1;
-        }
+        self.failures.get_or_create(&FailureLabels { kind }).inc();
     }
 
     pub fn tokens(&self, prompt: u64, completion: u64) {
-        self.prompt_tokens.fetch_add(prompt, Ordering::Relaxed);
-        self.completion_tokens.fetch_add(completion, Ordering::Relaxed);
+        self.prompt_tokens.inc_by(prompt);
+        self.completion_tokens.inc_by(completion);
     }
 
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        out.push_str(
-            "# HELP tessera_upstream_calls_total Calls to remote providers, retries included.\n",
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "tessera_upstream_calls",
+            "Calls to remote providers, retries included",
+            self.calls.clone(),
         );
-        out.push_str("# TYPE tessera_upstream_calls_total counter\n");
-        let _ = writeln!(out, "tessera_upstream_calls_total {}", r(&self.calls));
-        out.push_str(
-            "# HELP tessera_upstream_failures_total Failed calls to remote providers by kind.\n",
+        registry.register(
+            "tessera_upstream_failures",
+            "Failed calls to remote providers by kind",
+            self.failures.clone(),
         );
-        out.push_str("# TYPE tessera_upstream_failures_total counter\n");
-        let failures = self.failures.lock().map(|f| f.clone()).unwrap_or_default();
-        let mut kinds: Vec<_> = failures.into_iter().collect();
-        kinds.sort();
-        for (kind, n) in kinds {
-            let _ = writeln!(out, "tessera_upstream_failures_total{{kind=\"{kind}\"}} {n}");
-        }
-        out.push_str("# HELP tessera_upstream_retries_total Retries to remote providers: made, or refused by the retry budget.\n");
-        out.push_str("# TYPE tessera_upstream_retries_total counter\n");
-        let _ = writeln!(
-            out,
-            "tessera_upstream_retries_total{{outcome=\"made\"}} {}",
-            r(&self.retries)
+        registry.register(
+            "tessera_upstream_retries",
+            "Retries to remote providers: made, or refused by the retry budget",
+            self.retry_outcomes.clone(),
         );
-        let _ = writeln!(
-            out,
-            "tessera_upstream_retries_total{{outcome=\"refused_by_budget\"}} {}",
-            r(&self.retries_refused)
-        );
-        out.push_str("# HELP tessera_upstream_tokens_total Tokens reported by remote providers.\n");
-        out.push_str("# TYPE tessera_upstream_tokens_total counter\n");
-        let _ = writeln!(
-            out,
-            "tessera_upstream_tokens_total{{kind=\"prompt\"}} {}",
-            r(&self.prompt_tokens)
-        );
-        let _ = writeln!(
-            out,
-            "tessera_upstream_tokens_total{{kind=\"completion\"}} {}",
-            r(&self.completion_tokens)
+        registry.register(
+            "tessera_upstream_tokens",
+            "Tokens reported by remote providers",
+            self.token_kinds.clone(),
         );
     }
 }
@@ -337,7 +377,7 @@ impl Upstreams {
         if let Some(key) = Self::secret(cfg).await? {
             rb = rb.bearer_auth(key);
         }
-        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        self.stats.calls.inc();
         let first_byte = Duration::from_millis(cfg.first_byte_timeout_ms)
             .min(deadline.saturating_duration_since(Instant::now()));
         let resp = match tokio::time::timeout(first_byte, rb.send()).await {
@@ -417,12 +457,12 @@ impl Upstreams {
                 let pause = self.backoff(attempt, retry_after);
                 if Instant::now() + pause < deadline {
                     if self.budget.try_withdraw() {
-                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        self.stats.retries.inc();
                         tokio::time::sleep(pause).await;
                         attempt += 1;
                         continue;
                     }
-                    self.stats.retries_refused.fetch_add(1, Ordering::Relaxed);
+                    self.stats.retries_refused.inc();
                 }
             }
             return Err(failure.into_error(&remote.backend));
@@ -563,5 +603,28 @@ mod tests {
         assert!(!st(422, None).counts_against_backend());
         assert!(st(401, None).counts_against_backend() && st(429, None).counts_against_backend());
         assert!(st(500, None).counts_against_backend());
+    }
+
+    #[test]
+    fn upstream_counters_are_exported_by_kind_and_outcome() {
+        let stats = UpstreamStats::default();
+        let mut r = Registry::default();
+        stats.register(&mut r);
+        stats.calls.inc();
+        stats.failure("timeout");
+        stats.failure("timeout");
+        stats.retries.inc();
+        stats.tokens(3, 4);
+        let text = tessera_core::metrics::encode(&r).unwrap();
+        for line in [
+            "# TYPE tessera_upstream_calls counter\ntessera_upstream_calls_total 1\n",
+            "tessera_upstream_failures_total{kind=\"timeout\"} 2\n",
+            "tessera_upstream_retries_total{outcome=\"made\"} 1\n",
+            "tessera_upstream_retries_total{outcome=\"refused_by_budget\"} 0\n",
+            "tessera_upstream_tokens_total{kind=\"prompt\"} 3\n",
+            "tessera_upstream_tokens_total{kind=\"completion\"} 4\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

@@ -11,13 +11,17 @@
 //! the backend fails.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use tessera_core::metrics::{ScrapedGauge, counters};
 
 use crate::redis_link::RedisLink;
 
@@ -148,14 +152,43 @@ pub fn canonical(v: &Value) -> String {
     s
 }
 
-#[derive(Default)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[expect(non_camel_case_types, reason = "the variants are the exported label values")]
+enum Outcome {
+    hit_l1,
+    hit_l2,
+    miss,
+    bypass,
+    stale_fallback,
+}
+
+/// The label of `tessera_cache_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: Outcome,
+}
+
 struct Stats {
-    hits_l1: AtomicU64,
-    hits_l2: AtomicU64,
-    misses: AtomicU64,
-    bypass: AtomicU64,
-    stale: AtomicU64,
-    stores: AtomicU64,
+    requests: Family<OutcomeLabels, Counter>,
+    hits_l1: Counter,
+    hits_l2: Counter,
+    misses: Counter,
+    bypass: Counter,
+    stale: Counter,
+    stores: Counter,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        use Outcome as O;
+        let requests = Family::default();
+        let [hits_l1, hits_l2, misses, bypass, stale] = counters(
+            &requests,
+            [O::hit_l1, O::hit_l2, O::miss, O::bypass, O::stale_fallback]
+                .map(|outcome| OutcomeLabels { outcome }),
+        );
+        Self { requests, hits_l1, hits_l2, misses, bypass, stale, stores: Counter::default() }
+    }
 }
 
 pub struct ResponseCache {
@@ -266,7 +299,7 @@ impl ResponseCache {
         let now = self.now_ms();
         if let Some(e) = self.l1.get(key).filter(|e| e.is_kept_at(now)) {
             if e.is_fresh_at(now) {
-                self.stats.hits_l1.fetch_add(1, Ordering::Relaxed);
+                self.stats.hits_l1.inc();
             }
             return Some(e);
         }
@@ -285,27 +318,27 @@ impl ResponseCache {
         }
         let e = Arc::new(e);
         if e.is_fresh_at(now) {
-            self.stats.hits_l2.fetch_add(1, Ordering::Relaxed);
+            self.stats.hits_l2.inc();
         }
         self.l1.insert(key.to_owned(), e.clone());
         Some(e)
     }
 
     pub fn miss(&self) {
-        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        self.stats.misses.inc();
     }
 
     pub fn bypassed(&self) {
-        self.stats.bypass.fetch_add(1, Ordering::Relaxed);
+        self.stats.bypass.inc();
     }
 
     pub fn served_stale(&self) {
-        self.stats.stale.fetch_add(1, Ordering::Relaxed);
+        self.stats.stale.inc();
     }
 
     /// Stores an answer in L1 and, in the background, in L2.
     pub fn put(&self, key: String, entry: Entry) {
-        self.stats.stores.fetch_add(1, Ordering::Relaxed);
+        self.stats.stores.inc();
         let keep_ms = entry.ttl_ms + STALE_GRACE.as_millis() as u64;
         let entry = Arc::new(entry);
         self.l1.insert(key.clone(), entry.clone());
@@ -353,26 +386,23 @@ impl ResponseCache {
         Ok(())
     }
 
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        out.push_str("# HELP tessera_cache_requests_total Cacheable requests by outcome.\n");
-        out.push_str("# TYPE tessera_cache_requests_total counter\n");
-        for (outcome, v) in [
-            ("hit_l1", r(&self.stats.hits_l1)),
-            ("hit_l2", r(&self.stats.hits_l2)),
-            ("miss", r(&self.stats.misses)),
-            ("bypass", r(&self.stats.bypass)),
-            ("stale_fallback", r(&self.stats.stale)),
-        ] {
-            let _ = writeln!(out, "tessera_cache_requests_total{{outcome=\"{outcome}\"}} {v}");
-        }
-        out.push_str("# HELP tessera_cache_stores_total Answers stored in the cache.\n");
-        out.push_str("# TYPE tessera_cache_stores_total counter\n");
-        let _ = writeln!(out, "tessera_cache_stores_total {}", r(&self.stats.stores));
-        out.push_str("# HELP tessera_cache_l1_bytes Weighted size of the in-process cache.\n");
-        out.push_str("# TYPE tessera_cache_l1_bytes gauge\n");
-        let _ = writeln!(out, "tessera_cache_l1_bytes {}", self.l1.weighted_size());
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "tessera_cache_requests",
+            "Cacheable requests by outcome",
+            self.stats.requests.clone(),
+        );
+        registry.register(
+            "tessera_cache_stores",
+            "Answers stored in the cache",
+            self.stats.stores.clone(),
+        );
+        let l1 = self.l1.clone();
+        registry.register_collector(ScrapedGauge::new(
+            "tessera_cache_l1_bytes",
+            "Weighted size of the in-process cache",
+            move || i64::try_from(l1.weighted_size()).unwrap_or(i64::MAX),
+        ));
     }
 }
 

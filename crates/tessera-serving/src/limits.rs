@@ -16,12 +16,18 @@
 //! skips Redis for a second, and returns to global enforcement by itself.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue};
-use tessera_core::metrics::{Histogram, LATENCY_BUCKETS};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tessera_core::metrics::{ScrapedGauge, latency_histogram};
 
 use crate::redis_link::RedisLink;
 
@@ -44,7 +50,7 @@ fn seconds_to_next_month() -> u64 {
 }
 
 /// What a limit counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dim {
     Requests,
     Tokens,
@@ -61,6 +67,13 @@ impl Dim {
             Dim::Concurrency => "concurrency",
             Dim::Spend => "spend",
         }
+    }
+}
+
+impl EncodeLabelValue for Dim {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        encoder.write_str(self.as_str())
     }
 }
 
@@ -306,12 +319,29 @@ end
 return 0
 ";
 
-#[derive(Default)]
+/// The labels of `tessera_ratelimit_rejected_total`: whose limit, what it counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectedLabels {
+    limit: &'static str,
+    dim: Dim,
+}
+
 struct LimitStats {
-    budget_alerts: AtomicU64,
-    rejected: Mutex<HashMap<(&'static str, &'static str), u64>>,
-    fallbacks: AtomicU64,
-    admission: Mutex<Option<Histogram>>,
+    budget_alerts: Counter,
+    rejected: Family<RejectedLabels, Counter>,
+    fallbacks: Counter,
+    admission: Histogram,
+}
+
+impl Default for LimitStats {
+    fn default() -> Self {
+        Self {
+            budget_alerts: Counter::default(),
+            rejected: Family::default(),
+            fallbacks: Counter::default(),
+            admission: latency_histogram(),
+        }
+    }
 }
 
 pub struct Limiter {
@@ -324,7 +354,7 @@ pub struct Limiter {
     script: redis::Script,
     adjust_script: Arc<redis::Script>,
     /// Replicas seen through Redis heartbeats (at least 1).
-    replicas: AtomicU64,
+    replicas: Gauge<u64, AtomicU64>,
     replica_id: String,
     stats: LimitStats,
     /// Owns the background retries and the heartbeat.
@@ -354,7 +384,11 @@ impl Limiter {
             redis,
             script: redis::Script::new(SCRIPT),
             adjust_script: Arc::new(redis::Script::new(ADJUST)),
-            replicas: AtomicU64::new(1),
+            replicas: {
+                let seen = Gauge::default();
+                seen.set(1);
+                seen
+            },
             replica_id: tessera_core::ids::random_lower(12),
             stats: LimitStats::default(),
         })
@@ -434,7 +468,7 @@ impl Limiter {
     pub fn budget_alert(&self, tenant: &str, used: f64) {
         let mark = (tenant.to_owned(), month_id());
         if self.alerted.lock().map(|mut a| a.insert(mark)).unwrap_or(false) {
-            self.stats.budget_alerts.fetch_add(1, Ordering::Relaxed);
+            self.stats.budget_alerts.inc();
             tracing::warn!(target: "tessera::alert", tenant, used_percent = (used * 100.0).round(), "tenant passed the soft threshold of its monthly budget");
         }
     }
@@ -483,7 +517,7 @@ impl Limiter {
             })
             .await;
         if let Ok(n) = r {
-            self.replicas.store(n.max(1), Ordering::Relaxed);
+            self.replicas.set(n.max(1));
         }
     }
 
@@ -526,7 +560,7 @@ impl Limiter {
                     decision = Some((v, Mode::Global));
                 }
                 Err(()) => {
-                    self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    self.stats.fallbacks.inc();
                 }
             }
         }
@@ -535,11 +569,7 @@ impl Limiter {
             None => {
                 // Without Redis (by configuration: the whole limit; after a
                 // failure: this replica's share).
-                let replicas = if self.redis.is_some() {
-                    self.replicas.load(Ordering::Relaxed).max(1)
-                } else {
-                    1
-                };
+                let replicas = if self.redis.is_some() { self.replicas.get().max(1) } else { 1 };
                 // A monthly budget is not split: the spend counter here follows
                 // Redis while it answers, and a month is long next to an outage.
                 let enforced: Vec<u64> = checks
@@ -549,7 +579,7 @@ impl Limiter {
                 (self.admit_local(&checks, &keys, &enforced, reset_secs), Mode::Local, enforced)
             }
         };
-        self.observe(started.elapsed());
+        self.stats.admission.observe(started.elapsed().as_secs_f64());
         if answer.first() == Some(&1) {
             let after = answer[1..].iter().map(|v| (*v).max(0) as u64).collect();
             return Ok(Admitted {
@@ -562,9 +592,7 @@ impl Limiter {
         }
         let i = answer.get(1).map_or(1, |i| (*i).max(1) as usize) - 1;
         let c = &checks[i.min(checks.len() - 1)];
-        if let Ok(mut r) = self.stats.rejected.lock() {
-            *r.entry((c.owner, c.dim.as_str())).or_default() += 1;
-        }
+        self.stats.rejected.get_or_create(&RejectedLabels { limit: c.owner, dim: c.dim }).inc();
         let limit = enforced[i.min(checks.len() - 1)];
         let (what, retry_after_secs) = match c.dim {
             Dim::Requests => ("requests per minute", reset_secs),
@@ -676,52 +704,39 @@ impl Limiter {
         }
     }
 
-    fn observe(&self, d: Duration) {
-        if let Ok(mut h) = self.stats.admission.lock() {
-            h.get_or_insert_with(|| Histogram::new(LATENCY_BUCKETS)).observe(d.as_secs_f64());
-        }
-    }
-
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        out.push_str("# HELP tessera_ratelimit_rejected_total Requests refused by a limit, by whose limit and what it counts.\n");
-        out.push_str("# TYPE tessera_ratelimit_rejected_total counter\n");
-        let mut rejected: Vec<_> =
-            self.stats.rejected.lock().map(|r| r.clone().into_iter().collect()).unwrap_or_default();
-        rejected.sort();
-        for ((owner, dim), n) in rejected {
-            let _ = writeln!(
-                out,
-                "tessera_ratelimit_rejected_total{{limit=\"{owner}\",dim=\"{dim}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP tessera_budget_alerts_total Tenants that passed the soft threshold of their monthly budget.\n");
-        out.push_str("# TYPE tessera_budget_alerts_total counter\n");
-        let _ = writeln!(
-            out,
-            "tessera_budget_alerts_total {}",
-            self.stats.budget_alerts.load(Ordering::Relaxed)
+    pub fn register(self: &Arc<Self>, registry: &mut Registry) {
+        let stats = &self.stats;
+        registry.register(
+            "tessera_ratelimit_rejected",
+            "Requests refused by a limit, by whose limit and what it counts",
+            stats.rejected.clone(),
         );
-        out.push_str("# HELP tessera_limits_fallback_total Admissions decided by this replica alone because Redis was unavailable.\n");
-        out.push_str("# TYPE tessera_limits_fallback_total counter\n");
-        let _ = writeln!(
-            out,
-            "tessera_limits_fallback_total {}",
-            self.stats.fallbacks.load(Ordering::Relaxed)
+        registry.register(
+            "tessera_budget_alerts",
+            "Tenants that passed the soft threshold of their monthly budget",
+            stats.budget_alerts.clone(),
         );
-        out.push_str("# HELP tessera_limits_global 1 while limits are enforced across replicas through Redis.\n");
-        out.push_str("# TYPE tessera_limits_global gauge\n");
-        let _ = writeln!(out, "tessera_limits_global {}", u8::from(self.is_global()));
-        out.push_str("# HELP tessera_limits_replicas Replicas seen through Redis heartbeats.\n");
-        out.push_str("# TYPE tessera_limits_replicas gauge\n");
-        let _ = writeln!(out, "tessera_limits_replicas {}", self.replicas.load(Ordering::Relaxed));
-        if let Ok(h) = self.stats.admission.lock()
-            && let Some(h) = &*h
-        {
-            out.push_str("# HELP tessera_admission_duration_seconds Time to check and consume a request's limits.\n");
-            out.push_str("# TYPE tessera_admission_duration_seconds histogram\n");
-            h.render(out, "tessera_admission_duration_seconds", "");
-        }
+        registry.register(
+            "tessera_limits_fallback",
+            "Admissions decided by this replica alone because Redis was unavailable",
+            stats.fallbacks.clone(),
+        );
+        let me = Arc::downgrade(self);
+        registry.register_collector(ScrapedGauge::new(
+            "tessera_limits_global",
+            "1 while limits are enforced across replicas through Redis",
+            move || i64::from(me.upgrade().is_some_and(|l| l.is_global())),
+        ));
+        registry.register(
+            "tessera_limits_replicas",
+            "Replicas seen through Redis heartbeats",
+            self.replicas.clone(),
+        );
+        registry.register(
+            "tessera_admission_duration_seconds",
+            "Time to check and consume a request's limits",
+            stats.admission.clone(),
+        );
     }
 }
 
@@ -784,5 +799,27 @@ mod tests {
         assert!(l.admit(vec![check("tenant", Dim::Concurrency, 1, 1)]).await.is_err());
         drop(c1);
         assert!(l.admit(vec![check("tenant", Dim::Concurrency, 1, 1)]).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn refusals_are_counted_by_whose_limit_and_what_it_counts() {
+        let l = Limiter::in_process();
+        let mut r = Registry::default();
+        l.register(&mut r);
+        let _a = l.admit(vec![check("tenant", Dim::Requests, 1, 1)]).await.unwrap();
+        assert!(l.admit(vec![check("tenant", Dim::Requests, 1, 1)]).await.is_err());
+        assert!(l.admit(vec![check("key", Dim::Tokens, 1, 5)]).await.is_err());
+        let text = tessera_core::metrics::encode(&r).unwrap();
+        for line in [
+            "tessera_ratelimit_rejected_total{limit=\"tenant\",dim=\"requests\"} 1\n",
+            "tessera_ratelimit_rejected_total{limit=\"key\",dim=\"tokens\"} 1\n",
+            "tessera_budget_alerts_total 0\n",
+            "tessera_limits_fallback_total 0\n",
+            "tessera_limits_global 0\n",
+            "tessera_limits_replicas 1\n",
+            "tessera_admission_duration_seconds_count 3\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

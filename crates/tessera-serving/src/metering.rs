@@ -7,12 +7,14 @@
 //! that did land is not stored twice. A clean shutdown flushes everything; on
 //! kill -9 the records of the last flush interval are at risk.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use tessera_core::auth::SystemCtx;
 use tessera_core::ids::TenantId;
+use tessera_core::metrics::ScrapedGauge;
 use tessera_core::usage::{Price, UsageRecord};
 use tessera_store::MetadataStore;
 
@@ -31,10 +33,10 @@ const PRICES_TTL: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 struct Stats {
-    recorded: AtomicU64,
-    dropped: AtomicU64,
-    written: AtomicU64,
-    write_errors: AtomicU64,
+    recorded: Counter,
+    dropped: Counter,
+    written: Counter,
+    write_errors: Counter,
 }
 
 pub struct Meter {
@@ -75,9 +77,9 @@ impl Meter {
 
     /// Queues a record; never waits. A full queue drops it and counts it.
     pub fn record(&self, r: UsageRecord) {
-        self.stats.recorded.fetch_add(1, Ordering::Relaxed);
+        self.stats.recorded.inc();
         if self.tx.try_send(r).is_err() {
-            let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            let n = self.stats.dropped.inc();
             if n.is_power_of_two() {
                 tracing::warn!(dropped = n + 1, "usage queue full: records dropped");
             }
@@ -134,30 +136,27 @@ impl Meter {
         }
     }
 
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        for (name, help, v) in [
-            ("tessera_usage_records_total", "Usage records made.", r(&self.stats.recorded)),
-            (
-                "tessera_usage_dropped_total",
-                "Usage records dropped because the queue was full.",
-                r(&self.stats.dropped),
-            ),
-            ("tessera_usage_written_total", "Usage records stored.", r(&self.stats.written)),
-            (
-                "tessera_usage_write_errors_total",
-                "Failed batch writes (retried).",
-                r(&self.stats.write_errors),
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        }
-        let queued = QUEUE - self.tx.capacity();
-        let _ = writeln!(
-            out,
-            "# HELP tessera_usage_queue Usage records waiting for their flush.\n# TYPE tessera_usage_queue gauge\ntessera_usage_queue {queued}"
+    pub fn register(&self, registry: &mut Registry) {
+        let stats = &self.stats;
+        registry.register("tessera_usage_records", "Usage records made", stats.recorded.clone());
+        registry.register(
+            "tessera_usage_dropped",
+            "Usage records dropped because the queue was full",
+            stats.dropped.clone(),
         );
+        registry.register("tessera_usage_written", "Usage records stored", stats.written.clone());
+        registry.register(
+            "tessera_usage_write_errors",
+            "Failed batch writes (retried)",
+            stats.write_errors.clone(),
+        );
+        // Held weakly: the writer stops when the last sender is gone.
+        let tx = self.tx.downgrade();
+        registry.register_collector(ScrapedGauge::new(
+            "tessera_usage_queue",
+            "Usage records waiting for their flush",
+            move || tx.upgrade().map_or(0, |tx| (QUEUE - tx.capacity()) as i64),
+        ));
     }
 }
 
@@ -211,7 +210,7 @@ async fn write_loop(
         if buf.len() > QUEUE {
             let excess = buf.len() - QUEUE;
             buf.drain(..excess);
-            stats.dropped.fetch_add(excess as u64, Ordering::Relaxed);
+            stats.dropped.inc_by(excess as u64);
         }
     }
 }
@@ -226,11 +225,11 @@ async fn flush(
         let n = buf.len().min(BATCH);
         match store.insert_usage(sys, &buf[..n]).await {
             Ok(_) => {
-                stats.written.fetch_add(n as u64, Ordering::Relaxed);
+                stats.written.inc_by(n as u64);
                 buf.drain(..n);
             }
             Err(e) => {
-                stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                stats.write_errors.inc();
                 tracing::warn!(error = %e, pending = buf.len(), "usage write failed; retrying at the next flush");
                 return;
             }

@@ -3,11 +3,15 @@
 //! authentication on top.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use tessera_core::breaker::{BreakerConfig, Breakers};
-use tessera_core::metrics::{Histogram, LATENCY_BUCKETS};
+use tessera_core::metrics::{counters, latency_histogram};
 use tessera_core::model::{Deployment, Model};
 use tessera_engine::pool::ModelPool;
 use tessera_providers::Upstreams;
@@ -67,7 +71,7 @@ struct Inner {
     models: Arc<ModelPool>,
     tenants: Arc<TenantCache>,
     registry: Arc<RegistryCache>,
-    breakers: Breakers,
+    breakers: Arc<Breakers>,
     upstreams: Upstreams,
     limiter: Arc<Limiter>,
     cache: ResponseCache,
@@ -76,16 +80,21 @@ struct Inner {
     /// One request at a time starts loading a model from its artifact.
     loads: Flights,
     tasks: Tasks,
+    /// Every metric of the process (the edge's too), encoded on `GET /metrics`.
+    metrics: Registry,
 }
 
 impl Services {
     /// Builds every service over `store`, which is wrapped so that each
-    /// change it writes reaches the caches ([`Services::changes`]).
+    /// change it writes reaches the caches ([`Services::changes`]). The
+    /// services' metrics join `metrics`, the process's one registry (the
+    /// edge's metrics already in it), kept for [`Services::encode_metrics`].
     pub fn new(
         store: Arc<dyn MetadataStore>,
         artifacts: Arc<dyn ArtifactStore>,
         cfg: ServingConfig,
         models: Arc<ModelPool>,
+        mut metrics: Registry,
     ) -> Self {
         let changes = Arc::new(Changes::default());
         let store: Arc<dyn MetadataStore> =
@@ -110,6 +119,16 @@ impl Services {
             stats: Arc::new(ShadowStats::default()),
             tasks: tasks.clone(),
         };
+        let breakers = Arc::new(Breakers::new(cfg.breaker));
+        let upstreams = Upstreams::default();
+        let cache = ResponseCache::new(cfg.cache_max_bytes, redis, tasks.clone());
+        shadows.stats.register(&mut metrics);
+        metrics.register_collector(Box::new(models.clone()));
+        metrics.register_collector(Box::new(breakers.clone()));
+        limiter.register(&mut metrics);
+        cache.register(&mut metrics);
+        meter.register(&mut metrics);
+        upstreams.stats.register(&mut metrics);
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -118,14 +137,15 @@ impl Services {
                 models,
                 tenants,
                 registry,
-                breakers: Breakers::new(cfg.breaker),
-                upstreams: Upstreams::default(),
+                breakers,
+                upstreams,
                 limiter,
-                cache: ResponseCache::new(cfg.cache_max_bytes, redis, tasks.clone()),
+                cache,
                 meter,
                 shadows,
                 loads: Flights::default(),
                 tasks,
+                metrics,
             }),
         }
     }
@@ -197,15 +217,9 @@ impl Services {
         &self.inner.tasks
     }
 
-    /// Every serving-side metric family, in the text exposition format.
-    pub fn render_metrics(&self, out: &mut String) {
-        self.inner.shadows.stats.render(out);
-        self.inner.models.render_metrics(out);
-        self.inner.breakers.render_metrics(out);
-        self.inner.limiter.render(out);
-        self.inner.cache.render(out);
-        self.inner.meter.render(out);
-        self.inner.upstreams.stats.render(out);
+    /// Every metric of the process as OpenMetrics text.
+    pub fn encode_metrics(&self) -> Result<String, std::fmt::Error> {
+        tessera_core::metrics::encode(&self.inner.metrics)
     }
 
     /// Stops background loops, waits up to `grace` for the other tasks,
@@ -259,48 +273,71 @@ fn subscribe(
     });
 }
 
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[expect(non_camel_case_types, reason = "the variants are the exported label values")]
+enum ShadowOutcome {
+    ok,
+    error,
+    dropped,
+}
+
+/// The label of the shadow metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    outcome: ShadowOutcome,
+}
+
 /// Shadow requests by outcome, and their latency.
-#[derive(Default)]
 pub struct ShadowStats {
-    ok: AtomicU64,
-    error: AtomicU64,
-    dropped: AtomicU64,
-    latency: std::sync::Mutex<std::collections::BTreeMap<&'static str, Histogram>>,
+    requests: Family<ShadowLabels, Counter>,
+    ok: Counter,
+    error: Counter,
+    dropped: Counter,
+    latency: Family<ShadowLabels, Histogram, fn() -> Histogram>,
+    ok_latency: Histogram,
+    error_latency: Histogram,
+}
+
+impl Default for ShadowStats {
+    fn default() -> Self {
+        use ShadowOutcome as O;
+        let requests = Family::default();
+        let [ok, error, dropped] = counters(
+            &requests,
+            [O::ok, O::error, O::dropped].map(|outcome| ShadowLabels { outcome }),
+        );
+        let latency: Family<_, _, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        let [ok_latency, error_latency] =
+            [O::ok, O::error].map(|outcome| latency.get_or_create_owned(&ShadowLabels { outcome }));
+        Self { requests, ok, error, dropped, latency, ok_latency, error_latency }
+    }
 }
 
 impl ShadowStats {
     /// A shadow dropped for want of a slot.
     pub fn dropped(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.dropped.inc();
     }
 
     /// A finished shadow: `ok` or `error`, and how long it took.
     pub fn done(&self, ok: bool, elapsed: Duration) {
-        let (counter, outcome) = if ok { (&self.ok, "ok") } else { (&self.error, "error") };
-        counter.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut l) = self.latency.lock() {
-            l.entry(outcome)
-                .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
-                .observe(elapsed.as_secs_f64());
-        }
+        let (counter, latency) =
+            if ok { (&self.ok, &self.ok_latency) } else { (&self.error, &self.error_latency) };
+        counter.inc();
+        latency.observe(elapsed.as_secs_f64());
     }
 
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        out.push_str("# HELP tessera_shadow_requests_total Mirrored shadow requests by outcome.\n");
-        out.push_str("# TYPE tessera_shadow_requests_total counter\n");
-        for (outcome, c) in [("ok", &self.ok), ("error", &self.error), ("dropped", &self.dropped)] {
-            let _ = writeln!(
-                out,
-                "tessera_shadow_requests_total{{outcome=\"{outcome}\"}} {}",
-                c.load(Ordering::Relaxed)
-            );
-        }
-        let latency = self.latency.lock().map(|l| l.clone()).unwrap_or_default();
-        out.push_str("# HELP tessera_shadow_duration_seconds Latency of mirrored shadow requests by outcome.\n");
-        out.push_str("# TYPE tessera_shadow_duration_seconds histogram\n");
-        for (outcome, h) in &latency {
-            h.render(out, "tessera_shadow_duration_seconds", &format!("outcome=\"{outcome}\""));
-        }
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "tessera_shadow_requests",
+            "Mirrored shadow requests by outcome",
+            self.requests.clone(),
+        );
+        registry.register(
+            "tessera_shadow_duration_seconds",
+            "Latency of mirrored shadow requests by outcome",
+            self.latency.clone(),
+        );
     }
 }

@@ -37,11 +37,16 @@ pub async fn oip_ready(State(s): State<AppState>) -> Result<Json<Value>, crate::
     Ok(Json(json!({"ready": true})))
 }
 
-/// Prometheus metrics in the text exposition format.
+/// The content type of the OpenMetrics text format.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Every metric of the process (one registry), as OpenMetrics text.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "metrics", content_type = "text/plain")))]
-pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    let mut text = s.metrics().render();
-    s.services().render_metrics(&mut text);
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+    responses((status = 200, description = "metrics", content_type = "application/openmetrics-text")))]
+pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let text = s
+        .services()
+        .encode_metrics()
+        .map_err(|e| ApiError::Internal(format!("metrics could not be encoded: {e}")))?;
+    Ok(([(CONTENT_TYPE, OPENMETRICS)], text))
 }

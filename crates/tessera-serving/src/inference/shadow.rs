@@ -94,9 +94,9 @@ mod tests {
     }
 
     fn render(s: &Shadows) -> String {
-        let mut out = String::new();
-        s.stats.render(&mut out);
-        out
+        let mut r = prometheus_client::registry::Registry::default();
+        s.stats.register(&mut r);
+        tessera_core::metrics::encode(&r).unwrap()
     }
 
     fn metric(s: &Shadows, line_start: &str) -> String {
@@ -133,7 +133,15 @@ mod tests {
         });
         assert_eq!(s.tasks.shutdown(Duration::from_secs(1)).await, 0);
         let text = render(&s);
-        assert!(text.contains("outcome=\"ok\"") && text.contains("outcome=\"error\""), "{text}");
+        for line in [
+            "tessera_shadow_requests_total{outcome=\"ok\"} 1\n",
+            "tessera_shadow_requests_total{outcome=\"error\"} 1\n",
+            "tessera_shadow_requests_total{outcome=\"dropped\"} 0\n",
+            "tessera_shadow_duration_seconds_count{outcome=\"ok\"} 1\n",
+            "tessera_shadow_duration_seconds_count{outcome=\"error\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[tokio::test]

@@ -24,8 +24,12 @@ async fn health_readiness_and_metrics_are_open() {
     assert_eq!(s.api.call(Method::GET, "/readyz", None, None).await.body["store"], "sqlite");
     s.api.get("/v1/me", "tsk_bad").await;
     let m = s.api.http.get(format!("{}/metrics", s.url)).send().await.unwrap();
-    assert!(m.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert_eq!(
+        m.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
     let text = m.text().await.unwrap();
+    common::assert_families_are_grouped(&text);
     assert!(
         text.contains(
             r#"tessera_http_requests_total{method="GET",route="/healthz",status="200"} 1"#
@@ -35,7 +39,7 @@ async fn health_readiness_and_metrics_are_open() {
     assert!(text.contains(r#"route="/v1/me",status="401""#), "{text}");
     assert!(
         text.contains(
-            "tessera_http_request_duration_seconds_bucket{route=\"/readyz\",le=\"+Inf\"} 2"
+            "tessera_http_request_duration_seconds_bucket{le=\"+Inf\",route=\"/readyz\"} 2"
         ),
         "{text}"
     );

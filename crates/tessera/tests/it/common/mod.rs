@@ -350,28 +350,93 @@ macro_rules! on_both_backends {
     };
 }
 
-/// Prometheus' text format wants each metric family's lines together and
-/// declared once.
+/// The `/metrics` text is OpenMetrics, line by line: each family declared
+/// once (`# HELP`, `# TYPE`) before its samples, which stay together; every
+/// other line is `name{label="value",...} value` with a name of the family
+/// (plus the suffixes its type allows) and a number; it ends with `# EOF`.
 pub fn assert_families_are_grouped(text: &str) {
-    let mut seen = std::collections::HashSet::new();
-    let mut current = String::new();
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        let family = if let Some(rest) =
-            line.strip_prefix("# TYPE ").or_else(|| line.strip_prefix("# HELP "))
-        {
-            rest.split(' ').next().unwrap_or_default().to_owned()
+    let body = text.strip_suffix("# EOF\n").unwrap_or_else(|| panic!("no final # EOF:\n{text}"));
+    let mut declared = std::collections::HashSet::new();
+    let mut family: Option<(String, String)> = None;
+    for line in body.lines() {
+        let fail = |why: &str| -> ! { panic!("{why}: {line:?} in\n{text}") };
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap_or_default();
+            if !valid_metric_name(name) || !declared.insert(name.to_owned()) {
+                fail("a family declared twice or badly named");
+            }
+            family = None;
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) =
+                rest.split_once(' ').unwrap_or_else(|| fail("a TYPE without a type"));
+            if !["counter", "gauge", "histogram", "info", "stateset", "unknown"].contains(&kind) {
+                fail("an unknown type");
+            }
+            if !declared.contains(name) {
+                fail("a TYPE without its HELP");
+            }
+            family = Some((name.to_owned(), kind.to_owned()));
+        } else if line.starts_with('#') {
+            fail("an unexpected comment");
         } else {
-            let name = line.split(['{', ' ']).next().unwrap_or_default();
-            ["_bucket", "_sum", "_count"].iter().fold(name.to_owned(), |n, suffix| {
-                n.strip_suffix(suffix).map(str::to_owned).unwrap_or(n)
-            })
+            let Some((name, kind)) = &family else { fail("a sample outside a family") };
+            let suffixes: &[&str] = match kind.as_str() {
+                "counter" => &["_total", "_created"],
+                "histogram" => &["_bucket", "_sum", "_count", "_created"],
+                "info" => &["_info"],
+                _ => &[""],
+            };
+            let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| fail("no value"));
+            let (sample, labels) = match series.split_once('{') {
+                Some((n, l)) => {
+                    (n, Some(l.strip_suffix('}').unwrap_or_else(|| fail("open labels"))))
+                }
+                None => (series, None),
+            };
+            if !suffixes.iter().any(|s| sample.strip_suffix(s) == Some(name.as_str())) {
+                fail("a sample of another family");
+            }
+            if let Some(labels) = labels
+                && !valid_labels(labels)
+            {
+                fail("malformed labels");
+            }
+            if value.parse::<f64>().is_err() {
+                fail("a value that is not a number");
+            }
+        }
+    }
+}
+
+fn valid_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// `k="v",...` with `\\`, `\"` and `\n` the only escapes.
+fn valid_labels(mut s: &str) -> bool {
+    loop {
+        let Some((key, rest)) = s.split_once("=\"") else { return false };
+        if !valid_metric_name(key) || key.contains(':') {
+            return false;
+        }
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((_, '\\')) => {
+                    if !matches!(chars.next(), Some((_, '\\' | '"' | 'n'))) {
+                        return false;
+                    }
+                }
+                Some((i, '"')) => break i,
+                Some((_, '\n')) | None => return false,
+                Some(_) => {}
+            }
         };
-        if family != current {
-            assert!(
-                seen.insert(family.clone()),
-                "metric family {family} appears in two places:\n{text}"
-            );
-            current = family;
+        match rest[end + 1..].strip_prefix(',') {
+            Some(next) => s = next,
+            None => return rest[end + 1..].is_empty(),
         }
     }
 }
