@@ -13,13 +13,31 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tessera_standin::Standin;
 
-/// Waits, if needed, so the next few seconds stay inside one rate window.
-async fn away_from_a_window_edge() {
+/// The minute-long rate window the wall clock is in now.
+fn rate_window() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 60
+}
+
+/// Rate windows are minutes of the server's wall clock, which this
+/// black-box test cannot move (the limiter's own tests move an injected
+/// clock). A burst here takes well under a second, so it only waits when a
+/// window ends within 3 s (about one run in twenty, for at most 3 s); the
+/// caller checks with [`same_window`] that its burst stayed inside.
+async fn away_from_a_window_edge() -> u64 {
     let secs =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    if secs % 60 > 44 {
-        tokio::time::sleep(Duration::from_secs(61 - secs % 60)).await;
+    if secs % 60 >= 57 {
+        tokio::time::sleep(Duration::from_millis((60 - secs % 60) * 1000 + 50)).await;
     }
+    rate_window()
+}
+
+fn same_window(started: u64) {
+    assert_eq!(
+        rate_window(),
+        started,
+        "the burst crossed a rate window edge; it must take under 3 s"
+    );
 }
 
 async fn setup(s: &Server, up: &Standin, plan: Value) -> String {
@@ -85,8 +103,9 @@ async fn exactly_the_limit_gets_through_in_process() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(Options::new(&Backend::Sqlite, dir.path())).await;
     let key = setup(&s, &up, json!({"name": "tight", "rpm": 50})).await;
-    away_from_a_window_edge().await;
+    let window = away_from_a_window_edge().await;
     let counts = hammer(std::slice::from_ref(&s.api), &key, 64, 3).await;
+    same_window(window);
     assert_eq!(counts.get(&200), Some(&50), "{counts:?}");
     assert_eq!(counts.get(&429), Some(&142), "{counts:?}");
     let m =
@@ -104,8 +123,9 @@ async fn two_replicas_on_postgres_and_redis_hold_one_limit() {
     let admin = "replica-admin-key-0123456789";
     let Some(common::Pair { a, b, dirs: _dirs }) = common::Pair::start(admin).await else { return };
     let key = setup(&a, &up, json!({"name": "shared", "rpm": 60})).await;
-    away_from_a_window_edge().await;
+    let window = away_from_a_window_edge().await;
     let counts = hammer(&[a.api.clone(), b.api.clone()], &key, 64, 3).await;
+    same_window(window);
     assert_eq!(counts.get(&200), Some(&60), "the limit holds across both replicas: {counts:?}");
     let m =
         b.api.http.get(format!("{}/metrics", b.url)).send().await.unwrap().text().await.unwrap();
@@ -159,7 +179,7 @@ async fn tokens_settle_concurrency_releases_and_key_and_model_limits_apply() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(Options::new(&Backend::Sqlite, dir.path())).await;
     let key = setup(&s, &up, json!({"name": "metered", "tpm": 1000, "concurrency": 1})).await;
-    away_from_a_window_edge().await;
+    let window = away_from_a_window_edge().await;
     // Each request reserves about 600 tokens (max_tokens) and settles to a
     // few dozen: one after another, many fit in 1,000.
     let mut body = hello("llm");
@@ -185,6 +205,7 @@ async fn tokens_settle_concurrency_releases_and_key_and_model_limits_apply() {
         "{r:?}"
     );
     assert!(r.body["error"]["message"].as_str().unwrap().contains("tokens per minute"), "{r:?}");
+    same_window(window);
 
     // Concurrency 1: a second request while a stream is open is refused;
     // after the stream ends it is admitted.

@@ -1,0 +1,349 @@
+//! The suite every [`EventLog`] passes: [`event_log_conformance!`] expands one
+//! test per check for an implementation's harness.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use tessera_core::ids::TenantId;
+use tessera_core::time::Timestamp;
+
+use crate::{EventLog, Filter, NewEvent, Position, Topic};
+
+/// A fresh log, and the same storage opened again as after a restart.
+#[async_trait]
+pub(crate) trait Harness: Send + Sync {
+    fn log(&self) -> &dyn EventLog;
+    async fn reopen(&self) -> Box<dyn EventLog>;
+    async fn finish(self);
+}
+
+pub(crate) fn event(id: Option<&str>, ty: &str, user: &str, n: i64) -> NewEvent {
+    NewEvent {
+        id: id.map(str::to_owned),
+        event_type: ty.into(),
+        entity: BTreeMap::from([("user_id".to_owned(), user.to_owned())]),
+        ts: Timestamp::from_millis(1_700_000_000_000 + n),
+        properties: json!({"n": n, "page": "/home"}).as_object().unwrap().clone(),
+    }
+}
+
+fn tenant() -> TenantId {
+    TenantId::generate()
+}
+
+pub(crate) async fn append_then_read(h: &impl Harness) {
+    let log = h.log();
+    let t = tenant();
+    assert_eq!(log.next_offset(&t).await.unwrap(), 1, "an empty log starts at 1");
+    let batch = vec![
+        event(None, "click", "u1", 1),
+        event(None, "view", "u2", 2),
+        event(Some("e3"), "click", "u1", 3),
+    ];
+    let out = log.append(&t, Topic::Events, batch.clone()).await.unwrap();
+    assert_eq!(out.iter().map(|a| a.offset).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(out.iter().all(|a| !a.duplicate));
+    assert!(out[0].id.starts_with("evt_"), "the log names events that came without an id");
+    assert_eq!(out[2].id, "e3");
+    assert_eq!(log.next_offset(&t).await.unwrap(), 4);
+
+    let page =
+        log.read(&t, Topic::Events, Position::Offset(1), &Filter::default(), 10).await.unwrap();
+    assert!(page.end);
+    assert_eq!(page.next, 4);
+    assert_eq!(page.records.len(), 3);
+    for (r, (e, a)) in page.records.iter().zip(batch.iter().zip(&out)) {
+        assert_eq!((r.offset, &r.id, r.topic), (a.offset, &a.id, Topic::Events));
+        assert_eq!(
+            (&r.event_type, &r.entity, r.ts, &r.properties),
+            (&e.event_type, &e.entity, e.ts, &e.properties)
+        );
+    }
+    assert!(page.records.windows(2).all(|w| w[0].ingested_at <= w[1].ingested_at));
+
+    // Paging.
+    let first =
+        log.read(&t, Topic::Events, Position::Offset(1), &Filter::default(), 2).await.unwrap();
+    assert_eq!(first.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [1, 2]);
+    assert!(!first.end);
+    let rest = log
+        .read(&t, Topic::Events, Position::Offset(first.next), &Filter::default(), 2)
+        .await
+        .unwrap();
+    assert_eq!(rest.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [3]);
+    assert!(rest.end);
+    assert_eq!(rest.next, 4);
+    let past =
+        log.read(&t, Topic::Events, Position::Offset(4), &Filter::default(), 2).await.unwrap();
+    assert!(past.records.is_empty() && past.end && past.next == 4, "{past:?}");
+
+    // Another instance over the same storage sees it all (durable).
+    let again = h.reopen().await;
+    let page2 =
+        again.read(&t, Topic::Events, Position::Offset(1), &Filter::default(), 10).await.unwrap();
+    assert_eq!(page2.records, page.records);
+    assert_eq!(again.next_offset(&t).await.unwrap(), 4);
+}
+
+pub(crate) async fn topics_share_offsets_but_not_records(h: &impl Harness) {
+    let log = h.log();
+    let t = tenant();
+    log.append(&t, Topic::Events, vec![event(None, "click", "u1", 1)]).await.unwrap();
+    let p =
+        log.append(&t, Topic::Predictions, vec![event(None, "prediction", "u1", 2)]).await.unwrap();
+    log.append(&t, Topic::Events, vec![event(None, "click", "u1", 3)]).await.unwrap();
+    assert_eq!(p[0].offset, 2);
+    let ev =
+        log.read(&t, Topic::Events, Position::Offset(1), &Filter::default(), 10).await.unwrap();
+    assert_eq!(ev.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [1, 3]);
+    let pr = log
+        .read(&t, Topic::Predictions, Position::Offset(1), &Filter::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        pr.records.iter().map(|r| (r.offset, r.topic)).collect::<Vec<_>>(),
+        [(2, Topic::Predictions)]
+    );
+}
+
+pub(crate) async fn ids_make_appends_idempotent(h: &impl Harness) {
+    let log = h.log();
+    let t = tenant();
+    let a = log.append(&t, Topic::Events, vec![event(Some("a"), "click", "u1", 1)]).await.unwrap();
+    let again = log
+        .append(
+            &t,
+            Topic::Events,
+            vec![event(Some("a"), "click", "u1", 1), event(Some("b"), "click", "u1", 2)],
+        )
+        .await
+        .unwrap();
+    assert_eq!((again[0].offset, again[0].duplicate), (a[0].offset, true));
+    assert!(!again[1].duplicate);
+    let twice = log
+        .append(
+            &t,
+            Topic::Events,
+            vec![event(Some("c"), "click", "u1", 3), event(Some("c"), "click", "u1", 3)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(twice[1].offset, twice[0].offset, "a repeat inside one batch is stored once");
+    assert!(twice[1].duplicate);
+    let all =
+        log.read(&t, Topic::Events, Position::Offset(1), &Filter::default(), 10).await.unwrap();
+    assert_eq!(all.records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+
+    // Ids are a tenant's own: another tenant's "a" is another event.
+    let other = tenant();
+    let o =
+        log.append(&other, Topic::Events, vec![event(Some("a"), "click", "u9", 9)]).await.unwrap();
+    assert!(!o[0].duplicate);
+}
+
+pub(crate) async fn tenants_never_see_each_other(h: &impl Harness) {
+    let log = h.log();
+    let (a, b) = (tenant(), tenant());
+    log.append(
+        &a,
+        Topic::Events,
+        vec![event(None, "click", "ua", 1), event(None, "click", "ua", 2)],
+    )
+    .await
+    .unwrap();
+    log.append(&b, Topic::Events, vec![event(None, "click", "ub", 3)]).await.unwrap();
+    let rb =
+        log.read(&b, Topic::Events, Position::Offset(1), &Filter::default(), 10).await.unwrap();
+    assert_eq!(rb.records.len(), 1);
+    assert_eq!(rb.records[0].entity["user_id"], "ub");
+    assert_eq!(rb.records[0].offset, 1, "offsets are per tenant");
+    let d = log.fetch("isolation", &b, Topic::Events, 10, Duration::ZERO).await.unwrap();
+    assert!(d.records.iter().all(|r| r.entity["user_id"] == "ub"), "{:?}", d.records);
+    let tenants = log.tenants().await.unwrap();
+    assert!(tenants.contains(&a) && tenants.contains(&b));
+}
+
+pub(crate) async fn filters_by_type_entity_and_time(h: &impl Harness) {
+    let log = h.log();
+    let t = tenant();
+    log.append(
+        &t,
+        Topic::Events,
+        vec![event(None, "click", "u1", 1), event(None, "view", "u1", 2)],
+    )
+    .await
+    .unwrap();
+    // Times have millisecond precision: keep the batches in different ones.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let before_second = Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    log.append(
+        &t,
+        Topic::Events,
+        vec![event(None, "click", "u2", 3), event(None, "click", "u1", 4)],
+    )
+    .await
+    .unwrap();
+
+    let clicks = Filter { event_type: Some("click".into()), entity: None };
+    let page = log.read(&t, Topic::Events, Position::Offset(1), &clicks, 10).await.unwrap();
+    assert_eq!(page.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [1, 3, 4]);
+    let u1 =
+        Filter { event_type: Some("click".into()), entity: Some(("user_id".into(), "u1".into())) };
+    let page = log.read(&t, Topic::Events, Position::Offset(1), &u1, 1).await.unwrap();
+    assert_eq!(page.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [1]);
+    assert!(!page.end);
+    let page = log.read(&t, Topic::Events, Position::Offset(page.next), &u1, 10).await.unwrap();
+    assert_eq!(page.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [4]);
+    assert!(page.end);
+
+    let since = log
+        .read(&t, Topic::Events, Position::Time(before_second), &Filter::default(), 10)
+        .await
+        .unwrap();
+    let offsets: Vec<u64> = since.records.iter().map(|r| r.offset).collect();
+    let times: Vec<_> = since.records.iter().map(|r| r.ingested_at).collect();
+    assert!(
+        offsets.ends_with(&[3, 4]) && !offsets.contains(&1),
+        "{offsets:?} {times:?} since {before_second:?}"
+    );
+}
+
+pub(crate) async fn oversized_batch_writes_nothing(h: &impl Harness) {
+    let log = h.log();
+    let t = tenant();
+    log.append(&t, Topic::Events, vec![event(None, "click", "u1", 1)]).await.unwrap();
+    let mut big = event(None, "click", "u1", 2);
+    big.properties.insert("blob".into(), json!("x".repeat(crate::MAX_EVENT_BYTES)));
+    let err = log
+        .append(&t, Topic::Events, vec![event(Some("ok"), "click", "u1", 3), big])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, crate::LogError::Invalid(ref m) if m.contains("event 1")), "{err}");
+    let page =
+        log.read(&t, Topic::Events, Position::Offset(1), &Filter::default(), 10).await.unwrap();
+    assert_eq!(page.records.len(), 1, "nothing of the refused batch is stored");
+}
+
+pub(crate) async fn consumer_groups_deliver_at_least_once(h: &impl Harness) {
+    let log = h.log();
+    let t = tenant();
+    let batch: Vec<_> = (1..=5).map(|n| event(None, "click", "u1", n)).collect();
+    log.append(&t, Topic::Events, batch).await.unwrap();
+    log.append(&t, Topic::Predictions, vec![event(None, "prediction", "u1", 6)]).await.unwrap();
+
+    let first = log.fetch("features", &t, Topic::Events, 2, Duration::ZERO).await.unwrap();
+    assert_eq!(first.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [1, 2]);
+    let second = log.fetch("features", &t, Topic::Events, 2, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        second.records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        [3, 4],
+        "handed out once"
+    );
+    let lag = log.lag("features", &t, Topic::Events).await.unwrap();
+    assert_eq!((lag.pending, lag.in_flight), (1, 4));
+    first.commit().await.unwrap();
+    second.commit().await.unwrap();
+    let lag = log.lag("features", &t, Topic::Events).await.unwrap();
+    assert_eq!((lag.pending, lag.in_flight), (1, 0));
+
+    // Another group has its own place.
+    let other = log.fetch("drift", &t, Topic::Events, 10, Duration::ZERO).await.unwrap();
+    assert_eq!(other.records.len(), 5);
+    other.commit().await.unwrap();
+
+    // A released delivery comes back.
+    let third = log.fetch("features", &t, Topic::Events, 10, Duration::ZERO).await.unwrap();
+    assert_eq!(third.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [5]);
+    third.release().await.unwrap();
+    let again = log.fetch("features", &t, Topic::Events, 10, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        again.records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        [5],
+        "redelivered after release"
+    );
+    again.release().await.unwrap();
+
+    // After a restart the group resumes after its last commit: 5 was never committed.
+    let restarted = h.reopen().await;
+    let resumed =
+        restarted.fetch("features", &t, Topic::Events, 10, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(resumed.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [5]);
+    resumed.commit().await.unwrap();
+    let lag = restarted.lag("features", &t, Topic::Events).await.unwrap();
+    assert_eq!(lag.total(), 0);
+    let empty = restarted.fetch("features", &t, Topic::Events, 10, Duration::ZERO).await.unwrap();
+    assert!(empty.records.is_empty());
+
+    assert!(log.fetch("Bad Name", &t, Topic::Events, 1, Duration::ZERO).await.is_err());
+}
+
+pub(crate) async fn waiting_wakes_on_append(h: &impl Harness) {
+    let log = h.log();
+    let t = tenant();
+    log.append(&t, Topic::Events, vec![event(None, "click", "u1", 1)]).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let wait = log.fetch("tail", &t, Topic::Events, 10, Duration::ZERO);
+    let first = wait.await.unwrap();
+    first.commit().await.unwrap();
+    let (delivered, ()) =
+        tokio::join!(log.fetch("tail", &t, Topic::Events, 10, Duration::from_secs(20)), async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            log.append(&t, Topic::Events, vec![event(None, "click", "u1", 2)]).await.unwrap();
+        });
+    let delivered = delivered.unwrap();
+    assert_eq!(delivered.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [2]);
+    assert!(started.elapsed() < Duration::from_secs(10), "woke on the append, not the timeout");
+    let (_, ()) = tokio::join!(log.wait_for(&t, 3, Duration::from_secs(20)), async {
+        log.append(&t, Topic::Events, vec![event(None, "click", "u1", 3)]).await.unwrap();
+    });
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+pub(crate) async fn tombstones_hide_a_subject(h: &impl Harness) {
+    let log = h.log();
+    let t = tenant();
+    let batch = vec![
+        event(None, "click", "gone", 1),
+        event(None, "click", "stays", 2),
+        event(None, "view", "gone", 3),
+    ];
+    log.append(&t, Topic::Events, batch).await.unwrap();
+    log.append(&t, Topic::Predictions, vec![event(None, "prediction", "gone", 4)]).await.unwrap();
+    assert_eq!(log.tombstone(&t, "user_id", "gone").await.unwrap(), 3);
+    for topic in Topic::ALL {
+        let page = log.read(&t, topic, Position::Offset(1), &Filter::default(), 10).await.unwrap();
+        assert!(page.records.iter().all(|r| r.entity["user_id"] == "stays"), "{page:?}");
+    }
+    log.compact().await.unwrap();
+    let page =
+        log.read(&t, Topic::Events, Position::Offset(1), &Filter::default(), 10).await.unwrap();
+    assert_eq!(page.records.len(), 1);
+    let d = log.fetch("gdpr", &t, Topic::Events, 10, Duration::ZERO).await.unwrap();
+    assert_eq!(d.records.len(), 1);
+    let next = log.append(&t, Topic::Events, vec![event(None, "click", "stays", 5)]).await.unwrap();
+    assert_eq!(next[0].offset, 5, "offsets are not reused");
+}
+
+macro_rules! event_log_conformance {
+    ($make:expr) => {
+        event_log_conformance!(@ $make; append_then_read, topics_share_offsets_but_not_records,
+            ids_make_appends_idempotent, tenants_never_see_each_other, filters_by_type_entity_and_time,
+            oversized_batch_writes_nothing, consumer_groups_deliver_at_least_once,
+            waiting_wakes_on_append, tombstones_hide_a_subject);
+    };
+    (@ $make:expr; $($check:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                if let Some(h) = $make {
+                    $crate::conformance::$check(&h).await;
+                    $crate::conformance::Harness::finish(h).await;
+                }
+            }
+        )*
+    };
+}
+pub(crate) use event_log_conformance;

@@ -1,0 +1,624 @@
+//! The event log on NATS JetStream (the scale-out shape).
+//!
+//! Layout a reader can follow with any NATS client: one stream per tenant,
+//! `<PREFIX>_<tenant id>` (prefix upper-cased, `TESSERA` by default), holding
+//! the subjects `<prefix>.<tenant id>.<topic>`; one message per event, its
+//! payload the event as JSON, its `Nats-Msg-Id` the event id. The stream's
+//! sequence is the offset; its limits are the [`Retention`] (max age, max
+//! bytes, discard old; duplicate window for ids). A consumer group is a
+//! durable pull consumer `<group>-<topic>` with explicit acks, so N replicas
+//! sharing a group each get different records.
+//!
+//! An append publishes the batch pipelined and waits for every ack. If any
+//! fails, the ones stored are deleted again before the error is answered,
+//! so a failed batch leaves nothing behind (a replica killed mid-batch can
+//! leave part of it: the client got no answer and retries, and event ids
+//! make the retry store each event once).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::context::Context;
+use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
+use async_nats::jetstream::{self, AckKind};
+use async_trait::async_trait;
+use futures_util::StreamExt as _;
+use tessera_core::ids::TenantId;
+use tessera_core::time::Timestamp;
+
+use crate::{
+    Ack, Appended, Body, Compaction, Delivery, EventLog, Filter, Lag, LogError, NewEvent, Page,
+    Position, Record, Retention, Topic, check_group, check_sizes, event_id,
+};
+
+/// How the NATS log connects and names things.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    pub url: String,
+    /// Subject prefix; streams are named after it upper-cased.
+    pub prefix: String,
+    /// Every call to NATS answers within this, or fails as unavailable.
+    pub timeout: Duration,
+    /// How long a delivery may stay uncommitted before JetStream hands it out again.
+    pub ack_wait: Duration,
+    pub retention: Retention,
+}
+
+impl NatsConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "tessera".into(),
+            timeout: Duration::from_secs(2),
+            ack_wait: Duration::from_secs(30),
+            retention: Retention::default(),
+        }
+    }
+}
+
+pub struct NatsLog {
+    client: async_nats::Client,
+    js: Context,
+    cfg: NatsConfig,
+    /// Tenants whose stream this process has created or updated.
+    streams: Mutex<HashSet<TenantId>>,
+    consumers:
+        Mutex<HashMap<(String, TenantId, Topic), jetstream::consumer::Consumer<pull::Config>>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> LogError {
+    LogError::Unavailable(e.to_string())
+}
+
+impl NatsLog {
+    /// Connects to `cfg.url`. The server need not be up yet: the client keeps
+    /// trying, and calls fail as unavailable until it answers.
+    pub async fn connect(cfg: NatsConfig) -> Result<Self, LogError> {
+        let valid = cfg.prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if cfg.prefix.is_empty() || !valid {
+            return Err(LogError::Invalid(format!(
+                "nats subject prefix {:?} must be letters, digits and '_'",
+                cfg.prefix
+            )));
+        }
+        let client = async_nats::ConnectOptions::new()
+            .name("tessera")
+            .retry_on_initial_connect()
+            .connection_timeout(cfg.timeout)
+            .request_timeout(Some(cfg.timeout))
+            .connect(cfg.url.as_str())
+            .await
+            .map_err(unavailable)?;
+        let js =
+            jetstream::context::ContextBuilder::new().timeout(cfg.timeout).build(client.clone());
+        Ok(Self { client, js, cfg, streams: Mutex::default(), consumers: Mutex::default() })
+    }
+
+    fn stream_name(&self, tenant: &TenantId) -> String {
+        format!("{}_{}", self.cfg.prefix.to_ascii_uppercase(), tenant.as_str())
+    }
+
+    fn subject(&self, tenant: &TenantId, topic: Topic) -> String {
+        format!("{}.{}.{}", self.cfg.prefix, tenant.as_str(), topic.as_str())
+    }
+
+    fn stream_config(&self, tenant: &TenantId) -> stream::Config {
+        let r = self.cfg.retention;
+        stream::Config {
+            name: self.stream_name(tenant),
+            subjects: vec![format!("{}.{}.>", self.cfg.prefix, tenant.as_str())],
+            max_age: r.max_age,
+            max_bytes: r.max_bytes.min(i64::MAX as u64) as i64,
+            discard: DiscardPolicy::Old,
+            duplicate_window: r.dedupe_window.min(r.max_age),
+            storage: StorageType::File,
+            allow_direct: true,
+            description: Some(format!("Tessera events of tenant {tenant}")),
+            ..Default::default()
+        }
+    }
+
+    /// The tenant's stream, created (or brought to the configured limits)
+    /// the first time this process writes to it.
+    async fn ensure_stream(&self, tenant: &TenantId) -> Result<(), LogError> {
+        if self.streams.lock().unwrap_or_else(PoisonError::into_inner).contains(tenant) {
+            return Ok(());
+        }
+        self.js.create_or_update_stream(self.stream_config(tenant)).await.map_err(unavailable)?;
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner).insert(tenant.clone());
+        Ok(())
+    }
+
+    /// The tenant's stream if it exists.
+    async fn stream(&self, tenant: &TenantId) -> Result<Option<stream::Stream>, LogError> {
+        match self.js.get_stream(self.stream_name(tenant)).await {
+            Ok(s) => Ok(Some(s)),
+            Err(e) => match e.kind() {
+                jetstream::context::GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Ok(None)
+                }
+                _ => Err(unavailable(e)),
+            },
+        }
+    }
+
+    async fn group_consumer(
+        &self,
+        group: &str,
+        tenant: &TenantId,
+        topic: Topic,
+    ) -> Result<Option<jetstream::consumer::Consumer<pull::Config>>, LogError> {
+        let key = (group.to_owned(), tenant.clone(), topic);
+        if let Some(c) = self.consumers.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Ok(Some(c.clone()));
+        }
+        let Some(stream) = self.stream(tenant).await? else { return Ok(None) };
+        let name = format!("{group}-{}", topic.as_str());
+        let c = stream
+            .get_or_create_consumer(
+                &name,
+                pull::Config {
+                    durable_name: Some(name.clone()),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: self.cfg.ack_wait,
+                    filter_subject: self.subject(tenant, topic),
+                    deliver_policy: DeliverPolicy::All,
+                    max_ack_pending: 10_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(unavailable)?;
+        self.consumers.lock().unwrap_or_else(PoisonError::into_inner).insert(key, c.clone());
+        Ok(Some(c))
+    }
+
+    async fn rollback(&self, tenant: &TenantId, stored: &[u64]) {
+        let Ok(Some(stream)) = self.stream(tenant).await else { return };
+        for seq in stored {
+            if let Err(e) = stream.delete_message(*seq).await {
+                tracing::warn!(tenant = %tenant, seq, error = %e, "could not roll back a partly stored batch");
+            }
+        }
+    }
+}
+
+fn decode(msg: &jetstream::Message) -> Result<Record, LogError> {
+    let info = msg.info().map_err(|e| LogError::Internal(e.to_string()))?;
+    let topic = msg
+        .subject
+        .rsplit('.')
+        .next()
+        .and_then(Topic::parse)
+        .ok_or_else(|| LogError::Internal(format!("unknown subject {}", msg.subject)))?;
+    let body: Body = serde_json::from_slice(&msg.payload).map_err(|e| {
+        LogError::Internal(format!("undecodable event at {}: {e}", info.stream_sequence))
+    })?;
+    let ingested =
+        Timestamp::from_millis((info.published.unix_timestamp_nanos() / 1_000_000) as i64);
+    Ok(body.into_record(info.stream_sequence, topic, ingested))
+}
+
+#[async_trait]
+impl EventLog for NatsLog {
+    async fn append(
+        &self,
+        tenant: &TenantId,
+        topic: Topic,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Appended>, LogError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        check_sizes(&events)?;
+        self.ensure_stream(tenant).await?;
+        let subject = self.subject(tenant, topic);
+        let now = Timestamp::now();
+        let mut pending = Vec::with_capacity(events.len());
+        let mut ids = Vec::with_capacity(events.len());
+        let mut failure = None;
+        for e in events {
+            let id = event_id(&e, now);
+            let body = Body {
+                id: id.clone(),
+                event_type: e.event_type,
+                entity: e.entity,
+                ts: e.ts,
+                properties: e.properties,
+            };
+            let payload =
+                serde_json::to_vec(&body).map_err(|e| LogError::Internal(e.to_string()))?;
+            let publish = jetstream::message::PublishMessage::build()
+                .payload(payload.into())
+                .message_id(&id)
+                .expected_stream(self.stream_name(tenant));
+            match self.js.send_publish(subject.clone(), publish).await {
+                Ok(ack) => pending.push(ack),
+                Err(e) => {
+                    failure = Some(unavailable(e));
+                    break;
+                }
+            }
+            ids.push(id);
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        let mut stored = Vec::new();
+        for (ack, id) in pending.into_iter().zip(ids) {
+            match ack.await {
+                Ok(a) => {
+                    if !a.duplicate {
+                        stored.push(a.sequence);
+                    }
+                    out.push(Appended { offset: a.sequence, id, duplicate: a.duplicate });
+                }
+                Err(e) => {
+                    failure.get_or_insert(unavailable(e));
+                }
+            }
+        }
+        if let Some(e) = failure {
+            self.rollback(tenant, &stored).await;
+            return Err(e);
+        }
+        Ok(out)
+    }
+
+    async fn read(
+        &self,
+        tenant: &TenantId,
+        topic: Topic,
+        from: Position,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Page, LogError> {
+        let limit = limit.clamp(1, 10_000);
+        let Some(stream) = self.stream(tenant).await? else {
+            let next = match from {
+                Position::Offset(o) => o.max(1),
+                Position::Time(_) => 1,
+            };
+            return Ok(Page { records: Vec::new(), next, end: true });
+        };
+        let head = stream.cached_info().state.last_sequence + 1;
+        let deliver_policy = match from {
+            Position::Offset(o) => DeliverPolicy::ByStartSequence { start_sequence: o.max(1) },
+            Position::Time(t) => DeliverPolicy::ByStartTime {
+                start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(t.millis()) * 1_000_000,
+                )
+                .map_err(|e| LogError::Invalid(e.to_string()))?,
+            },
+        };
+        let consumer = stream
+            .create_consumer(pull::Config {
+                deliver_policy,
+                ack_policy: AckPolicy::None,
+                filter_subject: self.subject(tenant, topic),
+                inactive_threshold: Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        // Filters are applied here, so a read looks at a bounded number of
+        // records and says where it stopped.
+        let scan_budget = limit.max(1000) * 4;
+        let mut records = Vec::new();
+        let mut scanned = 0;
+        let mut last_seen = None;
+        let mut end = false;
+        let mut full = false;
+        while scanned < scan_budget {
+            let want = (limit - records.len()).max(64).min(scan_budget - scanned);
+            let mut batch =
+                consumer.fetch().max_messages(want).messages().await.map_err(unavailable)?;
+            let mut got = 0;
+            while let Some(msg) = batch.next().await {
+                let r = decode(&msg.map_err(unavailable)?)?;
+                got += 1;
+                last_seen = Some(r.offset);
+                if filter.matches(&r) {
+                    records.push(r);
+                    if records.len() == limit {
+                        full = true;
+                        break;
+                    }
+                }
+            }
+            scanned += got;
+            if full {
+                end = last_seen.is_some_and(|s| s + 1 >= head);
+                break;
+            }
+            if got < want {
+                end = true;
+                break;
+            }
+        }
+        let _ = stream.delete_consumer(&consumer.cached_info().name).await;
+        let next = match last_seen {
+            Some(s) => s + 1,
+            None => match from {
+                Position::Offset(o) => o.max(head),
+                Position::Time(_) => head,
+            },
+        };
+        let next = if end { next.max(head) } else { next };
+        Ok(Page { records, next, end })
+    }
+
+    async fn next_offset(&self, tenant: &TenantId) -> Result<u64, LogError> {
+        Ok(match self.stream(tenant).await? {
+            Some(s) => s.cached_info().state.last_sequence + 1,
+            None => 1,
+        })
+    }
+
+    async fn wait_for(&self, tenant: &TenantId, offset: u64, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        // Subscribe first, then look: an append between the two still wakes us.
+        let sub = self.client.subscribe(format!("{}.{}.>", self.cfg.prefix, tenant.as_str())).await;
+        match self.next_offset(tenant).await {
+            Ok(next) if next > offset => return,
+            Ok(_) => {}
+            // NATS is away: wait out the time rather than spin.
+            Err(_) => {
+                tokio::time::sleep_until(deadline).await;
+                return;
+            }
+        }
+        match sub {
+            Ok(mut sub) => {
+                let _ = tokio::time::timeout_at(deadline, sub.next()).await;
+                let _ = sub.unsubscribe().await;
+            }
+            Err(_) => tokio::time::sleep_until(deadline).await,
+        }
+    }
+
+    async fn wait_any(&self, wait: Duration) {
+        match self.client.subscribe(format!("{}.*.>", self.cfg.prefix)).await {
+            Ok(mut sub) => {
+                let _ = tokio::time::timeout(wait, sub.next()).await;
+                let _ = sub.unsubscribe().await;
+            }
+            Err(_) => tokio::time::sleep(wait).await,
+        }
+    }
+
+    async fn fetch(
+        &self,
+        group: &str,
+        tenant: &TenantId,
+        topic: Topic,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Delivery, LogError> {
+        check_group(group)?;
+        let max = max.clamp(1, 10_000);
+        let Some(consumer) = self.group_consumer(group, tenant, topic).await? else {
+            self.wait_for(tenant, 1, wait).await;
+            return Ok(Delivery { records: Vec::new(), ack: Box::new(NatsAck(Vec::new())) });
+        };
+        let mut records = Vec::new();
+        let mut ackers = Vec::new();
+        for attempt in 0..2 {
+            let mut batch =
+                consumer.fetch().max_messages(max).messages().await.map_err(unavailable)?;
+            while let Some(msg) = batch.next().await {
+                let msg = msg.map_err(unavailable)?;
+                let r = decode(&msg)?;
+                let (_, acker) = msg.split();
+                records.push(r);
+                ackers.push(acker);
+            }
+            if !records.is_empty() || attempt == 1 || wait.is_zero() {
+                break;
+            }
+            let next = self.next_offset(tenant).await?;
+            self.wait_for(tenant, next, wait).await;
+        }
+        Ok(Delivery { records, ack: Box::new(NatsAck(ackers)) })
+    }
+
+    async fn lag(&self, group: &str, tenant: &TenantId, topic: Topic) -> Result<Lag, LogError> {
+        check_group(group)?;
+        let Some(mut consumer) = self.group_consumer(group, tenant, topic).await? else {
+            return Ok(Lag::default());
+        };
+        let info = consumer.info().await.map_err(unavailable)?;
+        Ok(Lag { pending: info.num_pending, in_flight: info.num_ack_pending as u64 })
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantId>, LogError> {
+        let prefix = format!("{}_", self.cfg.prefix.to_ascii_uppercase());
+        let mut names = self.js.stream_names();
+        let mut out = Vec::new();
+        while let Some(name) = names.next().await {
+            let name = name.map_err(unavailable)?;
+            if let Some(t) = name.strip_prefix(&prefix).and_then(|t| TenantId::parse(t).ok()) {
+                out.push(t);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn tombstone(&self, tenant: &TenantId, key: &str, value: &str) -> Result<u64, LogError> {
+        // JetStream deletes (and erases) at once; there is nothing left to compact.
+        let Some(stream) = self.stream(tenant).await? else { return Ok(0) };
+        let filter = Filter { event_type: None, entity: Some((key.to_owned(), value.to_owned())) };
+        let mut deleted = 0;
+        for topic in Topic::ALL {
+            let mut from = Position::Offset(1);
+            loop {
+                let page = self.read(tenant, topic, from, &filter, 1000).await?;
+                for r in &page.records {
+                    if stream.delete_message(r.offset).await.map_err(unavailable)? {
+                        deleted += 1;
+                    }
+                }
+                if page.end {
+                    break;
+                }
+                from = Position::Offset(page.next);
+            }
+        }
+        Ok(deleted)
+    }
+
+    async fn compact(&self) -> Result<Compaction, LogError> {
+        // The stream limits carry the retention; JetStream enforces them itself.
+        Ok(Compaction::default())
+    }
+}
+
+struct NatsAck(Vec<jetstream::message::Acker>);
+
+#[async_trait]
+impl Ack for NatsAck {
+    async fn commit(self: Box<Self>) -> Result<(), LogError> {
+        let Some((last, rest)) = self.0.split_last() else { return Ok(()) };
+        for a in rest {
+            a.ack().await.map_err(unavailable)?;
+        }
+        // The server takes a connection's acks in order: once the last one is
+        // confirmed, all are.
+        last.double_ack().await.map_err(unavailable)
+    }
+
+    async fn release(self: Box<Self>) -> Result<(), LogError> {
+        let Some((last, rest)) = self.0.split_last() else { return Ok(()) };
+        for a in rest {
+            a.ack_with(AckKind::Nak(None)).await.map_err(unavailable)?;
+        }
+        last.double_ack_with(AckKind::Nak(None)).await.map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::{Harness, event, event_log_conformance};
+
+    /// A NATS log under a prefix of its own, so each test has its own streams;
+    /// `None` (skip) when no NATS is configured for tests.
+    struct Nats {
+        log: NatsLog,
+        cfg: NatsConfig,
+    }
+
+    impl Nats {
+        async fn new() -> Option<Self> {
+            Self::with(Retention::default()).await
+        }
+
+        async fn with(retention: Retention) -> Option<Self> {
+            let url = match std::env::var("TESSERA_TEST_NATS_URL") {
+                Ok(u) if !u.is_empty() => u,
+                _ => {
+                    assert!(
+                        std::env::var("TESSERA_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                        "TESSERA_TEST_NATS_URL is not set but TESSERA_REQUIRE_SERVICES=1"
+                    );
+                    return None;
+                }
+            };
+            let mut cfg = NatsConfig::new(url);
+            cfg.prefix = format!("tt{}", tessera_core::ids::random_lower(10));
+            cfg.retention = retention;
+            let log = NatsLog::connect(cfg.clone()).await.unwrap();
+            Some(Self { log, cfg })
+        }
+    }
+
+    #[async_trait]
+    impl Harness for Nats {
+        fn log(&self) -> &dyn EventLog {
+            &self.log
+        }
+
+        async fn reopen(&self) -> Box<dyn EventLog> {
+            Box::new(NatsLog::connect(self.cfg.clone()).await.unwrap())
+        }
+
+        /// Deletes the test's streams.
+        async fn finish(self) {
+            let prefix = format!("{}_", self.cfg.prefix.to_ascii_uppercase());
+            let mut names = self.log.js.stream_names();
+            let mut mine = Vec::new();
+            while let Some(Ok(n)) = names.next().await {
+                if n.starts_with(&prefix) {
+                    mine.push(n);
+                }
+            }
+            for n in mine {
+                let _ = self.log.js.delete_stream(n).await;
+            }
+        }
+    }
+
+    event_log_conformance!(Nats::new().await);
+
+    #[tokio::test]
+    async fn the_stream_carries_the_retention_and_a_readable_layout() {
+        let retention = Retention {
+            max_age: Duration::from_secs(3600),
+            max_bytes: 1 << 20,
+            dedupe_window: Duration::from_secs(7200),
+        };
+        let Some(h) = Nats::with(retention).await else { return };
+        let t = TenantId::generate();
+        h.log.append(&t, Topic::Events, vec![event(Some("e1"), "click", "u1", 1)]).await.unwrap();
+        let mut stream = h.log.js.get_stream(h.log.stream_name(&t)).await.unwrap();
+        let info = stream.info().await.unwrap().clone();
+        assert_eq!(info.config.max_age, Duration::from_secs(3600));
+        assert_eq!(info.config.max_bytes, 1 << 20);
+        assert_eq!(info.config.duplicate_window, Duration::from_secs(3600), "at most the max age");
+        assert_eq!(info.config.subjects, [format!("{}.{}.>", h.cfg.prefix, t.as_str())]);
+        // Any NATS client can read it: the payload is the event as JSON.
+        let raw = stream.get_raw_message(1).await.unwrap();
+        assert_eq!(raw.subject.as_str(), format!("{}.{}.events", h.cfg.prefix, t.as_str()));
+        let body: serde_json::Value = serde_json::from_slice(&raw.payload).unwrap();
+        assert_eq!((body["id"].as_str(), body["type"].as_str()), (Some("e1"), Some("click")));
+        h.finish().await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fails_part_way_is_rolled_back() {
+        let Some(h) = Nats::new().await else { return };
+        let t = TenantId::generate();
+        // A stream that takes two messages and refuses the third.
+        let mut cfg = h.log.stream_config(&t);
+        cfg.max_messages = 2;
+        cfg.discard = DiscardPolicy::New;
+        h.log.js.create_stream(cfg).await.unwrap();
+        h.log.streams.lock().unwrap().insert(t.clone());
+        let batch: Vec<_> = (1..=3).map(|n| event(None, "click", "u1", n)).collect();
+        let err = h.log.append(&t, Topic::Events, batch).await.unwrap_err();
+        assert!(matches!(err, LogError::Unavailable(_)), "{err}");
+        let page = h
+            .log
+            .read(&t, Topic::Events, Position::Offset(1), &Filter::default(), 10)
+            .await
+            .unwrap();
+        assert!(page.records.is_empty(), "{page:?}");
+        h.finish().await;
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_fails_within_the_timeout() {
+        let mut cfg = NatsConfig::new("nats://127.0.0.1:1");
+        cfg.timeout = Duration::from_millis(500);
+        let log = NatsLog::connect(cfg).await.unwrap();
+        let started = std::time::Instant::now();
+        let err = log
+            .append(&TenantId::generate(), Topic::Events, vec![event(None, "click", "u1", 1)])
+            .await;
+        assert!(matches!(err, Err(LogError::Unavailable(_))), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    }
+}
