@@ -108,6 +108,8 @@ pub fn operation_name(op: Operation) -> &'static str {
         Operation::ModelsRead => "models.read",
         Operation::ModelsWrite => "models.write",
         Operation::Inference => "inference",
+        Operation::EventsWrite => "events.write",
+        Operation::EventsRead => "events.read",
     }
 }
 

@@ -39,6 +39,29 @@ pub struct RawConfig {
     pub engine: RawEngine,
     #[serde(default)]
     pub breaker: RawBreaker,
+    #[serde(default)]
+    pub events: RawEvents,
+}
+
+/// `[events]`: what the event log keeps and what one ingestion request may hold.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvents {
+    /// Hours a tenant's events are kept (default 168, a week).
+    pub retention_hours: Option<u64>,
+    /// MiB of events kept per tenant; the oldest go first (default 1024).
+    pub max_mb_per_tenant: Option<u64>,
+    /// Seconds an event id is remembered for idempotent retries on NATS
+    /// (default 86400; the embedded log remembers as long as it keeps the event).
+    pub dedupe_window_secs: Option<u64>,
+    /// Events per `POST /v1/events` (default 1000).
+    pub max_batch: Option<usize>,
+    /// Bytes per event, as stored (default 65536, at most 1 MiB).
+    pub max_event_bytes: Option<usize>,
+    /// Seconds between retention and compaction passes (default 300).
+    pub compact_every_secs: Option<u64>,
+    /// Longest wait for NATS, in ms, before a call fails as unavailable (default 2000).
+    pub nats_timeout_ms: Option<u64>,
 }
 
 /// `[breaker]`: when a backend's circuit breaker opens and how it recovers.
@@ -285,6 +308,65 @@ pub struct Config {
     pub admin_key: Option<Secret>,
     pub engine: EngineConfig,
     pub breaker: BreakerSettings,
+    pub events: EventsConfig,
+}
+
+/// Validated `[events]` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventsConfig {
+    pub retention: Duration,
+    pub max_bytes_per_tenant: u64,
+    pub dedupe_window: Duration,
+    pub max_batch: usize,
+    pub max_event_bytes: usize,
+    pub compact_every: Duration,
+    pub nats_timeout: Duration,
+}
+
+impl EventsConfig {
+    fn from_raw(r: &RawEvents) -> Result<Self, ValidationError> {
+        let positive = |field: &str, v: Option<u64>, default: u64| match v {
+            Some(0) => Err(ValidationError::new(field, format!("{field} must be at least 1"))),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        let max_batch = r.max_batch.unwrap_or(1000);
+        if !(1..=100_000).contains(&max_batch) {
+            return Err(ValidationError::new(
+                "events.max_batch",
+                format!("events.max_batch must be 1-100000, got {max_batch}"),
+            ));
+        }
+        let max_event_bytes = r.max_event_bytes.unwrap_or(64 << 10);
+        if !(256..=(1 << 20)).contains(&max_event_bytes) {
+            return Err(ValidationError::new(
+                "events.max_event_bytes",
+                format!("events.max_event_bytes must be 256-1048576, got {max_event_bytes}"),
+            ));
+        }
+        Ok(Self {
+            retention: Duration::from_secs(
+                3600 * positive("events.retention_hours", r.retention_hours, 168)?,
+            ),
+            max_bytes_per_tenant: positive("events.max_mb_per_tenant", r.max_mb_per_tenant, 1024)?
+                << 20,
+            dedupe_window: Duration::from_secs(positive(
+                "events.dedupe_window_secs",
+                r.dedupe_window_secs,
+                86_400,
+            )?),
+            max_batch,
+            max_event_bytes,
+            compact_every: Duration::from_secs(positive(
+                "events.compact_every_secs",
+                r.compact_every_secs,
+                300,
+            )?),
+            nats_timeout: Duration::from_millis(
+                positive("events.nats_timeout_ms", r.nats_timeout_ms, 2000)?.min(60_000),
+            ),
+        })
+    }
 }
 
 /// Validated `[engine]` settings.
@@ -463,6 +545,7 @@ impl Config {
             jwt,
             admin_key,
             breaker: BreakerSettings::from_raw(&raw.breaker)?,
+            events: EventsConfig::from_raw(&raw.events)?,
             engine: EngineConfig::from_raw(raw.engine)?,
         })
     }

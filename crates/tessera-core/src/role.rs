@@ -78,9 +78,11 @@ impl Role {
             O::AuditRead => matches!(self, R::PlatformAdmin | R::TenantAdmin | R::Viewer),
             O::ModelsRead => !matches!(self, R::Service),
             O::ModelsWrite => matches!(self, R::PlatformAdmin | R::TenantAdmin | R::Developer),
-            O::Inference => {
+            O::Inference | O::EventsWrite => {
                 matches!(self, R::PlatformAdmin | R::TenantAdmin | R::Developer | R::Service)
             }
+            // Events may hold personal data: services send, they do not read.
+            O::EventsRead => !matches!(self, R::Service),
         }
     }
 }
@@ -113,10 +115,16 @@ pub enum Operation {
     /// Embeddings, chat, predict and infer calls.
     #[serde(rename = "inference")]
     Inference,
+    /// Send events (`POST /v1/events`).
+    #[serde(rename = "events.write")]
+    EventsWrite,
+    /// Read and tail events, prediction records included.
+    #[serde(rename = "events.read")]
+    EventsRead,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 8] = [
+    pub const ALL: [Operation; 10] = [
         Operation::PlatformAdmin,
         Operation::TenantRead,
         Operation::KeysRead,
@@ -125,6 +133,8 @@ impl Operation {
         Operation::ModelsRead,
         Operation::ModelsWrite,
         Operation::Inference,
+        Operation::EventsWrite,
+        Operation::EventsRead,
     ];
 }
 
@@ -208,10 +218,13 @@ mod tests {
     }
 
     #[test]
-    fn service_can_only_infer_and_read_itself() {
+    fn service_can_only_infer_send_events_and_read_itself() {
         let allowed: Vec<_> =
             Operation::ALL.into_iter().filter(|op| Role::Service.allows(*op)).collect();
-        assert_eq!(allowed, vec![Operation::TenantRead, Operation::Inference]);
+        assert_eq!(
+            allowed,
+            vec![Operation::TenantRead, Operation::Inference, Operation::EventsWrite]
+        );
     }
 
     #[test]

@@ -37,7 +37,19 @@ pub mod runtime;
 mod conformance;
 
 /// A channel of a tenant's log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Topic {
     /// Events a tenant's product sends (`POST /v1/events`).
@@ -75,17 +87,20 @@ pub struct NewEvent {
 }
 
 /// A stored event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Record {
+    /// Its place in the tenant's log: grows with every event, never reused.
     pub offset: u64,
     pub topic: Topic,
     pub id: String,
     #[serde(rename = "type")]
     pub event_type: String,
     pub entity: BTreeMap<String, String>,
+    /// When it happened, by the sender's account.
     pub ts: Timestamp,
     /// When the log stored it.
     pub ingested_at: Timestamp,
+    #[schema(value_type = Object)]
     pub properties: serde_json::Map<String, serde_json::Value>,
 }
 

@@ -13,7 +13,11 @@
 //! fails, the ones stored are deleted again before the error is answered,
 //! so a failed batch leaves nothing behind (a replica killed mid-batch can
 //! leave part of it: the client got no answer and retries, and event ids
-//! make the retry store each event once).
+//! make the retry store each event once). A failure while the connection
+//! breaks is an unknown outcome, as with any JetStream publish whose ack
+//! never came: the client library sends what it had in flight again when
+//! it reconnects, so such a batch can land after its 503. Retries with ids
+//! are exact; without ids they may store an event twice.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
@@ -94,6 +98,23 @@ impl NatsLog {
         let js =
             jetstream::context::ContextBuilder::new().timeout(cfg.timeout).build(client.clone());
         Ok(Self { client, js, cfg, streams: Mutex::default(), consumers: Mutex::default() })
+    }
+
+    /// Waits up to the timeout for the connection. While disconnected the
+    /// client would buffer publishes and send them on reconnect, so a batch
+    /// answered 503 could land after all: nothing is published then.
+    async fn connected(&self) -> Result<(), LogError> {
+        let deadline = tokio::time::Instant::now() + self.cfg.timeout;
+        while self.client.connection_state() != async_nats::connection::State::Connected {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(LogError::Unavailable(format!(
+                    "not connected to NATS at {}",
+                    self.cfg.url
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
     }
 
     fn stream_name(&self, tenant: &TenantId) -> String {
@@ -215,6 +236,7 @@ impl EventLog for NatsLog {
             return Ok(Vec::new());
         }
         check_sizes(&events)?;
+        self.connected().await?;
         self.ensure_stream(tenant).await?;
         let subject = self.subject(tenant, topic);
         let now = Timestamp::now();

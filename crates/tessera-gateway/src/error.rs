@@ -30,6 +30,9 @@ pub enum ApiError {
     Invalid { message: String, param: Option<String> },
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// A well-formed body over one of the route's own limits (events per batch, bytes per event).
+    #[error("{message}")]
+    TooLarge { message: String, param: Option<String> },
     #[error("content-type must be application/json")]
     UnsupportedMediaType,
     /// The model is loading or could not be loaded.
@@ -118,6 +121,13 @@ impl ApiError {
                 "payload_too_large",
                 self.to_string(),
                 None,
+            ),
+            ApiError::TooLarge { message, param } => (
+                S::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "payload_too_large",
+                message.clone(),
+                param.clone(),
             ),
             ApiError::UnsupportedMediaType => (
                 S::UNSUPPORTED_MEDIA_TYPE,

@@ -68,13 +68,14 @@ impl AppState {
         artifacts: Arc<dyn ArtifactStore>,
         cfg: GatewayConfig,
         models: Arc<ModelPool>,
+        events: Arc<dyn tessera_events::EventLog>,
     ) -> Self {
         let key_cache_ttl = cfg.serving.cache_ttl;
         // The process's one metrics registry: the edge's metrics first.
         let metrics = Arc::new(Metrics::default());
         let mut registry = prometheus_client::registry::Registry::default();
         metrics.register(&mut registry);
-        let services = Services::new(store, artifacts, cfg.serving, models, registry);
+        let services = Services::new(store, artifacts, cfg.serving, models, events, registry);
         let auth = Arc::new(Authenticator::new(
             services.store_arc(),
             cfg.admin_key.as_ref().map(Secret::expose),

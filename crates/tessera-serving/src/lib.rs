@@ -9,6 +9,7 @@
 //! - `readthrough.rs`, `flight.rs`: per-replica read-through caches;
 //! - `tenant_cache.rs`, `registry_cache.rs`: tenants, names, deployments;
 //! - `invalidate.rs`: the store decorator that announces changes to caches;
+//! - `predictions.rs`: one prediction record per inference, off the request path;
 //! - `redis_link.rs`: the shared Redis link; `tasks.rs`: background tasks.
 
 pub mod cache;
@@ -17,6 +18,7 @@ pub mod inference;
 pub mod invalidate;
 pub mod limits;
 pub mod metering;
+pub mod predictions;
 pub mod readthrough;
 pub mod redis_link;
 pub mod registry_cache;
@@ -24,4 +26,4 @@ mod services;
 pub mod tasks;
 pub mod tenant_cache;
 
-pub use services::{Services, ServingConfig, ShadowStats};
+pub use services::{EventSettings, Services, ServingConfig, ShadowStats};

@@ -25,10 +25,13 @@ use crate::inference::shadow::Shadows;
 use crate::invalidate::{Change, Changes, InvalidatingStore};
 use crate::limits::Limiter;
 use crate::metering::Meter;
+use crate::predictions::PredictionLog;
 use crate::redis_link::RedisLink;
 use crate::registry_cache::RegistryCache;
 use crate::tasks::Tasks;
 use crate::tenant_cache::TenantCache;
+use tessera_events::EventLog;
+use tessera_events::ingest::IngestLimits;
 
 /// Shadow requests in flight at most; beyond them shadows are dropped.
 const SHADOW_SLOTS: usize = 64;
@@ -45,6 +48,21 @@ pub struct ServingConfig {
     pub redis_timeout: Duration,
     /// Bytes of answers the in-process cache keeps.
     pub cache_max_bytes: u64,
+    pub events: EventSettings,
+}
+
+/// What the event log's users here need: ingestion limits and how often
+/// retention and compaction run.
+#[derive(Debug, Clone, Copy)]
+pub struct EventSettings {
+    pub ingest: IngestLimits,
+    pub compact_every: Duration,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self { ingest: IngestLimits::default(), compact_every: Duration::from_secs(300) }
+    }
 }
 
 impl Default for ServingConfig {
@@ -55,6 +73,7 @@ impl Default for ServingConfig {
             redis_url: None,
             redis_timeout: Duration::from_millis(100),
             cache_max_bytes: 256 << 20,
+            events: EventSettings::default(),
         }
     }
 }
@@ -80,6 +99,9 @@ struct Inner {
     /// One request at a time starts loading a model from its artifact.
     loads: Flights,
     tasks: Tasks,
+    events: Arc<dyn EventLog>,
+    predictions: Arc<PredictionLog>,
+    event_settings: EventSettings,
     /// Every metric of the process (the edge's too), encoded on `GET /metrics`.
     metrics: Registry,
 }
@@ -94,6 +116,7 @@ impl Services {
         artifacts: Arc<dyn ArtifactStore>,
         cfg: ServingConfig,
         models: Arc<ModelPool>,
+        events: Arc<dyn EventLog>,
         mut metrics: Registry,
     ) -> Self {
         let changes = Arc::new(Changes::default());
@@ -129,6 +152,9 @@ impl Services {
         cache.register(&mut metrics);
         meter.register(&mut metrics);
         upstreams.stats.register(&mut metrics);
+        let predictions = PredictionLog::start(events.clone());
+        predictions.register(&mut metrics);
+        start_compaction(&tasks, events.clone(), cfg.events.compact_every);
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -145,6 +171,9 @@ impl Services {
                 shadows,
                 loads: Flights::default(),
                 tasks,
+                events,
+                predictions,
+                event_settings: cfg.events,
                 metrics,
             }),
         }
@@ -212,6 +241,18 @@ impl Services {
     pub fn shadows(&self) -> &Shadows {
         &self.inner.shadows
     }
+    /// The event log (embedded or NATS JetStream).
+    pub fn events(&self) -> &Arc<dyn EventLog> {
+        &self.inner.events
+    }
+    /// Prediction records: the queue to their writer.
+    pub fn predictions(&self) -> &Arc<PredictionLog> {
+        &self.inner.predictions
+    }
+    /// What one ingestion request may hold.
+    pub fn ingest_limits(&self) -> IngestLimits {
+        self.inner.event_settings.ingest
+    }
     /// The owner of background tasks: stopped and awaited on shutdown.
     pub fn tasks(&self) -> &Tasks {
         &self.inner.tasks
@@ -223,14 +264,40 @@ impl Services {
     }
 
     /// Stops background loops, waits up to `grace` for the other tasks,
-    /// then writes every usage record made so far.
+    /// then writes every usage and prediction record made so far.
     pub async fn shutdown(&self, grace: Duration) {
         let left = self.inner.tasks.shutdown(grace).await;
         if left > 0 {
             tracing::warn!(tasks = left, "background tasks still running at exit");
         }
         self.inner.meter.shutdown().await;
+        self.inner.predictions.shutdown().await;
     }
+}
+
+/// Applies the event log's retention and removes tombstoned records, every
+/// `every` (the first pass soon after start).
+fn start_compaction(tasks: &Tasks, log: Arc<dyn EventLog>, every: Duration) {
+    tasks.spawn_loop(async move {
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(10), every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match log.compact().await {
+                Ok(c) if c.expired + c.over_size + c.tombstoned > 0 => tracing::info!(
+                    expired = c.expired,
+                    over_size = c.over_size,
+                    tombstoned = c.tombstoned,
+                    "event log compacted"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "event log compaction failed; next pass later")
+                }
+            }
+        }
+    });
 }
 
 /// Drops each per-replica cache's entries that a change makes wrong. The

@@ -18,6 +18,10 @@ use tessera_core::time::Timestamp;
 use tessera_engine::batcher::BatchConfig;
 use tessera_engine::pool::{ModelPool, ModelSource, PoolConfig, SourceKind};
 use tessera_engine::{fetch, ort_env};
+use tessera_events::embedded::EmbeddedLog;
+use tessera_events::ingest::IngestLimits;
+use tessera_events::nats::{NatsConfig, NatsLog};
+use tessera_events::{EventLog, Retention};
 use tessera_gateway::{AppState, GatewayConfig};
 use tessera_store::{KeyOwner, MetadataStore, ModelScope, StoreError};
 use tracing::{info, warn};
@@ -40,9 +44,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if cfg.redis_url.is_some() {
         info!("redis_url set: rate, token and concurrency limits hold across every replica");
     }
-    if cfg.nats_url.is_some() {
-        info!("nats_url accepted; the event stream arrives in a later release");
-    }
+    let events = open_event_log(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -64,9 +66,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 redis_url: cfg.redis_url.clone(),
                 redis_timeout: cfg.redis_timeout,
                 cache_max_bytes: cfg.cache_max_bytes,
+                events: tessera_serving::EventSettings {
+                    ingest: IngestLimits {
+                        max_events: cfg.events.max_batch,
+                        max_event_bytes: cfg.events.max_event_bytes,
+                    },
+                    compact_every: cfg.events.compact_every,
+                },
             },
         },
         models,
+        events,
     );
     let services = state.services().clone();
     let app = tessera_gateway::app(state);
@@ -103,6 +113,35 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     services.shutdown(std::time::Duration::from_secs(5)).await;
     info!("stopped");
     Ok(())
+}
+
+/// The event log: NATS JetStream with `nats_url` (the server may come up
+/// later: calls fail as unavailable until it answers), else the embedded
+/// log in the data dir.
+async fn open_event_log(cfg: &tessera_core::config::Config) -> anyhow::Result<Arc<dyn EventLog>> {
+    let e = cfg.events;
+    let retention = Retention {
+        max_age: e.retention,
+        max_bytes: e.max_bytes_per_tenant,
+        dedupe_window: e.dedupe_window,
+    };
+    Ok(match &cfg.nats_url {
+        Some(url) => {
+            let mut n = NatsConfig::new(url.clone());
+            n.retention = retention;
+            n.timeout = e.nats_timeout;
+            info!("events on NATS JetStream: a stream per tenant, TESSERA_<tenant id>");
+            Arc::new(NatsLog::connect(n).await.context("cannot start the NATS event log")?)
+        }
+        None => {
+            let path = cfg.data_dir.join("events.db");
+            Arc::new(
+                EmbeddedLog::open(&path, retention, tessera_core::time::Clock::system())
+                    .await
+                    .with_context(|| format!("cannot open the event log {}", path.display()))?,
+            )
+        }
+    })
 }
 
 /// The model pool; the default model loads in the background (fetched first

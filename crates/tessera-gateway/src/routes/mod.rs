@@ -9,6 +9,7 @@ pub mod chat;
 mod chat_sse;
 pub mod deployments;
 pub mod embeddings;
+pub mod events;
 pub mod health;
 mod inference;
 pub mod keys;
@@ -136,6 +137,9 @@ pub fn api_routes() -> ApiRoutes {
         .add(Post, "/v1/embeddings", embeddings::create)
         .add(Post, "/v1/chat/completions", chat::create)
         .add(Delete, "/v1/cache", cache::purge)
+        .add(Post, "/v1/events", events::ingest)
+        .add(Get, "/v1/events", events::read)
+        .add(Get, "/v1/events/stream", events::stream)
         .add(Get, "/v1/usage", usage::tenant_totals)
         .add(Get, "/v1/usage/records", usage::tenant_records)
         .add(Get, "/admin/v1/usage", usage::admin_totals)

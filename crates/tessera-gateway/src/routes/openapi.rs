@@ -6,8 +6,8 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    audit, breakers, cache, chat, deployments, embeddings, health, keys, kserve, me, models, oip,
-    plans, tenants, usage,
+    audit, breakers, cache, chat, deployments, embeddings, events, health, keys, kserve, me,
+    models, oip, plans, tenants, usage,
 };
 
 #[derive(OpenApi)]
@@ -25,6 +25,7 @@ use super::{
         deployments::admin_put, deployments::admin_get, deployments::admin_delete,
         me::me,
         embeddings::create, chat::create, cache::purge,
+        events::ingest, events::read, events::stream,
         usage::tenant_totals, usage::tenant_records, usage::admin_totals, usage::admin_records,
         usage::list_prices, usage::put_price, usage::delete_price,
         oip::server_metadata, oip::model_metadata, oip::version_metadata, oip::model_ready, oip::version_ready,

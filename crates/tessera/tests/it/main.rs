@@ -14,6 +14,7 @@ mod clients;
 mod deployments;
 mod durability;
 mod embeddings;
+mod events;
 mod faults;
 mod isolation;
 mod jwks;

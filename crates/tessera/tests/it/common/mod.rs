@@ -252,6 +252,40 @@ impl Resp {
     }
 }
 
+/// An open event tail (server-sent events).
+pub struct Tail {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl Tail {
+    /// The next event (its offset and data), or `None` if none comes within `wait`.
+    pub async fn next_event(&mut self, wait: Duration) -> Option<(u64, Value)> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut id = None;
+                let mut data = None;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        id = v.parse().ok();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data = serde_json::from_str(v).ok();
+                    }
+                }
+                if let (Some(id), Some(data)) = (id, data) {
+                    return Some((id, data));
+                }
+            }
+            match tokio::time::timeout_at(deadline, self.resp.chunk()).await {
+                Ok(Ok(Some(c))) => self.buf.push_str(&String::from_utf8_lossy(&c)),
+                _ => return None,
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Api {
     pub http: reqwest::Client,
@@ -287,6 +321,29 @@ impl Api {
 
     pub async fn get(&self, path: &str, key: &str) -> Resp {
         self.call(Method::GET, path, Some(key), None).await
+    }
+
+    /// `POST /v1/events` with `events` (a JSON array).
+    pub async fn send_events(&self, key: &str, events: Value) -> Resp {
+        self.call(
+            Method::POST,
+            "/v1/events",
+            Some(key),
+            Some(serde_json::json!({"events": events})),
+        )
+        .await
+    }
+
+    /// Opens `GET /v1/events/stream?{query}`, resuming after `last` when given.
+    pub async fn tail(&self, key: &str, query: &str, last: Option<u64>) -> Tail {
+        let mut req =
+            self.http.get(format!("{}/v1/events/stream?{query}", self.url)).bearer_auth(key);
+        if let Some(l) = last {
+            req = req.header("last-event-id", l.to_string());
+        }
+        let resp = req.send().await.expect("request reaches the server");
+        assert_eq!(resp.status(), StatusCode::OK, "{query}");
+        Tail { resp, buf: String::new() }
     }
 
     /// POSTs raw bytes (a model artifact) to `path`.
@@ -475,12 +532,18 @@ pub struct Pair {
 
 impl Pair {
     pub async fn start(admin_key: &str) -> Option<Pair> {
+        Self::start_with(admin_key, &[]).await
+    }
+
+    /// Two replicas with `extra` flags each (e.g. `--nats-url`).
+    pub async fn start_with(admin_key: &str, extra: &[String]) -> Option<Pair> {
         let pg = Backend::postgres().await?;
         let redis = tessera_store::conformance::service_url("TESSERA_TEST_REDIS_URL")?;
         let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let opts = |d: &Path| {
             let mut o = Options::new(&pg, d).env("TESSERA_ADMIN_KEY", admin_key);
             o.args = vec!["--redis-url".into(), redis.clone()];
+            o.args.extend(extra.iter().cloned());
             // A loaded CI machine must not push admissions onto the fallback path.
             o.env("TESSERA__REDIS_TIMEOUT_MS", "2000")
         };
