@@ -18,10 +18,12 @@ fn python() -> Option<String> {
     tessera_store::conformance::service_url("TESSERA_TEST_PYTHON")
 }
 
-fn run(program: &str, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(program).args(args).output().unwrap_or_else(|e| {
-        panic!("cannot run {program}: {e}; .ci/run installs it in the test venv")
-    });
+/// Runs `program` in `cwd` (schemathesis keeps a cache in its working directory).
+fn run(program: &str, args: &[&str], cwd: &std::path::Path) -> (bool, String) {
+    let out =
+        std::process::Command::new(program).args(args).current_dir(cwd).output().unwrap_or_else(
+            |e| panic!("cannot run {program}: {e}; .ci/run installs it in the test venv"),
+        );
     let text =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
@@ -49,11 +51,12 @@ async fn fuzz(as_tenant: bool) {
     std::fs::write(&doc_path, doc).unwrap();
     let doc_path = doc_path.display().to_string();
 
-    let (ok, text) = run(&py, &["-m", "openapi_spec_validator", &doc_path]);
+    let (ok, text) = run(&py, &["-m", "openapi_spec_validator", &doc_path], dir.path());
     assert!(ok, "the OpenAPI document does not validate:\n{text}");
 
     let schemathesis = bin.join("schemathesis").display().to_string();
     let url = s.url.clone();
+    let cwd = dir.path().to_owned();
     let (ok, text) = tokio::task::spawn_blocking(move || {
         let auth = format!("Authorization: Bearer {key}");
         run(
@@ -80,6 +83,7 @@ async fn fuzz(as_tenant: bool) {
                 "--workers",
                 "1",
             ],
+            &cwd,
         )
     })
     .await
