@@ -16,10 +16,14 @@ pub struct Tenant {
     pub plan: String,
     pub segment: Option<String>,
     pub created_at: Timestamp,
+    /// The share of inferences (0.0-1.0) that leave a prediction record.
+    pub prediction_sample_rate: f64,
+    /// Whether prediction records keep the input text (it may be personal data).
+    pub store_inputs: bool,
 }
 
 /// Body of `POST /admin/v1/tenants`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
@@ -32,11 +36,29 @@ pub struct NewTenant {
     #[serde(default)]
     #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub segment: Option<String>,
+    /// The share of inferences that leave a prediction record (default 1.0).
+    #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub prediction_sample_rate: Option<f64>,
+    /// Keep input text in prediction records (default false).
+    #[serde(default)]
+    pub store_inputs: Option<bool>,
+}
+
+fn validate_rate(rate: Option<f64>) -> Result<(), ValidationError> {
+    match rate {
+        Some(r) if !(0.0..=1.0).contains(&r) => Err(ValidationError::new(
+            "prediction_sample_rate",
+            format!("prediction_sample_rate must be between 0 and 1, got {r}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl NewTenant {
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_name("name", &self.name)?;
+        validate_rate(self.prediction_sample_rate)?;
         if let Some(plan) = &self.plan {
             validate_name("plan", plan)?;
         }
@@ -61,10 +83,16 @@ pub struct TenantPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<crate::ids::Name>)]
     pub segment: Option<Option<String>>,
+    #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub prediction_sample_rate: Option<f64>,
+    #[serde(default)]
+    pub store_inputs: Option<bool>,
 }
 
 impl TenantPatch {
     pub fn validate(&self) -> Result<(), ValidationError> {
+        validate_rate(self.prediction_sample_rate)?;
         if let Some(name) = &self.name {
             validate_name("name", name)?;
         }
@@ -99,6 +127,9 @@ pub struct Plan {
     #[serde(default)]
     #[schema(value_type = Option<Vec<crate::ids::Name>>)]
     pub models: Option<Vec<String>>,
+    /// Events per minute a tenant may send (`POST /v1/events`).
+    #[serde(default)]
+    pub events_per_minute: Option<u64>,
 }
 
 impl Plan {
@@ -112,6 +143,7 @@ impl Plan {
                 concurrency: Some(4),
                 monthly_budget_usd: Some(5.0),
                 models: None,
+                events_per_minute: Some(6_000),
             },
             Plan {
                 name: "pro".into(),
@@ -120,6 +152,7 @@ impl Plan {
                 concurrency: Some(64),
                 monthly_budget_usd: Some(1_000.0),
                 models: None,
+                events_per_minute: Some(600_000),
             },
         ]
     }
@@ -127,8 +160,12 @@ impl Plan {
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_name("name", &self.name)?;
         validate_budget(self.monthly_budget_usd)?;
-        for (param, v) in [("rpm", self.rpm), ("tpm", self.tpm), ("concurrency", self.concurrency)]
-        {
+        for (param, v) in [
+            ("rpm", self.rpm),
+            ("tpm", self.tpm),
+            ("concurrency", self.concurrency),
+            ("events_per_minute", self.events_per_minute),
+        ] {
             validate_limit(param, v)?;
         }
         validate_models(self.models.as_deref())
@@ -149,6 +186,9 @@ impl Plan {
         }
         if let Some(v) = patch.models {
             self.models = v;
+        }
+        if let Some(v) = patch.events_per_minute {
+            self.events_per_minute = v;
         }
     }
 }
@@ -200,13 +240,20 @@ pub struct PlanPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Vec<crate::ids::Name>>)]
     pub models: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub events_per_minute: Option<Option<u64>>,
 }
 
 impl PlanPatch {
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_budget(self.monthly_budget_usd.flatten())?;
-        for (param, v) in [("rpm", self.rpm), ("tpm", self.tpm), ("concurrency", self.concurrency)]
-        {
+        for (param, v) in [
+            ("rpm", self.rpm),
+            ("tpm", self.tpm),
+            ("concurrency", self.concurrency),
+            ("events_per_minute", self.events_per_minute),
+        ] {
             validate_limit(param, v.flatten())?;
         }
         validate_models(self.models.as_ref().and_then(|m| m.as_deref()))

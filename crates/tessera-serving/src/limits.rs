@@ -57,6 +57,8 @@ pub enum Dim {
     Concurrency,
     /// Micro-dollars this calendar month (UTC): the monthly budget.
     Spend,
+    /// Events sent per minute (`POST /v1/events`).
+    Events,
 }
 
 impl Dim {
@@ -66,6 +68,7 @@ impl Dim {
             Dim::Tokens => "tokens",
             Dim::Concurrency => "concurrency",
             Dim::Spend => "spend",
+            Dim::Events => "events",
         }
     }
 }
@@ -599,6 +602,7 @@ impl Limiter {
             Dim::Tokens => ("tokens per minute", reset_secs),
             Dim::Concurrency => ("concurrent requests", 1),
             Dim::Spend => ("monthly budget (in micro-dollars)", seconds_to_next_month()),
+            Dim::Events => ("events per minute", reset_secs),
         };
         let mut headers = HeaderMap::new();
         let used: Vec<u64> =

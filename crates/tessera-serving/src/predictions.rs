@@ -31,6 +31,8 @@ pub struct Prediction {
     pub model: String,
     pub version: String,
     pub tier: String,
+    /// The route, as the cache names it (`embeddings`, `chat`, ...).
+    pub route: &'static str,
     /// The caller's `user`, when it named one (so a subject's deletion finds it).
     pub user: Option<String>,
     /// SHA-256 of the input as the route sees it, hex.
@@ -55,6 +57,7 @@ impl Prediction {
         properties.insert("model".into(), json!(self.model));
         properties.insert("version".into(), json!(self.version));
         properties.insert("tier".into(), json!(self.tier));
+        properties.insert("route".into(), json!(self.route));
         properties.insert("input_digest".into(), json!(self.input_digest));
         if let Some(i) = self.input {
             properties.insert("input".into(), json!(i));
@@ -64,6 +67,24 @@ impl Prediction {
         properties.insert("model_ms".into(), json!(self.model_time.as_secs_f64() * 1e3));
         properties.insert("cache".into(), json!(self.cache));
         NewEvent { id: Some(self.id), event_type: "prediction".into(), entity, ts: now, properties }
+    }
+}
+
+/// What a prediction record keeps of a request.
+#[derive(Debug, Clone, Default)]
+pub struct RecordInput {
+    /// SHA-256 of the input as the route sees it, hex; empty when unknown.
+    pub digest: String,
+    /// The input text, on text routes.
+    pub text: Option<String>,
+}
+
+impl RecordInput {
+    /// The digest of `input` (its JSON), and its text if any.
+    pub fn of(input: &Value, text: Option<String>) -> Self {
+        use sha2::Digest as _;
+        let bytes = serde_json::to_vec(input).unwrap_or_default();
+        Self { digest: hex::encode(sha2::Sha256::digest(&bytes)), text }
     }
 }
 

@@ -86,7 +86,7 @@ async fn tenant(store: &dyn MetadataStore, name: &str) -> (Tenant, TenantCtx) {
     let t = store
         .create_tenant(
             &sys(),
-            &NewTenant { name: name.into(), plan: None, segment: None },
+            &NewTenant { name: name.into(), plan: None, segment: None, ..Default::default() },
             &actor(),
         )
         .await
@@ -111,9 +111,10 @@ pub async fn plans(store: &dyn MetadataStore) {
     store.create_plan(&sys(), &p, &actor()).await.unwrap();
     assert_eq!(store.get_plan("team").await.unwrap(), p);
     assert!(matches!(store.create_plan(&sys(), &p, &actor()).await, Err(StoreError::Conflict(_))));
-    let patch: PlanPatch = serde_json::from_str(r#"{"rpm": null, "tpm": 7}"#).unwrap();
+    let patch: PlanPatch =
+        serde_json::from_str(r#"{"rpm": null, "tpm": 7, "events_per_minute": 90}"#).unwrap();
     let updated = store.update_plan(&sys(), "team", patch, &actor()).await.unwrap();
-    assert_eq!((updated.rpm, updated.tpm), (None, Some(7)));
+    assert_eq!((updated.rpm, updated.tpm, updated.events_per_minute), (None, Some(7), Some(90)));
     assert_eq!(store.get_plan("team").await.unwrap(), updated);
     assert!(matches!(store.get_plan("nope").await, Err(StoreError::NotFound { .. })));
 }
@@ -121,24 +122,37 @@ pub async fn plans(store: &dyn MetadataStore) {
 pub async fn tenants(store: &dyn MetadataStore) {
     let (t, ctx) = tenant(store, "acme").await;
     assert_eq!(t.plan, "free");
+    assert_eq!(
+        (t.prediction_sample_rate, t.store_inputs),
+        (1.0, false),
+        "records for all, no inputs"
+    );
     assert_eq!(store.get_tenant(&ctx).await.unwrap(), t);
     let dup = store
         .create_tenant(
             &sys(),
-            &NewTenant { name: "acme".into(), plan: None, segment: None },
+            &NewTenant { name: "acme".into(), plan: None, segment: None, ..Default::default() },
             &actor(),
         )
         .await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
-    let bad_plan = NewTenant { name: "other".into(), plan: Some("gold".into()), segment: None };
+    let bad_plan =
+        NewTenant { name: "other".into(), plan: Some("gold".into()), ..Default::default() };
     match store.create_tenant(&sys(), &bad_plan, &actor()).await {
         Err(StoreError::Invalid(e)) => assert_eq!(e.param.as_deref(), Some("plan")),
         other => panic!("expected invalid plan, got {other:?}"),
     }
-    let patch =
-        TenantPatch { plan: Some("pro".into()), segment: Some(Some("retail".into())), name: None };
+    let patch = TenantPatch {
+        plan: Some("pro".into()),
+        segment: Some(Some("retail".into())),
+        prediction_sample_rate: Some(0.25),
+        store_inputs: Some(true),
+        ..Default::default()
+    };
     let moved = store.update_tenant(&sys(), &ctx, &patch, &actor()).await.unwrap();
     assert_eq!((moved.plan.as_str(), moved.segment.as_deref()), ("pro", Some("retail")));
+    assert_eq!(store.get_tenant(&ctx).await.unwrap(), moved, "settings are stored");
+    assert_eq!((moved.prediction_sample_rate, moved.store_inputs), (0.25, true));
     let clear = TenantPatch { segment: Some(None), ..Default::default() };
     assert_eq!(store.update_tenant(&sys(), &ctx, &clear, &actor()).await.unwrap().segment, None);
     let (_, ctx2) = tenant(store, "globex").await;
@@ -258,7 +272,12 @@ pub async fn audit_chain_survives_concurrent_writers(store: Arc<dyn MetadataStor
         let s = store.clone();
         #[expect(clippy::disallowed_methods, reason = "test code awaiting its own tasks")]
         tasks.push(tokio::spawn(async move {
-            let new = NewTenant { name: format!("t{i}"), plan: None, segment: None };
+            let new = NewTenant {
+                name: format!("t{i}"),
+                plan: None,
+                segment: None,
+                ..Default::default()
+            };
             s.create_tenant(&sys(), &new, &actor()).await.map(|_| ())
         }));
     }

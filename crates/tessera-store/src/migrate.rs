@@ -22,6 +22,7 @@ pub(crate) const COMMON: &[Migration] = &[
         name: "prediction_ids",
         sql: include_str!("migrations/0010_prediction_ids.sql"),
     },
+    Migration { version: 11, name: "events", sql: include_str!("migrations/0011_events.sql") },
 ];
 
 pub(crate) const POSTGRES_ONLY: &[Migration] = &[

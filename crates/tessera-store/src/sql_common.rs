@@ -107,7 +107,7 @@ macro_rules! sql_metadata_store {
         }
 
         async fn tenant_in_tx(tx: &mut Tx, id: &TenantId) -> Result<Tenant, StoreError> {
-            let row = sqlx::query("SELECT id, name, plan, segment, created_at FROM tenants WHERE id = $1")
+            let row = sqlx::query("SELECT id, name, plan, segment, created_at, prediction_sample_rate, store_inputs FROM tenants WHERE id = $1")
                 .bind(id.as_str())
                 .fetch_optional(&mut **tx)
                 .await?
@@ -118,8 +118,8 @@ macro_rules! sql_metadata_store {
         async fn insert_plan(tx: &mut Tx, p: &Plan) -> Result<(), StoreError> {
             let models = p.models.as_ref().map(to_json).transpose()?;
             sqlx::query(
-                "INSERT INTO plans (name, rpm, tpm, concurrency, monthly_budget_usd, models, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO plans (name, rpm, tpm, concurrency, monthly_budget_usd, models, created_at, events_per_minute) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&p.name)
             .bind(to_i64(p.rpm))
@@ -128,6 +128,7 @@ macro_rules! sql_metadata_store {
             .bind(p.monthly_budget_usd)
             .bind(models)
             .bind(Timestamp::now().millis())
+            .bind(to_i64(p.events_per_minute))
             .execute(&mut **tx)
             .await?;
             Ok(())
@@ -190,7 +191,7 @@ macro_rules! sql_metadata_store {
             async fn list_plans(&self) -> Result<Vec<Plan>, StoreError> {
                 let mut tx = self.begin(TxScope::System, false).await?;
                 let rows = sqlx::query(
-                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models FROM plans ORDER BY name",
+                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models, events_per_minute FROM plans ORDER BY name",
                 )
                 .fetch_all(&mut *tx)
                 .await?;
@@ -201,7 +202,7 @@ macro_rules! sql_metadata_store {
             async fn get_plan(&self, name: &str) -> Result<Plan, StoreError> {
                 let mut tx = self.begin(TxScope::System, false).await?;
                 let row = sqlx::query(
-                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models FROM plans WHERE name = $1",
+                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models, events_per_minute FROM plans WHERE name = $1",
                 )
                 .bind(name)
                 .fetch_optional(&mut *tx)
@@ -219,7 +220,7 @@ macro_rules! sql_metadata_store {
             ) -> Result<Plan, StoreError> {
                 let mut tx = self.begin(TxScope::System, true).await?;
                 let row = sqlx::query(
-                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models FROM plans WHERE name = $1",
+                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models, events_per_minute FROM plans WHERE name = $1",
                 )
                 .bind(name)
                 .fetch_optional(&mut *tx)
@@ -229,8 +230,8 @@ macro_rules! sql_metadata_store {
                 plan.apply(patch);
                 let models = plan.models.as_ref().map(to_json).transpose()?;
                 sqlx::query(
-                    "UPDATE plans SET rpm = $1, tpm = $2, concurrency = $3, monthly_budget_usd = $4, models = $5 \
-                     WHERE name = $6",
+                    "UPDATE plans SET rpm = $1, tpm = $2, concurrency = $3, monthly_budget_usd = $4, models = $5, \
+                     events_per_minute = $7 WHERE name = $6",
                 )
                 .bind(to_i64(plan.rpm))
                 .bind(to_i64(plan.tpm))
@@ -238,6 +239,7 @@ macro_rules! sql_metadata_store {
                 .bind(plan.monthly_budget_usd)
                 .bind(models)
                 .bind(name)
+                .bind(to_i64(plan.events_per_minute))
                 .execute(&mut *tx)
                 .await?;
                 append_audit(&mut tx, None, "plan.update", name, actor).await?;
@@ -252,6 +254,8 @@ macro_rules! sql_metadata_store {
                     plan: new.plan.clone().unwrap_or_else(|| "free".to_owned()),
                     segment: new.segment.clone(),
                     created_at: Timestamp::now(),
+                    prediction_sample_rate: new.prediction_sample_rate.unwrap_or(1.0),
+                    store_inputs: new.store_inputs.unwrap_or(false),
                 };
                 let mut tx = self.begin(TxScope::System, true).await?;
                 require_plan(&mut tx, &tenant.plan).await?;
@@ -262,12 +266,17 @@ macro_rules! sql_metadata_store {
                 if taken.is_some() {
                     return Err(StoreError::Conflict(format!("tenant name {:?} is taken", tenant.name)));
                 }
-                sqlx::query("INSERT INTO tenants (id, name, plan, segment, created_at) VALUES ($1, $2, $3, $4, $5)")
+                sqlx::query(
+                    "INSERT INTO tenants (id, name, plan, segment, created_at, prediction_sample_rate, store_inputs) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
                     .bind(tenant.id.as_str())
                     .bind(&tenant.name)
                     .bind(&tenant.plan)
                     .bind(&tenant.segment)
                     .bind(tenant.created_at.millis())
+                    .bind(tenant.prediction_sample_rate)
+                    .bind(tenant.store_inputs)
                     .execute(&mut *tx)
                     .await?;
                 append_audit(&mut tx, Some(&tenant.id), "tenant.create", tenant.id.as_str(), actor).await?;
@@ -277,7 +286,7 @@ macro_rules! sql_metadata_store {
 
             async fn list_tenants(&self, _sys: &SystemCtx) -> Result<Vec<Tenant>, StoreError> {
                 let mut tx = self.begin(TxScope::System, false).await?;
-                let rows = sqlx::query("SELECT id, name, plan, segment, created_at FROM tenants ORDER BY created_at, id")
+                let rows = sqlx::query("SELECT id, name, plan, segment, created_at, prediction_sample_rate, store_inputs FROM tenants ORDER BY created_at, id")
                     .fetch_all(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -319,10 +328,21 @@ macro_rules! sql_metadata_store {
                 if let Some(segment) = &patch.segment {
                     t.segment = segment.clone();
                 }
-                sqlx::query("UPDATE tenants SET name = $1, plan = $2, segment = $3 WHERE id = $4")
+                if let Some(rate) = patch.prediction_sample_rate {
+                    t.prediction_sample_rate = rate;
+                }
+                if let Some(keep) = patch.store_inputs {
+                    t.store_inputs = keep;
+                }
+                sqlx::query(
+                    "UPDATE tenants SET name = $1, plan = $2, segment = $3, prediction_sample_rate = $4, \
+                     store_inputs = $5 WHERE id = $6",
+                )
                     .bind(&t.name)
                     .bind(&t.plan)
                     .bind(&t.segment)
+                    .bind(t.prediction_sample_rate)
+                    .bind(t.store_inputs)
                     .bind(t.id.as_str())
                     .execute(&mut *tx)
                     .await?;

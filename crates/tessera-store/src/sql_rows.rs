@@ -15,6 +15,7 @@ macro_rules! sql_row_helpers {
                 concurrency: to_u64(r.try_get("concurrency")?),
                 monthly_budget_usd: r.try_get("monthly_budget_usd")?,
                 models: models.map(|m| serde_json::from_str(&m)).transpose().map_err(corrupt)?,
+                events_per_minute: to_u64(r.try_get("events_per_minute")?),
             })
         }
 
@@ -25,6 +26,8 @@ macro_rules! sql_row_helpers {
                 plan: r.try_get("plan")?,
                 segment: r.try_get("segment")?,
                 created_at: Timestamp::from_millis(r.try_get("created_at")?),
+                prediction_sample_rate: r.try_get("prediction_sample_rate")?,
+                store_inputs: r.try_get("store_inputs")?,
             })
         }
 

@@ -110,12 +110,9 @@ mod postgres {
         h.pg.ensure_default_plans(&sys).await.unwrap();
         let mut ctxs = Vec::new();
         for (name, n) in [("a", 2), ("b", 3)] {
-            let t =
-                h.pg.create_tenant(
-                    &sys,
-                    &NewTenant { name: name.into(), plan: None, segment: None },
-                    &actor,
-                )
+            let t = h
+                .pg
+                .create_tenant(&sys, &NewTenant { name: name.into(), ..Default::default() }, &actor)
                 .await
                 .unwrap();
             let ctx = sys.tenant(t.id);

@@ -24,6 +24,7 @@ use crate::state::AppState;
 use tessera_serving::Services;
 use tessera_serving::cache::Policy;
 use tessera_serving::inference::{Answer, Backend, Call, Job, Reply, ServeError, Target};
+use tessera_serving::predictions::RecordInput;
 
 const PATH: &str = "/chat/completions";
 const ROUTE: &str = "/v1/chat/completions";
@@ -118,6 +119,26 @@ impl Job for ChatJob {
         accepts_chat(m)
     }
 
+    /// The messages; the text kept is the last user message.
+    fn record_input(&self) -> RecordInput {
+        let text = self.body["messages"].as_array().and_then(|m| {
+            m.iter()
+                .rev()
+                .find(|m| m["role"] == "user")
+                .and_then(|m| m["content"].as_str().map(str::to_owned))
+        });
+        RecordInput::of(&self.body["messages"], text)
+    }
+
+    /// How the answer ended and how long it is.
+    fn summary(&self, out: &Value) -> Value {
+        let choice = &out["choices"][0];
+        serde_json::json!({
+            "finish_reason": choice["finish_reason"],
+            "chars": choice["message"]["content"].as_str().map_or(0, str::len),
+        })
+    }
+
     async fn run(&self, s: &Services, t: &Target) -> Result<Answer<Value>, ServeError> {
         let Backend::Remote(r) = &t.backend else {
             return Err(ServeError::Internal("a chat job on a local model".into()));
@@ -170,6 +191,22 @@ impl Job for StreamJob {
 
     fn accepts_model(&self, m: &Model) -> Result<(), ServeError> {
         accepts_chat(m)
+    }
+
+    /// The messages; the text kept is the last user message.
+    fn record_input(&self) -> RecordInput {
+        let text = self.body["messages"].as_array().and_then(|m| {
+            m.iter()
+                .rev()
+                .find(|m| m["role"] == "user")
+                .and_then(|m| m["content"].as_str().map(str::to_owned))
+        });
+        RecordInput::of(&self.body["messages"], text)
+    }
+
+    /// A stream's answer is not known when it opens.
+    fn summary(&self, _out: &Opened) -> Value {
+        serde_json::json!({"stream": true})
     }
 
     async fn run(&self, s: &Services, t: &Target) -> Result<Answer<Opened>, ServeError> {

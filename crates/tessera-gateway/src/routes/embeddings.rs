@@ -27,6 +27,7 @@ use tessera_serving::cache::Policy;
 use tessera_serving::inference::{
     Answer, Backend, Call, Job, MAX_INPUTS, Reply, ServeError, Target, backend,
 };
+use tessera_serving::predictions::RecordInput;
 
 const ROUTE: &str = "/v1/embeddings";
 
@@ -198,6 +199,20 @@ impl Job for EmbedJob {
 
     fn uses_cache(&self) -> bool {
         true
+    }
+
+    fn record_input(&self) -> RecordInput {
+        RecordInput::of(&Value::from(self.texts.clone()), Some(self.texts.join("\n")))
+    }
+
+    /// How many vectors, of what size.
+    fn summary(&self, out: &Value) -> Value {
+        let data = out.get("data").and_then(Value::as_array);
+        let dims = data
+            .and_then(|d| d.first())
+            .and_then(|e| e["embedding"].as_array().map(Vec::len))
+            .or(self.dimensions);
+        serde_json::json!({"vectors": data.map_or(0, Vec::len), "dimensions": dims})
     }
 
     async fn run(&self, s: &Services, t: &Target) -> Result<Answer<Value>, ServeError> {

@@ -58,7 +58,7 @@ pub struct Stored {
 /// Store a batch of events.
 #[utoipa::path(post, path = "/v1/events", tag = "events", request_body = IngestRequest,
     responses((status = 202, body = IngestAnswer), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn ingest(
     State(s): State<AppState>,
     auth: Authed,
@@ -72,6 +72,7 @@ pub async fn ingest(
             }
             IngestError::Invalid { .. } => ApiError::invalid(e.param(), e.to_string()),
         })?;
+    tessera_serving::inference::admit_events(&s, &ctx, events.len() as u64).await?;
     let out = s.events().append(ctx.tenant_id(), Topic::Events, events).await.map_err(log_error)?;
     let answer = IngestAnswer {
         object: "event.batch",

@@ -26,6 +26,7 @@ use tessera_serving::cache::Policy;
 use tessera_serving::inference::{
     Answer, Backend, Call, Job, MAX_INPUTS, Reply, ServeError, Target, backend,
 };
+use tessera_serving::predictions::RecordInput;
 
 const ROUTE: &str = "/v1/models/{name}:predict";
 
@@ -195,6 +196,19 @@ impl Job for PredictJob {
 
     fn uses_cache(&self) -> bool {
         true
+    }
+
+    fn record_input(&self) -> RecordInput {
+        RecordInput::of(&Value::from(self.instances.clone()), None)
+    }
+
+    /// The first predictions (a label and score, or top-k, per instance).
+    fn summary(&self, out: &Value) -> Value {
+        let preds = out["predictions"].as_array();
+        serde_json::json!({
+            "instances": preds.map_or(0, Vec::len),
+            "predictions": preds.map(|p| p.iter().take(8).cloned().collect::<Vec<_>>()),
+        })
     }
 
     async fn run(&self, s: &Services, t: &Target) -> Result<Answer<Value>, ServeError> {

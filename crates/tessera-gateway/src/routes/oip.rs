@@ -36,6 +36,7 @@ use tessera_serving::inference::{
     Answer, Backend, Call, Caller, Job, Reply, ServeError, Target, backend, pool_key, resolve,
     target,
 };
+use tessera_serving::predictions::RecordInput;
 
 pub(super) const OUTPUT: &str = "embedding";
 pub(super) const BINARY_HEADER: &str = "inference-header-content-length";
@@ -248,6 +249,17 @@ pub(super) struct OipOutput {
     post: Vec<Value>,
 }
 
+/// The output tensors' names and shapes, and the head's post-processed
+/// answers (labels and scores) when there are any, at most 8.
+fn oip_summary(out: &OipOutput) -> Value {
+    let outputs: Vec<Value> = out
+        .outputs
+        .iter()
+        .map(|(name, t)| serde_json::json!({"name": name, "shape": t.shape}))
+        .collect();
+    serde_json::json!({"outputs": outputs, "post": out.post.iter().take(8).cloned().collect::<Vec<_>>()})
+}
+
 /// One OIP inference request on the pipeline. Inputs are decoded per
 /// target: text models read one BYTES input, tensor models named tensors.
 struct OipJob {
@@ -284,6 +296,30 @@ impl Job for OipJob {
 
     fn accepts_model(&self, m: &Model) -> Result<(), ServeError> {
         tessera_serving::inference::accepts_local(m, &self.task)
+    }
+
+    /// The input tensors' names, types and shapes, and the binary data.
+    fn record_input(&self) -> RecordInput {
+        use sha2::Digest as _;
+        let shapes: Vec<Value> = self
+            .req
+            .inputs
+            .iter()
+            .map(|i| serde_json::json!([i.name, i.datatype, i.shape]))
+            .collect();
+        let mut h = sha2::Sha256::new();
+        h.update(serde_json::to_vec(&shapes).unwrap_or_default());
+        h.update(
+            serde_json::to_vec(&self.req.inputs.iter().map(|i| &i.data).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        );
+        h.update(&self.binary);
+        RecordInput { digest: hex::encode(h.finalize()), text: None }
+    }
+
+    /// The output tensors' names and shapes.
+    fn summary(&self, out: &Self::Output) -> Value {
+        oip_summary(out)
     }
 
     async fn run(&self, s: &Services, t: &Target) -> Result<Answer<OipOutput>, ServeError> {

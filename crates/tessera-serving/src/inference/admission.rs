@@ -100,6 +100,33 @@ pub async fn admit(
     Ok(admitted)
 }
 
+/// Admits `events` events for the caller's tenant against its plan's
+/// `events_per_minute` (through Redis across replicas when configured).
+pub async fn admit_events(
+    s: &Services,
+    ctx: &tessera_core::auth::TenantCtx,
+    events: u64,
+) -> Result<(), ServeError> {
+    let info = s.tenants().get(s.store(), ctx).await?;
+    let Some(limit) = info.plan.events_per_minute else { return Ok(()) };
+    let check = Check {
+        owner: "tenant",
+        id: ctx.tenant_id().as_str().to_owned(),
+        dim: Dim::Events,
+        limit,
+        cost: events,
+    };
+    s.limiter().admit(vec![check]).await.map(drop).map_err(|d| ServeError::RateLimited {
+        message: d.message,
+        retry_after_secs: d.retry_after_secs,
+        headers: d
+            .headers
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect(),
+    })
+}
+
 /// A rough token count for text, before the model has counted: about four
 /// characters a token, at least one per piece of text.
 pub fn estimate_tokens<'a>(texts: impl IntoIterator<Item = &'a str>) -> u64 {

@@ -10,7 +10,7 @@
 //! from its [`Meta`], never from response headers.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -22,6 +22,7 @@ use super::shadow::{Primary, mirror};
 use crate::Services;
 use crate::cache::{CacheStatus, Entry, Policy};
 use crate::limits::Admitted;
+use crate::predictions::{Prediction, RecordInput, sampled};
 use tessera_core::model::Model;
 
 /// One protocol operation on the pipeline: how to vet a target, run on it,
@@ -69,6 +70,18 @@ pub trait Job: Send + Sync + 'static {
     /// The part of an answer a shadow's is compared on.
     fn compared(&self, _out: &Self::Output) -> Option<Value> {
         None
+    }
+
+    /// The request as its prediction record keeps it: a digest of the input
+    /// and, on text routes, the text (kept only when the tenant opts in).
+    fn record_input(&self) -> RecordInput {
+        RecordInput::default()
+    }
+
+    /// The answer in bounded form for its prediction record: label and
+    /// score, top-k, vector dimensions.
+    fn summary(&self, _out: &Self::Output) -> Value {
+        Value::Null
     }
 
     /// Runs the request on a shadow version; answers the compared part.
@@ -124,6 +137,7 @@ pub struct Call {
     res: Resolution,
     pin: Option<String>,
     admitted: Admitted,
+    opened: Instant,
 }
 
 impl Call {
@@ -137,9 +151,10 @@ impl Call {
         pin: Option<&str>,
         estimate: (u64, u64),
     ) -> Result<Call, ServeError> {
+        let opened = Instant::now();
         let res = resolve(s, &caller, name).await?;
         let admitted = admit(s, &caller, &res, name, estimate).await?;
-        Ok(Call { s: s.clone(), caller, res, pin: pin.map(str::to_owned), admitted })
+        Ok(Call { s: s.clone(), caller, res, pin: pin.map(str::to_owned), admitted, opened })
     }
 
     /// The requested model as resolved.
@@ -153,7 +168,7 @@ impl Call {
         job: J,
         policy: Policy,
     ) -> Result<Outcome<J::Output>, ServeError> {
-        let Call { s, caller, res, pin, mut admitted } = self;
+        let Call { s, caller, res, pin, mut admitted, opened } = self;
         let job = Arc::new(job);
         // The route's check before anything loads; then the primary target
         // (the version that answers). A primary that cannot serve now is
@@ -171,7 +186,9 @@ impl Call {
         let slot = CacheSlot::lookup(&s, &caller, &primary, &*job, policy).await;
         if let Some(hit) = slot.hit(&s) {
             admitted.settle(0, 0);
-            return Ok(cached(hit, CacheStatus::Hit, admitted));
+            let out = cached(hit, CacheStatus::Hit, admitted);
+            record(&s, &caller, &res, &*job, &out.meta, None, opened);
+            return Ok(out);
         }
         let deployment = res.deployment.clone();
         let fallbacks = deployment.as_ref().map_or(&[][..], |d| d.fallbacks.as_slice());
@@ -182,7 +199,9 @@ impl Call {
             Ran::Stale(entry) => {
                 s.cache().served_stale();
                 admitted.settle(0, 0);
-                return Ok(cached(entry, CacheStatus::Stale, admitted));
+                let out = cached(entry, CacheStatus::Stale, admitted);
+                record(&s, &caller, &res, &*job, &out.meta, None, opened);
+                return Ok(out);
             }
             Ran::Answered { target, answer, model_time, source } => {
                 (target, answer, model_time, source)
@@ -213,8 +232,46 @@ impl Call {
             tokens: answer.tokens,
             prediction_id: tessera_core::ids::new_prediction_id(),
         };
+        record(&s, &caller, &res, &*job, &meta, Some(&answer.output), opened);
         Ok(Outcome { reply: Reply::Fresh(answer.output), meta, admitted })
     }
+}
+
+/// Queues the answer's prediction record when the tenant's sample takes it
+/// (never waits: a full queue drops it and counts it).
+fn record<J: Job>(
+    s: &Services,
+    caller: &Caller,
+    res: &Resolution,
+    job: &J,
+    meta: &Meta,
+    output: Option<&J::Output>,
+    opened: Instant,
+) {
+    let tenant = &res.tenant.tenant;
+    if !sampled(&meta.prediction_id, tenant.prediction_sample_rate) {
+        return;
+    }
+    let input = job.record_input();
+    let output = match output {
+        Some(o) => job.summary(o),
+        None => serde_json::json!({"cached": true}),
+    };
+    let p = Prediction {
+        id: meta.prediction_id.clone(),
+        model: meta.model.clone(),
+        version: meta.version.to_string(),
+        tier: meta.tier.clone(),
+        route: job.cache_route(),
+        user: (!caller.user.is_empty()).then(|| caller.user.clone()),
+        input_digest: input.digest,
+        input: if tenant.store_inputs { input.text } else { None },
+        output,
+        latency: opened.elapsed(),
+        model_time: meta.model_time,
+        cache: meta.cache.as_str(),
+    };
+    s.predictions().record(caller.ctx.tenant_id(), p);
 }
 
 fn cached<O>(entry: Arc<Entry>, cache: CacheStatus, admitted: Admitted) -> Outcome<O> {

@@ -375,3 +375,131 @@ async fn a_nats_outage_answers_503_and_heals() {
     assert_eq!(ids.iter().filter(|i| **i == "after").count(), 1, "{all:?}");
     assert!(ids.len() <= 3, "{all:?}");
 }
+
+/// Polls the tenant's prediction records until one has `id`.
+async fn prediction(s: &Server, key: &str, id: &str) -> Option<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let r = s
+            .api
+            .get(&format!("/v1/events?topic=predictions&entity=prediction_id:{id}"), key)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        if let Some(e) = r.body["data"].as_array().and_then(|d| d.first()) {
+            return Some(e.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_inference_leaves_a_prediction_record() {
+    let up = tessera_standin::Standin::start(Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s =
+        Server::start(Options::new(&Backend::Sqlite, dir.path()).env("TESSERA_ADMIN_KEY", ADMIN))
+            .await;
+    let (tenant, key, _) = s.tenant_with_key("predicting", "developer").await;
+    let m = s
+        .api
+        .remote_model(&key, "llm", "chat", json!({"base_url": up.url, "upstream_model": "gpt"}))
+        .await;
+    assert_eq!(m.status, StatusCode::CREATED, "{m:?}");
+    let ask = |text: &str| json!({"model": "llm", "user": "alice", "messages": [{"role": "user", "content": text}]});
+
+    let r = s.api.chat(&key, ask("private words")).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let id = r.headers["x-tessera-prediction-id"].to_str().unwrap().to_owned();
+    let rec = prediction(&s, &key, &id).await.expect("a prediction record");
+    assert_eq!(
+        (rec["type"].as_str(), rec["id"].as_str(), rec["topic"].as_str()),
+        (Some("prediction"), Some(id.as_str()), Some("predictions"))
+    );
+    assert_eq!(rec["entity"]["user"], "alice");
+    let p = &rec["properties"];
+    assert_eq!(
+        (p["model"].as_str(), p["tier"].as_str(), p["cache"].as_str()),
+        (Some("llm"), Some("tenant"), Some("bypass")),
+        "{rec}"
+    );
+    assert_eq!(p["input_digest"].as_str().map(str::len), Some(64), "{rec}");
+    assert!(p.get("input").is_none(), "inputs are kept only on opt-in: {rec}");
+    assert_eq!(p["output"]["finish_reason"], "stop", "{rec}");
+    assert!(p["latency_ms"].as_f64().unwrap() >= p["model_ms"].as_f64().unwrap());
+    // Other tenants' reads never see it.
+    let (_, other, _) = s.tenant_with_key("bystander", "developer").await;
+    let theirs =
+        s.api.get(&format!("/v1/events?topic=predictions&entity=prediction_id:{id}"), &other).await;
+    assert_eq!(page(&theirs), Vec::<u64>::new());
+
+    // Opting in keeps the text; a sample rate of 0 keeps nothing.
+    let opt_in = s
+        .admin(
+            reqwest::Method::PATCH,
+            &format!("/admin/v1/tenants/{tenant}"),
+            Some(json!({"store_inputs": true})),
+        )
+        .await;
+    assert_eq!(opt_in.status, StatusCode::OK, "{opt_in:?}");
+    assert_eq!(opt_in.body["store_inputs"], true);
+    let r = s.api.chat(&key, ask("keep me")).await;
+    let id = r.headers["x-tessera-prediction-id"].to_str().unwrap().to_owned();
+    let rec = prediction(&s, &key, &id).await.expect("a prediction record");
+    assert_eq!(rec["properties"]["input"], "keep me");
+    let bad = s
+        .admin(
+            reqwest::Method::PATCH,
+            &format!("/admin/v1/tenants/{tenant}"),
+            Some(json!({"prediction_sample_rate": 1.5})),
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.body["error"]["param"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("prediction_sample_rate"))
+    );
+    s.admin(
+        reqwest::Method::PATCH,
+        &format!("/admin/v1/tenants/{tenant}"),
+        Some(json!({"prediction_sample_rate": 0.0})),
+    )
+    .await;
+    let r = s.api.chat(&key, ask("not recorded")).await;
+    let id = r.headers["x-tessera-prediction-id"].to_str().unwrap().to_owned();
+    let later = s.api.chat(&key, ask("flush")).await;
+    assert_eq!(later.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let none =
+        s.api.get(&format!("/v1/events?topic=predictions&entity=prediction_id:{id}"), &key).await;
+    assert_eq!(page(&none), Vec::<u64>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_limits_events_per_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let s =
+        Server::start(Options::new(&Backend::Sqlite, dir.path()).env("TESSERA_ADMIN_KEY", ADMIN))
+            .await;
+    let p = s
+        .admin(
+            reqwest::Method::POST,
+            "/admin/v1/plans",
+            Some(json!({"name": "chatty", "events_per_minute": 10})),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::CREATED, "{p:?}");
+    let (_, key, _) = s.tenant_on_plan("chatty-co", "chatty", "developer").await;
+    let eight: Vec<Value> = (0..8).map(|n| click("u", n)).collect();
+    assert_eq!(s.api.send_events(&key, json!(eight)).await.status, StatusCode::ACCEPTED);
+    let three: Vec<Value> = (0..3).map(|n| click("u", n)).collect();
+    let r = s.api.send_events(&key, json!(three)).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limit_exceeded")),
+        "{r:?}"
+    );
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("events per minute"), "{r:?}");
+    assert!(r.headers.contains_key("retry-after"));
+    let all = s.api.get("/v1/events", &key).await;
+    assert_eq!(page(&all).len(), 8, "the refused batch wrote nothing");
+}
