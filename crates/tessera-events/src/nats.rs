@@ -631,6 +631,59 @@ mod tests {
         h.finish().await;
     }
 
+    /// Two replicas run the same group: each record is handled by one of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_of_a_group_share_its_records() {
+        use crate::runtime::{Consumer, ConsumerConfig, Handler};
+        use std::sync::Arc;
+
+        /// Each handled offset, and which replica handled it.
+        #[derive(Default)]
+        struct Seen(Mutex<Vec<(u64, usize)>>);
+        struct Replica(Arc<Seen>, usize);
+        #[async_trait]
+        impl Handler for Replica {
+            async fn handle(
+                &self,
+                _: &TenantId,
+                _: Topic,
+                records: &[Record],
+            ) -> Result<(), String> {
+                self.0.0.lock().unwrap().extend(records.iter().map(|r| (r.offset, self.1)));
+                Ok(())
+            }
+        }
+        let Some(h) = Nats::new().await else { return };
+        let t = TenantId::generate();
+        let batch: Vec<_> = (0..400).map(|n| event(None, "click", "u1", n)).collect();
+        h.log.append(&t, Topic::Events, batch).await.unwrap();
+        let seen = Arc::new(Seen::default());
+        let mut cfg = ConsumerConfig::new("features", &[Topic::Events]);
+        cfg.batch = 20;
+        cfg.idle_wait = Duration::from_millis(50);
+        let a: Arc<dyn EventLog> = Arc::new(NatsLog::connect(h.cfg.clone()).await.unwrap());
+        let b: Arc<dyn EventLog> = Arc::new(NatsLog::connect(h.cfg.clone()).await.unwrap());
+        let ca = Consumer::new(a, cfg.clone(), Arc::new(Replica(seen.clone(), 0))).unwrap();
+        let cb = Consumer::new(b, cfg, Arc::new(Replica(seen.clone(), 1))).unwrap();
+        let done = async {
+            while seen.0.lock().unwrap().len() < 400 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::select! {
+            () = ca.run() => unreachable!(),
+            () = cb.run() => unreachable!(),
+            () = done => {}
+            () = tokio::time::sleep(Duration::from_secs(30)) => panic!("only {} handled", seen.0.lock().unwrap().len()),
+        }
+        let got = seen.0.lock().unwrap().clone();
+        let offsets: std::collections::BTreeSet<u64> = got.iter().map(|(o, _)| *o).collect();
+        assert_eq!((got.len(), offsets.len()), (400, 400), "each record once");
+        let by_b = got.iter().filter(|(_, r)| *r == 1).count();
+        assert!(by_b > 0 && by_b < 400, "both replicas took part: b handled {by_b}");
+        h.finish().await;
+    }
+
     #[tokio::test]
     async fn an_unreachable_server_fails_within_the_timeout() {
         let mut cfg = NatsConfig::new("nats://127.0.0.1:1");

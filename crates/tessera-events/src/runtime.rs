@@ -177,6 +177,77 @@ impl Consumer {
     }
 }
 
+/// Every consumer of the process, for `/metrics`: `tessera_consumer_lag`,
+/// `tessera_consumer_handled_total`, `tessera_consumer_errors_total` and
+/// `tessera_consumer_log_errors_total`, by consumer group.
+#[derive(Debug, Default)]
+pub struct ConsumerMetrics {
+    consumers: std::sync::Mutex<Vec<(String, Arc<ConsumerStats>)>>,
+}
+
+impl ConsumerMetrics {
+    pub fn add(&self, group: &str, stats: Arc<ConsumerStats>) {
+        self.consumers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((group.to_owned(), stats));
+    }
+
+    fn read(&self, f: impl Fn(&ConsumerStats) -> u64) -> Vec<(ConsumerLabel, i64)> {
+        let all = self.consumers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.iter()
+            .map(|(g, s)| (ConsumerLabel { consumer: g.clone() }, f(s).min(i64::MAX as u64) as i64))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ConsumerLabel {
+    consumer: String,
+}
+
+impl prometheus_client::collector::Collector for ConsumerMetrics {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        use prometheus_client::encoding::EncodeMetric as _;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let lag = self.read(|s| s.lag.load(Ordering::Relaxed));
+        let mut m = encoder.encode_descriptor(
+            "tessera_consumer_lag",
+            "Records a consumer group has not handled yet, over every tenant.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (l, v) in lag {
+            ConstGauge::new(v).encode(m.encode_family(&l)?)?;
+        }
+        for (name, help, read) in [
+            ("tessera_consumer_handled", "Records handled by a consumer group.", 0),
+            ("tessera_consumer_errors", "Batches a consumer's handler failed (and got again).", 1),
+            (
+                "tessera_consumer_log_errors",
+                "Event log calls of a consumer that failed (it paused).",
+                2,
+            ),
+        ] {
+            let values = self.read(|s| match read {
+                0 => s.handled.load(Ordering::Relaxed),
+                1 => s.errors.load(Ordering::Relaxed),
+                _ => s.log_errors.load(Ordering::Relaxed),
+            });
+            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (l, v) in values {
+                ConstCounter::new(v as u64).encode(m.encode_family(&l)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +313,15 @@ mod tests {
             () = tokio::time::sleep(Duration::from_secs(20)) => panic!("not consumed: {:?}", rec.seen.lock().unwrap()),
         }
         assert_eq!(stats.errors.load(Ordering::Relaxed), 1);
+        let metrics = Arc::new(ConsumerMetrics::default());
+        metrics.add("features", stats.clone());
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(metrics));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("tessera_consumer_handled_total{consumer=\"features\"} 3"), "{text}");
+        assert!(text.contains("tessera_consumer_errors_total{consumer=\"features\"} 1"), "{text}");
+        assert!(text.contains("tessera_consumer_lag{consumer=\"features\"} "), "{text}");
         let mut seen = rec.seen.lock().unwrap().clone();
         seen.sort();
         let mut want = vec![(a.clone(), 1), (a.clone(), 2), (b.clone(), 1)];

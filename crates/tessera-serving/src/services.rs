@@ -32,6 +32,7 @@ use crate::tasks::Tasks;
 use crate::tenant_cache::TenantCache;
 use tessera_events::EventLog;
 use tessera_events::ingest::IngestLimits;
+use tessera_events::runtime::{Consumer, ConsumerMetrics};
 
 /// Shadow requests in flight at most; beyond them shadows are dropped.
 const SHADOW_SLOTS: usize = 64;
@@ -101,6 +102,7 @@ struct Inner {
     tasks: Tasks,
     events: Arc<dyn EventLog>,
     predictions: Arc<PredictionLog>,
+    consumers: Arc<ConsumerMetrics>,
     event_settings: EventSettings,
     /// Every metric of the process (the edge's too), encoded on `GET /metrics`.
     metrics: Registry,
@@ -154,6 +156,8 @@ impl Services {
         upstreams.stats.register(&mut metrics);
         let predictions = PredictionLog::start(events.clone());
         predictions.register(&mut metrics);
+        let consumers = Arc::new(ConsumerMetrics::default());
+        metrics.register_collector(Box::new(consumers.clone()));
         start_compaction(&tasks, events.clone(), cfg.events.compact_every);
         Self {
             inner: Arc::new(Inner {
@@ -173,6 +177,7 @@ impl Services {
                 tasks,
                 events,
                 predictions,
+                consumers,
                 event_settings: cfg.events,
                 metrics,
             }),
@@ -248,6 +253,12 @@ impl Services {
     /// Prediction records: the queue to their writer.
     pub fn predictions(&self) -> &Arc<PredictionLog> {
         &self.inner.predictions
+    }
+    /// Runs a consumer of the event log in the background until shutdown;
+    /// its lag and errors show on `/metrics`.
+    pub fn run_consumer(&self, c: Consumer) {
+        self.inner.consumers.add(c.group(), c.stats());
+        self.inner.tasks.spawn_loop(c.run());
     }
     /// What one ingestion request may hold.
     pub fn ingest_limits(&self) -> IngestLimits {

@@ -28,6 +28,9 @@ pub enum Command {
     /// Manage model files.
     #[command(subcommand)]
     Models(ModelsCmd),
+    /// Send events to a running server, or follow them live.
+    #[command(subcommand)]
+    Events(EventsCmd),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
     /// Drive HTTP load at a URL and report latency percentiles and status counts.
@@ -75,6 +78,41 @@ pub struct ClientArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCmd {
+    /// Send the events of a JSON Lines file (one event per line), in batches,
+    /// with a progress bar; 429 and 503 answers are retried after their
+    /// retry-after. Give events an `id` so a re-run stores each one once.
+    Send {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The file; `-` reads standard input.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Events per request (at most the server's events.max_batch).
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
+    /// Follow the tenant's events as they arrive (reconnecting and resuming
+    /// by itself), one line each.
+    Tail {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only events of this type.
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// Only events about this entity, as key:value.
+        #[arg(long)]
+        entity: Option<String>,
+        /// Start at this offset or RFC 3339 time [default: new events only].
+        #[arg(long)]
+        from: Option<String>,
+        /// `events` or `predictions`.
+        #[arg(long, default_value = "events")]
+        topic: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

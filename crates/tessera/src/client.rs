@@ -26,6 +26,16 @@ impl Client {
         Ok(Client { http, base: args.url.trim_end_matches('/').to_owned(), key, json: args.json })
     }
 
+    /// The server's URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The API key the client sends.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     /// Sends a request and returns the JSON answer, or the server's error message.
     pub async fn call(
         &self,

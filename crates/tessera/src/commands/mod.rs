@@ -2,6 +2,7 @@
 
 mod audit;
 mod connections;
+mod events;
 mod keys;
 mod loadtest;
 mod tenants;
@@ -14,6 +15,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenants(cmd) => tenants::run(cmd).await,
         Command::Keys(cmd) => keys::run(cmd).await,
         Command::Audit(cmd) => audit::run(cmd).await,
+        Command::Events(cmd) => events::run(cmd).await,
         Command::Models(crate::cli::ModelsCmd::Fetch { cache_dir }) => {
             let cache = cache_dir.unwrap_or_else(tessera_engine::fetch::cache_dir);
             let result = tokio::task::spawn_blocking(move || {

@@ -122,6 +122,9 @@ fn every_command_has_help() {
         &["models"],
         &["models", "fetch"],
         &["loadtest"],
+        &["events"],
+        &["events", "send"],
+        &["events", "tail"],
     ];
     for c in commands {
         let out = std::process::Command::new(BIN).args(*c).arg("--help").output().unwrap();
@@ -135,4 +138,88 @@ fn openapi_command_prints_the_document() {
     let out = std::process::Command::new(BIN).arg("openapi").output().unwrap();
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(doc["paths"]["/v1/me"]["get"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_send_a_file_and_tail_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(Options::new(&Backend::Sqlite, dir.path())).await;
+    let (_, key, _) = s.tenant_with_key("cli-events", "developer").await;
+    let as_tenant = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .env("TESSERA_URL", &s.url)
+            .env("TESSERA_KEY", &key)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let file = dir.path().join("events.jsonl");
+    let lines: Vec<String> = (0..7)
+        .map(|i| {
+            format!(r#"{{"id": "e{i}", "type": "click", "entity": {{"user_id": "u{}"}}}}"#, i % 2)
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n\n").unwrap();
+    let path = file.display().to_string();
+    let (ok, out, err) = as_tenant(&["events", "send", "-f", &path, "--batch", "3"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("sent 7 events: 7 stored, 0 already there"), "{out}");
+    let (ok, out, _) = as_tenant(&["events", "send", "-f", &path, "--json"]);
+    assert!(ok);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["stored"].as_u64(), v["duplicates"].as_u64()),
+        (Some(0), Some(7)),
+        "a re-run stores nothing twice"
+    );
+
+    // A malformed line stops the run before anything is sent, naming the line.
+    std::fs::write(&file, "{\"type\": \"t\", \"entity\": {\"u\": \"1\"}}\nnot json\n").unwrap();
+    let (ok, _, err) = as_tenant(&["events", "send", "-f", &path]);
+    assert!(!ok && err.contains("line 2"), "{err}");
+    // An event the server refuses is named by its place in the file.
+    std::fs::write(&file, "{\"type\": \"t\", \"entity\": {\"u\": \"1\"}}\n{\"type\": \"bad type\", \"entity\": {\"u\": \"1\"}}\n").unwrap();
+    let (ok, _, err) = as_tenant(&["events", "send", "-f", &path]);
+    assert!(!ok && err.contains("event 2 of the file") && err.contains("events[1].type"), "{err}");
+
+    // The tail prints each event as a JSON line.
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "events",
+            "tail",
+            "--from",
+            "1",
+            "--type",
+            "click",
+            "--entity",
+            "user_id:u1",
+            "--json",
+        ])
+        .env("TESSERA_URL", &s.url)
+        .env("TESSERA_KEY", &key)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut ids = Vec::new();
+    while ids.len() < 3 {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let e: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(e["entity"]["user_id"], "u1");
+        ids.push(e["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids, ["e1", "e3", "e5"]);
+    let (ok, help, _) = as_tenant(&["events", "tail", "--help"]);
+    assert!(ok && help.contains("--entity") && help.contains("Follow"), "{help}");
 }
