@@ -110,6 +110,7 @@ pub fn operation_name(op: Operation) -> &'static str {
         Operation::Inference => "inference",
         Operation::EventsWrite => "events.write",
         Operation::EventsRead => "events.read",
+        Operation::EventsAdmin => "events.admin",
     }
 }
 

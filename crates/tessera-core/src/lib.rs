@@ -8,6 +8,7 @@ pub mod auth;
 pub mod breaker;
 pub mod config;
 pub mod error;
+pub mod event_type;
 pub mod ids;
 pub mod jwt;
 pub mod metrics;

@@ -77,7 +77,9 @@ impl Role {
             O::KeysRead | O::KeysWrite => matches!(self, R::PlatformAdmin | R::TenantAdmin),
             O::AuditRead => matches!(self, R::PlatformAdmin | R::TenantAdmin | R::Viewer),
             O::ModelsRead => !matches!(self, R::Service),
-            O::ModelsWrite => matches!(self, R::PlatformAdmin | R::TenantAdmin | R::Developer),
+            O::ModelsWrite | O::EventsAdmin => {
+                matches!(self, R::PlatformAdmin | R::TenantAdmin | R::Developer)
+            }
             O::Inference | O::EventsWrite => {
                 matches!(self, R::PlatformAdmin | R::TenantAdmin | R::Developer | R::Service)
             }
@@ -121,10 +123,13 @@ pub enum Operation {
     /// Read and tail events, prediction records included.
     #[serde(rename = "events.read")]
     EventsRead,
+    /// Set and remove event type schemas.
+    #[serde(rename = "events.admin")]
+    EventsAdmin,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 10] = [
+    pub const ALL: [Operation; 11] = [
         Operation::PlatformAdmin,
         Operation::TenantRead,
         Operation::KeysRead,
@@ -135,6 +140,7 @@ impl Operation {
         Operation::Inference,
         Operation::EventsWrite,
         Operation::EventsRead,
+        Operation::EventsAdmin,
     ];
 }
 

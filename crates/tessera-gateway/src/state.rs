@@ -91,7 +91,11 @@ impl AppState {
             match change {
                 Change::Key(id) => auth.evict_key(id),
                 Change::Tenant(id) => auth.evict_tenant(id),
-                Change::Plan | Change::Registry | Change::Deployment(_) | Change::Prices => {}
+                Change::Plan
+                | Change::Registry
+                | Change::Deployment(_)
+                | Change::Prices
+                | Change::EventTypes(_) => {}
             }
         });
         Self {

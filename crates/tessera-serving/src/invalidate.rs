@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use tessera_core::apikey::KeyRecord;
 use tessera_core::audit::{AuditActor, AuditEntry};
 use tessera_core::auth::{SystemCtx, TenantCtx};
+use tessera_core::event_type::EventType;
 use tessera_core::ids::{KeyId, TenantId};
 use tessera_core::model::{Model, ModelVersion, NewModel};
 use tessera_core::tenant::{NewTenant, Plan, PlanPatch, Tenant, TenantPatch};
@@ -30,6 +31,8 @@ pub enum Change<'a> {
     /// A model's deployment, by model id.
     Deployment(&'a str),
     Prices,
+    /// A tenant's event type schemas.
+    EventTypes(&'a TenantId),
 }
 
 type Subscriber = Box<dyn Fn(Change<'_>) + Send + Sync>;
@@ -203,6 +206,31 @@ impl MetadataStore for InvalidatingStore {
     ) -> Result<ModelVersion, StoreError> {
         let r = self.inner.add_model_version(writer, model, sha256, size, actor).await;
         self.after(r, Change::Registry)
+    }
+    async fn put_event_type(
+        &self,
+        ctx: &TenantCtx,
+        name: &str,
+        schema: &serde_json::Value,
+        actor: &AuditActor,
+    ) -> Result<EventType, StoreError> {
+        let r = self.inner.put_event_type(ctx, name, schema, actor).await;
+        self.after(r, Change::EventTypes(ctx.tenant_id()))
+    }
+    async fn get_event_type(&self, ctx: &TenantCtx, name: &str) -> Result<EventType, StoreError> {
+        self.inner.get_event_type(ctx, name).await
+    }
+    async fn list_event_types(&self, ctx: &TenantCtx) -> Result<Vec<EventType>, StoreError> {
+        self.inner.list_event_types(ctx).await
+    }
+    async fn delete_event_type(
+        &self,
+        ctx: &TenantCtx,
+        name: &str,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError> {
+        let r = self.inner.delete_event_type(ctx, name, actor).await;
+        self.after(r, Change::EventTypes(ctx.tenant_id()))
     }
     async fn put_deployment(
         &self,

@@ -9,10 +9,12 @@
 //! - `readthrough.rs`, `flight.rs`: per-replica read-through caches;
 //! - `tenant_cache.rs`, `registry_cache.rs`: tenants, names, deployments;
 //! - `invalidate.rs`: the store decorator that announces changes to caches;
+//! - `event_schemas.rs`: tenants' event type schemas, compiled and read through;
 //! - `predictions.rs`: one prediction record per inference, off the request path;
 //! - `redis_link.rs`: the shared Redis link; `tasks.rs`: background tasks.
 
 pub mod cache;
+pub mod event_schemas;
 pub mod flight;
 pub mod inference;
 pub mod invalidate;

@@ -19,6 +19,7 @@ use tessera_store::artifacts::ArtifactStore;
 use tessera_store::{MetadataStore, ModelView};
 
 use crate::cache::ResponseCache;
+use crate::event_schemas::EventSchemas;
 use crate::flight::Flights;
 use crate::inference::ServeError;
 use crate::inference::shadow::Shadows;
@@ -103,6 +104,7 @@ struct Inner {
     events: Arc<dyn EventLog>,
     predictions: Arc<PredictionLog>,
     consumers: Arc<ConsumerMetrics>,
+    event_schemas: Arc<EventSchemas>,
     event_settings: EventSettings,
     /// Every metric of the process (the edge's too), encoded on `GET /metrics`.
     metrics: Registry,
@@ -138,7 +140,8 @@ impl Services {
         let tenants = Arc::new(TenantCache::new(cfg.cache_ttl));
         let registry = Arc::new(RegistryCache::new(cfg.cache_ttl));
         let meter = Meter::start(store.clone());
-        subscribe(&changes, &tenants, &registry, &meter);
+        let event_schemas = Arc::new(EventSchemas::new(cfg.cache_ttl));
+        subscribe(&changes, &tenants, &registry, &meter, &event_schemas);
         let shadows = Shadows {
             slots: Arc::new(tokio::sync::Semaphore::new(SHADOW_SLOTS)),
             stats: Arc::new(ShadowStats::default()),
@@ -178,6 +181,7 @@ impl Services {
                 events,
                 predictions,
                 consumers,
+                event_schemas,
                 event_settings: cfg.events,
                 metrics,
             }),
@@ -260,6 +264,10 @@ impl Services {
         self.inner.consumers.add(c.group(), c.stats());
         self.inner.tasks.spawn_loop(c.run());
     }
+    /// Tenants' event type schemas.
+    pub fn event_schemas(&self) -> &EventSchemas {
+        &self.inner.event_schemas
+    }
     /// What one ingestion request may hold.
     pub fn ingest_limits(&self) -> IngestLimits {
         self.inner.event_settings.ingest
@@ -318,7 +326,9 @@ fn subscribe(
     tenants: &Arc<TenantCache>,
     registry: &Arc<RegistryCache>,
     meter: &Arc<Meter>,
+    event_schemas: &Arc<EventSchemas>,
 ) {
+    let event_schemas = Arc::downgrade(event_schemas);
     let tenants = Arc::downgrade(tenants);
     let (registry, meter) = (Arc::downgrade(registry), Arc::downgrade(meter));
     changes.subscribe(move |change| match change {
@@ -341,6 +351,11 @@ fn subscribe(
         Change::Deployment(model_id) => {
             if let Some(r) = registry.upgrade() {
                 r.forget_deployment(model_id);
+            }
+        }
+        Change::EventTypes(tenant) => {
+            if let Some(e) = event_schemas.upgrade() {
+                e.evict(tenant);
             }
         }
         Change::Prices => {

@@ -528,6 +528,38 @@ pub async fn usage_metering(store: &dyn MetadataStore) {
 /// Deployments: the owner puts, replaces, reads and deletes one, audited;
 /// nobody else can write it; a missing one reads as none and deletes as
 /// not found.
+pub async fn event_types(store: &dyn MetadataStore) {
+    let (_, a) = tenant(store, "acme").await;
+    let (_, b) = tenant(store, "globex").await;
+    let schema = serde_json::json!({"type": "object", "required": ["total"]});
+    let put = store.put_event_type(&a, "order", &schema, &actor()).await.unwrap();
+    assert_eq!((put.name.as_str(), &put.schema), ("order", &schema));
+    assert_eq!(store.get_event_type(&a, "order").await.unwrap(), put);
+    // Replacing keeps one row; another tenant's same name is its own.
+    let v2 = serde_json::json!({"type": "object"});
+    store.put_event_type(&a, "order", &v2, &actor()).await.unwrap();
+    store.put_event_type(&b, "order", &schema, &actor()).await.unwrap();
+    let listed = store.list_event_types(&a).await.unwrap();
+    assert_eq!(listed.iter().map(|t| (&*t.name, &t.schema)).collect::<Vec<_>>(), [("order", &v2)]);
+    assert_eq!(store.get_event_type(&b, "order").await.unwrap().schema, schema);
+    store.delete_event_type(&a, "order", &actor()).await.unwrap();
+    assert!(matches!(store.get_event_type(&a, "order").await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.delete_event_type(&a, "order", &actor()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.list_event_types(&b).await.unwrap().len(), 1, "b's type is untouched");
+    let audit = store
+        .list_audit(AuditScope::Tenant(&a), AuditQuery { since: None, limit: 100 })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    assert!(
+        actions.contains(&"event_type.put") && actions.contains(&"event_type.delete"),
+        "{actions:?}"
+    );
+}
+
 pub async fn deployments(store: &dyn MetadataStore) {
     use tessera_core::model::NewModel;
 
@@ -594,6 +626,12 @@ macro_rules! metadata_conformance {
         async fn conformance_tenants() {
             if let Some(h) = $make {
                 $crate::conformance::tenants(&*$crate::conformance::Harness::store(&h)).await
+            }
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_event_types() {
+            if let Some(h) = $make {
+                $crate::conformance::event_types(&*$crate::conformance::Harness::store(&h)).await
             }
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use tessera_core::apikey::KeyRecord;
 use tessera_core::audit::{AuditActor, AuditEntry};
 use tessera_core::auth::{SystemCtx, TenantCtx};
+use tessera_core::event_type::EventType;
 use tessera_core::ids::{KeyId, TenantId};
 use tessera_core::model::{Model, ModelVersion, NewModel};
 use tessera_core::tenant::{NewTenant, Plan, PlanPatch, Tenant, TenantPatch};
@@ -160,6 +161,22 @@ pub trait MetadataStore: Send + Sync + 'static {
         size: i64,
         actor: &AuditActor,
     ) -> Result<ModelVersion, StoreError>;
+    /// Creates or replaces the tenant's schema for event type `name`.
+    async fn put_event_type(
+        &self,
+        ctx: &TenantCtx,
+        name: &str,
+        schema: &serde_json::Value,
+        actor: &AuditActor,
+    ) -> Result<EventType, StoreError>;
+    async fn get_event_type(&self, ctx: &TenantCtx, name: &str) -> Result<EventType, StoreError>;
+    async fn list_event_types(&self, ctx: &TenantCtx) -> Result<Vec<EventType>, StoreError>;
+    async fn delete_event_type(
+        &self,
+        ctx: &TenantCtx,
+        name: &str,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError>;
     /// Sets `model`'s deployment (its spec as JSON); the writer must own the model.
     async fn put_deployment(
         &self,

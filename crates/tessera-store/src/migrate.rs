@@ -23,6 +23,11 @@ pub(crate) const COMMON: &[Migration] = &[
         sql: include_str!("migrations/0010_prediction_ids.sql"),
     },
     Migration { version: 11, name: "events", sql: include_str!("migrations/0011_events.sql") },
+    Migration {
+        version: 12,
+        name: "event_types",
+        sql: include_str!("migrations/0012_event_types.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES_ONLY: &[Migration] = &[
@@ -46,6 +51,11 @@ pub(crate) const POSTGRES_ONLY: &[Migration] = &[
         version: 9,
         name: "pg_usage_rls",
         sql: include_str!("migrations/0009_pg_usage_rls.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "pg_event_types_rls",
+        sql: include_str!("migrations/0013_pg_event_types_rls.sql"),
     },
 ];
 

@@ -30,6 +30,7 @@ macro_rules! sql_metadata_store {
         use tessera_core::apikey::KeyRecord;
         use tessera_core::audit::{AuditActor, AuditEntry, AuditEvent};
         use tessera_core::auth::{SystemCtx, TenantCtx};
+        use tessera_core::event_type::EventType;
         use tessera_core::ids::{KeyId, TenantId};
         use tessera_core::role::{Role, Scopes};
         use tessera_core::tenant::{NewTenant, Plan, PlanPatch, Tenant, TenantPatch};
@@ -648,6 +649,71 @@ macro_rules! sql_metadata_store {
                 append_audit(&mut tx, tenant, "model_version.create", &format!("{}@{}", model.id, v.version), actor).await?;
                 tx.commit().await?;
                 Ok(v)
+            }
+
+            async fn put_event_type(
+                &self,
+                ctx: &TenantCtx,
+                name: &str,
+                schema: &serde_json::Value,
+                actor: &AuditActor,
+            ) -> Result<EventType, StoreError> {
+                let tenant = ctx.tenant_id();
+                let now = Timestamp::now();
+                let mut tx = self.begin(TxScope::Tenant(tenant.as_str()), true).await?;
+                sqlx::query(
+                    "INSERT INTO event_types (tenant_id, name, schema, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (tenant_id, name) DO UPDATE SET schema = excluded.schema, updated_at = excluded.updated_at",
+                )
+                .bind(tenant.as_str())
+                .bind(name)
+                .bind(to_json(schema)?)
+                .bind(now.millis())
+                .execute(&mut *tx)
+                .await?;
+                append_audit(&mut tx, Some(tenant), "event_type.put", name, actor).await?;
+                tx.commit().await?;
+                Ok(EventType { name: name.to_owned(), schema: schema.clone(), updated_at: now })
+            }
+
+            async fn get_event_type(&self, ctx: &TenantCtx, name: &str) -> Result<EventType, StoreError> {
+                let tenant = ctx.tenant_id();
+                let mut tx = self.begin(TxScope::Tenant(tenant.as_str()), false).await?;
+                let row = sqlx::query("SELECT name, schema, updated_at FROM event_types WHERE tenant_id = $1 AND name = $2")
+                    .bind(tenant.as_str())
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                event_type_from_row(&row.ok_or_else(|| StoreError::not_found("event type", name))?)
+            }
+
+            async fn list_event_types(&self, ctx: &TenantCtx) -> Result<Vec<EventType>, StoreError> {
+                let tenant = ctx.tenant_id();
+                let mut tx = self.begin(TxScope::Tenant(tenant.as_str()), false).await?;
+                let rows = sqlx::query("SELECT name, schema, updated_at FROM event_types WHERE tenant_id = $1 ORDER BY name")
+                    .bind(tenant.as_str())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                rows.iter().map(event_type_from_row).collect()
+            }
+
+            async fn delete_event_type(&self, ctx: &TenantCtx, name: &str, actor: &AuditActor) -> Result<(), StoreError> {
+                let tenant = ctx.tenant_id();
+                let mut tx = self.begin(TxScope::Tenant(tenant.as_str()), true).await?;
+                let gone = sqlx::query("DELETE FROM event_types WHERE tenant_id = $1 AND name = $2")
+                    .bind(tenant.as_str())
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if gone == 0 {
+                    return Err(StoreError::not_found("event type", name));
+                }
+                append_audit(&mut tx, Some(tenant), "event_type.delete", name, actor).await?;
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn put_deployment(

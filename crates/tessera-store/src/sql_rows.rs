@@ -6,6 +6,15 @@ macro_rules! sql_row_helpers {
         const KEY_COLUMNS: &str =
             "id, tenant_id, name, role, scopes, hash, created_at, expires_at, revoked_at, created_by";
 
+        fn event_type_from_row(r: &DbRow) -> Result<EventType, StoreError> {
+            let schema: String = r.try_get("schema")?;
+            Ok(EventType {
+                name: r.try_get("name")?,
+                schema: serde_json::from_str(&schema).map_err(corrupt)?,
+                updated_at: Timestamp::from_millis(r.try_get("updated_at")?),
+            })
+        }
+
         fn plan_from_row(r: &DbRow) -> Result<Plan, StoreError> {
             let models: Option<String> = r.try_get("models")?;
             Ok(Plan {

@@ -18,6 +18,7 @@ use tessera_core::role::Operation;
 use tessera_core::time::Timestamp;
 use tessera_events::ingest::{EventIn, IngestError, check_batch};
 use tessera_events::{EventLog, Filter, LogError, Position, Record, Topic};
+use tessera_serving::event_schemas::SchemaCheck;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authed;
@@ -72,6 +73,11 @@ pub async fn ingest(
             }
             IngestError::Invalid { .. } => ApiError::invalid(e.param(), e.to_string()),
         })?;
+    match s.event_schemas().check(s.store(), &ctx, &events).await {
+        Ok(()) => {}
+        Err(SchemaCheck::Refused(e)) => return Err(ApiError::invalid(e.param(), e.to_string())),
+        Err(SchemaCheck::Unavailable(e)) => return Err(e.into()),
+    }
     tessera_serving::inference::admit_events(&s, &ctx, events.len() as u64).await?;
     let out = s.events().append(ctx.tenant_id(), Topic::Events, events).await.map_err(log_error)?;
     let answer = IngestAnswer {

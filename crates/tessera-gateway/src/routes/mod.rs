@@ -9,6 +9,7 @@ pub mod chat;
 mod chat_sse;
 pub mod deployments;
 pub mod embeddings;
+pub mod event_types;
 pub mod events;
 pub mod health;
 mod inference;
@@ -140,6 +141,10 @@ pub fn api_routes() -> ApiRoutes {
         .add(Post, "/v1/events", events::ingest)
         .add(Get, "/v1/events", events::read)
         .add(Get, "/v1/events/stream", events::stream)
+        .add(Get, "/v1/event-types", event_types::list)
+        .add(Put, "/v1/event-types/{type}", event_types::put)
+        .add(Get, "/v1/event-types/{type}", event_types::get)
+        .add(Delete, "/v1/event-types/{type}", event_types::delete)
         .add(Get, "/v1/usage", usage::tenant_totals)
         .add(Get, "/v1/usage/records", usage::tenant_records)
         .add(Get, "/admin/v1/usage", usage::admin_totals)

@@ -6,8 +6,8 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    audit, breakers, cache, chat, deployments, embeddings, events, health, keys, kserve, me,
-    models, oip, plans, tenants, usage,
+    audit, breakers, cache, chat, deployments, embeddings, event_types, events, health, keys,
+    kserve, me, models, oip, plans, tenants, usage,
 };
 
 #[derive(OpenApi)]
@@ -26,6 +26,7 @@ use super::{
         me::me,
         embeddings::create, chat::create, cache::purge,
         events::ingest, events::read, events::stream,
+        event_types::list, event_types::put, event_types::get, event_types::delete,
         usage::tenant_totals, usage::tenant_records, usage::admin_totals, usage::admin_records,
         usage::list_prices, usage::put_price, usage::delete_price,
         oip::server_metadata, oip::model_metadata, oip::version_metadata, oip::model_ready, oip::version_ready,

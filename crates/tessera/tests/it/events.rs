@@ -503,3 +503,86 @@ async fn a_plan_limits_events_per_minute() {
     let all = s.api.get("/v1/events", &key).await;
     assert_eq!(page(&all).len(), 8, "the refused batch wrote nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_type_schemas_refuse_what_does_not_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let s =
+        Server::start(Options::new(&Backend::Sqlite, dir.path()).env("TESSERA_ADMIN_KEY", ADMIN))
+            .await;
+    let (_, dev, _) = s.tenant_with_key("typed", "developer").await;
+    let (_, other, _) = s.tenant_with_key("untyped", "developer").await;
+    let schema = json!({"type": "object", "required": ["total"], "additionalProperties": false,
+        "properties": {"total": {"type": "number", "minimum": 0}, "currency": {"enum": ["EUR", "USD"]}}});
+    let put = s
+        .api
+        .call(
+            reqwest::Method::PUT,
+            "/v1/event-types/order",
+            Some(&dev),
+            Some(json!({"schema": schema})),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{put:?}");
+    assert_eq!((put.body["type"].as_str(), &put.body["schema"]), (Some("order"), &schema));
+    let bad = s
+        .api
+        .call(
+            reqwest::Method::PUT,
+            "/v1/event-types/order",
+            Some(&dev),
+            Some(json!({"schema": {"type": 7}})),
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.body["error"]["param"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("schema")),
+        "{bad:?}"
+    );
+    let listed = s.api.get("/v1/event-types", &dev).await;
+    assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
+
+    let order = |props: Value| json!({"type": "order", "entity": {"customer_id": "c1"}, "properties": props});
+    let ok = s
+        .api
+        .send_events(&dev, json!([order(json!({"total": 9.5, "currency": "EUR"})), click("c1", 1)]))
+        .await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED, "{ok:?}");
+    for (props, field) in [
+        (json!({"currency": "EUR"}), "events[1].properties.total"),
+        (json!({"total": -1}), "events[1].properties.total"),
+        (json!({"total": 1, "colour": "red"}), "events[1].properties.colour"),
+        (json!({"total": 1, "currency": "GBP"}), "events[1].properties.currency"),
+    ] {
+        let r = s.api.send_events(&dev, json!([click("c1", 2), order(props.clone())])).await;
+        assert_eq!(
+            (r.status, r.body["error"]["param"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{props}: {r:?}"
+        );
+    }
+    assert_eq!(
+        page(&s.api.get("/v1/events", &dev).await).len(),
+        2,
+        "refused batches wrote nothing"
+    );
+    // Schemas are the tenant's own: another tenant's orders are unchecked.
+    assert_eq!(
+        s.api.send_events(&other, json!([order(json!({"colour": "red"}))])).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(s.api.get("/v1/event-types/order", &other).await.status, StatusCode::NOT_FOUND);
+    // Without its schema the type is accepted as it comes.
+    assert_eq!(
+        s.api.call(reqwest::Method::DELETE, "/v1/event-types/order", Some(&dev), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        s.api.send_events(&dev, json!([order(json!({"colour": "red"}))])).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        s.api.call(reqwest::Method::DELETE, "/v1/event-types/order", Some(&dev), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -28,6 +28,7 @@ fn fill(path: &str, b_tenant: &str, b_key: &str, b_model: &str) -> String {
                 "models" => b_model,
                 "deployments" if path.starts_with("/admin/") => "mdl_notmine",
                 "deployments" => b_model,
+                "event-types" => "b-private-type",
                 _ => b_tenant,
             });
         } else {
@@ -87,6 +88,12 @@ async fn cross_tenant_walk(backend: Backend) {
         )
         .await;
     assert_eq!(ev.status, StatusCode::ACCEPTED, "{ev:?}");
+    let b_schema = json!({"schema": {"type": "object", "description": b}});
+    let et = s
+        .api
+        .call(Method::PUT, "/v1/event-types/b-private-type", Some(&b_key), Some(b_schema.clone()))
+        .await;
+    assert_eq!(et.status, StatusCode::OK, "{et:?}");
     let b_before = s.api.get("/v1/me", &b_key).await.body;
 
     let spec = s.api.get("/openapi.json", &a_key).await.body;
@@ -127,6 +134,10 @@ async fn cross_tenant_walk(backend: Backend) {
             assert!(r.status.as_u16() < 500, "{m} {url}: {r:?}");
             if path.starts_with("/admin/") {
                 assert_eq!(r.status, StatusCode::FORBIDDEN, "{m} {url} let a tenant key in: {r:?}");
+            } else if path.starts_with("/v1/event-types/") && m == Method::PUT {
+                // A PUT names A's own event type: the walk's body is refused,
+                // and B's type of that name stays as it was (checked below).
+                assert_eq!(r.status, StatusCode::BAD_REQUEST, "{m} {url}: {r:?}");
             } else if path.contains('{') {
                 walked_tenant_params += 1;
                 assert_eq!(
@@ -157,6 +168,8 @@ async fn cross_tenant_walk(backend: Backend) {
         (models.status, models.body["data"].as_array().map(Vec::len)),
         (StatusCode::OK, Some(0))
     );
+    let et = s.api.get("/v1/event-types/b-private-type", &b_key).await;
+    assert_eq!((et.status, &et.body["schema"]), (StatusCode::OK, &b_schema["schema"]), "{et:?}");
     let audit = s.api.get("/v1/audit", &b_key).await.body;
     for e in audit["data"].as_array().unwrap() {
         assert_eq!(e["tenant_id"], b.as_str(), "B's audit shows a foreign entry: {e}");
