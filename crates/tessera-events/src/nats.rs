@@ -24,7 +24,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
-use async_nats::jetstream::context::Context;
+use async_nats::jetstream::context::{Context, PublishErrorKind};
 use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use async_nats::jetstream::{self, AckKind};
 use async_trait::async_trait;
@@ -47,6 +47,8 @@ pub struct NatsConfig {
     pub timeout: Duration,
     /// How long a delivery may stay uncommitted before JetStream hands it out again.
     pub ack_wait: Duration,
+    /// Publishes of the whole process waiting for their acks, at most.
+    pub max_acks_in_flight: usize,
     pub retention: Retention,
 }
 
@@ -57,6 +59,7 @@ impl NatsConfig {
             prefix: "tessera".into(),
             timeout: Duration::from_secs(2),
             ack_wait: Duration::from_secs(30),
+            max_acks_in_flight: 20_000,
             retention: Retention::default(),
         }
     }
@@ -239,11 +242,11 @@ impl EventLog for NatsLog {
         self.connected().await?;
         self.ensure_stream(tenant).await?;
         let subject = self.subject(tenant, topic);
+        let stream = self.stream_name(tenant);
         let now = Timestamp::now();
-        let mut pending = Vec::with_capacity(events.len());
-        let mut ids = Vec::with_capacity(events.len());
-        let mut failure = None;
-        for e in events {
+        let started = tokio::time::Instant::now();
+        let mut acks = Acks::default();
+        'events: for e in events {
             let id = event_id(&e, now);
             let body = Body {
                 id: id.clone(),
@@ -252,41 +255,49 @@ impl EventLog for NatsLog {
                 ts: e.ts,
                 properties: e.properties,
             };
-            let payload =
-                serde_json::to_vec(&body).map_err(|e| LogError::Internal(e.to_string()))?;
-            let publish = jetstream::message::PublishMessage::build()
-                .payload(payload.into())
-                .message_id(&id)
-                .expected_stream(self.stream_name(tenant));
-            match self.js.send_publish(subject.clone(), publish).await {
-                Ok(ack) => pending.push(ack),
-                Err(e) => {
-                    failure = Some(unavailable(e));
-                    break;
-                }
-            }
-            ids.push(id);
-        }
-        let mut out = Vec::with_capacity(ids.len());
-        let mut stored = Vec::new();
-        for (ack, id) in pending.into_iter().zip(ids) {
-            match ack.await {
-                Ok(a) => {
-                    if !a.duplicate {
-                        stored.push(a.sequence);
+            let payload = bytes::Bytes::from(
+                serde_json::to_vec(&body).map_err(|e| LogError::Internal(e.to_string()))?,
+            );
+            // Publishes are pipelined under the client's cap on acks in flight.
+            // At the cap this append first waits for its own acks, so appends
+            // running together can never hold every permit and wait forever.
+            let ack = loop {
+                let publish = jetstream::message::PublishMessage::build()
+                    .payload(payload.clone())
+                    .message_id(&id)
+                    .expected_stream(&stream);
+                match self.js.send_publish(subject.clone(), publish).await {
+                    Ok(ack) => break ack,
+                    Err(e) if e.kind() == PublishErrorKind::MaxAckPending => {
+                        if !acks.pending.is_empty() {
+                            acks.settle().await;
+                        } else if started.elapsed() > self.cfg.timeout {
+                            acks.failure.get_or_insert(unavailable("too many publishes in flight"));
+                            break 'events;
+                        } else {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
                     }
-                    out.push(Appended { offset: a.sequence, id, duplicate: a.duplicate });
+                    Err(e) => {
+                        acks.failure.get_or_insert(unavailable(e));
+                        break 'events;
+                    }
                 }
-                Err(e) => {
-                    failure.get_or_insert(unavailable(e));
-                }
+            };
+            acks.pending.push((ack, id));
+            if acks.pending.len() >= ACK_WINDOW {
+                acks.settle().await;
+            }
+            if acks.failure.is_some() {
+                break;
             }
         }
-        if let Some(e) = failure {
-            self.rollback(tenant, &stored).await;
+        acks.settle().await;
+        if let Some(e) = acks.failure {
+            self.rollback(tenant, &acks.stored).await;
             return Err(e);
         }
-        Ok(out)
+        Ok(acks.out)
     }
 
     async fn read(
@@ -498,6 +509,37 @@ impl EventLog for NatsLog {
     }
 }
 
+/// Publishes one append keeps unacknowledged at most.
+const ACK_WINDOW: usize = 256;
+
+/// The acks an append waits for, and what they said.
+#[derive(Default)]
+struct Acks {
+    pending: Vec<(jetstream::context::PublishAckFuture, String)>,
+    out: Vec<Appended>,
+    /// Sequences stored by this append (not duplicates): what a rollback deletes.
+    stored: Vec<u64>,
+    failure: Option<LogError>,
+}
+
+impl Acks {
+    async fn settle(&mut self) {
+        for (ack, id) in self.pending.drain(..) {
+            match ack.await {
+                Ok(a) => {
+                    if !a.duplicate {
+                        self.stored.push(a.sequence);
+                    }
+                    self.out.push(Appended { offset: a.sequence, id, duplicate: a.duplicate });
+                }
+                Err(e) => {
+                    self.failure.get_or_insert(unavailable(e));
+                }
+            }
+        }
+    }
+}
+
 struct NatsAck(Vec<jetstream::message::Acker>);
 
 #[async_trait]
@@ -681,6 +723,28 @@ mod tests {
         assert_eq!((got.len(), offsets.len()), (400, 400), "each record once");
         let by_b = got.iter().filter(|(_, r)| *r == 1).count();
         assert!(by_b > 0 && by_b < 400, "both replicas took part: b handled {by_b}");
+        h.finish().await;
+    }
+
+    /// Appends together past the cap on acks in flight: each waits for its
+    /// own acks, none waits forever, all are stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_past_the_ack_cap_all_complete() {
+        let Some(mut h) = Nats::new().await else { return };
+        h.cfg.max_acks_in_flight = 100;
+        let log = NatsLog::connect(h.cfg.clone()).await.unwrap();
+        let t = TenantId::generate();
+        let appends = (0..8).map(|b| {
+            let batch: Vec<_> =
+                (0..500).map(|n| event(None, "click", "u1", b * 1000 + n)).collect();
+            log.append(&t, Topic::Events, batch)
+        });
+        let done =
+            tokio::time::timeout(Duration::from_secs(60), futures_util::future::join_all(appends))
+                .await
+                .expect("no append waits forever");
+        assert!(done.iter().all(Result::is_ok), "{:?}", done.iter().find(|r| r.is_err()));
+        assert_eq!(log.next_offset(&t).await.unwrap(), 4001);
         h.finish().await;
     }
 

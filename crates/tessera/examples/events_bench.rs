@@ -32,7 +32,10 @@ fn quantile(v: &mut [f64], q: f64) -> f64 {
 
 async fn jetstream(url: &str, batch: usize, secs: u64, clients: usize) {
     let client = async_nats::connect(url).await.expect("nats answers");
-    let js = async_nats::jetstream::new(client);
+    // Enough acks in flight for every client's whole batch.
+    let js = async_nats::jetstream::context::ContextBuilder::new()
+        .max_ack_inflight(clients * batch + 1)
+        .build(client);
     let name = format!("BENCH_{}", std::process::id());
     js.create_stream(async_nats::jetstream::stream::Config {
         name: name.clone(),

@@ -33,6 +33,14 @@ fn nats_url() -> Option<String> {
     tessera_store::conformance::service_url("TESSERA_TEST_NATS_URL")
 }
 
+/// Deletes the streams the server made for `tenant` on the machine's NATS,
+/// so runs do not pile them up.
+async fn drop_stream(tenant: &str) {
+    let Some(url) = nats_url() else { return };
+    let Ok(client) = async_nats::connect(url).await else { return };
+    let _ = async_nats::jetstream::new(client).delete_stream(format!("TESSERA_{tenant}")).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_read_back_and_tail() {
     let dir = tempfile::tempdir().unwrap();
@@ -214,7 +222,7 @@ async fn kill9_loses_no_acknowledged_event(nats: Option<String>) {
     }
     let args = opts.args.clone();
     let s = Server::start(opts).await;
-    let (_, key, _) = s.tenant_with_key("durable", "developer").await;
+    let (tenant, key, _) = s.tenant_with_key("durable", "developer").await;
     // Kill while the clients are mid-flight.
     let posting = post_until_killed(&s, &key, Duration::from_secs(3));
     let killer = async {
@@ -231,6 +239,7 @@ async fn kill9_loses_no_acknowledged_event(nats: Option<String>) {
     let stored = all_ids(&s, &key).await;
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(lost.is_empty(), "{} acknowledged events lost, e.g. {:?}", lost.len(), lost.first());
+    drop_stream(&tenant).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +261,7 @@ async fn two_replicas_on_nats_share_one_log() {
     else {
         return;
     };
-    let (_, key, _) = a.tenant_with_key("shared", "developer").await;
+    let (tenant, key, _) = a.tenant_with_key("shared", "developer").await;
     let mut tail = b.api.tail(&key, "", None).await;
     let sent = a.api.send_events(&key, json!([click("u1", 1), click("u2", 2)])).await;
     assert_eq!(offsets(&sent), [1, 2], "{sent:?}");
@@ -267,6 +276,7 @@ async fn two_replicas_on_nats_share_one_log() {
         b.api.send_events(&key, json!([{"id": "x", "type": "t", "entity": {"u": "1"}}])).await;
     assert_eq!(offsets(&again), offsets(&first));
     assert_eq!(again.body["duplicates"], 1);
+    drop_stream(&tenant).await;
 }
 
 /// A NATS server of the test's own (JetStream, its own store dir), so
