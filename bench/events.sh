@@ -69,7 +69,7 @@ read -r j1000 j1000p < <("$T/examples/events_bench" jetstream "$NATS" 1000 "$SEC
 payload=$(python3 -c 'import json;print(json.dumps({"type":"page_view","entity":{"customer_id":"c1"},"properties":{"path":"/products/42","referrer":"search","n":1}}))')
 stream="tessera-bench-$$"
 xadd=$(redis-benchmark -q -n 500000 -c "$CONC" -P 100 XADD "$stream" '*' event "$payload" | grep -oE '[0-9.]+ requests per second' | awk '{print $1}')
-redis-cli -q DEL "$stream" >/dev/null
+redis-cli DEL "$stream" >/dev/null
 
 python3 - "$e100" "$e100p" "$e1000" "$e1000p" "$n100" "$n100p" "$n1000" "$n1000p" "$j100" "$j100p" "$j1000" "$j1000p" \
   "$xadd" "$elag50" "$elag99" "$elagn" "$nlag50" "$nlag99" "$nlagn" "$ebad100" "$ebad1000" "$nbad100" "$nbad1000" "$CONC" <<'PY'

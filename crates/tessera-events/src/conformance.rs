@@ -227,6 +227,22 @@ pub(crate) async fn oversized_batch_writes_nothing(h: &impl Harness) {
     assert_eq!(page.records.len(), 1, "nothing of the refused batch is stored");
 }
 
+pub(crate) async fn concurrent_appends_get_distinct_offsets(h: &impl Harness) {
+    let log = h.log();
+    let t = tenant();
+    let appends = (0..16).map(|b| {
+        let batch: Vec<_> =
+            (0..50).map(|n| event(Some(&format!("b{b}-{n}")), "click", "u1", n)).collect();
+        log.append(&t, Topic::Events, batch)
+    });
+    let done = futures_util::future::join_all(appends).await;
+    let mut offsets: Vec<u64> =
+        done.into_iter().flat_map(|r| r.unwrap()).map(|a| a.offset).collect();
+    offsets.sort_unstable();
+    assert_eq!(offsets, (1..=800).collect::<Vec<u64>>());
+    assert_eq!(log.next_offset(&t).await.unwrap(), 801);
+}
+
 pub(crate) async fn consumer_groups_deliver_at_least_once(h: &impl Harness) {
     let log = h.log();
     let t = tenant();
@@ -331,7 +347,8 @@ macro_rules! event_log_conformance {
     ($make:expr) => {
         event_log_conformance!(@ $make; append_then_read, topics_share_offsets_but_not_records,
             ids_make_appends_idempotent, tenants_never_see_each_other, filters_by_type_entity_and_time,
-            oversized_batch_writes_nothing, consumer_groups_deliver_at_least_once,
+            oversized_batch_writes_nothing, concurrent_appends_get_distinct_offsets,
+            consumer_groups_deliver_at_least_once,
             waiting_wakes_on_append, tombstones_hide_a_subject);
     };
     (@ $make:expr; $($check:ident),*) => {

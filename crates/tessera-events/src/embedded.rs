@@ -18,7 +18,7 @@ use sqlx::sqlite::{
 };
 use tessera_core::ids::TenantId;
 use tessera_core::time::{Clock, Timestamp};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
     Ack, Appended, Compaction, Delivery, EventLog, Filter, Lag, LogError, NewEvent, Page, Position,
@@ -61,15 +61,41 @@ pub struct EmbeddedLog {
 }
 
 struct Inner {
+    /// For everything but appends (those go through the writer task).
     writer: SqlitePool,
     reader: SqlitePool,
     retention: Retention,
     clock: Clock,
-    /// Per tenant: the next offset, so waiters wake when it moves.
-    heads: Mutex<HashMap<TenantId, watch::Sender<u64>>>,
-    /// Counts appends to any tenant, for [`EventLog::wait_any`].
-    appends: watch::Sender<u64>,
+    heads: Arc<Heads>,
+    appends: mpsc::Sender<AppendReq>,
     cursors: Mutex<HashMap<CursorKey, Cursor>>,
+}
+
+/// What the writer moves and waiters watch.
+#[derive(Default)]
+struct Heads {
+    /// Per tenant: the next offset, so waiters wake when it moves.
+    next: Mutex<HashMap<TenantId, watch::Sender<u64>>>,
+    /// Counts appends to any tenant, for [`EventLog::wait_any`].
+    any: watch::Sender<u64>,
+}
+
+impl Heads {
+    fn get(&self, tenant: &TenantId) -> Option<watch::Sender<u64>> {
+        self.next.lock().unwrap_or_else(PoisonError::into_inner).get(tenant).cloned()
+    }
+
+    fn advance(&self, tenant: &TenantId, next: u64) {
+        let mut heads = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        let h = heads.entry(tenant.clone()).or_insert_with(|| watch::Sender::new(next));
+        h.send_if_modified(|v| {
+            let moved = next > *v;
+            *v = (*v).max(next);
+            moved
+        });
+        drop(heads);
+        self.any.send_modify(|n| *n += 1);
+    }
 }
 
 type CursorKey = (String, TenantId, Topic);
@@ -112,14 +138,21 @@ impl EmbeddedLog {
             .connect_with(opts.read_only(true))
             .await
             .map_err(internal)?;
+        let heads = Arc::new(Heads::default());
+        let (appends, rx) = mpsc::channel(1024);
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the writer lives as long as the log: it ends when the last handle to the log is dropped"
+        )]
+        tokio::spawn(write_loop(writer.clone(), clock.clone(), heads.clone(), rx));
         Ok(Self {
             inner: Arc::new(Inner {
                 writer,
                 reader,
                 retention,
                 clock,
-                heads: Mutex::default(),
-                appends: watch::Sender::new(0),
+                heads,
+                appends,
                 cursors: Mutex::default(),
             }),
         })
@@ -150,7 +183,7 @@ const SELECT: &str = "SELECT seq, topic, id, type, entity, ts, ingested, propert
 
 impl Inner {
     fn head(&self, tenant: &TenantId) -> Option<watch::Sender<u64>> {
-        self.heads.lock().unwrap_or_else(PoisonError::into_inner).get(tenant).cloned()
+        self.heads.get(tenant)
     }
 
     async fn next_offset(&self, tenant: &TenantId) -> Result<u64, LogError> {
@@ -163,21 +196,9 @@ impl Inner {
             .await
             .map_err(internal)?;
         let next = next.map_or(1, |n| n as u64);
-        let mut heads = self.heads.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut heads = self.heads.next.lock().unwrap_or_else(PoisonError::into_inner);
         // An append may have set it meanwhile; that value is newer.
         Ok(*heads.entry(tenant.clone()).or_insert_with(|| watch::Sender::new(next)).borrow())
-    }
-
-    fn advance(&self, tenant: &TenantId, next: u64) {
-        let mut heads = self.heads.lock().unwrap_or_else(PoisonError::into_inner);
-        let h = heads.entry(tenant.clone()).or_insert_with(|| watch::Sender::new(next));
-        h.send_if_modified(|v| {
-            let moved = next > *v;
-            *v = (*v).max(next);
-            moved
-        });
-        drop(heads);
-        self.appends.send_modify(|n| *n += 1);
     }
 
     async fn read(
@@ -232,6 +253,148 @@ impl Inner {
     }
 }
 
+/// One append waiting for the writer.
+struct AppendReq {
+    tenant: TenantId,
+    topic: Topic,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Vec<Appended>, LogError>>,
+}
+
+/// Appends waiting together share one transaction (and one fsync).
+const GROUP: usize = 64;
+/// Rows per INSERT, ids per lookup (SQLite allows 32766 parameters).
+const CHUNK: usize = 500;
+
+/// The one writer: it takes every append waiting, runs each in a savepoint
+/// of one transaction (a failing append leaves nothing; the others go on),
+/// commits once, and only then answers them. It ends with the log.
+async fn write_loop(
+    pool: SqlitePool,
+    clock: Clock,
+    heads: Arc<Heads>,
+    mut rx: mpsc::Receiver<AppendReq>,
+) {
+    let mut group = Vec::with_capacity(GROUP);
+    while rx.recv_many(&mut group, GROUP).await > 0 {
+        let results = commit_group(&pool, &clock, &group).await;
+        for (req, result) in group.drain(..).zip(results) {
+            let answer = result.map(|(out, next)| {
+                heads.advance(&req.tenant, next);
+                out
+            });
+            let _ = req.reply.send(answer);
+        }
+    }
+}
+
+async fn commit_group(
+    pool: &SqlitePool,
+    clock: &Clock,
+    group: &[AppendReq],
+) -> Vec<Result<(Vec<Appended>, u64), LogError>> {
+    let all_fail = |e: &sqlx::Error| group.iter().map(|_| Err(internal(e))).collect();
+    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => tx,
+        Err(e) => return all_fail(&e),
+    };
+    let mut results = Vec::with_capacity(group.len());
+    for req in group {
+        if let Err(e) = sqlx::query("SAVEPOINT append").execute(&mut *tx).await {
+            return all_fail(&e);
+        }
+        let r = append_in(&mut tx, clock, &req.tenant, req.topic, &req.events).await;
+        let end = if r.is_ok() { "RELEASE append" } else { "ROLLBACK TO append; RELEASE append" };
+        if let Err(e) = sqlx::raw_sql(end).execute(&mut *tx).await {
+            return all_fail(&e);
+        }
+        results.push(r);
+    }
+    match tx.commit().await {
+        Ok(()) => results,
+        Err(e) => all_fail(&e),
+    }
+}
+
+/// One append inside the writer's transaction.
+async fn append_in(
+    tx: &mut sqlx::SqliteConnection,
+    clock: &Clock,
+    tenant: &TenantId,
+    topic: Topic,
+    events: &[NewEvent],
+) -> Result<(Vec<Appended>, u64), LogError> {
+    let head: Option<(i64, i64)> =
+        sqlx::query_as("SELECT next_seq, last_ingested FROM heads WHERE tenant = ?")
+            .bind(tenant.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(internal)?;
+    let (mut next, last) = head.unwrap_or((1, 0));
+    // Ingestion time never goes back, so time reads agree with offsets.
+    let now = clock.now().millis().max(last);
+    let ids: Vec<String> =
+        events.iter().map(|e| event_id(e, Timestamp::from_millis(now))).collect();
+    // Ids stored before, and repeats inside this batch, are not stored again.
+    let mut seen: HashMap<String, i64> = HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        let mut q = sqlx::QueryBuilder::new("SELECT id, seq FROM events WHERE tenant = ");
+        q.push_bind(tenant.as_str()).push(" AND id IN (");
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(id.as_str());
+        }
+        q.push(")");
+        let rows: Vec<(String, i64)> =
+            q.build_query_as().fetch_all(&mut *tx).await.map_err(internal)?;
+        seen.extend(rows);
+    }
+    let mut out = Vec::with_capacity(events.len());
+    let mut rows = Vec::new();
+    for (e, id) in events.iter().zip(&ids) {
+        if let Some(seq) = seen.get(id.as_str()) {
+            out.push(Appended { offset: *seq as u64, id: id.clone(), duplicate: true });
+            continue;
+        }
+        let entity = serde_json::to_string(&e.entity).map_err(internal)?;
+        let properties = serde_json::to_string(&e.properties).map_err(internal)?;
+        let size = (id.len() + e.event_type.len() + entity.len() + properties.len() + 32) as i64;
+        seen.insert(id.clone(), next);
+        out.push(Appended { offset: next as u64, id: id.clone(), duplicate: false });
+        rows.push((next, id, e, entity, properties, size));
+        next += 1;
+    }
+    for chunk in rows.chunks(CHUNK) {
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO events (tenant, seq, topic, id, type, entity, ts, ingested, properties, size) ",
+        );
+        q.push_values(chunk, |mut b, (seq, id, e, entity, properties, size)| {
+            b.push_bind(tenant.as_str())
+                .push_bind(*seq)
+                .push_bind(topic.as_str())
+                .push_bind(id.as_str())
+                .push_bind(e.event_type.as_str())
+                .push_bind(entity.as_str())
+                .push_bind(e.ts.millis())
+                .push_bind(now)
+                .push_bind(properties.as_str())
+                .push_bind(*size);
+        });
+        q.build().execute(&mut *tx).await.map_err(internal)?;
+    }
+    sqlx::query(
+        "INSERT INTO heads (tenant, next_seq, last_ingested) VALUES (?, ?, ?)
+         ON CONFLICT (tenant) DO UPDATE SET next_seq = excluded.next_seq, last_ingested = excluded.last_ingested",
+    )
+    .bind(tenant.as_str())
+    .bind(next)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(internal)?;
+    Ok((out, next as u64))
+}
+
 #[async_trait]
 impl EventLog for EmbeddedLog {
     async fn append(
@@ -244,68 +407,10 @@ impl EventLog for EmbeddedLog {
             return Ok(Vec::new());
         }
         check_sizes(&events)?;
-        let inner = &self.inner;
-        let mut tx = inner.writer.begin_with("BEGIN IMMEDIATE").await.map_err(internal)?;
-        let head: Option<(i64, i64)> =
-            sqlx::query_as("SELECT next_seq, last_ingested FROM heads WHERE tenant = ?")
-                .bind(tenant.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(internal)?;
-        let (mut next, last) = head.unwrap_or((1, 0));
-        // Ingestion time never goes back, so time reads agree with offsets.
-        let now = inner.clock.now().millis().max(last);
-        let mut out = Vec::with_capacity(events.len());
-        for e in events {
-            let id = event_id(&e, Timestamp::from_millis(now));
-            let seen: Option<i64> =
-                sqlx::query_scalar("SELECT seq FROM events WHERE tenant = ? AND id = ?")
-                    .bind(tenant.as_str())
-                    .bind(&id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(internal)?;
-            if let Some(seq) = seen {
-                out.push(Appended { offset: seq as u64, id, duplicate: true });
-                continue;
-            }
-            let entity = serde_json::to_string(&e.entity).map_err(internal)?;
-            let properties = serde_json::to_string(&e.properties).map_err(internal)?;
-            let size =
-                (id.len() + e.event_type.len() + entity.len() + properties.len() + 32) as i64;
-            sqlx::query(
-                "INSERT INTO events (tenant, seq, topic, id, type, entity, ts, ingested, properties, size)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(tenant.as_str())
-            .bind(next)
-            .bind(topic.as_str())
-            .bind(&id)
-            .bind(&e.event_type)
-            .bind(entity)
-            .bind(e.ts.millis())
-            .bind(now)
-            .bind(properties)
-            .bind(size)
-            .execute(&mut *tx)
-            .await
-            .map_err(internal)?;
-            out.push(Appended { offset: next as u64, id, duplicate: false });
-            next += 1;
-        }
-        sqlx::query(
-            "INSERT INTO heads (tenant, next_seq, last_ingested) VALUES (?, ?, ?)
-             ON CONFLICT (tenant) DO UPDATE SET next_seq = excluded.next_seq, last_ingested = excluded.last_ingested",
-        )
-        .bind(tenant.as_str())
-        .bind(next)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
-        inner.advance(tenant, next as u64);
-        Ok(out)
+        let (reply, answer) = oneshot::channel();
+        let req = AppendReq { tenant: tenant.clone(), topic, events, reply };
+        self.inner.appends.send(req).await.map_err(|_| internal("the event log writer stopped"))?;
+        answer.await.map_err(|_| internal("the event log writer stopped"))?
     }
 
     async fn read(
@@ -333,7 +438,7 @@ impl EventLog for EmbeddedLog {
     }
 
     async fn wait_any(&self, wait: Duration) {
-        let mut rx = self.inner.appends.subscribe();
+        let mut rx = self.inner.heads.any.subscribe();
         let _ = tokio::time::timeout(wait, rx.changed()).await;
     }
 
