@@ -32,6 +32,8 @@ pub mod embedded;
 pub mod ingest;
 pub mod nats;
 pub mod runtime;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 #[cfg(test)]
 mod conformance;
@@ -186,8 +188,20 @@ pub const MAX_EVENT_BYTES: usize = 1 << 20;
 /// Refuses a batch with an event over [`MAX_EVENT_BYTES`] before anything is
 /// written.
 pub(crate) fn check_sizes(events: &[NewEvent]) -> Result<(), LogError> {
+    /// Counts what would be written, without keeping it.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
     for (i, e) in events.iter().enumerate() {
-        let size = serde_json::to_vec(e).map(|v| v.len()).unwrap_or(usize::MAX);
+        let mut count = Count(0);
+        let size = serde_json::to_writer(&mut count, e).map(|()| count.0).unwrap_or(usize::MAX);
         if size > MAX_EVENT_BYTES {
             return Err(LogError::Invalid(format!(
                 "event {i} takes {size} bytes, over the log's limit of {MAX_EVENT_BYTES}"

@@ -748,6 +748,89 @@ mod tests {
         h.finish().await;
     }
 
+    /// A consumer pauses while NATS is away and goes on by itself when it
+    /// returns: everything appended before and after is handled.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_consumer_pauses_through_an_outage_and_resumes() {
+        use crate::runtime::{Consumer, ConsumerConfig, Handler};
+        use std::sync::Arc;
+
+        struct Count(Mutex<std::collections::BTreeSet<u64>>);
+        #[async_trait]
+        impl Handler for Count {
+            async fn handle(
+                &self,
+                _: &TenantId,
+                _: Topic,
+                records: &[Record],
+            ) -> Result<(), String> {
+                self.0.lock().unwrap().extend(records.iter().map(|r| r.offset));
+                Ok(())
+            }
+        }
+        if Nats::new().await.is_none() {
+            return;
+        }
+        let mut nats = crate::testkit::OwnNats::start();
+        let mut cfg = NatsConfig::new(nats.url());
+        cfg.timeout = Duration::from_millis(500);
+        let log: Arc<dyn EventLog> = Arc::new(NatsLog::connect(cfg).await.unwrap());
+        let t = TenantId::generate();
+        log.append(&t, Topic::Events, (0..5).map(|n| event(None, "click", "u1", n)).collect())
+            .await
+            .unwrap();
+        let seen = Arc::new(Count(Mutex::default()));
+        let mut ccfg = ConsumerConfig::new("features", &[Topic::Events]);
+        ccfg.sweep = Duration::from_millis(100);
+        ccfg.idle_wait = Duration::from_millis(50);
+        let consumer = Consumer::new(log.clone(), ccfg, seen.clone()).unwrap();
+        let until = |n: usize| {
+            let seen = seen.clone();
+            async move {
+                while seen.0.lock().unwrap().len() < n {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        let run = consumer.run();
+        tokio::pin!(run);
+        tokio::select! {
+            () = &mut run => unreachable!(),
+            () = until(5) => {}
+            () = tokio::time::sleep(Duration::from_secs(20)) => panic!("not consumed before the outage"),
+        }
+        nats.down();
+        let during = async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            assert!(
+                log.append(&t, Topic::Events, vec![event(None, "click", "u1", 9)]).await.is_err()
+            );
+        };
+        tokio::select! {
+            () = &mut run => unreachable!(),
+            () = during => {}
+        }
+        nats.up();
+        let after = async {
+            loop {
+                if log
+                    .append(&t, Topic::Events, vec![event(Some("after"), "click", "u1", 10)])
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            until(6).await;
+        };
+        tokio::select! {
+            () = &mut run => unreachable!(),
+            () = after => {}
+            () = tokio::time::sleep(Duration::from_secs(30)) => panic!("did not resume: {:?}", seen.0.lock().unwrap()),
+        }
+    }
+
     #[tokio::test]
     async fn an_unreachable_server_fails_within_the_timeout() {
         let mut cfg = NatsConfig::new("nats://127.0.0.1:1");

@@ -302,8 +302,9 @@ mod tests {
         let consumer = Consumer::new(log.clone(), cfg.clone(), rec.clone()).unwrap();
         let stats = consumer.stats();
         let running = consumer.run();
+        // Seen by the handler, and committed (counted after the commit).
         let handled = async {
-            while rec.seen.lock().unwrap().len() < 3 {
+            while rec.seen.lock().unwrap().len() < 3 || stats.handled.load(Ordering::Relaxed) < 3 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };

@@ -45,13 +45,16 @@ pub struct Prediction {
     pub model_time: Duration,
     /// `hit`, `miss`, `stale`, `bypass`.
     pub cache: &'static str,
+    /// When it answered.
+    pub at: Timestamp,
 }
 
 impl Prediction {
-    fn into_event(self, now: Timestamp) -> NewEvent {
+    /// The event, built by the writer (off the request path), once per attempt.
+    fn to_event(&self) -> NewEvent {
         let mut entity = BTreeMap::from([("prediction_id".to_owned(), self.id.clone())]);
-        if let Some(u) = self.user {
-            entity.insert("user".into(), u);
+        if let Some(u) = &self.user {
+            entity.insert("user".into(), u.clone());
         }
         let mut properties = Map::new();
         properties.insert("model".into(), json!(self.model));
@@ -59,14 +62,20 @@ impl Prediction {
         properties.insert("tier".into(), json!(self.tier));
         properties.insert("route".into(), json!(self.route));
         properties.insert("input_digest".into(), json!(self.input_digest));
-        if let Some(i) = self.input {
+        if let Some(i) = &self.input {
             properties.insert("input".into(), json!(i));
         }
-        properties.insert("output".into(), self.output);
+        properties.insert("output".into(), self.output.clone());
         properties.insert("latency_ms".into(), json!(self.latency.as_secs_f64() * 1e3));
         properties.insert("model_ms".into(), json!(self.model_time.as_secs_f64() * 1e3));
         properties.insert("cache".into(), json!(self.cache));
-        NewEvent { id: Some(self.id), event_type: "prediction".into(), entity, ts: now, properties }
+        NewEvent {
+            id: Some(self.id.clone()),
+            event_type: "prediction".into(),
+            entity,
+            ts: self.at,
+            properties,
+        }
     }
 }
 
@@ -113,7 +122,7 @@ struct Stats {
 }
 
 pub struct PredictionLog {
-    tx: mpsc::Sender<(TenantId, NewEvent)>,
+    tx: mpsc::Sender<(TenantId, Prediction)>,
     stop: watch::Sender<bool>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     stats: Arc<Stats>,
@@ -136,7 +145,7 @@ impl PredictionLog {
     /// Queues a record; never waits. A full queue drops it and counts it.
     pub fn record(&self, tenant: &TenantId, p: Prediction) {
         self.stats.recorded.inc();
-        if self.tx.try_send((tenant.clone(), p.into_event(Timestamp::now()))).is_err() {
+        if self.tx.try_send((tenant.clone(), p)).is_err() {
             let n = self.stats.dropped.inc();
             if n.is_power_of_two() {
                 tracing::warn!(dropped = n + 1, "prediction queue full: records dropped");
@@ -186,7 +195,7 @@ impl PredictionLog {
 
 async fn write_loop(
     log: Arc<dyn EventLog>,
-    mut rx: mpsc::Receiver<(TenantId, NewEvent)>,
+    mut rx: mpsc::Receiver<(TenantId, Prediction)>,
     mut stop: watch::Receiver<bool>,
     stats: Arc<Stats>,
 ) {
@@ -217,19 +226,20 @@ async fn write_loop(
 /// stored (or once more at shutdown).
 async fn write(
     log: &dyn EventLog,
-    batch: Vec<(TenantId, NewEvent)>,
+    batch: Vec<(TenantId, Prediction)>,
     stats: &Stats,
     stop: &mut watch::Receiver<bool>,
 ) {
-    let mut by_tenant: HashMap<TenantId, Vec<NewEvent>> = HashMap::new();
-    for (t, e) in batch {
-        by_tenant.entry(t).or_default().push(e);
+    let mut by_tenant: HashMap<TenantId, Vec<Prediction>> = HashMap::new();
+    for (t, p) in batch {
+        by_tenant.entry(t).or_default().push(p);
     }
-    for (tenant, events) in by_tenant {
+    for (tenant, predictions) in by_tenant {
         let mut backoff = Duration::from_millis(100);
-        let n = events.len() as u64;
+        let n = predictions.len() as u64;
         loop {
-            match log.append(&tenant, Topic::Predictions, events.clone()).await {
+            let events = predictions.iter().map(Prediction::to_event).collect();
+            match log.append(&tenant, Topic::Predictions, events).await {
                 Ok(_) => {
                     stats.written.inc_by(n);
                     break;

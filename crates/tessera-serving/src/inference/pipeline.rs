@@ -270,6 +270,7 @@ fn record<J: Job>(
         latency: opened.elapsed(),
         model_time: meta.model_time,
         cache: meta.cache.as_str(),
+        at: tessera_core::time::Timestamp::now(),
     };
     s.predictions().record(caller.ctx.tenant_id(), p);
 }

@@ -279,67 +279,17 @@ async fn two_replicas_on_nats_share_one_log() {
     drop_stream(&tenant).await;
 }
 
-/// A NATS server of the test's own (JetStream, its own store dir), so
-/// stopping it disturbs nobody else.
-struct OwnNats {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<std::process::Child>,
-}
-
-impl OwnNats {
-    fn start() -> OwnNats {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut n = OwnNats { port, dir: tempfile::tempdir().unwrap(), child: None };
-        n.up();
-        n
-    }
-
-    fn up(&mut self) {
-        let bin = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .unwrap_or("nats-server");
-        let child = std::process::Command::new(bin)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(self.dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn down(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for OwnNats {
-    fn drop(&mut self) {
-        self.down();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_outage_answers_503_and_heals() {
     if nats_url().is_none() {
         return;
     }
-    let mut nats = OwnNats::start();
+    let mut nats = tessera_events::testkit::OwnNats::start();
     let dir = tempfile::tempdir().unwrap();
     let mut opts = Options::new(&Backend::Sqlite, dir.path())
         .env("TESSERA_ADMIN_KEY", ADMIN)
         .env("TESSERA__EVENTS__NATS_TIMEOUT_MS", "1000");
-    opts.args = vec!["--nats-url".into(), format!("nats://127.0.0.1:{}", nats.port)];
+    opts.args = vec!["--nats-url".into(), nats.url()];
     let s = Server::start(opts).await;
     let (_, key, _) = s.tenant_with_key("outage", "developer").await;
     let before = s.api.send_events(&key, json!([click("u1", 1)])).await;
