@@ -192,7 +192,7 @@ async fn tail(c: &Client, query: &str) -> anyhow::Result<()> {
                 } else {
                     format!(
                         "{:>8}  {}  {:<16}  {}  {}",
-                        event["offset"],
+                        event["offset"].as_u64().unwrap_or(0),
                         event["ingested_at"].as_str().unwrap_or("-"),
                         event["type"].as_str().unwrap_or("-"),
                         event["entity"],
