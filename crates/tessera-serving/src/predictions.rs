@@ -264,6 +264,93 @@ async fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tessera_events::{Compaction, Delivery, Filter, Lag, LogError, Page, Position};
+
+    /// A log whose appends never finish (a stuck disk, a hung NATS).
+    struct Stuck;
+
+    #[async_trait::async_trait]
+    impl EventLog for Stuck {
+        async fn append(
+            &self,
+            _: &TenantId,
+            _: Topic,
+            _: Vec<NewEvent>,
+        ) -> Result<Vec<tessera_events::Appended>, LogError> {
+            std::future::pending().await
+        }
+        async fn read(
+            &self,
+            _: &TenantId,
+            _: Topic,
+            _: Position,
+            _: &Filter,
+            _: usize,
+        ) -> Result<Page, LogError> {
+            Err(LogError::Unavailable("stuck".into()))
+        }
+        async fn next_offset(&self, _: &TenantId) -> Result<u64, LogError> {
+            Err(LogError::Unavailable("stuck".into()))
+        }
+        async fn wait_for(&self, _: &TenantId, _: u64, _: Duration) {}
+        async fn wait_any(&self, _: Duration) {}
+        async fn fetch(
+            &self,
+            _: &str,
+            _: &TenantId,
+            _: Topic,
+            _: usize,
+            _: Duration,
+        ) -> Result<Delivery, LogError> {
+            Err(LogError::Unavailable("stuck".into()))
+        }
+        async fn lag(&self, _: &str, _: &TenantId, _: Topic) -> Result<Lag, LogError> {
+            Err(LogError::Unavailable("stuck".into()))
+        }
+        async fn tenants(&self) -> Result<Vec<TenantId>, LogError> {
+            Ok(Vec::new())
+        }
+        async fn tombstone(&self, _: &TenantId, _: &str, _: &str) -> Result<u64, LogError> {
+            Ok(0)
+        }
+        async fn compact(&self) -> Result<Compaction, LogError> {
+            Ok(Compaction::default())
+        }
+    }
+
+    fn prediction(i: usize) -> Prediction {
+        Prediction {
+            id: format!("prd_{i:016x}"),
+            model: "m".into(),
+            version: "m@1".into(),
+            tier: "tenant".into(),
+            route: "/v1/embeddings",
+            user: None,
+            input_digest: String::new(),
+            input: None,
+            output: Value::Null,
+            latency: Duration::ZERO,
+            model_time: Duration::ZERO,
+            cache: "miss",
+            at: Timestamp::now(),
+        }
+    }
+
+    /// With the log stuck, recording never waits: the queue fills, then
+    /// each further record is dropped and counted.
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_and_never_waits() {
+        let log = PredictionLog::start(Arc::new(Stuck));
+        let t = TenantId::generate();
+        let started = std::time::Instant::now();
+        // No await in the loop: on this one-thread runtime the writer takes nothing meanwhile.
+        for i in 0..QUEUE + 25 {
+            log.record(&t, prediction(i));
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "recording waited");
+        assert_eq!(log.queued(), QUEUE);
+        assert_eq!((log.stats.recorded.get(), log.stats.dropped.get()), (QUEUE as u64 + 25, 25));
+    }
 
     #[test]
     fn sampling_keeps_about_the_rate_and_decides_by_id() {
