@@ -124,6 +124,17 @@ pub enum Position {
     Time(Timestamp),
 }
 
+impl Position {
+    /// Where the next read starts when this one looked at everything up to
+    /// `head` (the log's next offset) and found nothing past it.
+    pub(crate) fn after_reading_to(self, head: u64) -> u64 {
+        match self {
+            Position::Offset(o) => o.max(head),
+            Position::Time(_) => head,
+        }
+    }
+}
+
 /// Which records a read returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {

@@ -108,6 +108,18 @@ struct ChatJob {
     body: Value,
 }
 
+/// What a chat's prediction record keeps of it: the messages' digest, and
+/// as text the last user message.
+fn record_input(body: &Value) -> RecordInput {
+    let text = body["messages"].as_array().and_then(|m| {
+        m.iter()
+            .rev()
+            .find(|m| m["role"] == "user")
+            .and_then(|m| m["content"].as_str().map(str::to_owned))
+    });
+    RecordInput::of(&body["messages"], text)
+}
+
 impl Job for ChatJob {
     type Output = Value;
 
@@ -119,15 +131,8 @@ impl Job for ChatJob {
         accepts_chat(m)
     }
 
-    /// The messages; the text kept is the last user message.
     fn record_input(&self) -> RecordInput {
-        let text = self.body["messages"].as_array().and_then(|m| {
-            m.iter()
-                .rev()
-                .find(|m| m["role"] == "user")
-                .and_then(|m| m["content"].as_str().map(str::to_owned))
-        });
-        RecordInput::of(&self.body["messages"], text)
+        record_input(&self.body)
     }
 
     /// How the answer ended and how long it is.
@@ -193,15 +198,8 @@ impl Job for StreamJob {
         accepts_chat(m)
     }
 
-    /// The messages; the text kept is the last user message.
     fn record_input(&self) -> RecordInput {
-        let text = self.body["messages"].as_array().and_then(|m| {
-            m.iter()
-                .rev()
-                .find(|m| m["role"] == "user")
-                .and_then(|m| m["content"].as_str().map(str::to_owned))
-        });
-        RecordInput::of(&self.body["messages"], text)
+        record_input(&self.body)
     }
 
     /// A stream's answer is not known when it opens.

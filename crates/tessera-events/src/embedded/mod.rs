@@ -20,9 +20,12 @@ use tessera_core::ids::TenantId;
 use tessera_core::time::{Clock, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
 
+mod writer;
+use writer::{AppendReq, write_loop};
+
 use crate::{
     Ack, Appended, Compaction, Delivery, EventLog, Filter, Lag, LogError, NewEvent, Page, Position,
-    Record, Retention, Topic, check_group, check_sizes, event_id,
+    Record, Retention, Topic, check_group, check_sizes,
 };
 
 const SCHEMA: &str = "
@@ -201,6 +204,25 @@ impl Inner {
         Ok(*heads.entry(tenant.clone()).or_insert_with(|| watch::Sender::new(next)).borrow())
     }
 
+    /// The group's durable offset on the tenant's topic (0: nothing committed).
+    async fn committed(
+        &self,
+        group: &str,
+        tenant: &TenantId,
+        topic: Topic,
+    ) -> Result<u64, LogError> {
+        let c: Option<i64> = sqlx::query_scalar(
+            "SELECT committed FROM consumer_offsets WHERE grp = ? AND tenant = ? AND topic = ?",
+        )
+        .bind(group)
+        .bind(tenant.as_str())
+        .bind(topic.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(internal)?;
+        Ok(c.map_or(0, |c| c as u64))
+    }
+
     async fn read(
         &self,
         tenant: &TenantId,
@@ -244,155 +266,10 @@ impl Inner {
         let next = match (records.last(), end) {
             (Some(r), false) => r.offset + 1,
             // Everything up to the head was looked at.
-            _ => match from {
-                Position::Offset(o) => o.max(head),
-                Position::Time(_) => head,
-            },
+            _ => from.after_reading_to(head),
         };
         Ok(Page { records, next, end })
     }
-}
-
-/// One append waiting for the writer.
-struct AppendReq {
-    tenant: TenantId,
-    topic: Topic,
-    events: Vec<NewEvent>,
-    reply: oneshot::Sender<Result<Vec<Appended>, LogError>>,
-}
-
-/// Appends waiting together share one transaction (and one fsync).
-const GROUP: usize = 64;
-/// Rows per INSERT, ids per lookup (SQLite allows 32766 parameters).
-const CHUNK: usize = 500;
-
-/// The one writer: it takes every append waiting, runs each in a savepoint
-/// of one transaction (a failing append leaves nothing; the others go on),
-/// commits once, and only then answers them. It ends with the log.
-async fn write_loop(
-    pool: SqlitePool,
-    clock: Clock,
-    heads: Arc<Heads>,
-    mut rx: mpsc::Receiver<AppendReq>,
-) {
-    let mut group = Vec::with_capacity(GROUP);
-    while rx.recv_many(&mut group, GROUP).await > 0 {
-        let results = commit_group(&pool, &clock, &group).await;
-        for (req, result) in group.drain(..).zip(results) {
-            let answer = result.map(|(out, next)| {
-                heads.advance(&req.tenant, next);
-                out
-            });
-            let _ = req.reply.send(answer);
-        }
-    }
-}
-
-async fn commit_group(
-    pool: &SqlitePool,
-    clock: &Clock,
-    group: &[AppendReq],
-) -> Vec<Result<(Vec<Appended>, u64), LogError>> {
-    let all_fail = |e: &sqlx::Error| group.iter().map(|_| Err(internal(e))).collect();
-    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
-        Ok(tx) => tx,
-        Err(e) => return all_fail(&e),
-    };
-    let mut results = Vec::with_capacity(group.len());
-    for req in group {
-        if let Err(e) = sqlx::query("SAVEPOINT append").execute(&mut *tx).await {
-            return all_fail(&e);
-        }
-        let r = append_in(&mut tx, clock, &req.tenant, req.topic, &req.events).await;
-        let end = if r.is_ok() { "RELEASE append" } else { "ROLLBACK TO append; RELEASE append" };
-        if let Err(e) = sqlx::raw_sql(end).execute(&mut *tx).await {
-            return all_fail(&e);
-        }
-        results.push(r);
-    }
-    match tx.commit().await {
-        Ok(()) => results,
-        Err(e) => all_fail(&e),
-    }
-}
-
-/// One append inside the writer's transaction.
-async fn append_in(
-    tx: &mut sqlx::SqliteConnection,
-    clock: &Clock,
-    tenant: &TenantId,
-    topic: Topic,
-    events: &[NewEvent],
-) -> Result<(Vec<Appended>, u64), LogError> {
-    let head: Option<(i64, i64)> =
-        sqlx::query_as("SELECT next_seq, last_ingested FROM heads WHERE tenant = ?")
-            .bind(tenant.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(internal)?;
-    let (mut next, last) = head.unwrap_or((1, 0));
-    // Ingestion time never goes back, so time reads agree with offsets.
-    let now = clock.now().millis().max(last);
-    let ids: Vec<String> =
-        events.iter().map(|e| event_id(e, Timestamp::from_millis(now))).collect();
-    // Ids stored before, and repeats inside this batch, are not stored again.
-    let mut seen: HashMap<String, i64> = HashMap::new();
-    for chunk in ids.chunks(CHUNK) {
-        let mut q = sqlx::QueryBuilder::new("SELECT id, seq FROM events WHERE tenant = ");
-        q.push_bind(tenant.as_str()).push(" AND id IN (");
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(id.as_str());
-        }
-        q.push(")");
-        let rows: Vec<(String, i64)> =
-            q.build_query_as().fetch_all(&mut *tx).await.map_err(internal)?;
-        seen.extend(rows);
-    }
-    let mut out = Vec::with_capacity(events.len());
-    let mut rows = Vec::new();
-    for (e, id) in events.iter().zip(&ids) {
-        if let Some(seq) = seen.get(id.as_str()) {
-            out.push(Appended { offset: *seq as u64, id: id.clone(), duplicate: true });
-            continue;
-        }
-        let entity = serde_json::to_string(&e.entity).map_err(internal)?;
-        let properties = serde_json::to_string(&e.properties).map_err(internal)?;
-        let size = (id.len() + e.event_type.len() + entity.len() + properties.len() + 32) as i64;
-        seen.insert(id.clone(), next);
-        out.push(Appended { offset: next as u64, id: id.clone(), duplicate: false });
-        rows.push((next, id, e, entity, properties, size));
-        next += 1;
-    }
-    for chunk in rows.chunks(CHUNK) {
-        let mut q = sqlx::QueryBuilder::new(
-            "INSERT INTO events (tenant, seq, topic, id, type, entity, ts, ingested, properties, size) ",
-        );
-        q.push_values(chunk, |mut b, (seq, id, e, entity, properties, size)| {
-            b.push_bind(tenant.as_str())
-                .push_bind(*seq)
-                .push_bind(topic.as_str())
-                .push_bind(id.as_str())
-                .push_bind(e.event_type.as_str())
-                .push_bind(entity.as_str())
-                .push_bind(e.ts.millis())
-                .push_bind(now)
-                .push_bind(properties.as_str())
-                .push_bind(*size);
-        });
-        q.build().execute(&mut *tx).await.map_err(internal)?;
-    }
-    sqlx::query(
-        "INSERT INTO heads (tenant, next_seq, last_ingested) VALUES (?, ?, ?)
-         ON CONFLICT (tenant) DO UPDATE SET next_seq = excluded.next_seq, last_ingested = excluded.last_ingested",
-    )
-    .bind(tenant.as_str())
-    .bind(next)
-    .bind(now)
-    .execute(&mut *tx)
-    .await
-    .map_err(internal)?;
-    Ok((out, next as u64))
 }
 
 #[async_trait]
@@ -434,11 +311,14 @@ impl EventLog for EmbeddedLog {
         }
         let Some(head) = self.inner.head(tenant) else { return };
         let mut rx = head.subscribe();
+        // Both ends are answers: the record came, or the wait is over (the
+        // caller reads again either way).
         let _ = tokio::time::timeout(wait, rx.wait_for(|next| *next > offset)).await;
     }
 
     async fn wait_any(&self, wait: Duration) {
         let mut rx = self.inner.heads.any.subscribe();
+        // An append, or the wait over: the caller looks again either way.
         let _ = tokio::time::timeout(wait, rx.changed()).await;
     }
 
@@ -455,16 +335,7 @@ impl EventLog for EmbeddedLog {
         let key: CursorKey = (group.to_owned(), tenant.clone(), topic);
         let known = inner.cursors.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&key);
         if !known {
-            let committed: Option<i64> = sqlx::query_scalar(
-                "SELECT committed FROM consumer_offsets WHERE grp = ? AND tenant = ? AND topic = ?",
-            )
-            .bind(group)
-            .bind(tenant.as_str())
-            .bind(topic.as_str())
-            .fetch_optional(&inner.reader)
-            .await
-            .map_err(internal)?;
-            let committed = committed.map_or(0, |c| c as u64);
+            let committed = inner.committed(group, tenant, topic).await?;
             inner
                 .cursors
                 .lock()
@@ -519,16 +390,7 @@ impl EventLog for EmbeddedLog {
         let (committed, handed) = match cursor {
             Some(c) => c,
             None => {
-                let c: Option<i64> = sqlx::query_scalar(
-                    "SELECT committed FROM consumer_offsets WHERE grp = ? AND tenant = ? AND topic = ?",
-                )
-                .bind(group)
-                .bind(tenant.as_str())
-                .bind(topic.as_str())
-                .fetch_optional(&inner.reader)
-                .await
-                .map_err(internal)?;
-                let c = c.map_or(0, |c| c as u64);
+                let c = inner.committed(group, tenant, topic).await?;
                 (c, c)
             }
         };
@@ -702,100 +564,4 @@ impl Drop for EmbeddedAck {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::conformance::{Harness, event, event_log_conformance};
-
-    struct Embedded {
-        log: EmbeddedLog,
-        dir: tempfile::TempDir,
-    }
-
-    impl Embedded {
-        async fn new() -> Option<Self> {
-            let dir = tempfile::tempdir().unwrap();
-            let log = EmbeddedLog::open(
-                &dir.path().join("events.db"),
-                Retention::default(),
-                Clock::system(),
-            )
-            .await
-            .unwrap();
-            Some(Self { log, dir })
-        }
-    }
-
-    #[async_trait]
-    impl Harness for Embedded {
-        fn log(&self) -> &dyn EventLog {
-            &self.log
-        }
-
-        async fn reopen(&self) -> Box<dyn EventLog> {
-            let path = self.dir.path().join("events.db");
-            Box::new(EmbeddedLog::open(&path, Retention::default(), Clock::system()).await.unwrap())
-        }
-
-        async fn finish(self) {}
-    }
-
-    event_log_conformance!(Embedded::new().await);
-
-    #[tokio::test]
-    async fn retention_removes_by_age_and_by_size_per_tenant() {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = Clock::manual(Timestamp::from_millis(1_800_000_000_000));
-        let retention = Retention {
-            max_age: Duration::from_secs(3600),
-            max_bytes: 2_000,
-            dedupe_window: Duration::ZERO,
-        };
-        let log =
-            EmbeddedLog::open(&dir.path().join("e.db"), retention, clock.clone()).await.unwrap();
-        let (old, big) = (TenantId::generate(), TenantId::generate());
-        log.append(
-            &old,
-            Topic::Events,
-            vec![event(Some("a"), "click", "u1", 1), event(None, "click", "u1", 2)],
-        )
-        .await
-        .unwrap();
-        clock.advance(Duration::from_secs(1800));
-        log.append(&old, Topic::Events, vec![event(None, "click", "u1", 3)]).await.unwrap();
-        let many: Vec<_> = (0..40).map(|n| event(None, "click", "u2", n)).collect();
-        log.append(&big, Topic::Events, many).await.unwrap();
-        clock.advance(Duration::from_secs(1801));
-
-        let done = log.compact().await.unwrap();
-        assert_eq!(done.expired, 2, "{done:?}");
-        assert!(done.over_size > 0, "{done:?}");
-        let kept = log
-            .read(&old, Topic::Events, Position::Offset(1), &Filter::default(), 10)
-            .await
-            .unwrap();
-        assert_eq!(kept.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [3]);
-        // The id of an expired event may come again.
-        let again = log
-            .append(&old, Topic::Events, vec![event(Some("a"), "click", "u1", 1)])
-            .await
-            .unwrap();
-        assert_eq!(
-            (again[0].offset, again[0].duplicate),
-            (4, false),
-            "offsets go on, never reused"
-        );
-
-        let rest = log
-            .read(&big, Topic::Events, Position::Offset(1), &Filter::default(), 100)
-            .await
-            .unwrap();
-        assert!(!rest.records.is_empty() && rest.records.len() < 40, "{}", rest.records.len());
-        assert_eq!(rest.records.last().unwrap().offset, 40, "the newest stay");
-        let bytes: i64 = sqlx::query_scalar("SELECT SUM(size) FROM events WHERE tenant = ?")
-            .bind(big.as_str())
-            .fetch_one(&log.inner.reader)
-            .await
-            .unwrap();
-        assert!(bytes <= 2_000, "{bytes}");
-    }
-}
+mod tests;
