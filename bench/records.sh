@@ -2,7 +2,9 @@
 # The cache-hit path (B2's request) for one tenant whose prediction_sample_rate is
 # $RATE (default 1.0): req/s with hey -c 32 for 12 s, and with PERF=1 a perf profile
 # of the server in /tmp/perf.data (perf report -i /tmp/perf.data --sort comm,symbol).
-#   RATE=0.1 bench/records.sh; RATE=0 bench/records.sh
+# With QPS=N the load is held at N req/s instead, and the script also prints the
+# server's CPU time per 1,000 answers (steadier than req/s on a shared machine).
+#   RATE=0.1 bench/records.sh; RATE=0 bench/records.sh; QPS=8000 RATE=1 bench/records.sh
 #   (needs: release build of tessera and tessera-standin, hey)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,10 +25,16 @@ k=$(curl -s "$u/admin/v1/tenants/$t/keys" -H "authorization: Bearer $ADMIN" -H '
 curl -s -o /dev/null "$u/v1/models" -H "authorization: Bearer $k" -H 'content-type: application/json' -d '{"name":"emb","task":"embedding","runtime":"openai-compatible","config":{"base_url":"http://127.0.0.1:18600/v1"}}'
 echo '{"model":"emb","input":"The quick brown fox jumps over the lazy dog."}' > "$work/body.json"
 curl -s -o /dev/null "$u/v1/embeddings" -H "authorization: Bearer $k" -H 'content-type: application/json' -d @"$work/body.json"
-hey -z 12s -c 32 -m POST -T application/json -D "$work/body.json" -H "Authorization: Bearer $k" "$u/v1/embeddings" > "$work/hey.out" &
+cpu() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+before=$(cpu)
+hey -z 12s -c 32 ${QPS:+-q $((QPS / 32))} -m POST -T application/json -D "$work/body.json" -H "Authorization: Bearer $k" "$u/v1/embeddings" > "$work/hey.out" &
 if [ "${PERF:-0}" = 1 ]; then
   sleep 2
-  perf record -F 499 -g -p $PID -o /tmp/perf.data -- sleep 8 2>/dev/null >/dev/null
+  perf record -F ${PERF_HZ:-499} ${PERF_CG:--g} -p $PID -o /tmp/perf.data -- sleep 8 2>/dev/null >/dev/null
 fi
 wait %3 2>/dev/null || true
 grep 'Requests/sec' "$work/hey.out"
+if [ -n "${QPS:-}" ]; then
+  ticks=$(( $(cpu) - before )); answers=$(grep -E '^\s+\[200\]' "$work/hey.out" | awk '{print $2}')
+  echo "server CPU per 1000 answers: $(python3 -c "print(round($ticks * 10 * 1000 / $answers, 1))") ms ($answers answers)"
+fi

@@ -370,6 +370,17 @@ pub(crate) struct Body {
     pub properties: serde_json::Map<String, serde_json::Value>,
 }
 
+/// [`Body`] borrowed from an event, to write it without copying.
+#[derive(Serialize)]
+pub(crate) struct BodyRef<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub event_type: &'a str,
+    pub entity: &'a BTreeMap<String, String>,
+    pub ts: Timestamp,
+    pub properties: &'a serde_json::Map<String, serde_json::Value>,
+}
+
 impl Body {
     pub(crate) fn into_record(self, offset: u64, topic: Topic, ingested_at: Timestamp) -> Record {
         Record {

@@ -20,8 +20,9 @@ use tessera_core::ids::TenantId;
 use tessera_core::time::{Clock, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
 
+mod blocks;
 mod writer;
-use writer::{AppendReq, write_loop};
+use writer::{AppendReq, Batch, write_loop};
 
 use crate::{
     Ack, Appended, Compaction, Delivery, EventLog, Filter, Lag, LogError, NewEvent, Page, Position,
@@ -135,6 +136,7 @@ impl EmbeddedLog {
             .await
             .map_err(|e| LogError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         sqlx::raw_sql(SCHEMA).execute(&writer).await.map_err(internal)?;
+        sqlx::raw_sql(blocks::SCHEMA).execute(&writer).await.map_err(internal)?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
@@ -233,6 +235,9 @@ impl Inner {
     ) -> Result<Page, LogError> {
         let head = self.next_offset(tenant).await?;
         let limit = limit.clamp(1, 10_000);
+        if blocks::packed(topic) {
+            return blocks::read(&self.reader, tenant, topic, from, filter, limit, head).await;
+        }
         let mut sql = format!("{SELECT} WHERE tenant = ? AND topic = ? AND tombstoned = 0");
         sql.push_str(match from {
             Position::Offset(_) => " AND seq >= ?",
@@ -265,8 +270,8 @@ impl Inner {
         records.truncate(limit);
         let next = match (records.last(), end) {
             (Some(r), false) => r.offset + 1,
-            // Everything up to the head was looked at.
-            _ => from.after_reading_to(head),
+            // Everything up to the head was looked at (and what came since).
+            (last, _) => from.after_reading_to(head).max(last.map_or(0, |r| r.offset + 1)),
         };
         Ok(Page { records, next, end })
     }
@@ -283,9 +288,14 @@ impl EventLog for EmbeddedLog {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        check_sizes(&events)?;
+        let batch = if blocks::packed(topic) {
+            Batch::Packed(blocks::pack(&events, self.inner.clock.now())?)
+        } else {
+            check_sizes(&events)?;
+            Batch::Rows(events)
+        };
         let (reply, answer) = oneshot::channel();
-        let req = AppendReq { tenant: tenant.clone(), topic, events, reply };
+        let req = AppendReq { tenant: tenant.clone(), topic, batch, reply };
         self.inner.appends.send(req).await.map_err(|_| internal("the event log writer stopped"))?;
         answer.await.map_err(|_| internal("the event log writer stopped"))?
     }
@@ -394,19 +404,25 @@ impl EventLog for EmbeddedLog {
                 (c, c)
             }
         };
-        let count = |from: u64, to: Option<u64>| {
+        let count = async |from: u64, to: Option<u64>| {
+            if blocks::packed(topic) {
+                return blocks::count(&inner.reader, tenant, topic, from, to).await;
+            }
             let sql =
                 "SELECT COUNT(*) FROM events WHERE tenant = ? AND topic = ? AND tombstoned = 0
                        AND seq > ? AND seq <= ?";
-            sqlx::query_scalar::<_, i64>(sql)
+            let n = sqlx::query_scalar::<_, i64>(sql)
                 .bind(tenant.as_str())
                 .bind(topic.as_str())
                 .bind(from as i64)
                 .bind(to.map_or(i64::MAX, |t| t as i64))
                 .fetch_one(&inner.reader)
+                .await
+                .map_err(internal)?;
+            Ok::<_, LogError>(n as u64)
         };
-        let pending = count(handed, None).await.map_err(internal)? as u64;
-        let in_flight = count(committed, Some(handed)).await.map_err(internal)? as u64;
+        let pending = count(handed, None).await?;
+        let in_flight = count(committed, Some(handed)).await?;
         Ok(Lag { pending, in_flight })
     }
 
@@ -419,6 +435,7 @@ impl EventLog for EmbeddedLog {
     }
 
     async fn tombstone(&self, tenant: &TenantId, key: &str, value: &str) -> Result<u64, LogError> {
+        let mut tx = self.inner.writer.begin_with("BEGIN IMMEDIATE").await.map_err(internal)?;
         let done = sqlx::query(
             "UPDATE events SET tombstoned = 1 WHERE tenant = ? AND tombstoned = 0
              AND EXISTS (SELECT 1 FROM json_each(events.entity) j WHERE j.key = ? AND j.value = ?)",
@@ -426,10 +443,13 @@ impl EventLog for EmbeddedLog {
         .bind(tenant.as_str())
         .bind(key)
         .bind(value)
-        .execute(&self.inner.writer)
+        .execute(&mut *tx)
         .await
         .map_err(internal)?;
-        Ok(done.rows_affected())
+        // Packed rows are rewritten without the subject's records at once.
+        let packed = blocks::tombstone(&mut tx, tenant, key, value).await?;
+        tx.commit().await.map_err(internal)?;
+        Ok(done.rows_affected() + packed)
     }
 
     async fn compact(&self) -> Result<Compaction, LogError> {
@@ -443,14 +463,17 @@ impl EventLog for EmbeddedLog {
             .execute(&mut *tx)
             .await
             .map_err(internal)?
-            .rows_affected();
+            .rows_affected()
+            + blocks::expire(&mut tx, cutoff).await?;
         let tombstoned = sqlx::query("DELETE FROM events WHERE tombstoned = 1")
             .execute(&mut *tx)
             .await
             .map_err(internal)?
             .rows_affected();
-        let over: Vec<String> =
-            sqlx::query_scalar("SELECT tenant FROM events GROUP BY tenant HAVING SUM(size) > ?")
+        let over: Vec<String> = sqlx::query_scalar(
+            "SELECT tenant FROM (SELECT tenant, size FROM events UNION ALL SELECT tenant, size FROM blocks)
+             GROUP BY tenant HAVING SUM(size) > ?",
+        )
                 .bind(r.max_bytes.min(i64::MAX as u64) as i64)
                 .fetch_all(&mut *tx)
                 .await
@@ -460,7 +483,9 @@ impl EventLog for EmbeddedLog {
             // The newest record that no longer fits: it and all before it go.
             let cut: Option<i64> = sqlx::query_scalar(
                 "SELECT seq FROM (SELECT seq, SUM(size) OVER (ORDER BY seq DESC) AS kept
-                 FROM events WHERE tenant = ?) WHERE kept > ? ORDER BY seq DESC LIMIT 1",
+                 FROM (SELECT seq, size FROM events WHERE tenant = ?1
+                       UNION ALL SELECT last_seq AS seq, size FROM blocks WHERE tenant = ?1))
+                 WHERE kept > ?2 ORDER BY seq DESC LIMIT 1",
             )
             .bind(&tenant)
             .bind(r.max_bytes.min(i64::MAX as u64) as i64)
@@ -474,7 +499,8 @@ impl EventLog for EmbeddedLog {
                     .execute(&mut *tx)
                     .await
                     .map_err(internal)?
-                    .rows_affected();
+                    .rows_affected()
+                    + blocks::drop_through(&mut tx, &tenant, cut).await?;
             }
         }
         tx.commit().await.map_err(internal)?;

@@ -10,6 +10,7 @@ use tessera_core::ids::TenantId;
 use tessera_core::time::{Clock, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 
+use super::blocks::{self, Packed};
 use super::{Heads, internal};
 use crate::{Appended, LogError, NewEvent, Topic, event_id};
 
@@ -17,8 +18,14 @@ use crate::{Appended, LogError, NewEvent, Topic, event_id};
 pub(super) struct AppendReq {
     pub(super) tenant: TenantId,
     pub(super) topic: Topic,
-    pub(super) events: Vec<NewEvent>,
+    pub(super) batch: Batch,
     pub(super) reply: oneshot::Sender<Result<Vec<Appended>, LogError>>,
+}
+
+/// What an append stores: a row per event, or one row for the batch.
+pub(super) enum Batch {
+    Rows(Vec<NewEvent>),
+    Packed(Packed),
 }
 
 /// Appends waiting together share one transaction (and one fsync).
@@ -63,7 +70,7 @@ async fn commit_group(
         if let Err(e) = sqlx::query("SAVEPOINT append").execute(&mut *tx).await {
             return all_fail(&e);
         }
-        let r = append_in(&mut tx, clock, &req.tenant, req.topic, &req.events).await;
+        let r = append_in(&mut tx, clock, &req.tenant, req.topic, &req.batch).await;
         let end = if r.is_ok() { "RELEASE append" } else { "ROLLBACK TO append; RELEASE append" };
         if let Err(e) = sqlx::raw_sql(end).execute(&mut *tx).await {
             return all_fail(&e);
@@ -82,7 +89,7 @@ async fn append_in(
     clock: &Clock,
     tenant: &TenantId,
     topic: Topic,
-    events: &[NewEvent],
+    batch: &Batch,
 ) -> Result<(Vec<Appended>, u64), LogError> {
     let head: Option<(i64, i64)> =
         sqlx::query_as("SELECT next_seq, last_ingested FROM heads WHERE tenant = ?")
@@ -90,9 +97,36 @@ async fn append_in(
             .fetch_optional(&mut *tx)
             .await
             .map_err(internal)?;
-    let (mut next, last) = head.unwrap_or((1, 0));
+    let (next, last) = head.unwrap_or((1, 0));
     // Ingestion time never goes back, so time reads agree with offsets.
     let now = clock.now().millis().max(last);
+    let (out, next) = match batch {
+        Batch::Rows(events) => append_rows(tx, tenant, topic, events, next, now).await?,
+        Batch::Packed(p) => blocks::append(tx, tenant, topic, p, next, now).await?,
+    };
+    sqlx::query(
+        "INSERT INTO heads (tenant, next_seq, last_ingested) VALUES (?, ?, ?)
+         ON CONFLICT (tenant) DO UPDATE SET next_seq = excluded.next_seq, last_ingested = excluded.last_ingested",
+    )
+    .bind(tenant.as_str())
+    .bind(next)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(internal)?;
+    Ok((out, next as u64))
+}
+
+/// A row per event, each id looked up first; returns the answers and the
+/// new next offset.
+async fn append_rows(
+    tx: &mut sqlx::SqliteConnection,
+    tenant: &TenantId,
+    topic: Topic,
+    events: &[NewEvent],
+    mut next: i64,
+    now: i64,
+) -> Result<(Vec<Appended>, i64), LogError> {
     let ids: Vec<String> =
         events.iter().map(|e| event_id(e, Timestamp::from_millis(now))).collect();
     // Ids stored before, and repeats inside this batch, are not stored again.
@@ -142,15 +176,5 @@ async fn append_in(
         });
         q.build().execute(&mut *tx).await.map_err(internal)?;
     }
-    sqlx::query(
-        "INSERT INTO heads (tenant, next_seq, last_ingested) VALUES (?, ?, ?)
-         ON CONFLICT (tenant) DO UPDATE SET next_seq = excluded.next_seq, last_ingested = excluded.last_ingested",
-    )
-    .bind(tenant.as_str())
-    .bind(next)
-    .bind(now)
-    .execute(&mut *tx)
-    .await
-    .map_err(internal)?;
-    Ok((out, next as u64))
+    Ok((out, next))
 }

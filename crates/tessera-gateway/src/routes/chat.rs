@@ -110,8 +110,8 @@ struct ChatJob {
 
 /// What a chat's prediction record keeps of it: the messages' digest, and
 /// as text the last user message.
-fn record_input(body: &Value) -> RecordInput {
-    let text = body["messages"].as_array().and_then(|m| {
+fn record_input(body: &Value, keep_text: bool) -> RecordInput {
+    let text = keep_text.then(|| body["messages"].as_array()).flatten().and_then(|m| {
         m.iter()
             .rev()
             .find(|m| m["role"] == "user")
@@ -131,8 +131,8 @@ impl Job for ChatJob {
         accepts_chat(m)
     }
 
-    fn record_input(&self) -> RecordInput {
-        record_input(&self.body)
+    fn record_input(&self, keep_text: bool) -> RecordInput {
+        record_input(&self.body, keep_text)
     }
 
     /// How the answer ended and how long it is.
@@ -198,8 +198,8 @@ impl Job for StreamJob {
         accepts_chat(m)
     }
 
-    fn record_input(&self) -> RecordInput {
-        record_input(&self.body)
+    fn record_input(&self, keep_text: bool) -> RecordInput {
+        record_input(&self.body, keep_text)
     }
 
     /// A stream's answer is not known when it opens.

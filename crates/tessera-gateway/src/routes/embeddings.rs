@@ -201,8 +201,8 @@ impl Job for EmbedJob {
         true
     }
 
-    fn record_input(&self) -> RecordInput {
-        RecordInput::of(&Value::from(self.texts.clone()), Some(self.texts.join("\n")))
+    fn record_input(&self, keep_text: bool) -> RecordInput {
+        RecordInput::of(&self.texts, keep_text.then(|| self.texts.join("\n")))
     }
 
     /// How many vectors, of what size.

@@ -198,8 +198,8 @@ impl Job for PredictJob {
         true
     }
 
-    fn record_input(&self) -> RecordInput {
-        RecordInput::of(&Value::from(self.instances.clone()), None)
+    fn record_input(&self, _keep_text: bool) -> RecordInput {
+        RecordInput::of(&self.instances, None)
     }
 
     /// The first predictions (a label and score, or top-k, per instance).

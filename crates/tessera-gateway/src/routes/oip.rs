@@ -299,7 +299,7 @@ impl Job for OipJob {
     }
 
     /// The input tensors' names, types and shapes, and the binary data.
-    fn record_input(&self) -> RecordInput {
+    fn record_input(&self, _keep_text: bool) -> RecordInput {
         use sha2::Digest as _;
         let shapes: Vec<Value> = self
             .req

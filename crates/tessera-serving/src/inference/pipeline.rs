@@ -73,8 +73,8 @@ pub trait Job: Send + Sync + 'static {
     }
 
     /// The request as its prediction record keeps it: a digest of the input
-    /// and, on text routes, the text (kept only when the tenant opts in).
-    fn record_input(&self) -> RecordInput {
+    /// and, on text routes, the text (made only when the tenant keeps it).
+    fn record_input(&self, _keep_text: bool) -> RecordInput {
         RecordInput::default()
     }
 
@@ -252,7 +252,7 @@ fn record<J: Job>(
     if !sampled(&meta.prediction_id, tenant.prediction_sample_rate) {
         return;
     }
-    let input = job.record_input();
+    let input = job.record_input(tenant.store_inputs);
     let output = match output {
         Some(o) => job.summary(o),
         None => serde_json::json!({"cached": true}),
