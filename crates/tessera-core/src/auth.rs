@@ -111,6 +111,9 @@ pub fn operation_name(op: Operation) -> &'static str {
         Operation::EventsWrite => "events.write",
         Operation::EventsRead => "events.read",
         Operation::EventsAdmin => "events.admin",
+        Operation::FeaturesRead => "features.read",
+        Operation::FeaturesWrite => "features.write",
+        Operation::FeaturesAdmin => "features.admin",
     }
 }
 

@@ -9,6 +9,7 @@ pub mod breaker;
 pub mod config;
 pub mod error;
 pub mod event_type;
+pub mod features;
 pub mod ids;
 pub mod jwt;
 pub mod metrics;

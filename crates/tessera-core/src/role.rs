@@ -77,14 +77,16 @@ impl Role {
             O::KeysRead | O::KeysWrite => matches!(self, R::PlatformAdmin | R::TenantAdmin),
             O::AuditRead => matches!(self, R::PlatformAdmin | R::TenantAdmin | R::Viewer),
             O::ModelsRead => !matches!(self, R::Service),
-            O::ModelsWrite | O::EventsAdmin => {
+            O::ModelsWrite | O::EventsAdmin | O::FeaturesAdmin => {
                 matches!(self, R::PlatformAdmin | R::TenantAdmin | R::Developer)
             }
-            O::Inference | O::EventsWrite => {
+            O::Inference | O::EventsWrite | O::FeaturesWrite => {
                 matches!(self, R::PlatformAdmin | R::TenantAdmin | R::Developer | R::Service)
             }
             // Events may hold personal data: services send, they do not read.
             O::EventsRead => !matches!(self, R::Service),
+            // Services read features online to serve with them.
+            O::FeaturesRead => true,
         }
     }
 }
@@ -126,10 +128,19 @@ pub enum Operation {
     /// Set and remove event type schemas.
     #[serde(rename = "events.admin")]
     EventsAdmin,
+    /// Read feature definitions and online values.
+    #[serde(rename = "features.read")]
+    FeaturesRead,
+    /// Push feature rows.
+    #[serde(rename = "features.write")]
+    FeaturesWrite,
+    /// Define entities, feature views and services.
+    #[serde(rename = "features.admin")]
+    FeaturesAdmin,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 11] = [
+    pub const ALL: [Operation; 14] = [
         Operation::PlatformAdmin,
         Operation::TenantRead,
         Operation::KeysRead,
@@ -141,6 +152,9 @@ impl Operation {
         Operation::EventsWrite,
         Operation::EventsRead,
         Operation::EventsAdmin,
+        Operation::FeaturesRead,
+        Operation::FeaturesWrite,
+        Operation::FeaturesAdmin,
     ];
 }
 

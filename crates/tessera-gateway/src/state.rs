@@ -69,13 +69,14 @@ impl AppState {
         cfg: GatewayConfig,
         models: Arc<ModelPool>,
         events: Arc<dyn tessera_events::EventLog>,
+        online: Arc<dyn tessera_features::OnlineStore>,
     ) -> Self {
         let key_cache_ttl = cfg.serving.cache_ttl;
         // The process's one metrics registry: the edge's metrics first.
         let metrics = Arc::new(Metrics::default());
         let mut registry = prometheus_client::registry::Registry::default();
         metrics.register(&mut registry);
-        let services = Services::new(store, artifacts, cfg.serving, models, events, registry);
+        let services = Services::new(store, artifacts, cfg.serving, models, events, online, registry);
         let auth = Arc::new(Authenticator::new(
             services.store_arc(),
             cfg.admin_key.as_ref().map(Secret::expose),
@@ -95,7 +96,8 @@ impl AppState {
                 | Change::Registry
                 | Change::Deployment(_)
                 | Change::Prices
-                | Change::EventTypes(_) => {}
+                | Change::EventTypes(_)
+                | Change::Features(_) => {}
             }
         });
         Self {

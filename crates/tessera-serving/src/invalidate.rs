@@ -33,6 +33,8 @@ pub enum Change<'a> {
     Prices,
     /// A tenant's event type schemas.
     EventTypes(&'a TenantId),
+    /// A tenant's feature store definitions.
+    Features(&'a TenantId),
 }
 
 type Subscriber = Box<dyn Fn(Change<'_>) + Send + Sync>;
@@ -231,6 +233,32 @@ impl MetadataStore for InvalidatingStore {
     ) -> Result<(), StoreError> {
         let r = self.inner.delete_event_type(ctx, name, actor).await;
         self.after(r, Change::EventTypes(ctx.tenant_id()))
+    }
+    async fn put_feature_def(
+        &self,
+        ctx: &TenantCtx,
+        def: &tessera_store::FeatureDefWrite<'_>,
+        actor: &AuditActor,
+    ) -> Result<tessera_core::features::StoredDefinition, StoreError> {
+        let r = self.inner.put_feature_def(ctx, def, actor).await;
+        self.after(r, Change::Features(ctx.tenant_id()))
+    }
+    async fn list_feature_defs(
+        &self,
+        ctx: &TenantCtx,
+        kind: Option<tessera_core::features::Kind>,
+    ) -> Result<Vec<tessera_core::features::StoredDefinition>, StoreError> {
+        self.inner.list_feature_defs(ctx, kind).await
+    }
+    async fn delete_feature_def(
+        &self,
+        ctx: &TenantCtx,
+        kind: tessera_core::features::Kind,
+        name: &str,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError> {
+        let r = self.inner.delete_feature_def(ctx, kind, name, actor).await;
+        self.after(r, Change::Features(ctx.tenant_id()))
     }
     async fn put_deployment(
         &self,

@@ -15,6 +15,7 @@
 
 pub mod cache;
 pub mod event_schemas;
+pub mod feature_catalogs;
 pub mod flight;
 pub mod inference;
 pub mod invalidate;

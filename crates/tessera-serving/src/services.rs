@@ -20,6 +20,7 @@ use tessera_store::{MetadataStore, ModelView};
 
 use crate::cache::ResponseCache;
 use crate::event_schemas::EventSchemas;
+use crate::feature_catalogs::FeatureCatalogs;
 use crate::flight::Flights;
 use crate::inference::ServeError;
 use crate::inference::shadow::Shadows;
@@ -32,6 +33,7 @@ use crate::registry_cache::RegistryCache;
 use crate::tasks::Tasks;
 use crate::tenant_cache::TenantCache;
 use tessera_events::EventLog;
+use tessera_features::OnlineStore;
 use tessera_events::ingest::IngestLimits;
 use tessera_events::runtime::{Consumer, ConsumerMetrics};
 
@@ -106,6 +108,8 @@ struct Inner {
     consumers: Arc<ConsumerMetrics>,
     event_schemas: Arc<EventSchemas>,
     event_settings: EventSettings,
+    online: Arc<dyn OnlineStore>,
+    feature_catalogs: Arc<FeatureCatalogs>,
     /// Every metric of the process (the edge's too), encoded on `GET /metrics`.
     metrics: Registry,
 }
@@ -121,6 +125,7 @@ impl Services {
         cfg: ServingConfig,
         models: Arc<ModelPool>,
         events: Arc<dyn EventLog>,
+        online: Arc<dyn OnlineStore>,
         mut metrics: Registry,
     ) -> Self {
         let changes = Arc::new(Changes::default());
@@ -141,7 +146,8 @@ impl Services {
         let registry = Arc::new(RegistryCache::new(cfg.cache_ttl));
         let meter = Meter::start(store.clone());
         let event_schemas = Arc::new(EventSchemas::new(cfg.cache_ttl));
-        subscribe(&changes, &tenants, &registry, &meter, &event_schemas);
+        let feature_catalogs = Arc::new(FeatureCatalogs::new(cfg.cache_ttl));
+        subscribe(&changes, &tenants, &registry, &meter, &event_schemas, &feature_catalogs);
         let shadows = Shadows {
             slots: Arc::new(tokio::sync::Semaphore::new(SHADOW_SLOTS)),
             stats: Arc::new(ShadowStats::default()),
@@ -183,6 +189,8 @@ impl Services {
                 consumers,
                 event_schemas,
                 event_settings: cfg.events,
+                online,
+                feature_catalogs,
                 metrics,
             }),
         }
@@ -265,6 +273,14 @@ impl Services {
         self.inner.tasks.spawn_loop(c.run());
     }
     /// Tenants' event type schemas.
+    /// The online feature store (embedded, or Redis with `redis_url`).
+    pub fn online(&self) -> &dyn OnlineStore {
+        &*self.inner.online
+    }
+    /// Tenants' feature catalogs, read through.
+    pub fn feature_catalogs(&self) -> &FeatureCatalogs {
+        &self.inner.feature_catalogs
+    }
     pub fn event_schemas(&self) -> &EventSchemas {
         &self.inner.event_schemas
     }
@@ -327,8 +343,10 @@ fn subscribe(
     registry: &Arc<RegistryCache>,
     meter: &Arc<Meter>,
     event_schemas: &Arc<EventSchemas>,
+    feature_catalogs: &Arc<FeatureCatalogs>,
 ) {
     let event_schemas = Arc::downgrade(event_schemas);
+    let feature_catalogs = Arc::downgrade(feature_catalogs);
     let tenants = Arc::downgrade(tenants);
     let (registry, meter) = (Arc::downgrade(registry), Arc::downgrade(meter));
     changes.subscribe(move |change| match change {
@@ -356,6 +374,11 @@ fn subscribe(
         Change::EventTypes(tenant) => {
             if let Some(e) = event_schemas.upgrade() {
                 e.evict(tenant);
+            }
+        }
+        Change::Features(tenant) => {
+            if let Some(f) = feature_catalogs.upgrade() {
+                f.evict(tenant);
             }
         }
         Change::Prices => {

@@ -525,6 +525,67 @@ pub async fn usage_metering(store: &dyn MetadataStore) {
     ));
 }
 
+/// Feature definitions: created at version 1, changed only from the version
+/// read (a stale writer conflicts), an unchanged spec keeps its version,
+/// listed per kind, a tenant's own, deleted with an audit entry.
+pub async fn feature_definitions(store: &dyn MetadataStore) {
+    use tessera_core::features::Kind;
+
+    use crate::FeatureDefWrite;
+    let (_, a) = tenant(store, "acme").await;
+    let (_, b) = tenant(store, "globex").await;
+    let spec = serde_json::json!({"join_keys": ["customer_id"]});
+    let write =
+        |expected, spec| FeatureDefWrite { kind: Kind::Entity, name: "customer", spec, expected };
+    let d = store.put_feature_def(&a, &write(None, &spec), &actor()).await.unwrap();
+    assert_eq!((d.version, &d.spec, d.kind), (1, &spec, Kind::Entity));
+    let again = store.put_feature_def(&a, &write(None, &spec), &actor()).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "creating twice: {again:?}");
+    let same = store.put_feature_def(&a, &write(Some(1), &spec), &actor()).await.unwrap();
+    assert_eq!(same.version, 1, "an unchanged spec is no new version");
+    let v2 = serde_json::json!({"join_keys": ["customer_id"], "description": "a buyer"});
+    let d2 = store.put_feature_def(&a, &write(Some(1), &v2), &actor()).await.unwrap();
+    assert_eq!((d2.version, d2.created_at), (2, d.created_at));
+    let stale = store.put_feature_def(&a, &write(Some(1), &spec), &actor()).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "a stale writer: {stale:?}");
+    let view = serde_json::json!({"entities": ["customer"]});
+    store
+        .put_feature_def(
+            &a,
+            &FeatureDefWrite { kind: Kind::View, name: "customer", spec: &view, expected: None },
+            &actor(),
+        )
+        .await
+        .unwrap();
+    store.put_feature_def(&b, &write(None, &spec), &actor()).await.unwrap();
+    let entities = store.list_feature_defs(&a, Some(Kind::Entity)).await.unwrap();
+    assert_eq!(
+        entities.iter().map(|d| (d.name.as_str(), d.version)).collect::<Vec<_>>(),
+        [("customer", 2)]
+    );
+    assert_eq!(store.list_feature_defs(&a, None).await.unwrap().len(), 2);
+    store.delete_feature_def(&a, Kind::Entity, "customer", &actor()).await.unwrap();
+    assert!(matches!(
+        store.delete_feature_def(&a, Kind::Entity, "customer", &actor()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.list_feature_defs(&a, None).await.unwrap().len(), 1, "the view stays");
+    assert_eq!(store.list_feature_defs(&b, None).await.unwrap()[0].version, 1, "b's is its own");
+    let audit = store
+        .list_audit(AuditScope::Tenant(&a), AuditQuery { since: None, limit: 100 })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    for a in [
+        "feature_entity.create",
+        "feature_entity.update",
+        "feature_view.create",
+        "feature_entity.delete",
+    ] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+}
+
 /// Deployments: the owner puts, replaces, reads and deletes one, audited;
 /// nobody else can write it; a missing one reads as none and deletes as
 /// not found.
@@ -610,6 +671,13 @@ pub async fn deployments(store: &dyn MetadataStore) {
 #[macro_export]
 macro_rules! metadata_conformance {
     ($make:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_feature_definitions() {
+            if let Some(h) = $make {
+                $crate::conformance::feature_definitions(&*$crate::conformance::Harness::store(&h))
+                    .await
+            }
+        }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn conformance_usage_metering() {
             if let Some(h) = $make {

@@ -11,6 +11,7 @@ mod metadata;
 mod migrate;
 pub mod postgres;
 mod sql_common;
+mod sql_features;
 mod sql_rows;
 mod sql_usage;
 pub mod sqlite;
@@ -19,8 +20,8 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use metadata::{
-    AuditQuery, AuditScope, KeyOwner, MetadataStore, ModelScope, ModelView, UsageScope,
-    verify_audit_chain,
+    AuditQuery, AuditScope, FeatureDefWrite, KeyOwner, MetadataStore, ModelScope, ModelView,
+    UsageScope, verify_audit_chain,
 };
 use tessera_core::config::DatabaseUrl;
 

@@ -9,6 +9,7 @@ use tessera_core::apikey::KeyRecord;
 use tessera_core::audit::{AuditActor, AuditEntry};
 use tessera_core::auth::{SystemCtx, TenantCtx};
 use tessera_core::event_type::EventType;
+use tessera_core::features::{Kind, StoredDefinition};
 use tessera_core::ids::{KeyId, TenantId};
 use tessera_core::model::{Model, ModelVersion, NewModel};
 use tessera_core::tenant::{NewTenant, Plan, PlanPatch, Tenant, TenantPatch};
@@ -177,6 +178,29 @@ pub trait MetadataStore: Send + Sync + 'static {
         name: &str,
         actor: &AuditActor,
     ) -> Result<(), StoreError>;
+    /// Creates (`expected` none) or changes (`expected` the stored version)
+    /// a feature store definition, audited; its version grows by one on a
+    /// change (an unchanged spec is no change). A version that moved meanwhile
+    /// is a conflict, so two writers never overwrite each other unseen.
+    async fn put_feature_def(
+        &self,
+        ctx: &TenantCtx,
+        def: &FeatureDefWrite<'_>,
+        actor: &AuditActor,
+    ) -> Result<StoredDefinition, StoreError>;
+    /// The tenant's definitions (of one kind, or all), by kind and name.
+    async fn list_feature_defs(
+        &self,
+        ctx: &TenantCtx,
+        kind: Option<Kind>,
+    ) -> Result<Vec<StoredDefinition>, StoreError>;
+    async fn delete_feature_def(
+        &self,
+        ctx: &TenantCtx,
+        kind: Kind,
+        name: &str,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError>;
     /// Sets `model`'s deployment (its spec as JSON); the writer must own the model.
     async fn put_deployment(
         &self,
@@ -297,4 +321,14 @@ pub async fn verify_audit_chain(
         }
     }
     Ok(v.finish(head))
+}
+
+/// A feature store definition to write (see [`MetadataStore::put_feature_def`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureDefWrite<'a> {
+    pub kind: Kind,
+    pub name: &'a str,
+    pub spec: &'a serde_json::Value,
+    /// The version it replaces; none to create it.
+    pub expected: Option<u32>,
 }

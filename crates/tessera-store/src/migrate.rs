@@ -28,6 +28,7 @@ pub(crate) const COMMON: &[Migration] = &[
         name: "event_types",
         sql: include_str!("migrations/0012_event_types.sql"),
     },
+    Migration { version: 14, name: "features", sql: include_str!("migrations/0014_features.sql") },
 ];
 
 pub(crate) const POSTGRES_ONLY: &[Migration] = &[
@@ -56,6 +57,11 @@ pub(crate) const POSTGRES_ONLY: &[Migration] = &[
         version: 13,
         name: "pg_event_types_rls",
         sql: include_str!("migrations/0013_pg_event_types_rls.sql"),
+    },
+    Migration {
+        version: 15,
+        name: "pg_features_rls",
+        sql: include_str!("migrations/0015_pg_features_rls.sql"),
     },
 ];
 

@@ -31,6 +31,8 @@ macro_rules! sql_metadata_store {
         use tessera_core::audit::{AuditActor, AuditEntry, AuditEvent};
         use tessera_core::auth::{SystemCtx, TenantCtx};
         use tessera_core::event_type::EventType;
+        use tessera_core::features::{Kind, StoredDefinition};
+        use crate::FeatureDefWrite;
         use tessera_core::ids::{KeyId, TenantId};
         use tessera_core::role::{Role, Scopes};
         use tessera_core::tenant::{NewTenant, Plan, PlanPatch, Tenant, TenantPatch};
@@ -361,6 +363,13 @@ macro_rules! sql_metadata_store {
                     .bind(id.as_str())
                     .execute(&mut *tx)
                     .await?;
+                // What only the tenant defined goes with it.
+                for table in ["event_types", "feature_defs"] {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE tenant_id = $1")))
+                        .bind(id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 sqlx::query("DELETE FROM tenants WHERE id = $1").bind(id.as_str()).execute(&mut *tx).await?;
                 append_audit(&mut tx, Some(id), "tenant.delete", id.as_str(), actor).await?;
                 tx.commit().await?;
@@ -716,6 +725,23 @@ macro_rules! sql_metadata_store {
                 Ok(())
             }
 
+            async fn put_feature_def(
+                &self,
+                ctx: &TenantCtx,
+                def: &FeatureDefWrite<'_>,
+                actor: &AuditActor,
+            ) -> Result<StoredDefinition, StoreError> {
+                self.sql_put_feature_def(ctx, def, actor).await
+            }
+
+            async fn list_feature_defs(&self, ctx: &TenantCtx, kind: Option<Kind>) -> Result<Vec<StoredDefinition>, StoreError> {
+                self.sql_list_feature_defs(ctx, kind).await
+            }
+
+            async fn delete_feature_def(&self, ctx: &TenantCtx, kind: Kind, name: &str, actor: &AuditActor) -> Result<(), StoreError> {
+                self.sql_delete_feature_def(ctx, kind, name, actor).await
+            }
+
             async fn put_deployment(
                 &self,
                 writer: KeyOwner<'_>,
@@ -873,6 +899,7 @@ macro_rules! sql_metadata_store {
         }
 
         crate::sql_usage::sql_usage_store!($store, $db);
+        crate::sql_features::sql_features_store!($store, $db);
     };
 }
 

@@ -45,6 +45,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         info!("redis_url set: rate, token and concurrency limits hold across every replica");
     }
     let events = open_event_log(&cfg).await?;
+    let online = open_online_store(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -77,6 +78,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         models,
         events,
+        online,
     );
     let services = state.services().clone();
     let app = tessera_gateway::app(state);
@@ -139,6 +141,30 @@ async fn open_event_log(cfg: &tessera_core::config::Config) -> anyhow::Result<Ar
                 EmbeddedLog::open(&path, retention, tessera_core::time::Clock::system())
                     .await
                     .with_context(|| format!("cannot open the event log {}", path.display()))?,
+            )
+        }
+    })
+}
+
+/// The online feature store: Redis with `redis_url` (every replica reads
+/// the same values), else the embedded store in the data dir.
+async fn open_online_store(
+    cfg: &tessera_core::config::Config,
+) -> anyhow::Result<Arc<dyn tessera_features::OnlineStore>> {
+    Ok(match &cfg.redis_url {
+        Some(url) => {
+            info!("online features in Redis: a hash per entity key, tessera:fs:<tenant>:<key>");
+            Arc::new(
+                tessera_features::redis_store::RedisOnline::new(url, "tessera:fs", cfg.redis_timeout)
+                    .context("cannot use redis_url for the online feature store")?,
+            )
+        }
+        None => {
+            let path = cfg.data_dir.join("features.db");
+            Arc::new(
+                tessera_features::embedded::EmbeddedOnline::open(&path)
+                    .await
+                    .with_context(|| format!("cannot open the online feature store {}", path.display()))?,
             )
         }
     })

@@ -10,6 +10,7 @@ mod chat_sse;
 pub mod deployments;
 pub mod embeddings;
 pub mod event_types;
+pub mod features;
 pub mod events;
 pub mod health;
 mod inference;
@@ -145,6 +146,14 @@ pub fn api_routes() -> ApiRoutes {
         .add(Put, "/v1/event-types/{type}", event_types::put)
         .add(Get, "/v1/event-types/{type}", event_types::get)
         .add(Delete, "/v1/event-types/{type}", event_types::delete)
+        .add(Post, "/v1/features/online", features::online)
+        .add(Post, "/v1/features/get-online-features", features::feast_online)
+        .add(Post, "/v1/features/push", features::push)
+        .add(Post, "/v1/features/write-to-online-store", features::feast_write)
+        .add(Get, "/v1/features/{kind}", features::list)
+        .add(Put, "/v1/features/{kind}/{name}", features::put)
+        .add(Get, "/v1/features/{kind}/{name}", features::get)
+        .add(Delete, "/v1/features/{kind}/{name}", features::delete)
         .add(Get, "/v1/usage", usage::tenant_totals)
         .add(Get, "/v1/usage/records", usage::tenant_records)
         .add(Get, "/admin/v1/usage", usage::admin_totals)

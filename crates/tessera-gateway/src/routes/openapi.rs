@@ -6,7 +6,7 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    audit, breakers, cache, chat, deployments, embeddings, event_types, events, health, keys,
+    audit, breakers, cache, chat, deployments, embeddings, event_types, events, features, health, keys,
     kserve, me, models, oip, plans, tenants, usage,
 };
 
@@ -27,6 +27,8 @@ use super::{
         embeddings::create, chat::create, cache::purge,
         events::ingest, events::read, events::stream,
         event_types::list, event_types::put, event_types::get, event_types::delete,
+        features::list, features::put, features::get, features::delete,
+        features::online, features::feast_online, features::push, features::feast_write,
         usage::tenant_totals, usage::tenant_records, usage::admin_totals, usage::admin_records,
         usage::list_prices, usage::put_price, usage::delete_price,
         oip::server_metadata, oip::model_metadata, oip::version_metadata, oip::model_ready, oip::version_ready,
@@ -35,7 +37,7 @@ use super::{
         models::tenant_create, models::tenant_list, models::tenant_get, models::tenant_upload, models::tenant_versions,
         models::admin_create, models::admin_list, models::admin_upload, models::admin_versions,
     ),
-    components(schemas(tessera_core::usage::GroupBy, crate::error::ErrorBody, crate::error::OipErrorBody)),
+    components(schemas(tessera_core::usage::GroupBy, tessera_core::features::EntitySpec, tessera_core::features::ViewSpec, tessera_core::features::ServiceSpec, crate::error::ErrorBody, crate::error::OipErrorBody)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]
