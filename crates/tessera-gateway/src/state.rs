@@ -76,7 +76,8 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let mut registry = prometheus_client::registry::Registry::default();
         metrics.register(&mut registry);
-        let services = Services::new(store, artifacts, cfg.serving, models, events, online, registry);
+        let services =
+            Services::new(store, artifacts, cfg.serving, models, events, online, registry);
         let auth = Arc::new(Authenticator::new(
             services.store_arc(),
             cfg.admin_key.as_ref().map(Secret::expose),

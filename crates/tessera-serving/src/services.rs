@@ -33,9 +33,9 @@ use crate::registry_cache::RegistryCache;
 use crate::tasks::Tasks;
 use crate::tenant_cache::TenantCache;
 use tessera_events::EventLog;
-use tessera_features::OnlineStore;
 use tessera_events::ingest::IngestLimits;
 use tessera_events::runtime::{Consumer, ConsumerMetrics};
+use tessera_features::OnlineStore;
 
 /// Shadow requests in flight at most; beyond them shadows are dropped.
 const SHADOW_SLOTS: usize = 64;

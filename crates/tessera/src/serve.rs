@@ -155,17 +155,19 @@ async fn open_online_store(
         Some(url) => {
             info!("online features in Redis: a hash per entity key, tessera:fs:<tenant>:<key>");
             Arc::new(
-                tessera_features::redis_store::RedisOnline::new(url, "tessera:fs", cfg.redis_timeout)
-                    .context("cannot use redis_url for the online feature store")?,
+                tessera_features::redis_store::RedisOnline::new(
+                    url,
+                    "tessera:fs",
+                    cfg.redis_timeout,
+                )
+                .context("cannot use redis_url for the online feature store")?,
             )
         }
         None => {
             let path = cfg.data_dir.join("features.db");
-            Arc::new(
-                tessera_features::embedded::EmbeddedOnline::open(&path)
-                    .await
-                    .with_context(|| format!("cannot open the online feature store {}", path.display()))?,
-            )
+            Arc::new(tessera_features::embedded::EmbeddedOnline::open(&path).await.with_context(
+                || format!("cannot open the online feature store {}", path.display()),
+            )?)
         }
     })
 }

@@ -13,9 +13,9 @@ use serde_json::Value;
 use tessera_core::features::{Definition, Kind, StoredDefinition};
 use tessera_core::role::Operation;
 use tessera_core::time::Timestamp;
+use tessera_features::OnlineError;
 use tessera_features::catalog::CatalogError;
 use tessera_features::serve::{self, FeatureError, OnlineRequest, OnlineResponse, PushRequest};
-use tessera_features::OnlineError;
 use tessera_serving::feature_catalogs::FeatureCatalogs;
 use tessera_store::FeatureDefWrite;
 
@@ -114,8 +114,11 @@ pub async fn get(
 ) -> Result<Json<Definition<Value>>, ApiError> {
     let ctx = auth.tenant(Operation::FeaturesRead)?;
     let kind = kind(&segment)?;
-    let found = s.store().list_feature_defs(&ctx, Some(kind)).await?.into_iter().find(|d| d.name == name);
-    found.map(|d| Json(shown(d))).ok_or_else(|| ApiError::NotFound(format!("{} {name:?} not found", what(kind))))
+    let found =
+        s.store().list_feature_defs(&ctx, Some(kind)).await?.into_iter().find(|d| d.name == name);
+    found
+        .map(|d| Json(shown(d)))
+        .ok_or_else(|| ApiError::NotFound(format!("{} {name:?} not found", what(kind))))
 }
 
 /// The tenant's definitions of one kind, by name.

@@ -6,8 +6,8 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    audit, breakers, cache, chat, deployments, embeddings, event_types, events, features, health, keys,
-    kserve, me, models, oip, plans, tenants, usage,
+    audit, breakers, cache, chat, deployments, embeddings, event_types, events, features, health,
+    keys, kserve, me, models, oip, plans, tenants, usage,
 };
 
 #[derive(OpenApi)]

@@ -29,6 +29,8 @@ fn fill(path: &str, b_tenant: &str, b_key: &str, b_model: &str) -> String {
                 "deployments" if path.starts_with("/admin/") => "mdl_notmine",
                 "deployments" => b_model,
                 "event-types" => "b-private-type",
+                "features" => "views",
+                "{kind}" => "b_private",
                 _ => b_tenant,
             });
         } else {
@@ -94,6 +96,21 @@ async fn cross_tenant_walk(backend: Backend) {
         .call(Method::PUT, "/v1/event-types/b-private-type", Some(&b_key), Some(b_schema.clone()))
         .await;
     assert_eq!(et.status, StatusCode::OK, "{et:?}");
+    // B's feature view, with a value naming B's tenant id.
+    for (path, body) in [
+        ("/v1/features/entities/b_owner", json!({"join_keys": ["owner"]})),
+        (
+            "/v1/features/views/b_private",
+            json!({"entities": ["b_owner"], "source": {"push": {}},
+            "schema": [{"name": "secret", "dtype": "string"}]}),
+        ),
+    ] {
+        let r = s.api.call(Method::PUT, path, Some(&b_key), Some(body)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    }
+    let push = json!({"push_source_name": "b_private", "df": {"owner": [b], "event_timestamp": ["2026-01-01T00:00:00Z"], "secret": [b]}});
+    let r = s.api.call(Method::POST, "/v1/features/push", Some(&b_key), Some(push)).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
     let b_before = s.api.get("/v1/me", &b_key).await.body;
 
     let spec = s.api.get("/openapi.json", &a_key).await.body;
@@ -134,6 +151,12 @@ async fn cross_tenant_walk(backend: Backend) {
             assert!(r.status.as_u16() < 500, "{m} {url}: {r:?}");
             if path.starts_with("/admin/") {
                 assert_eq!(r.status, StatusCode::FORBIDDEN, "{m} {url} let a tenant key in: {r:?}");
+            } else if path == "/v1/features/{kind}" {
+                // A's own (empty) list of views.
+                assert_eq!(r.status, StatusCode::OK, "{m} {url}: {r:?}");
+            } else if path.starts_with("/v1/features/") && m == Method::PUT {
+                // A's own view of that name: the walk's body is refused.
+                assert_eq!(r.status, StatusCode::BAD_REQUEST, "{m} {url}: {r:?}");
             } else if path.starts_with("/v1/event-types/") && m == Method::PUT {
                 // A PUT names A's own event type: the walk's body is refused,
                 // and B's type of that name stays as it was (checked below).
@@ -170,6 +193,14 @@ async fn cross_tenant_walk(backend: Backend) {
     );
     let et = s.api.get("/v1/event-types/b-private-type", &b_key).await;
     assert_eq!((et.status, &et.body["schema"]), (StatusCode::OK, &b_schema["schema"]), "{et:?}");
+    // Guessing B's view name reaches nothing, and B's value is as it was.
+    let guess = json!({"entities": {"owner": [b]}, "features": ["b_private:secret"]});
+    let r =
+        s.api.call(Method::POST, "/v1/features/online", Some(&a_key), Some(guess.clone())).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(!r.body.to_string().contains(&b), "{r:?}");
+    let r = s.api.call(Method::POST, "/v1/features/online", Some(&b_key), Some(guess)).await;
+    assert_eq!(r.body["results"][1]["values"], json!([b]), "{r:?}");
     let audit = s.api.get("/v1/audit", &b_key).await.body;
     for e in audit["data"].as_array().unwrap() {
         assert_eq!(e["tenant_id"], b.as_str(), "B's audit shows a foreign entry: {e}");

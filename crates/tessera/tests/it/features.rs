@@ -1,0 +1,279 @@
+//! The feature store (F1, F2) through the real binary: definitions with
+//! their checks and versions, pushes checked cell by cell and written whole,
+//! online reads in Feast's shape with every status, roles, another tenant's
+//! views out of reach, durability across a restart (embedded), and two
+//! replicas sharing the Redis online store.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
+
+use crate::common;
+
+use common::{Backend, Options, Server};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tessera_core::time::Timestamp;
+
+const ADMIN: &str = "features-admin-key-0123456789";
+
+fn ago(secs: i64) -> String {
+    Timestamp::from_millis(Timestamp::now().millis() - secs * 1000).to_rfc3339()
+}
+
+async fn put(s: &Server, key: &str, path: &str, body: Value) -> common::Resp {
+    s.api.call(Method::PUT, path, Some(key), Some(body)).await
+}
+
+async fn post(s: &Server, key: &str, path: &str, body: Value) -> common::Resp {
+    s.api.call(Method::POST, path, Some(key), Some(body)).await
+}
+
+/// The customer entity, a push view over it and a service.
+async fn define(s: &Server, key: &str) {
+    let r = put(
+        s,
+        key,
+        "/v1/features/entities/customer",
+        json!({"join_keys": ["customer_id"], "value_type": "string"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let view = json!({"entities": ["customer"], "ttl": "1h", "source": {"push": {}},
+        "schema": [{"name": "spend", "dtype": "float64"}, {"name": "orders", "dtype": "int64"},
+                   {"name": "tier", "dtype": "string"}]});
+    let r = put(s, key, "/v1/features/views/customer_stats", view).await;
+    assert_eq!((r.status, &r.body["version"]), (StatusCode::CREATED, &json!(1)), "{r:?}");
+    let r = put(
+        s,
+        key,
+        "/v1/features/services/churn",
+        json!({"features": ["customer_stats:spend", "customer_stats:tier"]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+}
+
+fn rows() -> Value {
+    json!({"push_source_name": "customer_stats", "to": "online", "df": {
+        "customer_id": ["c1", "c2", "c3"],
+        "event_timestamp": [ago(10), ago(20), ago(7200)],
+        "spend": [10.5, 3, 7.25],
+        "orders": [2, null, 5],
+        "tier": ["gold", "basic", "silver"]}})
+}
+
+fn read_all(ids: &[&str]) -> Value {
+    json!({"entities": {"customer_id": ids},
+        "features": ["customer_stats:spend", "customer_stats:orders", "customer_stats:tier"]})
+}
+
+/// The column of `name` in an online answer.
+fn column<'a>(r: &'a common::Resp, name: &str) -> &'a Value {
+    let names = r.body["metadata"]["feature_names"].as_array().unwrap();
+    let i = names.iter().position(|n| n == name).unwrap_or_else(|| panic!("{name} in {names:?}"));
+    &r.body["results"][i]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn define_push_and_read_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let s =
+        Server::start(Options::new(&Backend::Sqlite, dir.path()).env("TESSERA_ADMIN_KEY", ADMIN))
+            .await;
+    let (acme, dev, _) = s.tenant_with_key("acme", "developer").await;
+    define(&s, &dev).await;
+
+    // Definitions are checked against each other.
+    let r = put(
+        &s,
+        &dev,
+        "/v1/features/views/orphan",
+        json!({"entities": ["driver"], "source": {"push": {}},
+        "schema": [{"name": "x", "dtype": "int64"}]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(
+        r.body["error"]["message"].as_str().unwrap().contains("unknown entity \"driver\""),
+        "{r:?}"
+    );
+    let r =
+        put(&s, &dev, "/v1/features/services/bad", json!({"features": ["customer_stats:nope"]}))
+            .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    let same =
+        put(&s, &dev, "/v1/features/entities/customer", json!({"join_keys": ["customer_id"]}))
+            .await;
+    assert_eq!(
+        (same.status, &same.body["version"]),
+        (StatusCode::OK, &json!(1)),
+        "an unchanged entity: {same:?}"
+    );
+    let list = s.api.get("/v1/features/views", &dev).await;
+    assert_eq!(list.body["data"][0]["name"], "customer_stats", "{list:?}");
+    assert_eq!(list.body["data"][0]["spec"]["ttl"], "1h");
+
+    // A push is checked cell by cell and written whole.
+    let mut bad = rows();
+    bad["df"]["orders"] = json!([2, "many", 5]);
+    let r = post(&s, &dev, "/v1/features/push", bad).await;
+    assert_eq!(
+        (r.status, r.body["error"]["param"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("df.orders[1]")),
+        "{r:?}"
+    );
+    let mut unknown = rows();
+    unknown["df"]["color"] = json!(["red", "red", "red"]);
+    let r = post(&s, &dev, "/v1/features/push", unknown).await;
+    assert_eq!(
+        (r.status, r.body["error"]["param"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("df.color")),
+        "{r:?}"
+    );
+    let nothing = post(&s, &dev, "/v1/features/online", read_all(&["c1"])).await;
+    assert_eq!(
+        column(&nothing, "spend")["statuses"],
+        json!(["NOT_FOUND"]),
+        "a refused push wrote nothing"
+    );
+    let r = post(&s, &dev, "/v1/features/push", rows()).await;
+    assert_eq!((r.status, &r.body), (StatusCode::OK, &Value::Null), "{r:?}");
+
+    // Every status, in Feast's column layout, the entity column first.
+    let r = post(&s, &dev, "/v1/features/online", read_all(&["c1", "c2", "c3", "c9"])).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(
+        r.body["metadata"]["feature_names"],
+        json!(["customer_id", "spend", "orders", "tier"])
+    );
+    assert_eq!(column(&r, "customer_id")["values"], json!(["c1", "c2", "c3", "c9"]));
+    let spend = column(&r, "spend");
+    assert_eq!(spend["values"], json!([10.5, 3.0, 7.25, null]));
+    assert_eq!(spend["statuses"], json!(["PRESENT", "PRESENT", "OUTSIDE_MAX_AGE", "NOT_FOUND"]));
+    assert_eq!(spend["event_timestamps"][3], "1970-01-01T00:00:00Z");
+    assert!(spend["event_timestamps"][0].as_str().unwrap().ends_with('Z'));
+    assert_eq!(column(&r, "orders")["statuses"][1], "NULL_VALUE");
+    assert_eq!(column(&r, "orders")["values"][0], 2);
+
+    // A feature service, full names, and Feast's own path.
+    let by_service = json!({"entities": {"customer_id": ["c1"]}, "feature_service": "churn", "full_feature_names": true});
+    let r = post(&s, &dev, "/v1/features/get-online-features", by_service).await;
+    assert_eq!(
+        r.body["metadata"]["feature_names"],
+        json!(["customer_id", "customer_stats__spend", "customer_stats__tier"]),
+        "{r:?}"
+    );
+    assert_eq!(column(&r, "customer_stats__tier")["values"], json!(["gold"]));
+    let r = post(
+        &s,
+        &dev,
+        "/v1/features/online",
+        json!({"entities": {"customer_id": ["c1"]}, "features": ["nope:x"]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.body["error"]["message"].as_str().unwrap().contains("unknown feature view \"nope\""),
+        "{r:?}"
+    );
+    let r = post(
+        &s,
+        &dev,
+        "/v1/features/online",
+        json!({"entities": {"user": ["c1"]}, "features": ["customer_stats:spend"]}),
+    )
+    .await;
+    assert!(
+        r.body["error"]["message"].as_str().unwrap().contains("keyed by \"customer_id\""),
+        "{r:?}"
+    );
+
+    // Roles: a viewer and a service read; a viewer cannot push or define.
+    let (viewer, _) = s.key_for(&acme, "viewer").await;
+    let (service, _) = s.key_for(&acme, "service").await;
+    assert_eq!(
+        post(&s, &viewer, "/v1/features/online", read_all(&["c1"])).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(post(&s, &viewer, "/v1/features/push", rows()).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(post(&s, &service, "/v1/features/push", rows()).await.status, StatusCode::OK);
+    let r = put(&s, &viewer, "/v1/features/entities/x", json!({"join_keys": ["x"]})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // Another tenant cannot reach these values, even under the same view name.
+    let (_, other, _) = s.tenant_with_key("globex", "developer").await;
+    let r = post(&s, &other, "/v1/features/online", read_all(&["c1"])).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    define(&s, &other).await;
+    let r = post(&s, &other, "/v1/features/online", read_all(&["c1"])).await;
+    assert_eq!(column(&r, "spend")["statuses"], json!(["NOT_FOUND"]), "{r:?}");
+
+    // Changes: a new feature is a new version; a changed type or a removed
+    // feature a service reads is refused; what is in use is not deleted.
+    let grown = json!({"entities": ["customer"], "ttl": "1h", "source": {"push": {}},
+        "schema": [{"name": "spend", "dtype": "float64"}, {"name": "orders", "dtype": "int64"},
+                   {"name": "tier", "dtype": "string"}, {"name": "visits", "dtype": "int64"}]});
+    let r = put(&s, &dev, "/v1/features/views/customer_stats", grown).await;
+    assert_eq!((r.status, &r.body["version"]), (StatusCode::OK, &json!(2)), "{r:?}");
+    let retyped = json!({"entities": ["customer"], "source": {"push": {}},
+        "schema": [{"name": "spend", "dtype": "string"}, {"name": "tier", "dtype": "string"}]});
+    let r = put(&s, &dev, "/v1/features/views/customer_stats", retyped).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    assert!(
+        r.body["error"]["message"].as_str().unwrap().contains("\"spend\" cannot change type"),
+        "{r:?}"
+    );
+    let dropped = json!({"entities": ["customer"], "source": {"push": {}}, "schema": [{"name": "orders", "dtype": "int64"}]});
+    let r = put(&s, &dev, "/v1/features/views/customer_stats", dropped).await;
+    assert!(
+        r.status == StatusCode::CONFLICT
+            && r.body["error"]["message"].as_str().unwrap().contains("churn"),
+        "{r:?}"
+    );
+    let r = s.api.call(Method::DELETE, "/v1/features/entities/customer", Some(&dev), None).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    let r = s.api.call(Method::DELETE, "/v1/features/views/customer_stats", Some(&dev), None).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    let (admin, _) = s.key_for(&acme, "tenant_admin").await;
+    let audit = s.api.get("/v1/audit", &admin).await;
+    assert!(audit.body.to_string().contains("feature_view.update"), "{audit:?}");
+
+    // Values survive a restart (the embedded store is durable).
+    s.terminate().await;
+    let s =
+        Server::start(Options::new(&Backend::Sqlite, dir.path()).env("TESSERA_ADMIN_KEY", ADMIN))
+            .await;
+    let r = post(&s, &dev, "/v1/features/online", read_all(&["c1"])).await;
+    assert_eq!(column(&r, "tier")["values"], json!(["gold"]), "{r:?}");
+
+    // Deleting in order: the service, then the view and its values.
+    for path in ["/v1/features/services/churn", "/v1/features/views/customer_stats"] {
+        let r = s.api.call(Method::DELETE, path, Some(&dev), None).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{path}: {r:?}");
+    }
+    let r = s.api.get("/v1/features/views/customer_stats", &dev).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// Two replicas on PostgreSQL and Redis: a push on one is read on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_the_redis_online_store() {
+    let Some(common::Pair { a, b, dirs: _dirs }) = common::Pair::start(ADMIN).await else { return };
+    let (_, key, _) = a.tenant_with_key("acme", "developer").await;
+    define(&a, &key).await;
+    let r = post(&b, &key, "/v1/features/push", rows()).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let r = post(&a, &key, "/v1/features/online", read_all(&["c1", "c3", "c9"])).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(column(&r, "spend")["values"], json!([10.5, 7.25, null]));
+    assert_eq!(column(&r, "spend")["statuses"], json!(["PRESENT", "OUTSIDE_MAX_AGE", "NOT_FOUND"]));
+    // A newer push through the other replica wins; an older one does not.
+    let mut newer = rows();
+    newer["df"] =
+        json!({"customer_id": "c1", "event_timestamp": ago(1), "spend": 99.0, "tier": "gold"});
+    assert_eq!(post(&a, &key, "/v1/features/push", newer).await.status, StatusCode::OK);
+    let mut older = rows();
+    older["df"] =
+        json!({"customer_id": "c1", "event_timestamp": ago(600), "spend": 1.0, "tier": "gold"});
+    assert_eq!(post(&b, &key, "/v1/features/push", older).await.status, StatusCode::OK);
+    let r = post(&b, &key, "/v1/features/online", read_all(&["c1"])).await;
+    assert_eq!(column(&r, "spend")["values"], json!([99.0]), "{r:?}");
+}
