@@ -31,6 +31,9 @@ pub enum Command {
     /// Send events to a running server, or follow them live.
     #[command(subcommand)]
     Events(EventsCmd),
+    /// Apply feature store definitions from a file, showing the plan first.
+    #[command(subcommand)]
+    Features(FeaturesCmd),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
     /// Drive HTTP load at a URL and report latency percentiles and status counts.
@@ -112,6 +115,27 @@ pub enum EventsCmd {
         /// `events` or `predictions`.
         #[arg(long, default_value = "events")]
         topic: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeaturesCmd {
+    /// Apply a YAML (or JSON) file of definitions, like `feast apply`: it
+    /// prints the plan (what is created, changed, left as it is), then applies
+    /// entities, views and services in that order, stopping at the first
+    /// refusal with the server's reason. Definitions missing from the file
+    /// are left alone. The file's shape:
+    /// `{entities: {NAME: {join_keys, value_type}}, views: {NAME: {entities,
+    /// schema, ttl, source}}, services: {NAME: {features}}}`.
+    Apply {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The file; `-` reads standard input.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Print the plan only.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

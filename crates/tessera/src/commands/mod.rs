@@ -3,6 +3,7 @@
 mod audit;
 mod connections;
 mod events;
+mod features;
 mod keys;
 mod loadtest;
 mod tenants;
@@ -16,6 +17,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys::run(cmd).await,
         Command::Audit(cmd) => audit::run(cmd).await,
         Command::Events(cmd) => events::run(cmd).await,
+        Command::Features(cmd) => features::run(cmd).await,
         Command::Models(crate::cli::ModelsCmd::Fetch { cache_dir }) => {
             let cache = cache_dir.unwrap_or_else(tessera_engine::fetch::cache_dir);
             let result = tokio::task::spawn_blocking(move || {

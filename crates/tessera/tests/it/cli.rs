@@ -223,3 +223,62 @@ async fn events_send_a_file_and_tail_it() {
     let (ok, help, _) = as_tenant(&["events", "tail", "--help"]);
     assert!(ok && help.contains("--entity") && help.contains("Follow"), "{help}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn features_apply_plans_then_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(Options::new(&Backend::Sqlite, dir.path())).await;
+    let (_, key, _) = s.tenant_with_key("cli-features", "developer").await;
+    let apply = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(["features", "apply"])
+            .args(args)
+            .env("TESSERA_URL", &s.url)
+            .env("TESSERA_KEY", &key)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success(), text, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let file = dir.path().join("features.yaml");
+    let path = file.display().to_string();
+    let yaml = |features: &str, spend: &str| {
+        format!(
+            "entities:\n  customer:\n    join_keys: [customer_id]\nviews:\n  stats:\n    entities: [customer]\n    ttl: 1h\n    source: {{push: {{}}}}\n    schema:\n      - {{name: spend, dtype: {spend}}}\n{features}services:\n  churn:\n    features: ['stats:spend']\n"
+        )
+    };
+    std::fs::write(&file, yaml("", "float64")).unwrap();
+    let (ok, out, err) = apply(&["-f", &path, "--dry-run"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("+ entity customer: create")
+            && out.contains("+ feature service churn: create"),
+        "{out}"
+    );
+    assert_eq!(
+        s.api.get("/v1/features/entities", &key).await.body["data"],
+        serde_json::json!([]),
+        "a dry run applies nothing"
+    );
+    let (ok, out, err) = apply(&["-f", &path]);
+    assert!(ok && out.contains("3 applied"), "{out} {err}");
+    let (ok, out, _) = apply(&["-f", &path]);
+    assert!(
+        ok && out.contains("= feature view stats: unchanged") && out.contains("0 applied"),
+        "{out}"
+    );
+
+    std::fs::write(&file, yaml("      - {name: visits, dtype: int64}\n", "float64")).unwrap();
+    let (ok, out, err) = apply(&["-f", &path]);
+    assert!(ok && out.contains("~ feature view stats: +feature visits"), "{out} {err}");
+    assert_eq!(s.api.get("/v1/features/views/stats", &key).await.body["version"], 2);
+
+    // An incompatible change stops with the server's reason.
+    std::fs::write(&file, yaml("", "string")).unwrap();
+    let (ok, out, err) = apply(&["-f", &path]);
+    assert!(out.contains("~feature spend"), "{out}");
+    assert!(!ok && err.contains("cannot change type"), "{err}");
+    std::fs::write(&file, "tables: {}\n").unwrap();
+    let (ok, _, err) = apply(&["-f", &path]);
+    assert!(!ok && err.contains("unknown section \"tables\""), "{err}");
+}
