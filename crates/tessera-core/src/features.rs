@@ -515,10 +515,10 @@ pub fn entity_change_refused(old: &EntitySpec, new: &EntitySpec) -> Option<Strin
 
 /// A `view:feature` reference, checked against the views; `view:*` stands
 /// for every feature of the view. Returns (view, features) pairs in order.
-pub fn resolve_refs(
+pub fn resolve_refs<'v>(
     param: &str,
     refs: &[String],
-    views: &BTreeMap<String, ViewSpec>,
+    views: impl Fn(&str) -> Option<&'v ViewSpec>,
 ) -> Result<Vec<(String, Vec<String>)>, ValidationError> {
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     if refs.is_empty() {
@@ -528,7 +528,7 @@ pub fn resolve_refs(
         let Some((view, feature)) = r.split_once(':') else {
             return Err(invalid(param, format!("{r:?} is not a \"view:feature\" reference")));
         };
-        let Some(spec) = views.get(view) else {
+        let Some(spec) = views(view) else {
             return Err(invalid(param, format!("unknown feature view {view:?} (in {r:?})")));
         };
         let features: Vec<String> = if feature == "*" {
@@ -637,12 +637,12 @@ mod tests {
         let views = BTreeMap::from([("stats".to_owned(), v)]);
         let refs = ["stats:b".to_owned(), "stats:*".to_owned()];
         assert_eq!(
-            resolve_refs("features", &refs, &views).unwrap(),
+            resolve_refs("features", &refs, |v| views.get(v)).unwrap(),
             vec![("stats".to_owned(), vec!["b".to_owned(), "a".to_owned()])]
         );
-        let e = resolve_refs("features", &["stats:c".to_owned()], &views).unwrap_err();
+        let e = resolve_refs("features", &["stats:c".to_owned()], |v| views.get(v)).unwrap_err();
         assert!(e.message.contains("no feature \"c\""), "{}", e.message);
-        let e = resolve_refs("features", &["other:c".to_owned()], &views).unwrap_err();
+        let e = resolve_refs("features", &["other:c".to_owned()], |v| views.get(v)).unwrap_err();
         assert!(e.message.contains("unknown feature view \"other\""), "{}", e.message);
     }
 

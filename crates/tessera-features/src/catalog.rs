@@ -98,7 +98,8 @@ impl Catalog {
                     let mut views = self.view_specs();
                     views.insert(name.to_owned(), new.clone());
                     for (s, d) in &self.services {
-                        if let Err(e) = resolve_refs("features", &d.spec.features, &views) {
+                        if let Err(e) = resolve_refs("features", &d.spec.features, |v| views.get(v))
+                        {
                             return Err(CatalogError::Conflict(format!(
                                 "feature view {name:?}: feature service {s:?} would break: {}",
                                 e.message
@@ -111,7 +112,7 @@ impl Catalog {
             Kind::Service => {
                 let new: ServiceSpec = serde_json::from_value(spec.clone()).map_err(parse_err)?;
                 tessera_core::ids::validate_name("name", name)?;
-                resolve_refs("features", &new.features, &self.view_specs())?;
+                resolve_refs("features", &new.features, |v| self.views.get(v).map(|d| &d.spec))?;
                 serde_json::to_value(&new)
             }
         };

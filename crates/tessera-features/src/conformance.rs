@@ -196,3 +196,37 @@ mod redis {
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 }
+
+/// The embedded store's cache never answers with a row a write replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(clippy::disallowed_methods, reason = "a reader beside the writes, awaited by the test")]
+async fn the_embedded_cache_follows_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(
+        crate::embedded::EmbeddedOnline::open(&dir.path().join("f.db")).await.unwrap(),
+    );
+    let t = TenantId::generate();
+    let f = features(&["spend"]);
+    assert!(
+        store.read(&t, "stats", &f, &[key("c1")]).await.unwrap()[0].is_none(),
+        "a miss is cached too"
+    );
+    let reader = {
+        let (store, t, f) = (store.clone(), t.clone(), f.clone());
+        tokio::spawn(async move {
+            for _ in 0..2_000 {
+                store.read(&t, "stats", &f, &[key("c1")]).await.unwrap();
+            }
+        })
+    };
+    for i in 1..=200 {
+        let w =
+            Write { view: "stats", rows: vec![(key("c1"), row(i as f64, "x", i, i))], keep: KEEP };
+        store.write(&t, w).await.unwrap();
+        let got = store.read(&t, "stats", &f, &[key("c1")]).await.unwrap();
+        assert_eq!(got[0].as_ref().unwrap().values["spend"], json!(i as f64), "after write {i}");
+    }
+    reader.await.unwrap();
+    store.drop_view(&t, "stats").await.unwrap();
+    assert!(store.read(&t, "stats", &f, &[key("c1")]).await.unwrap()[0].is_none());
+}

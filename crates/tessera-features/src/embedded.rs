@@ -1,11 +1,16 @@
 //! The embedded online store: a SQLite file of its own in the data dir
 //! (WAL, `synchronous = FULL`, one writer connection), a row per (tenant,
-//! view, entity key). The default for one replica; with `redis_url` every
-//! replica shares the Redis store instead.
+//! view, entity key), and in front of it a bounded in-memory cache of rows
+//! (found or not), dropped for every key a write touches: the one process
+//! that writes the file is the one that reads it, so the cache is never
+//! behind. The default for one replica; with `redis_url` every replica
+//! shares the Redis store instead.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,9 +38,21 @@ CREATE TABLE IF NOT EXISTS online (
 /// Keys per statement (SQLite allows 32766 parameters).
 const CHUNK: usize = 500;
 
+/// Rows kept in memory (about 1 KiB each with ten features).
+const CACHED_ROWS: u64 = 200_000;
+
+type CacheKey = (TenantId, String, String);
+
 pub struct EmbeddedOnline {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Whole rows (every feature), or none where the file has none.
+    cache: moka::sync::Cache<CacheKey, Option<Arc<Row>>>,
+    /// Writes begun and writes done (their keys dropped from the cache): a
+    /// read fills the cache only if no write was under way from before its
+    /// query to its fill (else it might put back a row the write replaced).
+    started: AtomicU64,
+    done: AtomicU64,
 }
 
 fn err(e: impl std::fmt::Display) -> OnlineError {
@@ -66,7 +83,13 @@ impl EmbeddedOnline {
             .connect_with(opts.read_only(true))
             .await
             .map_err(err)?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            cache: moka::sync::Cache::new(CACHED_ROWS),
+            started: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+        })
     }
 }
 
@@ -100,7 +123,15 @@ impl OnlineStore for EmbeddedOnline {
             );
             stored += q.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
         }
-        tx.commit().await.map_err(err)?;
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let committed = tx.commit().await;
+        // Committed or not (an error may come after the commit landed), the
+        // keys are read from the file again.
+        for (key, _) in &w.rows {
+            self.cache.invalidate(&(tenant.clone(), w.view.to_owned(), key.0.clone()));
+        }
+        self.done.fetch_add(1, Ordering::SeqCst);
+        committed.map_err(err)?;
         Ok(stored)
     }
 
@@ -111,8 +142,26 @@ impl OnlineStore for EmbeddedOnline {
         features: &[String],
         keys: &[EntityKey],
     ) -> Result<Vec<Option<Row>>, OnlineError> {
-        let mut found: HashMap<String, Row> = HashMap::new();
-        for chunk in keys.chunks(CHUNK) {
+        let only = |r: &Row| Row {
+            values: features
+                .iter()
+                .filter_map(|f| r.values.get(f).map(|v| (f.clone(), v.clone())))
+                .collect(),
+            event_ts: r.event_ts,
+            created: r.created,
+        };
+        let cache_key = |k: &EntityKey| (tenant.clone(), view.to_owned(), k.0.clone());
+        let cached: Vec<Option<Option<Arc<Row>>>> =
+            keys.iter().map(|k| self.cache.get(&cache_key(k))).collect();
+        if cached.iter().all(Option::is_some) {
+            return Ok(cached.into_iter().map(|c| c.flatten().map(|r| only(&r))).collect());
+        }
+        let before = self.started.load(Ordering::SeqCst);
+        let quiet = self.done.load(Ordering::SeqCst) == before;
+        let missing: Vec<EntityKey> =
+            keys.iter().zip(&cached).filter(|(_, c)| c.is_none()).map(|(k, _)| k.clone()).collect();
+        let mut found: HashMap<String, Arc<Row>> = HashMap::new();
+        for chunk in missing.chunks(CHUNK) {
             let mut q = sqlx::QueryBuilder::new(
                 "SELECT key, vals, event_ts, created FROM online WHERE tenant = ",
             );
@@ -124,28 +173,41 @@ impl OnlineStore for EmbeddedOnline {
             q.push(")");
             for r in q.build().fetch_all(&self.reader).await.map_err(err)? {
                 let vals: String = r.try_get("vals").map_err(err)?;
-                let mut all: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_str(&vals).map_err(err)?;
-                let values =
-                    features.iter().filter_map(|f| all.remove(f).map(|v| (f.clone(), v))).collect();
                 let row = Row {
-                    values,
+                    values: serde_json::from_str(&vals).map_err(err)?,
                     event_ts: Timestamp::from_millis(r.try_get("event_ts").map_err(err)?),
                     created: Timestamp::from_millis(r.try_get("created").map_err(err)?),
                 };
-                found.insert(r.try_get("key").map_err(err)?, row);
+                found.insert(r.try_get("key").map_err(err)?, Arc::new(row));
             }
         }
-        Ok(keys.iter().map(|k| found.get(k.as_str()).cloned()).collect())
+        let fill = quiet && self.started.load(Ordering::SeqCst) == before;
+        Ok(keys
+            .iter()
+            .zip(cached)
+            .map(|(k, c)| {
+                let row = c.unwrap_or_else(|| {
+                    let row = found.get(k.as_str()).cloned();
+                    if fill {
+                        self.cache.insert(cache_key(k), row.clone());
+                    }
+                    row
+                });
+                row.map(|r| only(&r))
+            })
+            .collect())
     }
 
     async fn drop_view(&self, tenant: &TenantId, view: &str) -> Result<(), OnlineError> {
-        sqlx::query("DELETE FROM online WHERE tenant = ? AND view = ?")
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let deleted = sqlx::query("DELETE FROM online WHERE tenant = ? AND view = ?")
             .bind(tenant.as_str())
             .bind(view)
             .execute(&self.writer)
-            .await
-            .map_err(err)?;
+            .await;
+        self.cache.invalidate_all();
+        self.done.fetch_add(1, Ordering::SeqCst);
+        deleted.map_err(err)?;
         Ok(())
     }
 }

@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod embedded;
 pub mod redis_store;
 pub mod serve;
+pub mod window;
 
 #[cfg(test)]
 mod conformance;

@@ -166,8 +166,7 @@ pub async fn online(
             ));
         }
     };
-    let views = catalog.views.iter().map(|(n, d)| (n.clone(), d.spec.clone())).collect();
-    let wanted = resolve_refs("features", &refs, &views)?;
+    let wanted = resolve_refs("features", &refs, |v| catalog.views.get(v).map(|d| &d.spec))?;
     let (n, cols) = columns("entities", &req.entities)?;
     let mut names: Vec<String> = cols.iter().map(|(c, _)| (*c).to_owned()).collect();
     let mut results: Vec<Column> = cols

@@ -272,7 +272,6 @@ impl Services {
         self.inner.consumers.add(c.group(), c.stats());
         self.inner.tasks.spawn_loop(c.run());
     }
-    /// Tenants' event type schemas.
     /// The online feature store (embedded, or Redis with `redis_url`).
     pub fn online(&self) -> &dyn OnlineStore {
         &*self.inner.online
@@ -281,6 +280,7 @@ impl Services {
     pub fn feature_catalogs(&self) -> &FeatureCatalogs {
         &self.inner.feature_catalogs
     }
+    /// Tenants' event type schemas.
     pub fn event_schemas(&self) -> &EventSchemas {
         &self.inner.event_schemas
     }
