@@ -6,6 +6,18 @@ use tessera_core::time::Timestamp;
 
 use crate::{EntityKey, OnlineStore, Row, Write};
 
+/// The machine's Redis (`TESSERA_TEST_REDIS_URL`); none without it, unless
+/// services are required (then a missing URL fails the test).
+pub(crate) fn redis_url() -> Option<String> {
+    match std::env::var("TESSERA_TEST_REDIS_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("TESSERA_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+            panic!("TESSERA_REQUIRE_SERVICES=1 but TESSERA_TEST_REDIS_URL is not set")
+        }
+        Err(_) => None,
+    }
+}
+
 /// Test rows expire on their own (Redis is shared by every run).
 const KEEP: Option<std::time::Duration> = Some(std::time::Duration::from_secs(600));
 
@@ -150,15 +162,8 @@ mod redis {
     /// The machine's Redis (`TESSERA_TEST_REDIS_URL`); skipped without it
     /// unless services are required.
     fn store() -> Option<RedisOnline> {
-        match std::env::var("TESSERA_TEST_REDIS_URL") {
-            Ok(url) => {
-                Some(RedisOnline::new(&url, "tessera-test:fs", Duration::from_secs(2)).unwrap())
-            }
-            Err(_) if std::env::var("TESSERA_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-                panic!("TESSERA_REQUIRE_SERVICES=1 but TESSERA_TEST_REDIS_URL is not set")
-            }
-            Err(_) => None,
-        }
+        let url = super::redis_url()?;
+        Some(RedisOnline::new(&url, "tessera-test:fs", Duration::from_secs(2)).unwrap())
     }
 
     #[tokio::test]

@@ -93,6 +93,13 @@ impl EmbeddedOnline {
     }
 }
 
+impl EmbeddedOnline {
+    /// The file's writer connection (the stream tiles live in the same file).
+    pub fn writer(&self) -> SqlitePool {
+        self.writer.clone()
+    }
+}
+
 #[async_trait]
 impl OnlineStore for EmbeddedOnline {
     async fn write(&self, tenant: &TenantId, w: Write<'_>) -> Result<u64, OnlineError> {

@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod embedded;
 pub mod redis_store;
 pub mod serve;
+pub mod stream;
 pub mod window;
 
 #[cfg(test)]
@@ -67,6 +68,14 @@ pub enum OnlineError {
     Unavailable(String),
     #[error("online store: {0}")]
     Internal(String),
+}
+
+/// The stores a server's feature store runs on: the online store and the
+/// tiles of its stream views, side by side (both embedded, or both in Redis).
+#[derive(Clone)]
+pub struct Stores {
+    pub online: std::sync::Arc<dyn OnlineStore>,
+    pub tiles: std::sync::Arc<dyn stream::TileStore>,
 }
 
 /// A write of one view's rows.

@@ -69,7 +69,7 @@ impl AppState {
         cfg: GatewayConfig,
         models: Arc<ModelPool>,
         events: Arc<dyn tessera_events::EventLog>,
-        online: Arc<dyn tessera_features::OnlineStore>,
+        features: tessera_features::Stores,
     ) -> Self {
         let key_cache_ttl = cfg.serving.cache_ttl;
         // The process's one metrics registry: the edge's metrics first.
@@ -77,7 +77,7 @@ impl AppState {
         let mut registry = prometheus_client::registry::Registry::default();
         metrics.register(&mut registry);
         let services =
-            Services::new(store, artifacts, cfg.serving, models, events, online, registry);
+            Services::new(store, artifacts, cfg.serving, models, events, features, registry);
         let auth = Arc::new(Authenticator::new(
             services.store_arc(),
             cfg.admin_key.as_ref().map(Secret::expose),

@@ -26,6 +26,7 @@ pub mod readthrough;
 pub mod redis_link;
 pub mod registry_cache;
 mod services;
+pub mod stream_features;
 pub mod tasks;
 pub mod tenant_cache;
 

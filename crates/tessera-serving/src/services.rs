@@ -30,12 +30,13 @@ use crate::metering::Meter;
 use crate::predictions::PredictionLog;
 use crate::redis_link::RedisLink;
 use crate::registry_cache::RegistryCache;
+use crate::stream_features::StreamFeatures;
 use crate::tasks::Tasks;
 use crate::tenant_cache::TenantCache;
 use tessera_events::EventLog;
 use tessera_events::ingest::IngestLimits;
-use tessera_events::runtime::{Consumer, ConsumerMetrics};
-use tessera_features::OnlineStore;
+use tessera_events::runtime::{Consumer, ConsumerConfig, ConsumerMetrics};
+use tessera_features::{OnlineStore, Stores};
 
 /// Shadow requests in flight at most; beyond them shadows are dropped.
 const SHADOW_SLOTS: usize = 64;
@@ -125,7 +126,7 @@ impl Services {
         cfg: ServingConfig,
         models: Arc<ModelPool>,
         events: Arc<dyn EventLog>,
-        online: Arc<dyn OnlineStore>,
+        features: Stores,
         mut metrics: Registry,
     ) -> Self {
         let changes = Arc::new(Changes::default());
@@ -168,7 +169,19 @@ impl Services {
         let consumers = Arc::new(ConsumerMetrics::default());
         metrics.register_collector(Box::new(consumers.clone()));
         start_compaction(&tasks, events.clone(), cfg.events.compact_every);
-        Self {
+        let stream = StreamFeatures::new(
+            store.clone(),
+            feature_catalogs.clone(),
+            features.clone(),
+            tessera_core::auth::SystemCtx::bootstrap(),
+        );
+        stream.register(&mut metrics);
+        let stream = Consumer::new(
+            events.clone(),
+            ConsumerConfig::new(crate::stream_features::GROUP, &[tessera_events::Topic::Events]),
+            Arc::new(stream),
+        );
+        let services = Self {
             inner: Arc::new(Inner {
                 store,
                 changes,
@@ -189,11 +202,16 @@ impl Services {
                 consumers,
                 event_schemas,
                 event_settings: cfg.events,
-                online,
+                online: features.online,
                 feature_catalogs,
                 metrics,
             }),
+        };
+        match stream {
+            Ok(c) => services.run_consumer(c),
+            Err(e) => tracing::error!(error = %e, "the stream feature pipeline cannot start"),
         }
+        services
     }
 
     /// The metadata store (every write announces its change).

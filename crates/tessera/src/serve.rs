@@ -45,7 +45,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         info!("redis_url set: rate, token and concurrency limits hold across every replica");
     }
     let events = open_event_log(&cfg).await?;
-    let online = open_online_store(&cfg).await?;
+    let features = open_feature_stores(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -78,7 +78,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         models,
         events,
-        online,
+        features,
     );
     let services = state.services().clone();
     let app = tessera_gateway::app(state);
@@ -146,28 +146,36 @@ async fn open_event_log(cfg: &tessera_core::config::Config) -> anyhow::Result<Ar
     })
 }
 
-/// The online feature store: Redis with `redis_url` (every replica reads
-/// the same values), else the embedded store in the data dir.
-async fn open_online_store(
+/// The feature store's online store and stream tiles: in Redis with
+/// `redis_url` (every replica reads and adds to the same), else embedded in
+/// the data dir.
+async fn open_feature_stores(
     cfg: &tessera_core::config::Config,
-) -> anyhow::Result<Arc<dyn tessera_features::OnlineStore>> {
+) -> anyhow::Result<tessera_features::Stores> {
+    use tessera_features::stream::{embedded::EmbeddedTiles, redis_tiles::RedisTiles};
     Ok(match &cfg.redis_url {
         Some(url) => {
             info!("online features in Redis: a hash per entity key, tessera:fs:<tenant>:<key>");
-            Arc::new(
-                tessera_features::redis_store::RedisOnline::new(
-                    url,
-                    "tessera:fs",
-                    cfg.redis_timeout,
-                )
-                .context("cannot use redis_url for the online feature store")?,
+            let online = tessera_features::redis_store::RedisOnline::new(
+                url,
+                "tessera:fs",
+                cfg.redis_timeout,
             )
+            .context("cannot use redis_url for the online feature store")?;
+            let tiles = RedisTiles::new(url, "tessera:fs:tiles", cfg.redis_timeout)
+                .context("cannot use redis_url for stream feature tiles")?;
+            tessera_features::Stores { online: Arc::new(online), tiles: Arc::new(tiles) }
         }
         None => {
             let path = cfg.data_dir.join("features.db");
-            Arc::new(tessera_features::embedded::EmbeddedOnline::open(&path).await.with_context(
-                || format!("cannot open the online feature store {}", path.display()),
-            )?)
+            let online =
+                tessera_features::embedded::EmbeddedOnline::open(&path).await.with_context(
+                    || format!("cannot open the online feature store {}", path.display()),
+                )?;
+            let tiles = EmbeddedTiles::new(online.writer())
+                .await
+                .with_context(|| format!("cannot open the stream tiles in {}", path.display()))?;
+            tessera_features::Stores { online: Arc::new(online), tiles: Arc::new(tiles) }
         }
     })
 }
