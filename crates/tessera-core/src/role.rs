@@ -238,12 +238,18 @@ mod tests {
     }
 
     #[test]
-    fn service_can_only_infer_send_events_and_read_itself() {
+    fn service_can_only_infer_send_events_use_features_and_read_itself() {
         let allowed: Vec<_> =
             Operation::ALL.into_iter().filter(|op| Role::Service.allows(*op)).collect();
         assert_eq!(
             allowed,
-            vec![Operation::TenantRead, Operation::Inference, Operation::EventsWrite]
+            vec![
+                Operation::TenantRead,
+                Operation::Inference,
+                Operation::EventsWrite,
+                Operation::FeaturesRead,
+                Operation::FeaturesWrite
+            ]
         );
     }
 
