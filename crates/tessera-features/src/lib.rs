@@ -16,6 +16,7 @@ use tessera_core::time::Timestamp;
 
 pub mod catalog;
 pub mod embedded;
+pub mod offline;
 pub mod redis_store;
 pub mod serve;
 pub mod stream;
@@ -71,11 +72,13 @@ pub enum OnlineError {
 }
 
 /// The stores a server's feature store runs on: the online store and the
-/// tiles of its stream views, side by side (both embedded, or both in Redis).
+/// tiles of its stream views (both embedded, or both in Redis), and the
+/// offline log (embedded, or in PostgreSQL).
 #[derive(Clone)]
 pub struct Stores {
     pub online: std::sync::Arc<dyn OnlineStore>,
     pub tiles: std::sync::Arc<dyn stream::TileStore>,
+    pub offline: std::sync::Arc<dyn offline::OfflineStore>,
 }
 
 /// A write of one view's rows.

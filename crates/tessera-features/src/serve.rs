@@ -13,6 +13,7 @@ use tessera_core::ids::TenantId;
 use tessera_core::time::Timestamp;
 use utoipa::ToSchema;
 
+use crate::offline::OfflineRow;
 use crate::{Catalog, EntityKey, OnlineError, OnlineStore, Row, Write};
 
 /// Most entity rows one read or push takes.
@@ -91,10 +92,11 @@ type Col<'a> = (&'a str, Vec<&'a Value>);
 fn columns<'a>(
     param: &str,
     cols: &'a Map<String, Value>,
+    max: usize,
 ) -> Result<(usize, Vec<Col<'a>>), FeatureError> {
     let n = cols.values().filter_map(Value::as_array).map(Vec::len).max().unwrap_or(1);
-    if n > MAX_ROWS {
-        return Err(invalid(param, format!("at most {MAX_ROWS} rows per request, got {n}")));
+    if n > max {
+        return Err(invalid(param, format!("at most {max} rows per request, got {n}")));
     }
     let mut out = Vec::with_capacity(cols.len());
     for (name, v) in cols {
@@ -151,23 +153,9 @@ pub async fn online(
     req: &OnlineRequest,
     now: Timestamp,
 ) -> Result<OnlineResponse, FeatureError> {
-    let refs = match (&req.feature_service, &req.features) {
-        (Some(s), _) => match catalog.services.get(s) {
-            Some(d) => d.spec.features.clone(),
-            None => {
-                return Err(invalid("feature_service", format!("unknown feature service {s:?}")));
-            }
-        },
-        (None, Some(f)) => f.clone(),
-        (None, None) => {
-            return Err(invalid(
-                "features",
-                "name `features` (\"view:feature\") or a `feature_service`",
-            ));
-        }
-    };
+    let refs = refs_of(catalog, req.feature_service.as_deref(), req.features.as_deref())?;
     let wanted = resolve_refs("features", &refs, |v| catalog.views.get(v).map(|d| &d.spec))?;
-    let (n, cols) = columns("entities", &req.entities)?;
+    let (n, cols) = columns("entities", &req.entities, MAX_ROWS)?;
     let mut names: Vec<String> = cols.iter().map(|(c, _)| (*c).to_owned()).collect();
     let mut results: Vec<Column> = cols
         .iter()
@@ -259,7 +247,7 @@ pub struct PushRequest {
 /// Checks every cell, then writes the rows (all or none); returns how many.
 pub async fn push(
     catalog: &Catalog,
-    store: &dyn OnlineStore,
+    stores: &crate::Stores,
     tenant: &TenantId,
     req: &PushRequest,
     now: Timestamp,
@@ -274,13 +262,7 @@ pub async fn push(
             format!("feature view {name:?} is a stream view: its rows come from its events"),
         ));
     }
-    if req.to != PushTo::Online {
-        return Err(invalid(
-            "to",
-            "the offline store comes with training sets (F2); push with \"to\": \"online\" for now",
-        ));
-    }
-    let (n, cols) = columns("df", &req.df)?;
+    let (n, cols) = columns("df", &req.df, MAX_ROWS)?;
     let join = catalog.join_keys(view);
     for (c, _) in &cols {
         let known = *c == "event_timestamp"
@@ -327,6 +309,163 @@ pub async fn push(
         }
         rows.push((key, Row { values, event_ts, created }));
     }
-    let keep = catalog.keep_for(view);
-    Ok(store.write(tenant, Write { view: name, rows, keep }).await?)
+    let n = rows.len() as u64;
+    // The offline log first: a failure after it repeats a row there on the
+    // retry (harmless to the as-of join), never loses one online.
+    if req.to != PushTo::Online {
+        let offline: Vec<OfflineRow> = rows
+            .iter()
+            .map(|(key, r)| OfflineRow {
+                key: key.clone(),
+                event_ts: r.event_ts.millis(),
+                created: r.created.millis(),
+                values: r.values.clone(),
+            })
+            .collect();
+        stores.offline.append(tenant, name, &offline).await?;
+    }
+    if req.to != PushTo::Offline {
+        let keep = catalog.keep_for(view);
+        stores.online.write(tenant, Write { view: name, rows, keep }).await?;
+    }
+    Ok(n)
+}
+
+/// Most entity rows one training set takes.
+pub const MAX_HISTORICAL_ROWS: usize = 200_000;
+
+/// Body of `POST /v1/features/historical`: entity rows with timestamps
+/// (Feast's `entity_df`, as columns), and the features to join to them.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct HistoricalRequest {
+    /// Columns: the views' join keys, `event_timestamp`, and any others
+    /// (labels), which pass through.
+    #[schema(value_type = Object)]
+    pub entity_df: Map<String, Value>,
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    #[serde(default)]
+    pub feature_service: Option<String>,
+    #[serde(default)]
+    pub full_feature_names: bool,
+}
+
+/// A training set: the entity columns as given, then one column per
+/// feature, a row per entity row, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Table {
+    pub columns: Vec<String>,
+    #[schema(value_type = Vec<Vec<Object>>)]
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// The point-in-time join: for each entity row and view, the newest row
+/// with `event_ts <= event_timestamp` (and within the view's TTL), ties to
+/// the later write; no match is nulls, and the row is kept.
+pub async fn historical(
+    catalog: &Catalog,
+    offline: &dyn crate::offline::OfflineStore,
+    tenant: &TenantId,
+    req: &HistoricalRequest,
+) -> Result<Table, FeatureError> {
+    let refs = refs_of(catalog, req.feature_service.as_deref(), req.features.as_deref())?;
+    let wanted = resolve_refs("features", &refs, |v| catalog.views.get(v).map(|d| &d.spec))?;
+    let (n, cols) = columns("entity_df", &req.entity_df, MAX_HISTORICAL_ROWS)?;
+    let Some((_, stamps)) = cols.iter().find(|(c, _)| *c == "event_timestamp") else {
+        return Err(invalid(
+            "entity_df.event_timestamp",
+            "entity_df needs an event_timestamp column",
+        ));
+    };
+    let times: Vec<i64> = stamps
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            parse_timestamp(v).map(|t| t.millis()).ok_or_else(|| {
+                let p = format!("entity_df.event_timestamp[{i}]");
+                invalid(&p, format!("{p}: expected RFC 3339 or epoch milliseconds, got {v}"))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let mut columns: Vec<String> = cols.iter().map(|(c, _)| (*c).to_owned()).collect();
+    let mut rows: Vec<Vec<Value>> =
+        (0..n).map(|i| cols.iter().map(|(_, v)| v[i].clone()).collect()).collect();
+    for (view_name, features) in &wanted {
+        let view = &catalog.views[view_name].spec;
+        let keys = keys_for(catalog, view_name, view, "entity_df", n, &cols)?;
+        let ttl = view.ttl();
+        let earliest = times.iter().min().copied().unwrap_or(0);
+        let from = ttl.map_or(i64::MIN, |t| earliest - t.as_millis() as i64);
+        let to = times.iter().max().copied().unwrap_or(0);
+        let mut unique: Vec<EntityKey> = keys.clone();
+        unique.sort();
+        unique.dedup();
+        let found = offline.scan(tenant, view_name, &unique, from, to).await?;
+        let queries: Vec<(EntityKey, i64)> = keys.into_iter().zip(times.iter().copied()).collect();
+        let matches = crate::offline::as_of(&found, &queries, ttl);
+        for f in features {
+            columns.push(if req.full_feature_names {
+                format!("{view_name}__{f}")
+            } else {
+                f.clone()
+            });
+        }
+        for (row, m) in rows.iter_mut().zip(matches) {
+            for f in features {
+                row.push(m.and_then(|i| found[i].values.get(f).cloned()).unwrap_or(Value::Null));
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    if let Some(dup) = columns.iter().find(|c| !seen.insert(c.as_str())) {
+        return Err(invalid(
+            "features",
+            format!("two columns are named {dup:?}: ask with full_feature_names"),
+        ));
+    }
+    Ok(Table { columns, rows })
+}
+
+/// A table as CSV (RFC 4180: a field with a comma, quote or line break is
+/// quoted; null is empty; a list is its JSON).
+pub fn to_csv(t: &Table) -> String {
+    let field = |v: &Value| -> String {
+        let s = match v {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s
+        }
+    };
+    let mut out = String::new();
+    let header: Vec<String> = t.columns.iter().map(|c| field(&Value::from(c.as_str()))).collect();
+    out.push_str(&header.join(","));
+    out.push('\n');
+    for r in &t.rows {
+        out.push_str(&r.iter().map(field).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// The features a request names: a service's, or its own list.
+fn refs_of(
+    catalog: &Catalog,
+    service: Option<&str>,
+    features: Option<&[String]>,
+) -> Result<Vec<String>, FeatureError> {
+    match (service, features) {
+        (Some(s), _) => match catalog.services.get(s) {
+            Some(d) => Ok(d.spec.features.clone()),
+            None => Err(invalid("feature_service", format!("unknown feature service {s:?}"))),
+        },
+        (None, Some(f)) => Ok(f.to_vec()),
+        (None, None) => {
+            Err(invalid("features", "name `features` (\"view:feature\") or a `feature_service`"))
+        }
+    }
 }

@@ -9,6 +9,8 @@
 //!   the view's allowed lateness after it happened (its event time against
 //!   its ingestion time): counted, not added. Judged per event, so the result
 //!   is the same whichever replica handles which batch, in whatever order.
+//! - **Both stores**: the window values go to the offline log (for training
+//!   sets) and the online store.
 //! - **The value written** for a key is its window ending with the tile of
 //!   its newest event (the window a reader would see at that moment), with
 //!   that event's time as the row's event time; the view's TTL marks it
@@ -24,7 +26,7 @@ use tessera_core::ids::TenantId;
 use tessera_core::time::Timestamp;
 
 use crate::window::{Partial, Windowing, number};
-use crate::{Catalog, EntityKey, OnlineError, OnlineStore, Row, Write};
+use crate::{Catalog, EntityKey, OnlineError, Row, Write};
 
 /// Lateness when a view does not say.
 pub const DEFAULT_LATENESS: Duration = Duration::from_secs(60);
@@ -180,12 +182,12 @@ pub fn tile_events(
 /// per view.
 pub async fn process(
     catalog: &Catalog,
-    tiles: &dyn TileStore,
-    online: &dyn OnlineStore,
+    stores: &crate::Stores,
     tenant: &TenantId,
     events: &[Event<'_>],
     now: Timestamp,
 ) -> Result<Vec<(String, Applied)>, OnlineError> {
+    let (tiles, online) = (&*stores.tiles, &*stores.online);
     let mut out = Vec::new();
     for view in stream_views(catalog) {
         let batch = tile_events(catalog, &view, events);
@@ -213,6 +215,18 @@ pub async fn process(
             rows.push((key, Row { values, event_ts: Timestamp::from_millis(ts), created: now }));
         }
         let keep = catalog.keep_for(view.spec);
+        // The offline log first: a failure after it repeats a row there
+        // (harmless to the as-of join), never skips one.
+        let offline: Vec<crate::offline::OfflineRow> = rows
+            .iter()
+            .map(|(key, r)| crate::offline::OfflineRow {
+                key: key.clone(),
+                event_ts: r.event_ts.millis(),
+                created: r.created.millis(),
+                values: r.values.clone(),
+            })
+            .collect();
+        stores.offline.append(tenant, view.name, &offline).await?;
         online.write(tenant, Write { view: view.name, rows, keep }).await?;
         out.push((view.name.to_owned(), applied));
     }
@@ -587,6 +601,7 @@ mod tests {
     use tessera_core::features::{Definition, EntitySpec};
 
     use super::*;
+    use crate::OnlineStore as _;
 
     fn spec() -> TileSpec {
         TileSpec {
@@ -706,6 +721,13 @@ mod tests {
     #[tokio::test]
     async fn a_stream_view_writes_its_window_values_online() {
         let (_d, online, tiles) = embedded().await;
+        let offline = crate::offline::SqliteOffline::new(online.writer()).await.unwrap();
+        let online = std::sync::Arc::new(online);
+        let stores = crate::Stores {
+            online: online.clone(),
+            tiles: std::sync::Arc::new(tiles),
+            offline: std::sync::Arc::new(offline),
+        };
         let mut catalog = Catalog::default();
         catalog.entities.insert(
             "customer".into(),
@@ -766,7 +788,7 @@ mod tests {
         ];
         let t = TenantId::generate();
         let now = Timestamp::now();
-        let done = process(&catalog, &tiles, &online, &t, &events, now).await.unwrap();
+        let done = process(&catalog, &stores, &t, &events, now).await.unwrap();
         assert_eq!(done, vec![("spend".to_owned(), Applied { added: 3, duplicates: 0, late: 0 })]);
         let read = async || {
             let keys = [
@@ -782,8 +804,14 @@ mod tests {
         assert_eq!((&c1.values["total_sum_5m"], &c1.values["count_5m"]), (&json!(15.0), &json!(2)));
         assert_eq!(c1.event_ts, Timestamp::from_millis(1_200_000));
         assert_eq!(rows[1].as_ref().unwrap().values["count_5m"], json!(1));
-        let replay = process(&catalog, &tiles, &online, &t, &events, now).await.unwrap();
+        let replay = process(&catalog, &stores, &t, &events, now).await.unwrap();
         assert_eq!(replay[0].1, Applied { added: 0, duplicates: 3, late: 0 });
         assert_eq!(read().await, rows, "a replay changes nothing");
+        let c1 = EntityKey::of(vec![("customer_id", "c1".into())]);
+        let logged = stores.offline.scan(&t, "spend", &[c1], i64::MIN, i64::MAX).await.unwrap();
+        assert!(
+            logged.iter().any(|r| r.values["total_sum_5m"] == json!(15.0)),
+            "window values reach the offline log: {logged:?}"
+        );
     }
 }

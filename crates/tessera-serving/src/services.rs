@@ -109,7 +109,7 @@ struct Inner {
     consumers: Arc<ConsumerMetrics>,
     event_schemas: Arc<EventSchemas>,
     event_settings: EventSettings,
-    online: Arc<dyn OnlineStore>,
+    features: Stores,
     feature_catalogs: Arc<FeatureCatalogs>,
     /// Every metric of the process (the edge's too), encoded on `GET /metrics`.
     metrics: Registry,
@@ -202,7 +202,7 @@ impl Services {
                 consumers,
                 event_schemas,
                 event_settings: cfg.events,
-                online: features.online,
+                features,
                 feature_catalogs,
                 metrics,
             }),
@@ -292,7 +292,11 @@ impl Services {
     }
     /// The online feature store (embedded, or Redis with `redis_url`).
     pub fn online(&self) -> &dyn OnlineStore {
-        &*self.inner.online
+        &*self.inner.features.online
+    }
+    /// The feature store's online store, stream tiles and offline log.
+    pub fn feature_stores(&self) -> &Stores {
+        &self.inner.features
     }
     /// Tenants' feature catalogs, read through.
     pub fn feature_catalogs(&self) -> &FeatureCatalogs {

@@ -96,16 +96,9 @@ impl Handler for StreamFeatures {
                 properties: &r.properties,
             })
             .collect();
-        let done = process(
-            &catalog,
-            &*self.stores.tiles,
-            &*self.stores.online,
-            tenant,
-            &events,
-            Timestamp::now(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let done = process(&catalog, &self.stores, tenant, &events, Timestamp::now())
+            .await
+            .map_err(|e| e.to_string())?;
         for (view, a) in done {
             self.stats.added.inc_by(a.added);
             self.stats.duplicates.inc_by(a.duplicates);

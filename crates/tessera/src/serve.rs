@@ -146,13 +146,29 @@ async fn open_event_log(cfg: &tessera_core::config::Config) -> anyhow::Result<Ar
     })
 }
 
-/// The feature store's online store and stream tiles: in Redis with
-/// `redis_url` (every replica reads and adds to the same), else embedded in
-/// the data dir.
+/// The feature store's stores: the online store and the stream tiles in
+/// Redis with `redis_url` (every replica reads and adds to the same), else
+/// embedded in the data dir; the offline log with the metadata, in
+/// PostgreSQL (every replica reads it) or a SQLite file of its own.
 async fn open_feature_stores(
     cfg: &tessera_core::config::Config,
 ) -> anyhow::Result<tessera_features::Stores> {
+    use tessera_core::config::DatabaseUrl;
+    use tessera_features::offline::{OfflineStore, PgOffline, SqliteOffline};
     use tessera_features::stream::{embedded::EmbeddedTiles, redis_tiles::RedisTiles};
+    let offline: Arc<dyn OfflineStore> = match &cfg.database {
+        DatabaseUrl::Postgres(url) => Arc::new(
+            PgOffline::connect(url)
+                .await
+                .context("cannot open the offline feature log in PostgreSQL")?,
+        ),
+        DatabaseUrl::Sqlite(_) => {
+            let path = cfg.data_dir.join("offline.db");
+            Arc::new(SqliteOffline::open(&path).await.with_context(|| {
+                format!("cannot open the offline feature log {}", path.display())
+            })?)
+        }
+    };
     Ok(match &cfg.redis_url {
         Some(url) => {
             info!("online features in Redis: a hash per entity key, tessera:fs:<tenant>:<key>");
@@ -164,7 +180,7 @@ async fn open_feature_stores(
             .context("cannot use redis_url for the online feature store")?;
             let tiles = RedisTiles::new(url, "tessera:fs:tiles", cfg.redis_timeout)
                 .context("cannot use redis_url for stream feature tiles")?;
-            tessera_features::Stores { online: Arc::new(online), tiles: Arc::new(tiles) }
+            tessera_features::Stores { online: Arc::new(online), tiles: Arc::new(tiles), offline }
         }
         None => {
             let path = cfg.data_dir.join("features.db");
@@ -175,7 +191,7 @@ async fn open_feature_stores(
             let tiles = EmbeddedTiles::new(online.writer())
                 .await
                 .with_context(|| format!("cannot open the stream tiles in {}", path.display()))?;
-            tessera_features::Stores { online: Arc::new(online), tiles: Arc::new(tiles) }
+            tessera_features::Stores { online: Arc::new(online), tiles: Arc::new(tiles), offline }
         }
     })
 }

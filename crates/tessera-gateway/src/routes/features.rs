@@ -7,7 +7,7 @@
 //! `path` at `<tessera>/v1/features`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde_json::Value;
 use tessera_core::features::{Definition, Kind, StoredDefinition};
@@ -15,7 +15,9 @@ use tessera_core::role::Operation;
 use tessera_core::time::Timestamp;
 use tessera_features::OnlineError;
 use tessera_features::catalog::CatalogError;
-use tessera_features::serve::{self, FeatureError, OnlineRequest, OnlineResponse, PushRequest};
+use tessera_features::serve::{
+    self, FeatureError, HistoricalRequest, OnlineRequest, OnlineResponse, PushRequest, Table,
+};
 use tessera_serving::feature_catalogs::FeatureCatalogs;
 use tessera_store::FeatureDefWrite;
 
@@ -157,6 +159,8 @@ pub async fn delete(
     s.store().delete_feature_def(&ctx, kind, &name, &auth.actor()).await?;
     if kind == Kind::View {
         s.online().drop_view(ctx.tenant_id(), &name).await.map_err(FeatureError::from)?;
+        let offline = &s.feature_stores().offline;
+        offline.drop_view(ctx.tenant_id(), &name).await.map_err(FeatureError::from)?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -201,8 +205,50 @@ pub async fn push(
 ) -> Result<Json<Value>, ApiError> {
     let ctx = auth.tenant(Operation::FeaturesWrite)?;
     let catalog = FeatureCatalogs::fresh(s.store(), &ctx).await?;
-    serve::push(&catalog, s.online(), ctx.tenant_id(), &req, Timestamp::now()).await?;
+    serve::push(&catalog, s.feature_stores(), ctx.tenant_id(), &req, Timestamp::now()).await?;
     Ok(Json(Value::Null))
+}
+
+/// The output of a training set.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct HistoricalQuery {
+    /// `json` (the default) or `csv`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// A point-in-time training set: each entity row (with its
+/// `event_timestamp` and pass-through columns such as labels) joined to the
+/// newest feature rows at or before its time (within each view's TTL),
+/// ties to the later write; no match leaves nulls and keeps the row.
+#[utoipa::path(post, path = "/v1/features/historical", tag = "features", request_body = HistoricalRequest,
+    params(HistoricalQuery),
+    responses((status = 200, body = Table, description = "JSON, or CSV with `format=csv`"),
+              (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn historical(
+    State(s): State<AppState>,
+    auth: Authed,
+    Query(q): Query<HistoricalQuery>,
+    ApiJson(req): ApiJson<HistoricalRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    let ctx = auth.tenant(Operation::FeaturesRead)?;
+    let format = q.format.as_deref().unwrap_or("json");
+    if !matches!(format, "json" | "csv") {
+        return Err(ApiError::invalid(
+            "format",
+            format!("format {format:?}: json or csv (Parquet is not offered yet)"),
+        ));
+    }
+    let catalog = s.feature_catalogs().get(s.store(), &ctx).await?;
+    let offline = &*s.feature_stores().offline;
+    let table = serve::historical(&catalog, offline, ctx.tenant_id(), &req).await?;
+    Ok(if format == "csv" {
+        ([(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")], serve::to_csv(&table))
+            .into_response()
+    } else {
+        Json(table).into_response()
+    })
 }
 
 /// Feast's `write-to-online-store` (`feature_view_name` and `df`): a push.

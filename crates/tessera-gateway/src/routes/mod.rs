@@ -149,6 +149,7 @@ pub fn api_routes() -> ApiRoutes {
         .add(Post, "/v1/features/online", features::online)
         .add(Post, "/v1/features/get-online-features", features::feast_online)
         .add(Post, "/v1/features/push", features::push)
+        .add(Post, "/v1/features/historical", features::historical)
         .add(Post, "/v1/features/write-to-online-store", features::feast_write)
         .add(Get, "/v1/features/{kind}", features::list)
         .add(Put, "/v1/features/{kind}/{name}", features::put)

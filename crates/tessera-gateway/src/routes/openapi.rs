@@ -28,7 +28,7 @@ use super::{
         events::ingest, events::read, events::stream,
         event_types::list, event_types::put, event_types::get, event_types::delete,
         features::list, features::put, features::get, features::delete,
-        features::online, features::feast_online, features::push, features::feast_write,
+        features::online, features::feast_online, features::push, features::feast_write, features::historical,
         usage::tenant_totals, usage::tenant_records, usage::admin_totals, usage::admin_records,
         usage::list_prices, usage::put_price, usage::delete_price,
         oip::server_metadata, oip::model_metadata, oip::version_metadata, oip::model_ready, oip::version_ready,

@@ -426,3 +426,100 @@ async fn stream_views_on_two_replicas_share_their_tiles() {
         let _ = async_nats::jetstream::new(client).delete_stream(format!("TESSERA_{tenant}")).await;
     }
 }
+
+/// Pushes to the offline log become a point-in-time training set: Feast's
+/// example (a TTL of two hours; an entity row before any feature row, and
+/// one 11 hours after its row, get nulls), labels passed through, as JSON
+/// and as CSV.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_sets_join_as_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let s =
+        Server::start(Options::new(&Backend::Sqlite, dir.path()).env("TESSERA_ADMIN_KEY", ADMIN))
+            .await;
+    let (_, key, _) = s.tenant_with_key("training", "developer").await;
+    let r = put(
+        &s,
+        &key,
+        "/v1/features/entities/driver",
+        json!({"join_keys": ["driver_id"], "value_type": "int64"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let view = json!({"entities": ["driver"], "ttl": "2h", "source": {"push": {}},
+        "schema": [{"name": "trips_today", "dtype": "int64"}, {"name": "earnings_today", "dtype": "float64"}]});
+    assert_eq!(
+        put(&s, &key, "/v1/features/views/driver_hourly_stats", view).await.status,
+        StatusCode::CREATED
+    );
+    let at = |h: u32, m: u32| format!("2021-04-12T{h:02}:{m:02}:00Z");
+    let push = json!({"push_source_name": "driver_hourly_stats", "to": "offline", "df": {
+        "driver_id": [1001, 1001, 1001, 1002],
+        "event_timestamp": [at(8, 0), at(9, 0), at(10, 0), at(9, 30)],
+        "trips_today": [5, 7, 9, 3], "earnings_today": [50.0, 70.5, 90.0, 30.0]}});
+    let r = post(&s, &key, "/v1/features/push", push).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    // Offline only: nothing online.
+    let online = post(
+        &s,
+        &key,
+        "/v1/features/online",
+        json!({"entities": {"driver_id": [1001]}, "features": ["driver_hourly_stats:trips_today"]}),
+    )
+    .await;
+    assert_eq!(column(&online, "trips_today")["statuses"], json!(["NOT_FOUND"]));
+
+    let entity_df = json!({
+        "driver_id": [1001, 1001, 1002, 1001, 1002],
+        "event_timestamp": [at(7, 0), at(9, 30), at(10, 0), at(21, 0), at(12, 0)],
+        "trip_success": [0, 1, 1, 0, 1]});
+    let body = json!({"entity_df": entity_df, "features": ["driver_hourly_stats:trips_today", "driver_hourly_stats:earnings_today"]});
+    let r = post(&s, &key, "/v1/features/historical", body.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(
+        r.body["columns"],
+        json!(["driver_id", "event_timestamp", "trip_success", "trips_today", "earnings_today"])
+    );
+    let rows = r.body["rows"].as_array().unwrap();
+    let joined: Vec<(Value, Value)> = rows.iter().map(|r| (r[3].clone(), r[4].clone())).collect();
+    assert_eq!(
+        joined,
+        vec![
+            (Value::Null, Value::Null), // before any row of 1001
+            (json!(7), json!(70.5)),    // 9:00 is the newest at 9:30
+            (json!(3), json!(30.0)),    // 1002's 9:30 row, within 2 h
+            (Value::Null, Value::Null), // 11 h after 1001's last row: outside the TTL
+            (Value::Null, Value::Null), // 2.5 h after 1002's row: outside the TTL
+        ]
+    );
+    assert_eq!(rows[1][2], json!(1), "labels pass through");
+
+    let csv = s
+        .api
+        .http
+        .post(format!("{}/v1/features/historical?format=csv", s.url))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let text = csv.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "driver_id,event_timestamp,trip_success,trips_today,earnings_today");
+    assert_eq!(lines[2], "1001,2021-04-12T09:30:00Z,1,7,70.5");
+    assert_eq!(lines[1], "1001,2021-04-12T07:00:00Z,0,,");
+    let bad = post(
+        &s,
+        &key,
+        "/v1/features/historical",
+        json!({"entity_df": {"driver_id": [1]}, "features": ["driver_hourly_stats:trips_today"]}),
+    )
+    .await;
+    assert_eq!(bad.body["error"]["param"], "entity_df.event_timestamp", "{bad:?}");
+    let parquet = s
+        .api
+        .call(Method::POST, "/v1/features/historical?format=parquet", Some(&key), Some(body))
+        .await;
+    assert_eq!(parquet.status, StatusCode::BAD_REQUEST);
+}
