@@ -16,6 +16,7 @@ use tessera_core::time::Timestamp;
 
 pub mod catalog;
 pub mod embedded;
+pub mod monitor;
 pub mod offline;
 pub mod redis_store;
 pub mod serve;
@@ -79,6 +80,8 @@ pub struct Stores {
     pub online: std::sync::Arc<dyn OnlineStore>,
     pub tiles: std::sync::Arc<dyn stream::TileStore>,
     pub offline: std::sync::Arc<dyn offline::OfflineStore>,
+    /// What is written, per view, for `/metrics`.
+    pub monitor: std::sync::Arc<monitor::Monitor>,
 }
 
 /// A write of one view's rows.

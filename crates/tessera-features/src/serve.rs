@@ -326,8 +326,9 @@ pub async fn push(
     }
     if req.to != PushTo::Offline {
         let keep = catalog.keep_for(view);
-        stores.online.write(tenant, Write { view: name, rows, keep }).await?;
+        stores.online.write(tenant, Write { view: name, rows: rows.clone(), keep }).await?;
     }
+    stores.monitor.observe(tenant, name, &rows);
     Ok(n)
 }
 

@@ -227,7 +227,8 @@ pub async fn process(
             })
             .collect();
         stores.offline.append(tenant, view.name, &offline).await?;
-        online.write(tenant, Write { view: view.name, rows, keep }).await?;
+        online.write(tenant, Write { view: view.name, rows: rows.clone(), keep }).await?;
+        stores.monitor.observe(tenant, view.name, &rows);
         out.push((view.name.to_owned(), applied));
     }
     Ok(out)
@@ -727,6 +728,7 @@ mod tests {
             online: online.clone(),
             tiles: std::sync::Arc::new(tiles),
             offline: std::sync::Arc::new(offline),
+            monitor: std::sync::Arc::default(),
         };
         let mut catalog = Catalog::default();
         catalog.entities.insert(

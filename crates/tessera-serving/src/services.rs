@@ -176,6 +176,7 @@ impl Services {
             tessera_core::auth::SystemCtx::bootstrap(),
         );
         stream.register(&mut metrics);
+        metrics.register_collector(Box::new(features.monitor.clone()));
         let stream = Consumer::new(
             events.clone(),
             ConsumerConfig::new(crate::stream_features::GROUP, &[tessera_events::Topic::Events]),

@@ -180,7 +180,12 @@ async fn open_feature_stores(
             .context("cannot use redis_url for the online feature store")?;
             let tiles = RedisTiles::new(url, "tessera:fs:tiles", cfg.redis_timeout)
                 .context("cannot use redis_url for stream feature tiles")?;
-            tessera_features::Stores { online: Arc::new(online), tiles: Arc::new(tiles), offline }
+            tessera_features::Stores {
+                online: Arc::new(online),
+                tiles: Arc::new(tiles),
+                offline,
+                monitor: Arc::default(),
+            }
         }
         None => {
             let path = cfg.data_dir.join("features.db");
@@ -191,7 +196,12 @@ async fn open_feature_stores(
             let tiles = EmbeddedTiles::new(online.writer())
                 .await
                 .with_context(|| format!("cannot open the stream tiles in {}", path.display()))?;
-            tessera_features::Stores { online: Arc::new(online), tiles: Arc::new(tiles), offline }
+            tessera_features::Stores {
+                online: Arc::new(online),
+                tiles: Arc::new(tiles),
+                offline,
+                monitor: Arc::default(),
+            }
         }
     })
 }

@@ -161,6 +161,7 @@ pub async fn delete(
         s.online().drop_view(ctx.tenant_id(), &name).await.map_err(FeatureError::from)?;
         let offline = &s.feature_stores().offline;
         offline.drop_view(ctx.tenant_id(), &name).await.map_err(FeatureError::from)?;
+        s.feature_stores().monitor.forget(ctx.tenant_id(), &name);
     }
     Ok(StatusCode::NO_CONTENT)
 }

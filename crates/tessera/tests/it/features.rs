@@ -136,6 +136,11 @@ async fn define_push_and_read_online() {
     );
     let r = post(&s, &dev, "/v1/features/push", rows()).await;
     assert_eq!((r.status, &r.body), (StatusCode::OK, &Value::Null), "{r:?}");
+    let metrics = s.api.metrics().await;
+    let labels = format!("{{tenant=\"{acme}\",view=\"customer_stats\"}}");
+    assert!(metrics.contains(&format!("tessera_feature_rows_total{labels} 3")), "{metrics}");
+    assert!(metrics.contains(&format!("tessera_feature_null_values_total{labels} 1")), "{metrics}");
+    assert!(metrics.contains(&format!("tessera_feature_freshness_seconds{labels}")), "{metrics}");
 
     // Every status, in Feast's column layout, the entity column first.
     let r = post(&s, &dev, "/v1/features/online", read_all(&["c1", "c2", "c3", "c9"])).await;
