@@ -528,3 +528,47 @@ async fn training_sets_join_as_of() {
         .await;
     assert_eq!(parquet.status, StatusCode::BAD_REQUEST);
 }
+
+/// Feast's own SDK (the real `feast` package) reads Tessera's online values
+/// unchanged: its `remote` online store points at `/v1/features`, and its
+/// `oidc` client auth gets a JWT from a token endpoint the script serves,
+/// which Tessera checks against the JWKS this test serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feast_sdk_reads_online_features_unchanged() {
+    let Some(py) = tessera_store::conformance::service_url("TESSERA_TEST_PYTHON") else { return };
+    let jwks = crate::jwks::jwks_server(Default::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options::new(&Backend::Sqlite, dir.path())
+        .env("TESSERA_ADMIN_KEY", ADMIN)
+        .env("TESSERA__AUTH__JWKS_URL", &jwks)
+        .env("TESSERA__AUTH__JWT_ISSUER", crate::jwks::ISS)
+        .env("TESSERA__AUTH__JWT_AUDIENCE", crate::jwks::AUD);
+    let s = Server::start(opts).await;
+    let (tenant, key, _) = s.tenant_with_key("feast-user", "developer").await;
+    define(&s, &key).await;
+    assert_eq!(post(&s, &key, "/v1/features/push", rows()).await.status, StatusCode::OK);
+    let claims = json!({"sub": "feast", "tenant_id": tenant, "role": "viewer", "iss": crate::jwks::ISS,
+        "aud": crate::jwks::AUD, "exp": crate::jwks::now() + 600});
+    let jwt = crate::jwks::token(jsonwebtoken::Algorithm::RS256, Some("rsa-1"), &claims);
+    let work = tempfile::tempdir().unwrap();
+    let script = format!("{}/tests/clients/feast_sdk.py", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::process::Command::new(&py)
+        .arg(&script)
+        .args([s.url.as_str(), jwt.as_str(), work.path().to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "feast_sdk.py failed:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let f = &got["features"];
+    assert_eq!(f["customer_id"], json!(["c1", "c2", "nobody"]), "{got}");
+    assert_eq!(f["spend"], json!([10.5, 3.0, null]), "{got}");
+    assert_eq!(f["orders"], json!([2, null, null]), "{got}");
+    assert_eq!(f["tier"], json!(["gold", "basic", null]), "{got}");
+    assert!(got["token_calls"].as_u64().unwrap() >= 1, "the token came from the oidc flow: {got}");
+}

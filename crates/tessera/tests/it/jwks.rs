@@ -18,11 +18,11 @@ use serde_json::{Value, json};
 const RSA_PEM: &[u8] = include_bytes!("../fixtures/rsa_private.pem");
 const EC_PEM: &[u8] = include_bytes!("../fixtures/ec_private.pem");
 const JWKS: &str = include_str!("../fixtures/jwks.json");
-const ISS: &str = "https://idp.test";
-const AUD: &str = "tessera-api";
+pub(crate) const ISS: &str = "https://idp.test";
+pub(crate) const AUD: &str = "tessera-api";
 
 /// Serves the fixture JWKS; answers 503 while `down` is set.
-async fn jwks_server(down: Arc<AtomicBool>) -> String {
+pub(crate) async fn jwks_server(down: Arc<AtomicBool>) -> String {
     let app = Router::new().route(
         "/.well-known/jwks.json",
         get(move || {
@@ -42,11 +42,11 @@ async fn jwks_server(down: Arc<AtomicBool>) -> String {
     format!("http://{addr}/.well-known/jwks.json")
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     tessera_core::time::Timestamp::now().millis() / 1000
 }
 
-fn token(alg: Algorithm, kid: Option<&str>, claims: &Value) -> String {
+pub(crate) fn token(alg: Algorithm, kid: Option<&str>, claims: &Value) -> String {
     let mut header = Header::new(alg);
     header.kid = kid.map(str::to_owned);
     let key = match alg {
