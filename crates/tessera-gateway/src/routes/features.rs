@@ -212,6 +212,7 @@ pub async fn push(
 
 /// The output of a training set.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoricalQuery {
     /// `json` (the default) or `csv`.
     #[serde(default)]
