@@ -44,37 +44,26 @@ end
 return stored
 ";
 
-pub struct RedisOnline {
+/// A connection to Redis made on first use (so the server starts while
+/// Redis is away), every call bounded by the timeout.
+pub(crate) struct Link {
     client: redis::Client,
     conn: Mutex<Option<ConnectionManager>>,
     timeout: Duration,
-    prefix: String,
-    script: redis::Script,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> OnlineError {
-    OnlineError::Unavailable(e.to_string())
-}
-
-impl RedisOnline {
-    /// A store on `url` whose keys start with `prefix` (`tessera:fs` in the server).
-    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, OnlineError> {
+impl Link {
+    pub(crate) fn new(url: &str, timeout: Duration) -> Result<Self, OnlineError> {
         Ok(Self {
             client: redis::Client::open(url)
                 .map_err(|e| OnlineError::Internal(format!("redis_url: {e}")))?,
             conn: Mutex::new(None),
             timeout,
-            prefix: prefix.to_owned(),
-            script: redis::Script::new(WRITE),
         })
     }
 
-    fn key(&self, tenant: &TenantId, key: &EntityKey) -> String {
-        format!("{}:{}:{}", self.prefix, tenant.as_str(), key.as_str())
-    }
-
     /// Runs `f` on the connection within the timeout.
-    async fn call<T, F, Fut>(&self, f: F) -> Result<T, OnlineError>
+    pub(crate) async fn call<T, F, Fut>(&self, f: F) -> Result<T, OnlineError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
@@ -102,6 +91,31 @@ impl RedisOnline {
     }
 }
 
+pub struct RedisOnline {
+    link: Link,
+    prefix: String,
+    script: redis::Script,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> OnlineError {
+    OnlineError::Unavailable(e.to_string())
+}
+
+impl RedisOnline {
+    /// A store on `url` whose keys start with `prefix` (`tessera:fs` in the server).
+    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, OnlineError> {
+        Ok(Self {
+            link: Link::new(url, timeout)?,
+            prefix: prefix.to_owned(),
+            script: redis::Script::new(WRITE),
+        })
+    }
+
+    fn key(&self, tenant: &TenantId, key: &EntityKey) -> String {
+        format!("{}:{}:{}", self.prefix, tenant.as_str(), key.as_str())
+    }
+}
+
 fn millis(v: &Option<String>) -> Option<i64> {
     v.as_deref().and_then(|s| s.parse().ok())
 }
@@ -123,7 +137,7 @@ impl OnlineStore for RedisOnline {
                 inv.arg(v.to_string());
             }
         }
-        self.call(|mut c| async move { inv.invoke_async::<u64>(&mut c).await }).await
+        self.link.call(|mut c| async move { inv.invoke_async::<u64>(&mut c).await }).await
     }
 
     async fn read(
@@ -143,7 +157,7 @@ impl OnlineStore for RedisOnline {
             pipe.cmd("HMGET").arg(self.key(tenant, k)).arg(&fields);
         }
         let answers: Vec<Vec<Option<String>>> =
-            self.call(|mut c| async move { pipe.query_async(&mut c).await }).await?;
+            self.link.call(|mut c| async move { pipe.query_async(&mut c).await }).await?;
         answers
             .into_iter()
             .map(|a| {
@@ -178,6 +192,7 @@ impl OnlineStore for RedisOnline {
         loop {
             let p = pattern.clone();
             let (next, keys): (u64, Vec<String>) = self
+                .link
                 .call(|mut c| async move {
                     redis::cmd("SCAN")
                         .arg(cursor)
@@ -192,16 +207,18 @@ impl OnlineStore for RedisOnline {
             for key in keys {
                 let k = key.clone();
                 let fields: Vec<String> = self
+                    .link
                     .call(
                         |mut c| async move { redis::cmd("HKEYS").arg(k).query_async(&mut c).await },
                     )
                     .await?;
                 let gone: Vec<String> = fields.into_iter().filter(|f| own(f)).collect();
                 if !gone.is_empty() {
-                    self.call(|mut c| async move {
-                        redis::cmd("HDEL").arg(key).arg(gone).query_async::<u64>(&mut c).await
-                    })
-                    .await?;
+                    self.link
+                        .call(|mut c| async move {
+                            redis::cmd("HDEL").arg(key).arg(gone).query_async::<u64>(&mut c).await
+                        })
+                        .await?;
                 }
             }
             if next == 0 {

@@ -409,10 +409,8 @@ pub mod embedded {
 /// adding to the same tile never lose an update and a redelivered event is
 /// counted once. Tiles expire once no window can read them.
 pub mod redis_tiles {
-    use redis::aio::ConnectionManager;
-    use tokio::sync::Mutex;
-
     use super::*;
+    use crate::redis_store::Link;
 
     const APPLY: &str = r"
 local lateness = tonumber(ARGV[1])
@@ -462,24 +460,15 @@ return {added, dup, late}
 ";
 
     pub struct RedisTiles {
-        client: redis::Client,
-        conn: Mutex<Option<ConnectionManager>>,
-        timeout: Duration,
+        link: Link,
         prefix: String,
         script: redis::Script,
-    }
-
-    fn unavailable(e: impl std::fmt::Display) -> OnlineError {
-        OnlineError::Unavailable(e.to_string())
     }
 
     impl RedisTiles {
         pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, OnlineError> {
             Ok(Self {
-                client: redis::Client::open(url)
-                    .map_err(|e| OnlineError::Internal(format!("redis_url: {e}")))?,
-                conn: Mutex::new(None),
-                timeout,
+                link: Link::new(url, timeout)?,
                 prefix: prefix.to_owned(),
                 script: redis::Script::new(APPLY),
             })
@@ -494,33 +483,6 @@ return {added, dup, late}
             tile: i64,
         ) -> String {
             format!("{}:{}:{view}:{agg}:{}:{tile}", self.prefix, tenant.as_str(), key.as_str())
-        }
-
-        async fn call<T, F, Fut>(&self, f: F) -> Result<T, OnlineError>
-        where
-            F: FnOnce(ConnectionManager) -> Fut,
-            Fut: std::future::Future<Output = redis::RedisResult<T>>,
-        {
-            tokio::time::timeout(self.timeout, async {
-                let conn = {
-                    let mut slot = self.conn.lock().await;
-                    match &*slot {
-                        Some(c) => c.clone(),
-                        None => {
-                            let c = ConnectionManager::new(self.client.clone())
-                                .await
-                                .map_err(unavailable)?;
-                            *slot = Some(c.clone());
-                            c
-                        }
-                    }
-                };
-                f(conn).await.map_err(unavailable)
-            })
-            .await
-            .map_err(|_| {
-                OnlineError::Unavailable(format!("redis did not answer within {:?}", self.timeout))
-            })?
         }
     }
 
@@ -550,7 +512,7 @@ return {added, dup, late}
                 }
             }
             let (added, duplicates, late): (u64, u64, u64) =
-                self.call(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+                self.link.call(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
             Ok(Applied { added, duplicates, late })
         }
 
@@ -573,7 +535,7 @@ return {added, dup, late}
                 tile += w.slide;
             }
             let tiles: Vec<Vec<Option<String>>> =
-                self.call(|mut c| async move { pipe.query_async(&mut c).await }).await?;
+                self.link.call(|mut c| async move { pipe.query_async(&mut c).await }).await?;
             let mut out = Partial::default();
             for t in tiles {
                 let num = |i: usize| {
