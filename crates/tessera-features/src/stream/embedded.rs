@@ -1,0 +1,167 @@
+//! The embedded tile store: tables in the online store's SQLite file.
+
+use std::collections::BTreeSet;
+
+use sqlx::Row as _;
+use sqlx::sqlite::SqlitePool;
+
+use super::*;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tiles (
+    tenant TEXT NOT NULL,
+    view TEXT NOT NULL,
+    agg INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    tile INTEGER NOT NULL,
+    partial TEXT NOT NULL,
+    seen TEXT NOT NULL,
+    PRIMARY KEY (tenant, view, agg, key, tile)
+) WITHOUT ROWID;
+";
+
+fn err(e: impl std::fmt::Display) -> OnlineError {
+    OnlineError::Internal(e.to_string())
+}
+
+pub struct EmbeddedTiles {
+    pool: SqlitePool,
+}
+
+impl EmbeddedTiles {
+    /// Tiles in the database of `pool` (one writer connection).
+    pub async fn new(pool: SqlitePool) -> Result<Self, OnlineError> {
+        sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(err)?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl TileStore for EmbeddedTiles {
+    async fn apply(
+        &self,
+        tenant: &TenantId,
+        spec: &TileSpec,
+        events: &[TileEvent],
+    ) -> Result<Applied, OnlineError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut newest = i64::MIN;
+        let mut out = Applied::default();
+        // Tiles read once per apply, written back at the end.
+        let mut tiles: BTreeMap<(usize, String, i64), (Partial, BTreeSet<u64>, bool)> =
+            BTreeMap::new();
+        for e in events {
+            for (i, w) in spec.windowings.iter().enumerate() {
+                let id = (i, e.key.0.clone(), w.tile(e.ts));
+                if let std::collections::btree_map::Entry::Vacant(slot) = tiles.entry(id) {
+                    let id = slot.key();
+                    let row = sqlx::query(
+                        "SELECT partial, seen FROM tiles WHERE tenant = ? AND view = ? AND agg = ? AND key = ? AND tile = ?",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(&spec.view)
+                    .bind(i as i64)
+                    .bind(&id.1)
+                    .bind(id.2)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                    let loaded = match row {
+                        Some(r) => {
+                            let p: String = r.try_get("partial").map_err(err)?;
+                            let s: String = r.try_get("seen").map_err(err)?;
+                            (
+                                serde_json::from_str(&p).map_err(err)?,
+                                serde_json::from_str(&s).map_err(err)?,
+                                false,
+                            )
+                        }
+                        None => (Partial::default(), BTreeSet::new(), false),
+                    };
+                    slot.insert(loaded);
+                }
+            }
+            // Counted before (a redelivery), or too late.
+            let first = (0, e.key.0.clone(), spec.windowings[0].tile(e.ts));
+            if tiles.get(&first).is_some_and(|(_, seen, _)| seen.contains(&e.offset)) {
+                out.duplicates += 1;
+                continue;
+            }
+            newest = newest.max(e.ingested);
+            if e.ts < e.ingested - spec.lateness {
+                out.late += 1;
+                continue;
+            }
+            let mut counted = false;
+            for (i, w) in spec.windowings.iter().enumerate() {
+                let id = (i, e.key.0.clone(), w.tile(e.ts));
+                let Some((partial, seen, dirty)) = tiles.get_mut(&id) else { continue };
+                if seen.insert(e.offset) {
+                    partial.add(e.values[i]);
+                    *dirty = true;
+                    counted = true;
+                }
+            }
+            if counted { out.added += 1 } else { out.duplicates += 1 }
+        }
+        for ((i, key, tile), (partial, seen, dirty)) in &tiles {
+            if !dirty {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO tiles (tenant, view, agg, key, tile, partial, seen) VALUES (?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (tenant, view, agg, key, tile) DO UPDATE SET partial = excluded.partial, seen = excluded.seen",
+            )
+            .bind(tenant.as_str())
+            .bind(&spec.view)
+            .bind(*i as i64)
+            .bind(key)
+            .bind(*tile)
+            .bind(serde_json::to_string(partial).map_err(err)?)
+            .bind(serde_json::to_string(seen).map_err(err)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        if newest != i64::MIN {
+            // Tiles no event can reach any more (older ones are late).
+            sqlx::query("DELETE FROM tiles WHERE tenant = ? AND view = ? AND tile < ?")
+                .bind(tenant.as_str())
+                .bind(&spec.view)
+                .bind(newest.saturating_sub(spec.keep()))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(out)
+    }
+
+    async fn merged(
+        &self,
+        tenant: &TenantId,
+        spec: &TileSpec,
+        agg: usize,
+        key: &EntityKey,
+        from: i64,
+        to: i64,
+    ) -> Result<Partial, OnlineError> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT partial FROM tiles WHERE tenant = ? AND view = ? AND agg = ? AND key = ? AND tile >= ? AND tile < ?",
+        )
+        .bind(tenant.as_str())
+        .bind(&spec.view)
+        .bind(agg as i64)
+        .bind(key.as_str())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        let mut out = Partial::default();
+        for r in rows {
+            out.merge(&serde_json::from_str(&r).map_err(err)?);
+        }
+        Ok(out)
+    }
+}
