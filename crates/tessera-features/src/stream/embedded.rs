@@ -1,6 +1,6 @@
 //! The embedded tile store: tables in the online store's SQLite file.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use sqlx::Row as _;
 use sqlx::sqlite::SqlitePool;
@@ -142,26 +142,48 @@ impl TileStore for EmbeddedTiles {
         tenant: &TenantId,
         spec: &TileSpec,
         agg: usize,
-        key: &EntityKey,
-        from: i64,
-        to: i64,
-    ) -> Result<Partial, OnlineError> {
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT partial FROM tiles WHERE tenant = ? AND view = ? AND agg = ? AND key = ? AND tile >= ? AND tile < ?",
-        )
-        .bind(tenant.as_str())
-        .bind(&spec.view)
-        .bind(agg as i64)
-        .bind(key.as_str())
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(err)?;
-        let mut out = Partial::default();
-        for r in rows {
-            out.merge(&serde_json::from_str(&r).map_err(err)?);
+        wants: &[(EntityKey, i64, i64)],
+    ) -> Result<Vec<Partial>, OnlineError> {
+        let mut tiles: HashMap<String, Vec<(i64, Partial)>> = HashMap::new();
+        for chunk in wants.chunks(400) {
+            let from = chunk.iter().map(|w| w.1).min().unwrap_or(0);
+            let to = chunk.iter().map(|w| w.2).max().unwrap_or(0);
+            let mut q =
+                sqlx::QueryBuilder::new("SELECT key, tile, partial FROM tiles WHERE tenant = ");
+            q.push_bind(tenant.as_str())
+                .push(" AND view = ")
+                .push_bind(&spec.view)
+                .push(" AND agg = ")
+                .push_bind(agg as i64)
+                .push(" AND tile >= ")
+                .push_bind(from)
+                .push(" AND tile < ")
+                .push_bind(to)
+                .push(" AND key IN (");
+            let mut list = q.separated(", ");
+            for (key, _, _) in chunk {
+                list.push_bind(key.as_str());
+            }
+            q.push(")");
+            for r in q.build().fetch_all(&self.pool).await.map_err(err)? {
+                let partial: String = r.try_get("partial").map_err(err)?;
+                tiles.entry(r.try_get("key").map_err(err)?).or_default().push((
+                    r.try_get("tile").map_err(err)?,
+                    serde_json::from_str(&partial).map_err(err)?,
+                ));
+            }
         }
-        Ok(out)
+        Ok(wants
+            .iter()
+            .map(|(key, from, to)| {
+                let mut out = Partial::default();
+                for (tile, p) in tiles.get(key.as_str()).into_iter().flatten() {
+                    if (*from..*to).contains(tile) {
+                        out.merge(p);
+                    }
+                }
+                out
+            })
+            .collect())
     }
 }

@@ -83,17 +83,15 @@ pub trait TileStore: Send + Sync + 'static {
         events: &[TileEvent],
     ) -> Result<Applied, OnlineError>;
 
-    /// The tiles of aggregation `agg` for `key` starting in `[from, to)`,
-    /// merged.
+    /// For each `(key, from, to)`: the tiles of aggregation `agg` for the
+    /// key starting in `[from, to)`, merged (one round trip for them all).
     async fn merged(
         &self,
         tenant: &TenantId,
         spec: &TileSpec,
         agg: usize,
-        key: &EntityKey,
-        from: i64,
-        to: i64,
-    ) -> Result<Partial, OnlineError>;
+        wants: &[(EntityKey, i64, i64)],
+    ) -> Result<Vec<Partial>, OnlineError>;
 }
 
 /// A stream view of the catalog: its tile spec and aggregations.
@@ -203,17 +201,34 @@ pub async fn process(
         }
         let keys: Vec<EntityKey> = newest.keys().cloned().collect();
         let stored = online.read(tenant, view.name, &[], &keys).await?;
-        let mut rows = Vec::with_capacity(keys.len());
-        for (key, row) in keys.into_iter().zip(stored) {
-            let ts = newest[&key].max(row.map_or(i64::MIN, |r| r.event_ts.millis()));
-            let mut values = Map::new();
-            for (i, (a, w)) in view.aggregations.iter().zip(&view.tiles.windowings).enumerate() {
-                let end = w.tile(ts) + w.slide;
-                let p = tiles.merged(tenant, &view.tiles, i, &key, end - w.window, end).await?;
-                values.insert(a.feature_name(), p.value(a));
+        let newest: Vec<i64> = keys
+            .iter()
+            .zip(stored)
+            .map(|(key, row)| newest[key].max(row.map_or(i64::MIN, |r| r.event_ts.millis())))
+            .collect();
+        let mut values: Vec<Map<String, Value>> = vec![Map::new(); keys.len()];
+        for (i, (a, w)) in view.aggregations.iter().zip(&view.tiles.windowings).enumerate() {
+            let wants: Vec<(EntityKey, i64, i64)> = keys
+                .iter()
+                .zip(&newest)
+                .map(|(key, ts)| {
+                    let end = w.tile(*ts) + w.slide;
+                    (key.clone(), end - w.window, end)
+                })
+                .collect();
+            let merged = tiles.merged(tenant, &view.tiles, i, &wants).await?;
+            for (v, p) in values.iter_mut().zip(merged) {
+                v.insert(a.feature_name(), p.value(a));
             }
-            rows.push((key, Row { values, event_ts: Timestamp::from_millis(ts), created: now }));
         }
+        let rows: Vec<(EntityKey, Row)> = keys
+            .into_iter()
+            .zip(newest)
+            .zip(values)
+            .map(|((key, ts), values)| {
+                (key, Row { values, event_ts: Timestamp::from_millis(ts), created: now })
+            })
+            .collect();
         let keep = catalog.keep_for(view.spec);
         // The offline log first: a failure after it repeats a row there
         // (harmless to the as-of join), never skips one.

@@ -117,35 +117,48 @@ impl TileStore for RedisTiles {
         tenant: &TenantId,
         spec: &TileSpec,
         agg: usize,
-        key: &EntityKey,
-        from: i64,
-        to: i64,
-    ) -> Result<Partial, OnlineError> {
-        let Some(w) = spec.windowings.get(agg) else { return Ok(Partial::default()) };
+        wants: &[(EntityKey, i64, i64)],
+    ) -> Result<Vec<Partial>, OnlineError> {
+        let Some(w) = spec.windowings.get(agg) else {
+            return Ok(vec![Partial::default(); wants.len()]);
+        };
         let mut pipe = redis::pipe();
-        let mut tile = from;
-        while tile < to {
-            pipe.cmd("HMGET")
-                .arg(self.tile_key(tenant, &spec.view, agg, key, tile))
-                .arg(&["events", "n", "sum", "sum_sq", "min", "max"]);
-            tile += w.slide;
+        let mut counts = Vec::with_capacity(wants.len());
+        for (key, from, to) in wants {
+            let mut tile = *from;
+            let mut n = 0;
+            while tile < *to {
+                pipe.cmd("HMGET")
+                    .arg(self.tile_key(tenant, &spec.view, agg, key, tile))
+                    .arg(&["events", "n", "sum", "sum_sq", "min", "max"]);
+                tile += w.slide;
+                n += 1;
+            }
+            counts.push(n);
         }
         let tiles: Vec<Vec<Option<String>>> =
             self.link.call(|mut c| async move { pipe.query_async(&mut c).await }).await?;
-        let mut out = Partial::default();
-        for t in tiles {
-            let num =
-                |i: usize| t.get(i).and_then(|v| v.as_deref()).and_then(|v| v.parse::<f64>().ok());
-            let Some(events) = num(0) else { continue };
-            out.merge(&Partial {
-                events: events as u64,
-                n: num(1).unwrap_or(0.0) as u64,
-                sum: num(2).unwrap_or(0.0),
-                sum_sq: num(3).unwrap_or(0.0),
-                min: num(4),
-                max: num(5),
-            });
-        }
-        Ok(out)
+        let mut tiles = tiles.into_iter();
+        Ok(counts
+            .into_iter()
+            .map(|n| {
+                let mut out = Partial::default();
+                for t in tiles.by_ref().take(n) {
+                    let num = |i: usize| {
+                        t.get(i).and_then(|v| v.as_deref()).and_then(|v| v.parse::<f64>().ok())
+                    };
+                    let Some(events) = num(0) else { continue };
+                    out.merge(&Partial {
+                        events: events as u64,
+                        n: num(1).unwrap_or(0.0) as u64,
+                        sum: num(2).unwrap_or(0.0),
+                        sum_sq: num(3).unwrap_or(0.0),
+                        min: num(4),
+                        max: num(5),
+                    });
+                }
+                out
+            })
+            .collect())
     }
 }

@@ -43,7 +43,7 @@ async fn tiles_count_once_and_leave_late_events_out(store: &dyn TileStore) {
     let again = store.apply(&t, &s, &batch).await.unwrap();
     assert_eq!(again, Applied { added: 0, duplicates: 3, late: 0 }, "a redelivery counts nothing");
     let k1 = &batch[0].key;
-    let p = store.merged(&t, &s, 0, k1, 750_000, 1_050_000).await.unwrap();
+    let p = store.merged(&t, &s, 0, &[(k1.clone(), 750_000, 1_050_000)]).await.unwrap()[0];
     assert_eq!((p.events, p.n, p.sum, p.min, p.max), (2, 2, 6.0, Some(2.0), Some(4.0)));
     // One that reached the log two minutes after it happened is late.
     let late = store
@@ -58,10 +58,28 @@ async fn tiles_count_once_and_leave_late_events_out(store: &dyn TileStore) {
         .await
         .unwrap();
     assert_eq!(late, Applied { added: 1, duplicates: 0, late: 1 });
-    let p = store.merged(&t, &s, 0, k1, 750_000, 1_050_000).await.unwrap();
+    let p = store.merged(&t, &s, 0, &[(k1.clone(), 750_000, 1_050_000)]).await.unwrap()[0];
     assert_eq!((p.events, p.sum, p.min), (3, 7.0, Some(1.0)));
+    // Many keys at once, each over its own range.
+    let k2 = &batch[2].key;
+    let nobody = EntityKey::of(vec![("customer_id", "nobody".into())]);
+    let many = store
+        .merged(
+            &t,
+            &s,
+            0,
+            &[
+                (k2.clone(), 1_020_000, 1_050_000),
+                (nobody, 0, 2_000_000),
+                (k1.clone(), 990_000, 1_020_000),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(many.iter().map(|p| p.events).collect::<Vec<_>>(), [1, 0, 3]);
     // Another tenant's tiles are its own.
-    let other = store.merged(&TenantId::generate(), &s, 0, k1, 0, 2_000_000).await.unwrap();
+    let other =
+        store.merged(&TenantId::generate(), &s, 0, &[(k1.clone(), 0, 2_000_000)]).await.unwrap()[0];
     assert_eq!(other, Partial::default());
 }
 
@@ -78,7 +96,7 @@ async fn concurrent_applies_add_up(store: std::sync::Arc<dyn TileStore>) {
     let key = &a[0].key;
     let w = s.windowings[0];
     let end = w.tile(1_000_399) + w.slide;
-    let p = store.merged(&t, &s, 0, key, end - w.window, end).await.unwrap();
+    let p = store.merged(&t, &s, 0, &[(key.clone(), end - w.window, end)]).await.unwrap()[0];
     assert_eq!(p.events, 400);
 }
 
