@@ -54,7 +54,8 @@ pub enum Status {
     Present,
     /// A row was found and the value is null.
     NullValue,
-    /// No row for the entity key.
+    /// No row for the entity key, or its row was written before the feature
+    /// was added to the view.
     NotFound,
     /// The row is older than the view's TTL (its value is still given).
     OutsideMaxAge,
@@ -187,6 +188,10 @@ pub async fn online(
             for row in &rows {
                 let (value, status, ts) = match row {
                     None => (Value::Null, Status::NotFound, EPOCH.to_owned()),
+                    // A row written before the feature was added lacks it (as Feast says).
+                    Some(r) if !r.values.contains_key(f) => {
+                        (Value::Null, Status::NotFound, r.event_ts.to_rfc3339())
+                    }
                     Some(r) => {
                         let v = r.values.get(f).cloned().unwrap_or(Value::Null);
                         let stale = ttl.is_some_and(|t| {

@@ -218,6 +218,11 @@ async fn define_push_and_read_online() {
                    {"name": "tier", "dtype": "string"}, {"name": "visits", "dtype": "int64"}]});
     let r = put(&s, &dev, "/v1/features/views/customer_stats", grown).await;
     assert_eq!((r.status, &r.body["version"]), (StatusCode::OK, &json!(2)), "{r:?}");
+    // Rows written before the feature existed do not have it.
+    let visits =
+        json!({"entities": {"customer_id": ["c1"]}, "features": ["customer_stats:visits"]});
+    let r = post(&s, &dev, "/v1/features/online", visits).await;
+    assert_eq!(column(&r, "visits")["statuses"], json!(["NOT_FOUND"]), "{r:?}");
     let retyped = json!({"entities": ["customer"], "source": {"push": {}},
         "schema": [{"name": "spend", "dtype": "string"}, {"name": "tier", "dtype": "string"}]});
     let r = put(&s, &dev, "/v1/features/views/customer_stats", retyped).await;
