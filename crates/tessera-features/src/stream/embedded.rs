@@ -20,6 +20,9 @@ CREATE TABLE IF NOT EXISTS tiles (
 ) WITHOUT ROWID;
 ";
 
+/// Tiles per statement (three or seven parameters each; SQLite allows 32766).
+const CHUNK: usize = 300;
+
 fn err(e: impl std::fmt::Display) -> OnlineError {
     OnlineError::Internal(e.to_string())
 }
@@ -47,40 +50,53 @@ impl TileStore for EmbeddedTiles {
         let mut tx = self.pool.begin().await.map_err(err)?;
         let mut newest = i64::MIN;
         let mut out = Applied::default();
-        // Tiles read once per apply, written back at the end.
-        let mut tiles: BTreeMap<(usize, String, i64), (Partial, BTreeSet<u64>, bool)> =
-            BTreeMap::new();
-        for e in events {
-            for (i, w) in spec.windowings.iter().enumerate() {
-                let id = (i, e.key.0.clone(), w.tile(e.ts));
-                if let std::collections::btree_map::Entry::Vacant(slot) = tiles.entry(id) {
-                    let id = slot.key();
-                    let row = sqlx::query(
-                        "SELECT partial, seen FROM tiles WHERE tenant = ? AND view = ? AND agg = ? AND key = ? AND tile = ?",
-                    )
-                    .bind(tenant.as_str())
-                    .bind(&spec.view)
-                    .bind(i as i64)
-                    .bind(&id.1)
-                    .bind(id.2)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(err)?;
-                    let loaded = match row {
-                        Some(r) => {
-                            let p: String = r.try_get("partial").map_err(err)?;
-                            let s: String = r.try_get("seen").map_err(err)?;
-                            (
-                                serde_json::from_str(&p).map_err(err)?,
-                                serde_json::from_str(&s).map_err(err)?,
-                                false,
-                            )
-                        }
-                        None => (Partial::default(), BTreeSet::new(), false),
-                    };
-                    slot.insert(loaded);
-                }
+        // The batch's tiles, read in a few statements and written back at the end.
+        let ids: BTreeSet<(usize, String, i64)> = events
+            .iter()
+            .flat_map(|e| {
+                spec.windowings.iter().enumerate().map(|(i, w)| (i, e.key.0.clone(), w.tile(e.ts)))
+            })
+            .collect();
+        let ids: Vec<(usize, String, i64)> = ids.into_iter().collect();
+        let mut tiles: BTreeMap<(usize, String, i64), (Partial, BTreeSet<u64>, bool)> = ids
+            .iter()
+            .map(|id| (id.clone(), (Partial::default(), BTreeSet::new(), false)))
+            .collect();
+        for chunk in ids.chunks(CHUNK) {
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT agg, key, tile, partial, seen FROM tiles WHERE tenant = ",
+            );
+            q.push_bind(tenant.as_str())
+                .push(" AND view = ")
+                .push_bind(&spec.view)
+                .push(" AND (agg, key, tile) IN (VALUES ");
+            for (n, (agg, key, tile)) in chunk.iter().enumerate() {
+                q.push(if n == 0 { "(" } else { ", (" })
+                    .push_bind(*agg as i64)
+                    .push(", ")
+                    .push_bind(key.as_str())
+                    .push(", ")
+                    .push_bind(*tile)
+                    .push(")");
             }
+            q.push(")");
+            for r in q.build().fetch_all(&mut *tx).await.map_err(err)? {
+                let id: (usize, String, i64) = (
+                    r.try_get::<i64, _>("agg").map_err(err)? as usize,
+                    r.try_get("key").map_err(err)?,
+                    r.try_get("tile").map_err(err)?,
+                );
+                let p: String = r.try_get("partial").map_err(err)?;
+                let s: String = r.try_get("seen").map_err(err)?;
+                let loaded = (
+                    serde_json::from_str(&p).map_err(err)?,
+                    serde_json::from_str(&s).map_err(err)?,
+                    false,
+                );
+                tiles.insert(id, loaded);
+            }
+        }
+        for e in events {
             // Counted before (a redelivery), or too late.
             let first = (0, e.key.0.clone(), spec.windowings[0].tile(e.ts));
             if tiles.get(&first).is_some_and(|(_, seen, _)| seen.contains(&e.offset)) {
@@ -104,24 +120,34 @@ impl TileStore for EmbeddedTiles {
             }
             if counted { out.added += 1 } else { out.duplicates += 1 }
         }
-        for ((i, key, tile), (partial, seen, dirty)) in &tiles {
-            if !dirty {
-                continue;
-            }
-            sqlx::query(
-                "INSERT INTO tiles (tenant, view, agg, key, tile, partial, seen) VALUES (?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (tenant, view, agg, key, tile) DO UPDATE SET partial = excluded.partial, seen = excluded.seen",
-            )
-            .bind(tenant.as_str())
-            .bind(&spec.view)
-            .bind(*i as i64)
-            .bind(key)
-            .bind(*tile)
-            .bind(serde_json::to_string(partial).map_err(err)?)
-            .bind(serde_json::to_string(seen).map_err(err)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
+        let dirty: Vec<(&(usize, String, i64), String, String)> = tiles
+            .iter()
+            .filter(|(_, (_, _, dirty))| *dirty)
+            .map(|(id, (partial, seen, _))| {
+                Ok::<_, OnlineError>((
+                    id,
+                    serde_json::to_string(partial).map_err(err)?,
+                    serde_json::to_string(seen).map_err(err)?,
+                ))
+            })
+            .collect::<Result<_, _>>()?;
+        for chunk in dirty.chunks(CHUNK) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO tiles (tenant, view, agg, key, tile, partial, seen) ",
+            );
+            q.push_values(chunk, |mut b, ((agg, key, tile), partial, seen)| {
+                b.push_bind(tenant.as_str())
+                    .push_bind(&spec.view)
+                    .push_bind(*agg as i64)
+                    .push_bind(key.as_str())
+                    .push_bind(*tile)
+                    .push_bind(partial.as_str())
+                    .push_bind(seen.as_str());
+            });
+            q.push(
+                " ON CONFLICT (tenant, view, agg, key, tile) DO UPDATE SET partial = excluded.partial, seen = excluded.seen",
+            );
+            q.build().execute(&mut *tx).await.map_err(err)?;
         }
         if newest != i64::MIN {
             // Tiles no event can reach any more (older ones are late).
