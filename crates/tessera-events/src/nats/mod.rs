@@ -438,7 +438,7 @@ impl EventLog for NatsLog {
         };
         let mut records = Vec::new();
         let mut ackers = Vec::new();
-        for attempt in 0..2 {
+        let take = async |records: &mut Vec<Record>, ackers: &mut Vec<_>| {
             let mut batch =
                 consumer.fetch().max_messages(max).messages().await.map_err(unavailable)?;
             while let Some(msg) = batch.next().await {
@@ -448,11 +448,22 @@ impl EventLog for NatsLog {
                 records.push(r);
                 ackers.push(acker);
             }
-            if !records.is_empty() || attempt == 1 || wait.is_zero() {
-                break;
-            }
+            Ok::<_, LogError>(())
+        };
+        take(&mut records, &mut ackers).await?;
+        if records.is_empty() && !wait.is_zero() {
             let next = self.next_offset(tenant).await?;
             self.wait_for(tenant, next, wait).await;
+            // The stream may hold the record a moment before the consumer hands
+            // it out: look a few times (the wake may also have been another
+            // topic's record, so not for long).
+            for _ in 0..5 {
+                take(&mut records, &mut ackers).await?;
+                if !records.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
         Ok(Delivery { records, ack: Box::new(NatsAck(ackers)) })
     }
