@@ -12,6 +12,7 @@ mod migrate;
 pub mod postgres;
 mod sql_common;
 mod sql_features;
+mod sql_registry;
 mod sql_rows;
 mod sql_usage;
 pub mod sqlite;
