@@ -205,6 +205,8 @@ pub async fn push(
     ApiJson(req): ApiJson<PushRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = auth.tenant(Operation::FeaturesWrite)?;
+    // Read fresh, not through the cache: a view just defined on another
+    // replica takes pushes at once (pushes are writes; reads use the cache).
     let catalog = FeatureCatalogs::fresh(s.store(), &ctx).await?;
     serve::push(&catalog, s.feature_stores(), ctx.tenant_id(), &req, Timestamp::now()).await?;
     Ok(Json(Value::Null))
