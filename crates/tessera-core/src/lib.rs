@@ -14,6 +14,7 @@ pub mod ids;
 pub mod jwt;
 pub mod metrics;
 pub mod model;
+pub mod model_features;
 pub mod role;
 pub mod tenant;
 pub mod time;

@@ -324,6 +324,9 @@ pub struct ModelVersion {
     /// Artifact size in bytes.
     pub size: i64,
     pub created_at: Timestamp,
+    /// The features the version reads from the feature store, if it reads any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<crate::model_features::FeatureBinding>,
 }
 
 pub fn new_model_id() -> String {

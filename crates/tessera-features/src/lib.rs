@@ -16,6 +16,7 @@ use tessera_core::time::Timestamp;
 
 pub mod catalog;
 pub mod embedded;
+pub mod model_input;
 pub mod monitor;
 pub mod offline;
 pub mod redis_store;

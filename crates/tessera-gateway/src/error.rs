@@ -28,6 +28,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("{message}")]
     Invalid { message: String, param: Option<String> },
+    /// Well-formed, but the data it needs is missing (422).
+    #[error("{message}")]
+    Unprocessable { message: String, code: &'static str, param: Option<String> },
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     /// A well-formed body over one of the route's own limits (events per batch, bytes per event).
@@ -112,6 +115,13 @@ impl ApiError {
                 S::BAD_REQUEST,
                 "invalid_request_error",
                 "invalid_request",
+                message.clone(),
+                param.clone(),
+            ),
+            ApiError::Unprocessable { message, code, param } => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_request_error",
+                code,
                 message.clone(),
                 param.clone(),
             ),
@@ -400,6 +410,9 @@ impl From<tessera_serving::inference::ServeError> for ApiError {
             S::NotFound(m) => ApiError::NotFound(m),
             S::Conflict(m) => ApiError::Conflict(m),
             S::Invalid { message, param } => ApiError::Invalid { message, param },
+            S::FeaturesMissing { message, param } => {
+                ApiError::Unprocessable { message, code: "features_missing", param: Some(param) }
+            }
             S::ModelNotReady(m) => ApiError::ModelNotReady(m),
             S::RateLimited { message, retry_after_secs, headers } => {
                 let mut h = axum::http::HeaderMap::new();

@@ -204,9 +204,10 @@ impl MetadataStore for InvalidatingStore {
         model: &Model,
         sha256: &str,
         size: i64,
+        features: Option<&tessera_core::model_features::FeatureBinding>,
         actor: &AuditActor,
     ) -> Result<ModelVersion, StoreError> {
-        let r = self.inner.add_model_version(writer, model, sha256, size, actor).await;
+        let r = self.inner.add_model_version(writer, model, sha256, size, features, actor).await;
         self.after(r, Change::Registry)
     }
     async fn put_event_type(

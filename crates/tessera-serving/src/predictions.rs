@@ -41,6 +41,9 @@ pub struct Prediction {
     pub route: &'static str,
     /// The caller's `user`, when it named one (so a subject's deletion finds it).
     pub user: Option<String>,
+    /// The entity a request named for a model that reads features: its join
+    /// keys, one value each (or a column of values for several rows).
+    pub entity: Option<Map<String, Value>>,
     /// SHA-256 of the input as the route sees it, hex.
     pub input_digest: String,
     /// The input text, kept only when the tenant opted in (`store_inputs`).
@@ -63,6 +66,21 @@ impl Prediction {
             entity.insert("user".into(), u.clone());
         }
         let mut properties = Map::new();
+        // A single entity's join keys key the record too (feedback and a
+        // subject's export find it by them); a batch's stay in the body.
+        if let Some(e) = &self.entity {
+            for (k, v) in e {
+                let text = match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                };
+                if let Some(t) = text {
+                    entity.entry(k.clone()).or_insert(t);
+                }
+            }
+            properties.insert("entity".into(), Value::Object(e.clone()));
+        }
         properties.insert("model".into(), json!(self.model));
         properties.insert("version".into(), json!(self.version));
         properties.insert("tier".into(), json!(self.tier));
@@ -367,6 +385,7 @@ mod tests {
             tier: "tenant".into(),
             route: "/v1/embeddings",
             user: None,
+            entity: None,
             input_digest: String::new(),
             input: None,
             output: Value::Null,

@@ -375,22 +375,38 @@ pub async fn model_registry(store: &dyn MetadataStore) {
 
     // Versions count up per model; tenants version only their own models.
     let sha = "a".repeat(64);
-    let v1 =
-        store.add_model_version(KeyOwner::Tenant(&a), &mine, &sha, 10, &actor()).await.unwrap();
-    let v2 =
-        store.add_model_version(KeyOwner::Tenant(&a), &mine, &sha, 10, &actor()).await.unwrap();
+    let v1 = store
+        .add_model_version(KeyOwner::Tenant(&a), &mine, &sha, 10, None, &actor())
+        .await
+        .unwrap();
+    // A version that reads features keeps its binding.
+    let binding = tessera_core::model_features::FeatureBinding {
+        service: "churn".into(),
+        features: vec!["stats:orders".into(), "stats:spend".into()],
+        entity: vec!["customer_id".into()],
+        on_missing: tessera_core::model_features::OnMissing::Default,
+        defaults: [("stats:spend".to_owned(), serde_json::json!(1.5))].into(),
+    };
+    let v2 = store
+        .add_model_version(KeyOwner::Tenant(&a), &mine, &sha, 10, Some(&binding), &actor())
+        .await
+        .unwrap();
     assert_eq!((v1.version, v2.version), (1, 2));
-    let denied = store.add_model_version(KeyOwner::Tenant(&b), &mine, &sha, 10, &actor()).await;
+    assert_eq!(v2.features.as_ref(), Some(&binding));
+    let denied =
+        store.add_model_version(KeyOwner::Tenant(&b), &mine, &sha, 10, None, &actor()).await;
     assert!(matches!(denied, Err(StoreError::NotFound { .. })), "{denied:?}");
-    let denied = store.add_model_version(KeyOwner::Tenant(&a), &platform, &sha, 10, &actor()).await;
+    let denied =
+        store.add_model_version(KeyOwner::Tenant(&a), &platform, &sha, 10, None, &actor()).await;
     assert!(matches!(denied, Err(StoreError::NotFound { .. })), "{denied:?}");
     let pv = store
-        .add_model_version(KeyOwner::Platform(&sys()), &platform, &sha, 3, &actor())
+        .add_model_version(KeyOwner::Platform(&sys()), &platform, &sha, 3, None, &actor())
         .await
         .unwrap();
     assert_eq!(pv.version, 1);
     let listed = store.list_model_versions(a_view, &mine).await.unwrap();
     assert_eq!(listed.iter().map(|v| v.version).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!((listed[0].features.as_ref(), listed[1].features.as_ref()), (None, Some(&binding)));
     assert_eq!(store.list_model_versions(b_view, &platform).await.unwrap().len(), 1);
     assert_eq!(store.get_model_by_id(&sys(), &mine.id).await.unwrap(), mine);
     let audit = store

@@ -152,14 +152,16 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Resolves a name tenant -> segment -> platform.
     async fn resolve_model(&self, view: ModelView<'_>, name: &str) -> Result<Model, StoreError>;
     async fn get_model_by_id(&self, sys: &SystemCtx, id: &str) -> Result<Model, StoreError>;
-    /// Adds the next version of `model`. A tenant can only version its own models;
-    /// segment and platform models need the platform owner.
+    /// Adds the next version of `model`, reading `features` if given. A
+    /// tenant can only version its own models; segment and platform models
+    /// need the platform owner.
     async fn add_model_version(
         &self,
         writer: KeyOwner<'_>,
         model: &Model,
         sha256: &str,
         size: i64,
+        features: Option<&tessera_core::model_features::FeatureBinding>,
         actor: &AuditActor,
     ) -> Result<ModelVersion, StoreError>;
     /// Creates or replaces the tenant's schema for event type `name`.

@@ -29,6 +29,11 @@ pub(crate) const COMMON: &[Migration] = &[
         sql: include_str!("migrations/0012_event_types.sql"),
     },
     Migration { version: 14, name: "features", sql: include_str!("migrations/0014_features.sql") },
+    Migration {
+        version: 16,
+        name: "version_features",
+        sql: include_str!("migrations/0016_version_features.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES_ONLY: &[Migration] = &[

@@ -43,6 +43,7 @@ macro_rules! sql_metadata_store {
         use crate::{AuditQuery, AuditScope, KeyOwner, MetadataStore, ModelScope, ModelView, StoreError, UsageScope};
         use tessera_core::usage::{GroupBy, Price, UsageGroup, UsageRecord};
         use tessera_core::model::{Model, ModelOwner, ModelVersion, NewModel};
+        use tessera_core::model_features::FeatureBinding;
 
         type Tx = sqlx::Transaction<'static, $db>;
         type DbRow = <$db as sqlx::Database>::Row;
@@ -502,9 +503,10 @@ macro_rules! sql_metadata_store {
                 model: &Model,
                 sha256: &str,
                 size: i64,
+                features: Option<&FeatureBinding>,
                 actor: &AuditActor,
             ) -> Result<ModelVersion, StoreError> {
-                self.sql_add_model_version(writer, model, sha256, size, actor).await
+                self.sql_add_model_version(writer, model, sha256, size, features, actor).await
             }
 
             async fn put_event_type(

@@ -148,6 +148,7 @@ macro_rules! sql_registry_store {
                 model: &Model,
                 sha256: &str,
                 size: i64,
+                features: Option<&FeatureBinding>,
                 actor: &AuditActor,
             ) -> Result<ModelVersion, StoreError> {
                 let (tx_scope, tenant) = owner_scope(&writer);
@@ -174,10 +175,15 @@ macro_rules! sql_registry_store {
                     sha256: sha256.to_owned(),
                     size,
                     created_at: Timestamp::now(),
+                    features: features.cloned(),
                 };
+                let features_json = features
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(|e| StoreError::Internal(e.to_string()))?;
                 sqlx::query(
-                    "INSERT INTO model_versions (model_id, version, tenant_id, sha256, size, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO model_versions (model_id, version, tenant_id, sha256, size, created_at, features) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(&v.model_id)
                 .bind(v.version)
@@ -185,6 +191,7 @@ macro_rules! sql_registry_store {
                 .bind(&v.sha256)
                 .bind(v.size)
                 .bind(v.created_at.millis())
+                .bind(features_json)
                 .execute(&mut *tx)
                 .await?;
                 append_audit(&mut tx, tenant, "model_version.create", &format!("{}@{}", model.id, v.version), actor).await?;
@@ -253,7 +260,7 @@ macro_rules! sql_registry_store {
                 let (tx_scope, _) = view_keys(&view);
                 let mut tx = self.begin(tx_scope, false).await?;
                 let rows = sqlx::query(
-                    "SELECT model_id, version, sha256, size, created_at FROM model_versions WHERE model_id = $1 ORDER BY version",
+                    "SELECT model_id, version, sha256, size, created_at, features FROM model_versions WHERE model_id = $1 ORDER BY version",
                 )
                 .bind(&model.id)
                 .fetch_all(&mut *tx)

@@ -101,6 +101,11 @@ macro_rules! sql_row_helpers {
                 sha256: r.try_get("sha256")?,
                 size: r.try_get("size")?,
                 created_at: Timestamp::from_millis(r.try_get("created_at")?),
+                features: r
+                    .try_get::<Option<String>, _>("features")?
+                    .map(|t| serde_json::from_str(&t))
+                    .transpose()
+                    .map_err(|e| StoreError::Corrupt(format!("a model version's features: {e}")))?,
             })
         }
 

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
+use serde_json::{Map, Value};
 use tessera_core::role::Operation;
 
 use crate::auth::Authed;
@@ -119,4 +120,18 @@ pub fn cache_key_body(body: &serde_json::Value) -> serde_json::Value {
         o.remove("user");
     }
     request
+}
+
+/// The entity a request's `parameters` name, if any.
+pub(super) fn entity_param(
+    parameters: Option<&Map<String, Value>>,
+) -> Result<Option<Map<String, Value>>, ApiError> {
+    match parameters.and_then(|p| p.get("entity")) {
+        None => Ok(None),
+        Some(Value::Object(e)) if !e.is_empty() => Ok(Some(e.clone())),
+        Some(_) => Err(ApiError::invalid(
+            "parameters.entity",
+            "parameters.entity must be an object of join keys, e.g. {\"customer_id\": \"c1\"}",
+        )),
+    }
 }

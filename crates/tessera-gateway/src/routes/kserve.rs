@@ -1,8 +1,10 @@
 //! KServe v1 predict: `POST /v1/models/{name}:predict` with `{"instances": [...]}`
 //! answers `{"predictions": [...], "model_version": ...}`. Text models take
 //! strings (or `{"text": ...}`); tensor models take rows of numbers; a
-//! classification head adds each row's `label`. Predictions are cached by
-//! default (per tenant, model version, instances and post-processing rules).
+//! classification head adds each row's `label`. A model version that reads
+//! features takes `{"parameters": {"entity": {"customer_id": "c1"}}}`
+//! instead of instances. Predictions are cached by default (per tenant,
+//! model version, instances or feature values, and post-processing rules).
 
 use std::time::Instant;
 
@@ -16,7 +18,7 @@ use serde_json::{Map, Value, json};
 use tessera_core::model::Model;
 use tessera_engine::tensor::{Tensor, TensorData};
 
-use super::inference::{UsageRecorder, caller, flatten, headers};
+use super::inference::{UsageRecorder, caller, entity_param, flatten, headers};
 use crate::auth::Authed;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::parse_json;
@@ -24,7 +26,7 @@ use crate::state::AppState;
 use tessera_serving::Services;
 use tessera_serving::cache::Policy;
 use tessera_serving::inference::{
-    Answer, Backend, Call, Job, MAX_INPUTS, Reply, ServeError, Target, backend,
+    Answer, Backend, Call, Job, MAX_INPUTS, Reply, ServeError, Target, backend, feature_tensor,
 };
 use tessera_serving::predictions::RecordInput;
 
@@ -110,7 +112,10 @@ async fn predict_on(s: &Services, t: &Target, instances: &[Value]) -> Result<Val
                     ),
                 ));
             };
-            let input = rows_tensor(model, spec, instances)?;
+            let input = match &t.inputs {
+                Some(v) => feature_tensor(model, spec, v)?,
+                None => rows_tensor(model, spec, instances)?,
+            };
             (
                 backend::infer(s.breakers(), m, vec![(spec.name.clone(), input)]).await?,
                 m.labels.clone(),
@@ -179,6 +184,8 @@ fn not_servable(t: &Target) -> ServeError {
 /// One KServe predict request on the pipeline.
 struct PredictJob {
     instances: Vec<Value>,
+    /// Join keys instead of instances: the model reads its features.
+    entity: Option<Map<String, Value>>,
     /// The requested model's task: a fallback must have the same one.
     task: String,
 }
@@ -198,8 +205,15 @@ impl Job for PredictJob {
         true
     }
 
+    fn entity(&self) -> Option<&Map<String, Value>> {
+        self.entity.as_ref()
+    }
+
     fn record_input(&self, _keep_text: bool) -> RecordInput {
-        RecordInput::of(&self.instances, None)
+        match &self.entity {
+            Some(e) => RecordInput::of(e, None),
+            None => RecordInput::of(&self.instances, None),
+        }
     }
 
     /// The first predictions (a label and score, or top-k, per instance).
@@ -216,10 +230,13 @@ impl Job for PredictJob {
         Ok(Answer::new(json!({"predictions": predictions, "model_version": t.version.version})))
     }
 
-    /// The deployment's post-processing rules shape the answer: part of the key.
+    /// The deployment's post-processing rules shape the answer: part of the
+    /// key; so are the feature values read for an entity, so a feature
+    /// change is a new key and the entity's cached answers are not served.
     fn cache_request(&self, t: &Target) -> Option<Value> {
         let post = t.deployment.as_ref().and_then(|d| d.post.as_ref());
-        Some(json!({"instances": self.instances, "post": post}))
+        let features = t.inputs.as_ref().map(|v| &v.values);
+        Some(json!({"instances": self.instances, "post": post, "features": features}))
     }
 
     fn cache_body(&self, out: &Value) -> Option<String> {
@@ -234,6 +251,7 @@ impl Job for PredictJob {
             headers(("x-tessera-prediction-id" = String, description = "unique, time-sortable id of this answer"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 402, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, description = "a feature the model reads is missing or stale (features_missing)", body = ErrorBody),
         (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn kserve_predict(
     State(s): State<AppState>,
@@ -251,7 +269,12 @@ pub async fn kserve_predict(
 
 #[derive(Deserialize)]
 struct Predict {
+    #[serde(default)]
     instances: Vec<Value>,
+    /// `{"entity": {"customer_id": "c1"}}` (a column of values for several
+    /// rows): for a model that reads features, instead of `instances`.
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
 }
 
 async fn predict(
@@ -275,8 +298,21 @@ async fn predict(
     let bytes =
         axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })?;
     let req: Predict = parse_json(&bytes)?;
-    if req.instances.is_empty() {
-        return Err(ApiError::invalid("instances", "instances must not be empty"));
+    let entity = entity_param(req.parameters.as_ref())?;
+    match (&entity, req.instances.is_empty()) {
+        (Some(_), false) => {
+            return Err(ApiError::invalid(
+                "instances",
+                "give instances or parameters.entity, not both",
+            ));
+        }
+        (None, true) => {
+            return Err(ApiError::invalid(
+                "instances",
+                "instances must not be empty (or name parameters.entity for a model that reads features)",
+            ));
+        }
+        _ => {}
     }
     if req.instances.len() > MAX_INPUTS {
         return Err(ApiError::invalid(
@@ -285,8 +321,9 @@ async fn predict(
         ));
     }
     let task = call.resolution().model().task.clone();
-    let outcome =
-        call.serve(PredictJob { instances: req.instances, task }, Policy::of(req_headers)).await?;
+    let outcome = call
+        .serve(PredictJob { instances: req.instances, entity, task }, Policy::of(req_headers))
+        .await?;
     usage.note(&outcome.meta);
     let mut h = headers(&outcome.meta, &outcome.admitted, started);
     Ok(match outcome.reply {

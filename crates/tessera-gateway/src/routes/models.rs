@@ -8,21 +8,24 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tessera_core::audit::AuditActor;
 use tessera_core::auth::TenantCtx;
 use tessera_core::model::{
     AdminScope, Model, ModelVersion, NewModel, REMOTE_RUNTIME, RemoteConfig,
 };
+use tessera_core::model_features::{FeatureBinding, OnMissing};
 use tessera_core::role::Operation;
+use tessera_features::model_input::{bind, fixed_width};
+use tessera_serving::feature_catalogs::FeatureCatalogs;
 use tessera_store::artifacts::ArtifactStore;
 use tessera_store::{KeyOwner, MetadataStore, ModelScope, ModelView};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::List;
 use crate::auth::Authed;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
 use tessera_serving::tenant_cache::TenantCache;
 
@@ -44,7 +47,87 @@ async fn tenant_segment(
     Ok(tenants.get(store, ctx).await?.tenant.segment.clone())
 }
 
+/// Query of a version upload: the feature service the version reads, if any.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct VersionParams {
+    /// Bind the version to this feature service of the tenant: its features
+    /// (numbers), frozen in order, become the model's input when a request
+    /// names an entity. ONNX models with one input and linear heads over numbers.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    pub feature_service: Option<String>,
+    /// A missing or stale feature: `fail` (422, the default) or `default`.
+    #[param(pattern = "^(fail|default)$")]
+    pub on_missing: Option<String>,
+    /// JSON object of `view:feature` to its value under `on_missing=default`
+    /// (a number; 0 for one not named; lists for float64_list features).
+    pub defaults: Option<String>,
+}
+
+/// A version's feature binding, and the input width it implies when no
+/// feature is a list.
+pub struct Bound {
+    pub binding: FeatureBinding,
+    pub width: Option<usize>,
+}
+
+impl VersionParams {
+    /// The binding the parameters ask for, checked against the tenant's
+    /// catalog and the model; `None` without `feature_service`.
+    async fn bind(
+        &self,
+        s: &AppState,
+        ctx: &TenantCtx,
+        model: &Model,
+    ) -> Result<Option<Bound>, ApiError> {
+        let Some(service) = &self.feature_service else {
+            if self.on_missing.is_some() || self.defaults.is_some() {
+                return Err(ApiError::invalid(
+                    "feature_service",
+                    "on_missing and defaults apply to a version bound with feature_service",
+                ));
+            }
+            return Ok(None);
+        };
+        if !matches!(model.runtime.as_str(), "onnx" | "linear") || model.base_model.is_some() {
+            return Err(ApiError::invalid(
+                "feature_service",
+                format!(
+                    "model {:?} runs on {} over {}; only ONNX models and linear heads over numbers read features",
+                    model.name,
+                    model.runtime,
+                    model.base_model.as_deref().unwrap_or("its inputs")
+                ),
+            ));
+        }
+        let on_missing = match self.on_missing.as_deref() {
+            None => OnMissing::Fail,
+            Some(m) => OnMissing::parse(m).ok_or_else(|| {
+                ApiError::invalid(
+                    "on_missing",
+                    format!("on_missing must be fail or default, got {m:?}"),
+                )
+            })?,
+        };
+        let defaults = match &self.defaults {
+            None => Default::default(),
+            Some(text) => serde_json::from_str(text).map_err(|e| {
+                ApiError::invalid(
+                    "defaults",
+                    format!("defaults must be a JSON object of view:feature to value: {e}"),
+                )
+            })?,
+        };
+        let catalog = FeatureCatalogs::fresh(s.store(), ctx).await?;
+        let binding = bind(&catalog, service, on_missing, defaults)?;
+        let width = fixed_width(&catalog, &binding);
+        Ok(Some(Bound { binding, width }))
+    }
+}
+
 /// Reads an upload body up to `limit` bytes and stores it as a new version.
+#[expect(clippy::too_many_arguments, reason = "one call per owner kind; the artifact's context")]
 pub async fn upload_version(
     store: &dyn MetadataStore,
     artifacts: &dyn ArtifactStore,
@@ -52,6 +135,7 @@ pub async fn upload_version(
     model: &Model,
     body: Body,
     limit: usize,
+    bound: Option<&Bound>,
     actor: &AuditActor,
 ) -> Result<ModelVersion, ApiError> {
     let bytes =
@@ -65,7 +149,7 @@ pub async fn upload_version(
         }
         let v: NewRemoteVersion = crate::extract::parse_json(&bytes)?;
         let (sha, size) = remote_artifact(artifacts, &v.config).await?;
-        return Ok(store.add_model_version(writer, model, &sha, size, actor).await?);
+        return Ok(store.add_model_version(writer, model, &sha, size, None, actor).await?);
     }
     if bytes.is_empty() {
         return Err(ApiError::invalid(
@@ -79,10 +163,38 @@ pub async fn upload_version(
         .await
         .map_err(|e| ApiError::Internal(format!("artifact check failed to run: {e}")))?
         .map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    if let Some(b) = bound
+        && model.runtime == "linear"
+    {
+        check_head_reads(&bytes, b)?;
+    }
     let (sha, size) = artifacts.put(bytes.to_vec()).await?;
-    Ok(store
-        .add_model_version(writer, model, &sha, i64::try_from(size).unwrap_or(i64::MAX), actor)
-        .await?)
+    let size = i64::try_from(size).unwrap_or(i64::MAX);
+    let features = bound.map(|b| &b.binding);
+    Ok(store.add_model_version(writer, model, &sha, size, features, actor).await?)
+}
+
+/// A linear head bound to features must take numbers, as many as they give.
+fn check_head_reads(bytes: &[u8], b: &Bound) -> Result<(), ApiError> {
+    let head = tessera_engine::linear::LinearHead::parse(bytes)
+        .map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    if let Some(base) = &head.base_model {
+        return Err(ApiError::invalid(
+            "feature_service",
+            format!("this head reads embeddings of {base:?}, not features"),
+        ));
+    }
+    match b.width {
+        Some(w) if w != head.features() => Err(ApiError::invalid(
+            "feature_service",
+            format!(
+                "the head takes {} values per row; service {:?} gives {w}",
+                head.features(),
+                b.binding.service
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Validates a remote config and stores it as an artifact (canonical JSON,
@@ -195,15 +307,17 @@ pub async fn tenant_get(
 }
 
 /// Upload a new version of one of the caller's models: the raw body is the
-/// artifact, or for a remote model a JSON `{"config": {...}}`.
+/// artifact, or for a remote model a JSON `{"config": {...}}`. With
+/// `feature_service`, the version reads that service's features as its input.
 #[utoipa::path(post, path = "/v1/models/{name}/versions", tag = "models",
-    params(("name" = String, Path, description = "model name")),
+    params(("name" = String, Path, description = "model name"), VersionParams),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, body = ModelVersion), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn tenant_upload(
     State(s): State<AppState>,
     auth: Authed,
     Path(name): Path<String>,
+    ApiQuery(p): ApiQuery<VersionParams>,
     body: Body,
 ) -> Result<(StatusCode, Json<ModelVersion>), ApiError> {
     let ctx = auth.tenant(Operation::ModelsWrite)?;
@@ -216,6 +330,7 @@ pub async fn tenant_upload(
             "model {name:?} not found among your tenant's models"
         )));
     }
+    let bound = p.bind(&s, &ctx, &model).await?;
     let v = upload_version(
         s.store(),
         s.artifacts(),
@@ -223,6 +338,7 @@ pub async fn tenant_upload(
         &model,
         body,
         s.max_artifact_bytes(),
+        bound.as_ref(),
         &auth.actor(),
     )
     .await?;
@@ -301,6 +417,7 @@ pub async fn admin_upload(
         &model,
         body,
         s.max_artifact_bytes(),
+        None,
         &auth.actor(),
     )
     .await?;

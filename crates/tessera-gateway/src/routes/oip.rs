@@ -24,7 +24,7 @@ use tessera_engine::tensor::{Tensor, TensorData, TensorSpec};
 use tessera_store::ModelView;
 use utoipa::ToSchema;
 
-use super::inference::{UsageRecorder, caller, caller_in, headers};
+use super::inference::{UsageRecorder, caller, caller_in, entity_param, headers};
 use super::oip_tensors::{split_body, tensor_input, text_input, wants_binary};
 use crate::auth::Authed;
 use crate::error::{ApiError, OipError, OipErrorBody};
@@ -33,8 +33,8 @@ use crate::state::AppState;
 use tessera_serving::Services;
 use tessera_serving::cache::Policy;
 use tessera_serving::inference::{
-    Answer, Backend, Call, Caller, Job, Reply, ServeError, Target, backend, pool_key, resolve,
-    target,
+    Answer, Backend, Call, Caller, Job, Reply, ServeError, Target, backend, feature_tensor,
+    pool_key, resolve, target,
 };
 use tessera_serving::predictions::RecordInput;
 
@@ -48,6 +48,9 @@ pub struct InferRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<Map<String, Value>>,
+    /// May be empty when `parameters.entity` names the entity of a model
+    /// version that reads features.
+    #[serde(default)]
     pub inputs: Vec<InferInput>,
     #[serde(default)]
     pub outputs: Option<Vec<RequestedOutput>>,
@@ -264,6 +267,8 @@ fn oip_summary(out: &OipOutput) -> Value {
 /// target: text models read one BYTES input, tensor models named tensors.
 struct OipJob {
     req: InferRequest,
+    /// Join keys instead of inputs: the model reads its features.
+    entity: Option<Map<String, Value>>,
     /// The binary tensor data after the JSON header (a view of the body).
     binary: axum::body::Bytes,
     /// The requested model's task: a fallback must have the same one.
@@ -298,9 +303,17 @@ impl Job for OipJob {
         tessera_serving::inference::accepts_local(m, &self.task)
     }
 
-    /// The input tensors' names, types and shapes, and the binary data.
+    fn entity(&self) -> Option<&Map<String, Value>> {
+        self.entity.as_ref()
+    }
+
+    /// The input tensors' names, types and shapes, and the binary data (or
+    /// the entity named instead).
     fn record_input(&self, _keep_text: bool) -> RecordInput {
         use sha2::Digest as _;
+        if let Some(e) = &self.entity {
+            return RecordInput::of(e, None);
+        }
         let shapes: Vec<Value> = self
             .req
             .inputs
@@ -337,12 +350,27 @@ impl Job for OipJob {
                 backend::infer_texts(s.breakers(), head, base, texts).await?
             }
             Backend::Tensor(model) => {
-                let inputs = self
-                    .req
-                    .inputs
-                    .iter()
-                    .map(|i| Ok((i.name.clone(), tensor_input(i, &mut binary)?)))
-                    .collect::<Result<Vec<_>, ServeError>>()?;
+                let inputs = match (t.inputs.as_deref(), model.inputs.as_slice()) {
+                    (Some(v), [spec]) => {
+                        vec![(spec.name.clone(), feature_tensor(&self.name, spec, v)?)]
+                    }
+                    (Some(_), specs) => {
+                        return Err(ServeError::invalid(
+                            "parameters.entity",
+                            format!(
+                                "model {:?} has {} inputs; features feed a model with one",
+                                self.name,
+                                specs.len()
+                            ),
+                        ));
+                    }
+                    (None, _) => self
+                        .req
+                        .inputs
+                        .iter()
+                        .map(|i| Ok((i.name.clone(), tensor_input(i, &mut binary)?)))
+                        .collect::<Result<Vec<_>, ServeError>>()?,
+                };
                 backend::infer(s.breakers(), model, inputs).await?
             }
             Backend::Remote(_) => return Err(not_tensor_model(t)),
@@ -379,7 +407,11 @@ async fn infer(
         inputs: Vec::new(),
         outputs: req.outputs.clone(),
     };
-    let job = OipJob { req, binary, task, name: name.to_owned() };
+    let entity = entity_param(req.parameters.as_ref())?;
+    if entity.is_some() && !req.inputs.is_empty() {
+        return Err(ApiError::invalid("inputs", "give inputs or parameters.entity, not both"));
+    }
+    let job = OipJob { req, entity, binary, task, name: name.to_owned() };
     let outcome = call.serve(job, Policy::Bypass).await?;
     usage.note(&outcome.meta);
     let Reply::Fresh(out) = outcome.reply else {
@@ -480,6 +512,7 @@ fn post_outputs(t: &Target, outputs: &[(String, Tensor)]) -> Vec<Value> {
     responses((status = 200, description = "inference response", headers(("x-tessera-prediction-id" = String, description = "unique, time-sortable id of this answer"))),
         (status = 400, body = OipErrorBody), (status = 401, body = OipErrorBody), (status = 402, body = OipErrorBody),
         (status = 403, body = OipErrorBody), (status = 404, body = OipErrorBody), (status = 413, body = OipErrorBody),
+        (status = 422, description = "a feature the model reads is missing or stale (features_missing)", body = OipErrorBody),
         (status = 429, body = OipErrorBody), (status = 503, body = OipErrorBody)))]
 pub async fn model_infer(
     State(s): State<AppState>,
@@ -512,6 +545,7 @@ async fn metered_infer(
     responses((status = 200, description = "inference response", headers(("x-tessera-prediction-id" = String, description = "unique, time-sortable id of this answer"))),
         (status = 400, body = OipErrorBody), (status = 401, body = OipErrorBody), (status = 402, body = OipErrorBody),
         (status = 403, body = OipErrorBody), (status = 404, body = OipErrorBody), (status = 413, body = OipErrorBody),
+        (status = 422, description = "a feature the model reads is missing or stale (features_missing)", body = OipErrorBody),
         (status = 429, body = OipErrorBody), (status = 503, body = OipErrorBody)))]
 pub async fn version_infer(
     State(s): State<AppState>,

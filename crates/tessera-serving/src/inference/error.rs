@@ -21,6 +21,10 @@ pub enum ServeError {
     Conflict(String),
     #[error("{message}")]
     Invalid { message: String, param: Option<String> },
+    /// A feature the model reads is missing or stale, and its binding says
+    /// fail (or the feature is no longer defined).
+    #[error("{message}")]
+    FeaturesMissing { message: String, param: String },
     /// The model is loading, could not be loaded, or has no usable version.
     #[error("{0}")]
     ModelNotReady(String),
@@ -84,6 +88,7 @@ impl ServeError {
             | ServeError::NotFound(_)
             | ServeError::Conflict(_)
             | ServeError::Invalid { .. }
+            | ServeError::FeaturesMissing { .. }
             | ServeError::RateLimited { .. }
             | ServeError::BudgetExceeded { .. }
             | ServeError::UpstreamRejected { .. } => false,

@@ -8,12 +8,14 @@
 //! - `run.rs`: the run loop (timeout, stale cache, fallbacks, task check);
 //! - `shadow.rs`: shadow traffic in the background;
 //! - `pipeline.rs`: the `Job` trait, the cache slot, the typed outcome;
+//! - `features.rs`: a request's entity read as the version's input;
 //! - `backend.rs`: local backend calls under their breakers;
 //! - `error.rs`: `ServeError` and its fallback classification.
 
 mod admission;
 pub mod backend;
 mod error;
+mod features;
 mod pipeline;
 pub mod resolve;
 pub mod run;
@@ -24,6 +26,7 @@ pub use admission::{admit_events, estimate_tokens};
 /// Most inputs (texts, instances) in one request (OpenAI's limit).
 pub const MAX_INPUTS: usize = 2048;
 pub use error::ServeError;
+pub use features::feature_tensor;
 pub use pipeline::{Call, Job, Meta, Outcome, Reply};
 pub use resolve::{
     Backend, Caller, Resolution, Target, VersionRef, accepts_local, pool_key, resolve, target,

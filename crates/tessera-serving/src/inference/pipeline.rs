@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::ServeError;
 use super::admission::admit;
+use super::features::read_inputs;
 use super::resolve::{Caller, Resolution, Target, VersionRef, resolve, target};
 use super::run::{Answer, Chain, Ran, Source, run};
 use super::shadow::{Primary, mirror};
@@ -42,6 +43,12 @@ pub trait Job: Send + Sync + 'static {
     /// [`Job::accepts_model`] says of its model.
     fn accepts(&self, t: &Target) -> Result<(), ServeError> {
         self.accepts_model(&t.model)
+    }
+
+    /// The entity rows the request names instead of its inputs (join key
+    /// columns); the version's bound features are read as its input.
+    fn entity(&self) -> Option<&serde_json::Map<String, Value>> {
+        None
     }
 
     /// Whether the route's answers can ever come from the response cache;
@@ -175,12 +182,15 @@ impl Call {
         // kept as an error: its fallbacks may still answer.
         job.accepts_model(res.model())?;
         let primary = match target(&s, &caller, &res, pin.as_deref()).await {
-            Ok(t) => {
+            Ok(mut t) => {
                 job.accepts(&t)?;
-                Ok(t)
+                read_inputs(&s, &caller, &*job, &mut t).await.map(|()| t)
             }
-            Err(e) if e.is_fallbackable() => Err(e),
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
+        };
+        let primary = match primary {
+            Err(e) if !e.is_fallbackable() => return Err(e),
+            p => p,
         };
         let pinned = pin.is_some();
         let slot = CacheSlot::lookup(&s, &caller, &primary, &*job, policy).await;
@@ -264,6 +274,7 @@ fn record<J: Job>(
         tier: meta.tier.clone(),
         route: job.cache_route(),
         user: (!caller.user.is_empty()).then(|| caller.user.clone()),
+        entity: job.entity().cloned(),
         input_digest: input.digest,
         input: if tenant.store_inputs { input.text } else { None },
         output,
@@ -317,7 +328,8 @@ fn shadow<J: Job>(
     mirror(s.shadows(), versions, primary, move |version| {
         let (s, caller, res, job) = (s2.clone(), caller.clone(), res.clone(), job.clone());
         async move {
-            let t = target(&s, &caller, &res, Some(&version.to_string())).await?;
+            let mut t = target(&s, &caller, &res, Some(&version.to_string())).await?;
+            read_inputs(&s, &caller, &*job, &mut t).await?;
             job.shadow(&s, &t).await
         }
     });
@@ -343,7 +355,9 @@ impl<J: Job> Chain for Pipeline<'_, J> {
         let res = resolve(self.s, self.caller, name).await?;
         // A fallback the route cannot serve is never loaded.
         self.job.accepts_model(res.model())?;
-        target(self.s, self.caller, &res, None).await
+        let mut t = target(self.s, self.caller, &res, None).await?;
+        read_inputs(self.s, self.caller, self.job, &mut t).await?;
+        Ok(t)
     }
 
     fn accepts(&self, t: &Target) -> Result<(), ServeError> {

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use tessera_core::auth::{Principal, TenantCtx};
 use tessera_core::model::{Deployment, Model, ModelOwner, ModelVersion, REMOTE_RUNTIME};
+use tessera_core::model_features::FeatureBinding;
 use tessera_engine::pool::{EmbeddingModel, ModelSource, SourceKind, TensorModel};
+use tessera_features::model_input::Vectors;
 use tessera_store::ModelView;
 
 use super::ServeError;
@@ -76,6 +78,11 @@ pub struct Target {
     pub version: VersionRef,
     pub backend: Backend,
     pub deployment: Option<Arc<Deployment>>,
+    /// The features the version reads, if it reads any.
+    pub binding: Option<Arc<FeatureBinding>>,
+    /// The request's entity rows read as this version's input (filled by
+    /// the pipeline when the request names an entity).
+    pub inputs: Option<Arc<Vectors>>,
 }
 
 impl Target {
@@ -158,6 +165,8 @@ pub async fn target(
             version: VersionRef { model: engine.name.clone(), version: engine.version.clone() },
             backend: Backend::Embedding(engine),
             deployment: res.deployment.clone(),
+            binding: None,
+            inputs: None,
         });
     }
     let versions = &res.model.versions;
@@ -193,7 +202,14 @@ pub async fn target(
     } else {
         tensor_backend(s, caller, model, chosen).await?
     };
-    Ok(Target { model: model.clone(), version, backend, deployment: res.deployment.clone() })
+    Ok(Target {
+        model: model.clone(),
+        version,
+        backend,
+        deployment: res.deployment.clone(),
+        binding: chosen.features.clone().map(Arc::new),
+        inputs: None,
+    })
 }
 
 /// A platform embedding model from the pool.

@@ -352,10 +352,17 @@ async fn wait_for_windows(
         if spend.as_array() == Some(&wanted_spend) && orders.as_array() == Some(&wanted_orders) {
             return;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "windows never matched: got {spend} {orders}, want {wanted_spend:?} {wanted_orders:?}"
-        );
+        if std::time::Instant::now() >= deadline {
+            // The server's warnings (a handler failing, a consumer paused) say why.
+            let log = s.log();
+            let warnings: Vec<&str> =
+                log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+            panic!(
+                "windows never matched: got {spend} {orders}, want {wanted_spend:?} {wanted_orders:?}; {}: {}",
+                s.url,
+                warnings[warnings.len().saturating_sub(20)..].join("\n")
+            );
+        }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

@@ -16,6 +16,7 @@ mod durability;
 mod embeddings;
 mod events;
 mod faults;
+mod feature_models;
 mod features;
 mod isolation;
 mod jwks;
