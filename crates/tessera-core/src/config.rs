@@ -62,6 +62,10 @@ pub struct RawEvents {
     pub compact_every_secs: Option<u64>,
     /// Longest wait for NATS, in ms, before a call fails as unavailable (default 2000).
     pub nats_timeout_ms: Option<u64>,
+    /// Names this deployment's subjects (`<prefix>.<tenant>.<topic>`) and
+    /// streams (`<PREFIX>_<tenant>`) on NATS (default `tessera`): deployments
+    /// sharing a NATS server need their own, or each consumes the other's.
+    pub nats_prefix: Option<String>,
 }
 
 /// `[breaker]`: when a backend's circuit breaker opens and how it recovers.
@@ -312,7 +316,7 @@ pub struct Config {
 }
 
 /// Validated `[events]` settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventsConfig {
     pub retention: Duration,
     pub max_bytes_per_tenant: u64,
@@ -321,6 +325,26 @@ pub struct EventsConfig {
     pub max_event_bytes: usize,
     pub compact_every: Duration,
     pub nats_timeout: Duration,
+    pub nats_prefix: String,
+}
+
+/// A NATS subject prefix: a lowercase letter, then lowercase letters,
+/// digits or `_`, at most 32 (it names streams upper-cased).
+fn nats_prefix(p: Option<&str>) -> Result<String, ValidationError> {
+    let p = p.unwrap_or("tessera");
+    let ok = p.len() <= 32
+        && p.starts_with(|c: char| c.is_ascii_lowercase())
+        && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(p.to_owned())
+    } else {
+        Err(ValidationError::new(
+            "events.nats_prefix",
+            format!(
+                "events.nats_prefix must be a lowercase letter then up to 31 lowercase letters, digits or _, got {p:?}"
+            ),
+        ))
+    }
 }
 
 impl EventsConfig {
@@ -365,6 +389,7 @@ impl EventsConfig {
             nats_timeout: Duration::from_millis(
                 positive("events.nats_timeout_ms", r.nats_timeout_ms, 2000)?.min(60_000),
             ),
+            nats_prefix: nats_prefix(r.nats_prefix.as_deref())?,
         })
     }
 }
@@ -604,6 +629,22 @@ mod tests {
             RawConfig { database_url: Some("mysql://u:pw@h/db".into()), ..Default::default() };
         let err = Config::from_raw(raw, None, no_secrets).unwrap_err();
         assert!(!err.message.contains("pw"), "{}", err.message);
+    }
+
+    #[test]
+    fn the_nats_prefix_is_checked() {
+        let c = Config::from_raw(RawConfig::default(), None, no_secrets).unwrap();
+        assert_eq!(c.events.nats_prefix, "tessera");
+        for bad in ["Tessera", "1x", "a.b", "", &"x".repeat(33)] {
+            let events = RawEvents { nats_prefix: Some(bad.to_owned()), ..Default::default() };
+            let err =
+                Config::from_raw(RawConfig { events, ..Default::default() }, None, no_secrets)
+                    .unwrap_err();
+            assert_eq!(err.param.as_deref(), Some("events.nats_prefix"), "{bad:?}");
+        }
+        let events = RawEvents { nats_prefix: Some("staging_2".into()), ..Default::default() };
+        let c = Config::from_raw(RawConfig { events, ..Default::default() }, None, no_secrets);
+        assert_eq!(c.unwrap().events.nats_prefix, "staging_2");
     }
 
     #[test]

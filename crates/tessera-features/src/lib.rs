@@ -19,6 +19,7 @@ pub mod embedded;
 pub mod model_input;
 pub mod monitor;
 pub mod offline;
+pub mod parquet_out;
 pub mod redis_store;
 pub mod serve;
 pub mod stream;

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tessera_core::ValidationError;
-use tessera_core::features::{Source, ViewSpec, parse_timestamp, resolve_refs};
+use tessera_core::features::{Dtype, Source, ViewSpec, parse_timestamp, resolve_refs};
 use tessera_core::ids::TenantId;
 use tessera_core::time::Timestamp;
 use utoipa::ToSchema;
@@ -363,6 +363,10 @@ pub struct Table {
     pub columns: Vec<String>,
     #[schema(value_type = Vec<Vec<Object>>)]
     pub rows: Vec<Vec<Value>>,
+    /// Each column's declared type: a feature's dtype, `None` for entity
+    /// and pass-through columns (typed by their values where it matters).
+    #[serde(skip)]
+    pub dtypes: Vec<Option<Dtype>>,
 }
 
 /// The point-in-time join: for each entity row and view, the newest row
@@ -394,6 +398,7 @@ pub async fn historical(
         })
         .collect::<Result<_, _>>()?;
     let mut columns: Vec<String> = cols.iter().map(|(c, _)| (*c).to_owned()).collect();
+    let mut dtypes: Vec<Option<Dtype>> = vec![None; columns.len()];
     let mut rows: Vec<Vec<Value>> =
         (0..n).map(|i| cols.iter().map(|(_, v)| v[i].clone()).collect()).collect();
     for (view_name, features) in &wanted {
@@ -415,6 +420,7 @@ pub async fn historical(
             } else {
                 f.clone()
             });
+            dtypes.push(view.field(f).map(|x| x.dtype));
         }
         for (row, m) in rows.iter_mut().zip(matches) {
             for f in features {
@@ -429,7 +435,7 @@ pub async fn historical(
             format!("two columns are named {dup:?}: ask with full_feature_names"),
         ));
     }
-    Ok(Table { columns, rows })
+    Ok(Table { columns, rows, dtypes })
 }
 
 /// A table as CSV (RFC 4180: a field with a comma, quote or line break is

@@ -121,7 +121,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// later: calls fail as unavailable until it answers), else the embedded
 /// log in the data dir.
 async fn open_event_log(cfg: &tessera_core::config::Config) -> anyhow::Result<Arc<dyn EventLog>> {
-    let e = cfg.events;
+    let e = &cfg.events;
     let retention = Retention {
         max_age: e.retention,
         max_bytes: e.max_bytes_per_tenant,
@@ -132,7 +132,11 @@ async fn open_event_log(cfg: &tessera_core::config::Config) -> anyhow::Result<Ar
             let mut n = NatsConfig::new(url.clone());
             n.retention = retention;
             n.timeout = e.nats_timeout;
-            info!("events on NATS JetStream: a stream per tenant, TESSERA_<tenant id>");
+            n.prefix = e.nats_prefix.clone();
+            info!(
+                "events on NATS JetStream: a stream per tenant, {}_<tenant id>",
+                e.nats_prefix.to_ascii_uppercase()
+            );
             Arc::new(NatsLog::connect(n).await.context("cannot start the NATS event log")?)
         }
         None => {

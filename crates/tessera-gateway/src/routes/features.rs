@@ -15,6 +15,7 @@ use tessera_core::role::Operation;
 use tessera_core::time::Timestamp;
 use tessera_features::OnlineError;
 use tessera_features::catalog::CatalogError;
+use tessera_features::parquet_out::to_parquet;
 use tessera_features::serve::{
     self, FeatureError, HistoricalRequest, OnlineRequest, OnlineResponse, PushRequest, Table,
 };
@@ -216,7 +217,7 @@ pub async fn push(
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoricalQuery {
-    /// `json` (the default) or `csv`.
+    /// `json` (the default), `csv` or `parquet`.
     #[serde(default)]
     pub format: Option<String>,
 }
@@ -227,7 +228,7 @@ pub struct HistoricalQuery {
 /// ties to the later write; no match leaves nulls and keeps the row.
 #[utoipa::path(post, path = "/v1/features/historical", tag = "features", request_body = HistoricalRequest,
     params(HistoricalQuery),
-    responses((status = 200, body = Table, description = "JSON, or CSV with `format=csv`"),
+    responses((status = 200, body = Table, description = "JSON; CSV with `format=csv`; a Parquet file with `format=parquet`"),
               (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn historical(
     State(s): State<AppState>,
@@ -238,20 +239,29 @@ pub async fn historical(
     use axum::response::IntoResponse as _;
     let ctx = auth.tenant(Operation::FeaturesRead)?;
     let format = q.format.as_deref().unwrap_or("json");
-    if !matches!(format, "json" | "csv") {
+    if !matches!(format, "json" | "csv" | "parquet") {
         return Err(ApiError::invalid(
             "format",
-            format!("format {format:?}: json or csv (Parquet is not offered yet)"),
+            format!("format {format:?}: json, csv or parquet"),
         ));
     }
     let catalog = s.feature_catalogs().get(s.store(), &ctx).await?;
     let offline = &*s.feature_stores().offline;
     let table = serve::historical(&catalog, offline, ctx.tenant_id(), &req).await?;
-    Ok(if format == "csv" {
-        ([(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")], serve::to_csv(&table))
-            .into_response()
-    } else {
-        Json(table).into_response()
+    let content_type = axum::http::header::CONTENT_TYPE;
+    Ok(match format {
+        "csv" => {
+            ([(content_type, "text/csv; charset=utf-8")], serve::to_csv(&table)).into_response()
+        }
+        "parquet" => {
+            // Encoding a large table is CPU work: off the async executor.
+            let bytes = tokio::task::spawn_blocking(move || to_parquet(&table))
+                .await
+                .map_err(|e| ApiError::Internal(format!("the Parquet writer failed to run: {e}")))?
+                .map_err(ApiError::Internal)?;
+            ([(content_type, "application/vnd.apache.parquet")], bytes).into_response()
+        }
+        _ => Json(table).into_response(),
     })
 }
 

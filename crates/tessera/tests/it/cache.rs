@@ -199,7 +199,7 @@ async fn hits_misses_tenants_cache_control_purge_and_stale_fallback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_l2_and_purges() {
     let up = Standin::start(Default::default()).await.unwrap();
-    let Some(common::Pair { a, b, dirs: _dirs }) =
+    let Some(common::Pair { a, b, dirs: _dirs, .. }) =
         common::Pair::start("replica-admin-key-0123456789").await
     else {
         return;

@@ -33,12 +33,13 @@ fn nats_url() -> Option<String> {
     tessera_store::conformance::service_url("TESSERA_TEST_NATS_URL")
 }
 
-/// Deletes the streams the server made for `tenant` on the machine's NATS,
-/// so runs do not pile them up.
-async fn drop_stream(tenant: &str) {
+/// Deletes the stream servers with NATS prefix `prefix` made for `tenant`
+/// on the machine's NATS, so runs do not pile them up.
+async fn drop_stream(prefix: &str, tenant: &str) {
     let Some(url) = nats_url() else { return };
     let Ok(client) = async_nats::connect(url).await else { return };
-    let _ = async_nats::jetstream::new(client).delete_stream(format!("TESSERA_{tenant}")).await;
+    let stream = format!("{}_{tenant}", prefix.to_uppercase());
+    let _ = async_nats::jetstream::new(client).delete_stream(stream).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,7 +217,14 @@ async fn all_ids(s: &Server, key: &str) -> BTreeSet<String> {
 
 async fn kill9_loses_no_acknowledged_event(nats: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = Options::new(&Backend::Sqlite, dir.path()).env("TESSERA_ADMIN_KEY", ADMIN);
+    // Its own NATS prefix: other tests' servers do not read its stream.
+    let prefix = common::nats_prefix();
+    let options = || {
+        Options::new(&Backend::Sqlite, dir.path())
+            .env("TESSERA_ADMIN_KEY", ADMIN)
+            .env("TESSERA__EVENTS__NATS_PREFIX", &prefix)
+    };
+    let mut opts = options();
     if let Some(url) = &nats {
         opts.args = vec!["--nats-url".into(), url.clone()];
     }
@@ -233,13 +241,13 @@ async fn kill9_loses_no_acknowledged_event(nats: Option<String>) {
     let (acked, ()) = tokio::join!(posting, killer);
     assert!(acked.len() >= 50, "only {} events were acknowledged before the kill", acked.len());
     drop(s);
-    let mut opts = Options::new(&Backend::Sqlite, dir.path()).env("TESSERA_ADMIN_KEY", ADMIN);
+    let mut opts = options();
     opts.args = args;
     let s = Server::start(opts).await;
     let stored = all_ids(&s, &key).await;
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(lost.is_empty(), "{} acknowledged events lost, e.g. {:?}", lost.len(), lost.first());
-    drop_stream(&tenant).await;
+    drop_stream(&prefix, &tenant).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,7 +264,7 @@ async fn kill9_loses_no_acknowledged_event_on_nats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_nats_share_one_log() {
     let Some(url) = nats_url() else { return };
-    let Some(common::Pair { a, b, dirs: _dirs }) =
+    let Some(common::Pair { a, b, dirs: _dirs, nats_prefix }) =
         common::Pair::start_with(ADMIN, &["--nats-url".into(), url]).await
     else {
         return;
@@ -276,7 +284,7 @@ async fn two_replicas_on_nats_share_one_log() {
         b.api.send_events(&key, json!([{"id": "x", "type": "t", "entity": {"u": "1"}}])).await;
     assert_eq!(offsets(&again), offsets(&first));
     assert_eq!(again.body["duplicates"], 1);
-    drop_stream(&tenant).await;
+    drop_stream(&nats_prefix, &tenant).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -282,7 +282,9 @@ async fn models_read_features_embedded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_read_features_on_two_replicas_over_redis() {
-    let Some(common::Pair { a, b, dirs: _dirs }) = common::Pair::start(ADMIN).await else { return };
+    let Some(common::Pair { a, b, dirs: _dirs, .. }) = common::Pair::start(ADMIN).await else {
+        return;
+    };
     let (_, key, _) = a.tenant_with_key("acme", "developer").await;
     scenario(&a, &b, &key).await;
 }

@@ -266,7 +266,9 @@ async fn define_push_and_read_online() {
 /// Two replicas on PostgreSQL and Redis: a push on one is read on the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_the_redis_online_store() {
-    let Some(common::Pair { a, b, dirs: _dirs }) = common::Pair::start(ADMIN).await else { return };
+    let Some(common::Pair { a, b, dirs: _dirs, .. }) = common::Pair::start(ADMIN).await else {
+        return;
+    };
     let (_, key, _) = a.tenant_with_key("acme", "developer").await;
     define(&a, &key).await;
     let r = post(&b, &key, "/v1/features/push", rows()).await;
@@ -422,7 +424,7 @@ async fn stream_views_on_two_replicas_share_their_tiles() {
     let Some(nats) = tessera_store::conformance::service_url("TESSERA_TEST_NATS_URL") else {
         return;
     };
-    let Some(common::Pair { a, b, dirs: _dirs }) =
+    let Some(common::Pair { a, b, dirs: _dirs, nats_prefix }) =
         common::Pair::start_with(ADMIN, &["--nats-url".into(), nats.clone()]).await
     else {
         return;
@@ -441,7 +443,9 @@ async fn stream_views_on_two_replicas_share_their_tiles() {
     wait_for_windows(&b, &key, &want).await;
     // Clean-up of the machine's NATS, best effort: a stream left over is only disk.
     if let Ok(client) = async_nats::connect(nats).await {
-        let _ = async_nats::jetstream::new(client).delete_stream(format!("TESSERA_{tenant}")).await;
+        let _ = async_nats::jetstream::new(client)
+            .delete_stream(format!("{}_{tenant}", nats_prefix.to_uppercase()))
+            .await;
     }
 }
 
@@ -535,11 +539,50 @@ async fn training_sets_join_as_of() {
     )
     .await;
     assert_eq!(bad.body["error"]["param"], "entity_df.event_timestamp", "{bad:?}");
+    let xml = s
+        .api
+        .call(Method::POST, "/v1/features/historical?format=xml", Some(&key), Some(body.clone()))
+        .await;
+    assert_eq!(xml.body["error"]["param"], "format", "{xml:?}");
+
+    // Parquet, read by pandas (pyarrow): typed columns, nulls where nothing joined.
     let parquet = s
         .api
-        .call(Method::POST, "/v1/features/historical?format=parquet", Some(&key), Some(body))
-        .await;
-    assert_eq!(parquet.status, StatusCode::BAD_REQUEST);
+        .http
+        .post(format!("{}/v1/features/historical?format=parquet", s.url))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(parquet.headers()["content-type"], "application/vnd.apache.parquet");
+    let bytes = parquet.bytes().await.unwrap();
+    assert_eq!((&bytes[..4], &bytes[bytes.len() - 4..]), (&b"PAR1"[..], &b"PAR1"[..]));
+    let Some(py) = tessera_store::conformance::service_url("TESSERA_TEST_PYTHON") else { return };
+    let file = dir.path().join("training.parquet");
+    std::fs::write(&file, &bytes).unwrap();
+    let script = r#"
+import json, sys
+import pandas as pd
+df = pd.read_parquet(sys.argv[1])
+print(json.dumps({"dtypes": {c: str(t) for c, t in df.dtypes.items()},
+                  "trips": [None if pd.isna(v) else int(v) for v in df["trips_today"]],
+                  "first_ts": df["event_timestamp"][0].isoformat()}))
+"#;
+    let out = std::process::Command::new(&py)
+        .args(["-c", script, file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let read: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(read["trips"], json!([null, 7, 3, null, null]), "{read}");
+    assert_eq!(read["first_ts"], "2021-04-12T07:00:00+00:00", "{read}");
+    assert_eq!(read["dtypes"]["earnings_today"], "float64", "{read}");
+    assert_eq!(read["dtypes"]["driver_id"], "int64", "{read}");
+    assert!(
+        read["dtypes"]["event_timestamp"].as_str().unwrap().starts_with("datetime64"),
+        "{read}"
+    );
 }
 
 /// Feast's own SDK (the real `feast` package) reads Tessera's online values

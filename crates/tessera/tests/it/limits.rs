@@ -121,7 +121,9 @@ async fn exactly_the_limit_gets_through_in_process() {
 async fn two_replicas_on_postgres_and_redis_hold_one_limit() {
     let up = Standin::start(Default::default()).await.unwrap();
     let admin = "replica-admin-key-0123456789";
-    let Some(common::Pair { a, b, dirs: _dirs }) = common::Pair::start(admin).await else { return };
+    let Some(common::Pair { a, b, dirs: _dirs, .. }) = common::Pair::start(admin).await else {
+        return;
+    };
     let key = setup(&a, &up, json!({"name": "shared", "rpm": 60})).await;
     let window = away_from_a_window_edge().await;
     let counts = hammer(&[a.api.clone(), b.api.clone()], &key, 64, 3).await;

@@ -18,7 +18,7 @@ use tessera_standin::Standin;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_behave_as_one_service() {
     let up = Standin::start(Default::default()).await.unwrap();
-    let Some(common::Pair { a, b, dirs: _dirs }) =
+    let Some(common::Pair { a, b, dirs: _dirs, .. }) =
         common::Pair::start("scale-admin-key-0123456789").await
     else {
         return;

@@ -528,6 +528,8 @@ pub struct Pair {
     pub b: Server,
     /// Their data directories: keep them alive as long as the servers.
     pub dirs: (tempfile::TempDir, tempfile::TempDir),
+    /// Their NATS prefix (their streams are `<PREFIX>_<tenant>`).
+    pub nats_prefix: String,
 }
 
 impl Pair {
@@ -540,8 +542,13 @@ impl Pair {
         let pg = Backend::postgres().await?;
         let redis = tessera_store::conformance::service_url("TESSERA_TEST_REDIS_URL")?;
         let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        // The replicas' own NATS prefix: servers of other tests on the same
+        // NATS server would otherwise consume this pair's streams.
+        let prefix = nats_prefix();
         let opts = |d: &Path| {
-            let mut o = Options::new(&pg, d).env("TESSERA_ADMIN_KEY", admin_key);
+            let mut o = Options::new(&pg, d)
+                .env("TESSERA_ADMIN_KEY", admin_key)
+                .env("TESSERA__EVENTS__NATS_PREFIX", &prefix);
             o.args = vec!["--redis-url".into(), redis.clone()];
             o.args.extend(extra.iter().cloned());
             // A loaded CI machine must not push admissions onto the fallback path.
@@ -549,6 +556,11 @@ impl Pair {
         };
         let a = Server::start(opts(dirs.0.path())).await;
         let b = Server::start(opts(dirs.1.path())).await;
-        Some(Pair { a, b, dirs })
+        Some(Pair { a, b, dirs, nats_prefix: prefix })
     }
+}
+
+/// A NATS subject prefix of a test's own (its servers consume only its streams).
+pub fn nats_prefix() -> String {
+    format!("t{}", tessera_core::ids::random_lower(12))
 }
