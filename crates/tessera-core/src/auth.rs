@@ -114,6 +114,8 @@ pub fn operation_name(op: Operation) -> &'static str {
         Operation::FeaturesRead => "features.read",
         Operation::FeaturesWrite => "features.write",
         Operation::FeaturesAdmin => "features.admin",
+        Operation::DatasetsRead => "datasets.read",
+        Operation::DatasetsWrite => "datasets.write",
     }
 }
 

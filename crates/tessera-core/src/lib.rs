@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod breaker;
 pub mod config;
+pub mod dataset;
 pub mod error;
 pub mod event_type;
 pub mod features;

@@ -77,14 +77,14 @@ impl Role {
             O::KeysRead | O::KeysWrite => matches!(self, R::PlatformAdmin | R::TenantAdmin),
             O::AuditRead => matches!(self, R::PlatformAdmin | R::TenantAdmin | R::Viewer),
             O::ModelsRead => !matches!(self, R::Service),
-            O::ModelsWrite | O::EventsAdmin | O::FeaturesAdmin => {
+            O::ModelsWrite | O::EventsAdmin | O::FeaturesAdmin | O::DatasetsWrite => {
                 matches!(self, R::PlatformAdmin | R::TenantAdmin | R::Developer)
             }
             O::Inference | O::EventsWrite | O::FeaturesWrite => {
                 matches!(self, R::PlatformAdmin | R::TenantAdmin | R::Developer | R::Service)
             }
-            // Events may hold personal data: services send, they do not read.
-            O::EventsRead => !matches!(self, R::Service),
+            // Events and datasets may hold personal data: services do not read them.
+            O::EventsRead | O::DatasetsRead => !matches!(self, R::Service),
             // Services read features online to serve with them.
             O::FeaturesRead => true,
         }
@@ -137,10 +137,16 @@ pub enum Operation {
     /// Define entities, feature views and services.
     #[serde(rename = "features.admin")]
     FeaturesAdmin,
+    /// Read datasets: their schemas and previews.
+    #[serde(rename = "datasets.read")]
+    DatasetsRead,
+    /// Upload datasets.
+    #[serde(rename = "datasets.write")]
+    DatasetsWrite,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 14] = [
+    pub const ALL: [Operation; 16] = [
         Operation::PlatformAdmin,
         Operation::TenantRead,
         Operation::KeysRead,
@@ -155,6 +161,8 @@ impl Operation {
         Operation::FeaturesRead,
         Operation::FeaturesWrite,
         Operation::FeaturesAdmin,
+        Operation::DatasetsRead,
+        Operation::DatasetsWrite,
     ];
 }
 

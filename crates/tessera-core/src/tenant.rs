@@ -130,6 +130,10 @@ pub struct Plan {
     /// Events per minute a tenant may send (`POST /v1/events`).
     #[serde(default)]
     pub events_per_minute: Option<u64>,
+    /// Largest dataset upload, in MiB (`POST /v1/datasets`); the server's
+    /// `max_artifact_bytes` caps it in any case.
+    #[serde(default)]
+    pub dataset_max_mb: Option<u64>,
 }
 
 impl Plan {
@@ -144,6 +148,7 @@ impl Plan {
                 monthly_budget_usd: Some(5.0),
                 models: None,
                 events_per_minute: Some(6_000),
+                dataset_max_mb: Some(16),
             },
             Plan {
                 name: "pro".into(),
@@ -153,6 +158,7 @@ impl Plan {
                 monthly_budget_usd: Some(1_000.0),
                 models: None,
                 events_per_minute: Some(600_000),
+                dataset_max_mb: Some(512),
             },
         ]
     }
@@ -165,6 +171,7 @@ impl Plan {
             ("tpm", self.tpm),
             ("concurrency", self.concurrency),
             ("events_per_minute", self.events_per_minute),
+            ("dataset_max_mb", self.dataset_max_mb),
         ] {
             validate_limit(param, v)?;
         }
@@ -189,6 +196,9 @@ impl Plan {
         }
         if let Some(v) = patch.events_per_minute {
             self.events_per_minute = v;
+        }
+        if let Some(v) = patch.dataset_max_mb {
+            self.dataset_max_mb = v;
         }
     }
 }
@@ -243,6 +253,9 @@ pub struct PlanPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u64>)]
     pub events_per_minute: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub dataset_max_mb: Option<Option<u64>>,
 }
 
 impl PlanPatch {
@@ -253,6 +266,7 @@ impl PlanPatch {
             ("tpm", self.tpm),
             ("concurrency", self.concurrency),
             ("events_per_minute", self.events_per_minute),
+            ("dataset_max_mb", self.dataset_max_mb),
         ] {
             validate_limit(param, v.flatten())?;
         }

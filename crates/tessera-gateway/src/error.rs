@@ -36,8 +36,9 @@ pub enum ApiError {
     /// A well-formed body over one of the route's own limits (events per batch, bytes per event).
     #[error("{message}")]
     TooLarge { message: String, param: Option<String> },
-    #[error("content-type must be application/json")]
-    UnsupportedMediaType,
+    /// The body's content type is not one the route reads; says which it reads.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// The model is loading or could not be loaded.
     #[error("{0}")]
     ModelNotReady(String),
@@ -139,7 +140,7 @@ impl ApiError {
                 message.clone(),
                 param.clone(),
             ),
-            ApiError::UnsupportedMediaType => (
+            ApiError::UnsupportedMediaType(_) => (
                 S::UNSUPPORTED_MEDIA_TYPE,
                 "invalid_request_error",
                 "unsupported_media_type",

@@ -24,7 +24,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                     .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
             });
         if !is_json {
-            return Err(ApiError::UnsupportedMediaType);
+            return Err(ApiError::UnsupportedMediaType(
+                "content-type must be application/json".into(),
+            ));
         }
         let declared = req
             .headers()

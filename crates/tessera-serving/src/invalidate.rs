@@ -244,6 +244,27 @@ impl MetadataStore for InvalidatingStore {
         let r = self.inner.put_feature_def(ctx, def, actor).await;
         self.after(r, Change::Features(ctx.tenant_id()))
     }
+    async fn create_dataset(
+        &self,
+        ctx: &TenantCtx,
+        new: &tessera_core::dataset::NewDataset<'_>,
+        actor: &AuditActor,
+    ) -> Result<tessera_core::dataset::Dataset, StoreError> {
+        self.inner.create_dataset(ctx, new, actor).await
+    }
+    async fn list_datasets(
+        &self,
+        ctx: &TenantCtx,
+    ) -> Result<Vec<tessera_core::dataset::Dataset>, StoreError> {
+        self.inner.list_datasets(ctx).await
+    }
+    async fn get_dataset(
+        &self,
+        ctx: &TenantCtx,
+        id: &str,
+    ) -> Result<tessera_core::dataset::Dataset, StoreError> {
+        self.inner.get_dataset(ctx, id).await
+    }
     async fn list_feature_defs(
         &self,
         ctx: &TenantCtx,

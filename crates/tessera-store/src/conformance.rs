@@ -602,6 +602,46 @@ pub async fn feature_definitions(store: &dyn MetadataStore) {
     }
 }
 
+/// Datasets: versions count up per name, each with its own id; a tenant
+/// lists and reads only its own; every upload is audited.
+pub async fn datasets(store: &dyn MetadataStore) {
+    use tessera_core::dataset::NewDataset;
+    let (_, a) = tenant(store, "ds-a").await;
+    let (_, b) = tenant(store, "ds-b").await;
+    let schema = serde_json::json!([{"name": "text", "dtype": "string", "nulls": 0}]);
+    let preview = vec![serde_json::json!({"text": "hello"}).as_object().unwrap().clone()];
+    let new = |name| NewDataset {
+        name,
+        format: "csv",
+        sha256: "ab12",
+        size: 10,
+        rows: 1,
+        schema: &schema,
+        preview: &preview,
+    };
+    let v1 = store.create_dataset(&a, &new("reviews"), &actor()).await.unwrap();
+    let v2 = store.create_dataset(&a, &new("reviews"), &actor()).await.unwrap();
+    let other = store.create_dataset(&a, &new("other"), &actor()).await.unwrap();
+    let theirs = store.create_dataset(&b, &new("reviews"), &actor()).await.unwrap();
+    assert_eq!((v1.version, v2.version, other.version, theirs.version), (1, 2, 1, 1));
+    assert!(v1.id.starts_with("ds_") && v1.id != v2.id);
+    let got = store.get_dataset(&a, &v2.id).await.unwrap();
+    assert_eq!(got, v2);
+    assert_eq!((got.preview.clone(), got.schema.clone()), (preview.clone(), schema.clone()));
+    assert!(matches!(store.get_dataset(&a, &theirs.id).await, Err(StoreError::NotFound { .. })));
+    let listed: Vec<(String, u32)> =
+        store.list_datasets(&a).await.unwrap().into_iter().map(|d| (d.name, d.version)).collect();
+    assert_eq!(
+        listed,
+        [("other".to_owned(), 1), ("reviews".to_owned(), 1), ("reviews".to_owned(), 2)]
+    );
+    let audit = store
+        .list_audit(AuditScope::Tenant(&a), AuditQuery { since: None, limit: 100 })
+        .await
+        .unwrap();
+    assert_eq!(audit.iter().filter(|e| e.action == "dataset.create").count(), 3);
+}
+
 /// Deployments: the owner puts, replaces, reads and deletes one, audited;
 /// nobody else can write it; a missing one reads as none and deletes as
 /// not found.
@@ -687,6 +727,12 @@ pub async fn deployments(store: &dyn MetadataStore) {
 #[macro_export]
 macro_rules! metadata_conformance {
     ($make:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_datasets() {
+            if let Some(h) = $make {
+                $crate::conformance::datasets(&*$crate::conformance::Harness::store(&h)).await
+            }
+        }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn conformance_feature_definitions() {
             if let Some(h) = $make {

@@ -11,6 +11,7 @@ mod metadata;
 mod migrate;
 pub mod postgres;
 mod sql_common;
+mod sql_datasets;
 mod sql_features;
 mod sql_registry;
 mod sql_rows;

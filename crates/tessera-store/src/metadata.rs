@@ -203,6 +203,24 @@ pub trait MetadataStore: Send + Sync + 'static {
         name: &str,
         actor: &AuditActor,
     ) -> Result<(), StoreError>;
+    /// Stores the next version of the tenant's dataset `new.name` (audited).
+    async fn create_dataset(
+        &self,
+        ctx: &TenantCtx,
+        new: &tessera_core::dataset::NewDataset<'_>,
+        actor: &AuditActor,
+    ) -> Result<tessera_core::dataset::Dataset, StoreError>;
+    /// The tenant's datasets, every version, by name and version.
+    async fn list_datasets(
+        &self,
+        ctx: &TenantCtx,
+    ) -> Result<Vec<tessera_core::dataset::Dataset>, StoreError>;
+    /// One of the tenant's dataset versions by id.
+    async fn get_dataset(
+        &self,
+        ctx: &TenantCtx,
+        id: &str,
+    ) -> Result<tessera_core::dataset::Dataset, StoreError>;
     /// Sets `model`'s deployment (its spec as JSON); the writer must own the model.
     async fn put_deployment(
         &self,

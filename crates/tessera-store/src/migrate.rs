@@ -34,6 +34,7 @@ pub(crate) const COMMON: &[Migration] = &[
         name: "version_features",
         sql: include_str!("migrations/0016_version_features.sql"),
     },
+    Migration { version: 17, name: "datasets", sql: include_str!("migrations/0017_datasets.sql") },
 ];
 
 pub(crate) const POSTGRES_ONLY: &[Migration] = &[
@@ -67,6 +68,11 @@ pub(crate) const POSTGRES_ONLY: &[Migration] = &[
         version: 15,
         name: "pg_features_rls",
         sql: include_str!("migrations/0015_pg_features_rls.sql"),
+    },
+    Migration {
+        version: 18,
+        name: "pg_datasets_rls",
+        sql: include_str!("migrations/0018_pg_datasets_rls.sql"),
     },
 ];
 

@@ -44,6 +44,7 @@ macro_rules! sql_metadata_store {
         use tessera_core::usage::{GroupBy, Price, UsageGroup, UsageRecord};
         use tessera_core::model::{Model, ModelOwner, ModelVersion, NewModel};
         use tessera_core::model_features::FeatureBinding;
+        use tessera_core::dataset::{Dataset, NewDataset};
 
         type Tx = sqlx::Transaction<'static, $db>;
         type DbRow = <$db as sqlx::Database>::Row;
@@ -122,8 +123,8 @@ macro_rules! sql_metadata_store {
         async fn insert_plan(tx: &mut Tx, p: &Plan) -> Result<(), StoreError> {
             let models = p.models.as_ref().map(to_json).transpose()?;
             sqlx::query(
-                "INSERT INTO plans (name, rpm, tpm, concurrency, monthly_budget_usd, models, created_at, events_per_minute) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO plans (name, rpm, tpm, concurrency, monthly_budget_usd, models, created_at, events_per_minute, dataset_max_mb) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(&p.name)
             .bind(to_i64(p.rpm))
@@ -133,6 +134,7 @@ macro_rules! sql_metadata_store {
             .bind(models)
             .bind(Timestamp::now().millis())
             .bind(to_i64(p.events_per_minute))
+            .bind(to_i64(p.dataset_max_mb))
             .execute(&mut **tx)
             .await?;
             Ok(())
@@ -195,7 +197,7 @@ macro_rules! sql_metadata_store {
             async fn list_plans(&self) -> Result<Vec<Plan>, StoreError> {
                 let mut tx = self.begin(TxScope::System, false).await?;
                 let rows = sqlx::query(
-                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models, events_per_minute FROM plans ORDER BY name",
+                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models, events_per_minute, dataset_max_mb FROM plans ORDER BY name",
                 )
                 .fetch_all(&mut *tx)
                 .await?;
@@ -206,7 +208,7 @@ macro_rules! sql_metadata_store {
             async fn get_plan(&self, name: &str) -> Result<Plan, StoreError> {
                 let mut tx = self.begin(TxScope::System, false).await?;
                 let row = sqlx::query(
-                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models, events_per_minute FROM plans WHERE name = $1",
+                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models, events_per_minute, dataset_max_mb FROM plans WHERE name = $1",
                 )
                 .bind(name)
                 .fetch_optional(&mut *tx)
@@ -224,7 +226,7 @@ macro_rules! sql_metadata_store {
             ) -> Result<Plan, StoreError> {
                 let mut tx = self.begin(TxScope::System, true).await?;
                 let row = sqlx::query(
-                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models, events_per_minute FROM plans WHERE name = $1",
+                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models, events_per_minute, dataset_max_mb FROM plans WHERE name = $1",
                 )
                 .bind(name)
                 .fetch_optional(&mut *tx)
@@ -235,7 +237,7 @@ macro_rules! sql_metadata_store {
                 let models = plan.models.as_ref().map(to_json).transpose()?;
                 sqlx::query(
                     "UPDATE plans SET rpm = $1, tpm = $2, concurrency = $3, monthly_budget_usd = $4, models = $5, \
-                     events_per_minute = $7 WHERE name = $6",
+                     events_per_minute = $7, dataset_max_mb = $8 WHERE name = $6",
                 )
                 .bind(to_i64(plan.rpm))
                 .bind(to_i64(plan.tpm))
@@ -244,6 +246,7 @@ macro_rules! sql_metadata_store {
                 .bind(models)
                 .bind(name)
                 .bind(to_i64(plan.events_per_minute))
+                .bind(to_i64(plan.dataset_max_mb))
                 .execute(&mut *tx)
                 .await?;
                 append_audit(&mut tx, None, "plan.update", name, actor).await?;
@@ -365,7 +368,7 @@ macro_rules! sql_metadata_store {
                     .execute(&mut *tx)
                     .await?;
                 // What only the tenant defined goes with it.
-                for table in ["event_types", "feature_defs"] {
+                for table in ["event_types", "feature_defs", "datasets"] {
                     sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE tenant_id = $1")))
                         .bind(id.as_str())
                         .execute(&mut *tx)
@@ -591,6 +594,18 @@ macro_rules! sql_metadata_store {
                 self.sql_delete_feature_def(ctx, kind, name, actor).await
             }
 
+            async fn create_dataset(&self, ctx: &TenantCtx, new: &NewDataset<'_>, actor: &AuditActor) -> Result<Dataset, StoreError> {
+                self.sql_create_dataset(ctx, new, actor).await
+            }
+
+            async fn list_datasets(&self, ctx: &TenantCtx) -> Result<Vec<Dataset>, StoreError> {
+                self.sql_list_datasets(ctx).await
+            }
+
+            async fn get_dataset(&self, ctx: &TenantCtx, id: &str) -> Result<Dataset, StoreError> {
+                self.sql_get_dataset(ctx, id).await
+            }
+
             async fn put_deployment(
                 &self,
                 writer: KeyOwner<'_>,
@@ -701,6 +716,7 @@ macro_rules! sql_metadata_store {
 
         crate::sql_usage::sql_usage_store!($store, $db);
         crate::sql_features::sql_features_store!($store, $db);
+        crate::sql_datasets::sql_datasets_store!($store, $db);
         crate::sql_registry::sql_registry_store!($store, $db, $lock);
     };
 }

@@ -7,6 +7,7 @@ pub mod breakers;
 pub mod cache;
 pub mod chat;
 mod chat_sse;
+pub mod datasets;
 pub mod deployments;
 pub mod embeddings;
 pub mod event_types;
@@ -146,6 +147,10 @@ pub fn api_routes() -> ApiRoutes {
         .add(Put, "/v1/event-types/{type}", event_types::put)
         .add(Get, "/v1/event-types/{type}", event_types::get)
         .add(Delete, "/v1/event-types/{type}", event_types::delete)
+        .add(Post, "/v1/datasets", datasets::upload)
+        .add(Get, "/v1/datasets", datasets::list)
+        .add(Get, "/v1/datasets/{id}", datasets::get)
+        .add(Get, "/v1/datasets/{id}/preview", datasets::preview)
         .add(Post, "/v1/features/online", features::online)
         .add(Post, "/v1/features/get-online-features", features::feast_online)
         .add(Post, "/v1/features/push", features::push)

@@ -6,8 +6,8 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    audit, breakers, cache, chat, deployments, embeddings, event_types, events, features, health,
-    keys, kserve, me, models, oip, plans, tenants, usage,
+    audit, breakers, cache, chat, datasets, deployments, embeddings, event_types, events, features,
+    health, keys, kserve, me, models, oip, plans, tenants, usage,
 };
 
 #[derive(OpenApi)]
@@ -27,6 +27,7 @@ use super::{
         embeddings::create, chat::create, cache::purge,
         events::ingest, events::read, events::stream,
         event_types::list, event_types::put, event_types::get, event_types::delete,
+        datasets::upload, datasets::list, datasets::get, datasets::preview,
         features::list, features::put, features::get, features::delete,
         features::online, features::feast_online, features::push, features::feast_write, features::historical,
         usage::tenant_totals, usage::tenant_records, usage::admin_totals, usage::admin_records,

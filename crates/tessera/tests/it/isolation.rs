@@ -14,7 +14,16 @@ use serde_json::{Value, json};
 /// The routes the server itself lets through without a credential.
 const OPEN: &[&str] = tessera_gateway::auth::OPEN_ROUTES;
 
-fn fill(path: &str, b_tenant: &str, b_key: &str, b_model: &str) -> String {
+/// Tenant B's objects, named in the paths the walk fills in.
+struct Theirs<'a> {
+    tenant: &'a str,
+    key: &'a str,
+    model: &'a str,
+    dataset: &'a str,
+}
+
+fn fill(path: &str, b: &Theirs<'_>) -> String {
+    let (b_tenant, b_key, b_model) = (b.tenant, b.key, b.model);
     let segs: Vec<&str> = path.split('/').collect();
     let mut out = Vec::new();
     for (i, seg) in segs.iter().enumerate() {
@@ -30,6 +39,7 @@ fn fill(path: &str, b_tenant: &str, b_key: &str, b_model: &str) -> String {
                 "deployments" => b_model,
                 "event-types" => "b-private-type",
                 "features" => "views",
+                "datasets" => b.dataset,
                 "{kind}" => "b_private",
                 _ => b_tenant,
             });
@@ -111,6 +121,19 @@ async fn cross_tenant_walk(backend: Backend) {
     let push = json!({"push_source_name": "b_private", "df": {"owner": [b], "event_timestamp": ["2026-01-01T00:00:00Z"], "secret": [b]}});
     let r = s.api.call(Method::POST, "/v1/features/push", Some(&b_key), Some(push)).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    // B's dataset, its rows naming B's tenant id.
+    let ds = s
+        .api
+        .http
+        .post(format!("{}/v1/datasets?name=b-private-data", s.url))
+        .bearer_auth(&b_key)
+        .header("content-type", "text/csv")
+        .body(format!("owner,secret\n{b},{b}\n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ds.status(), StatusCode::CREATED);
+    let b_dataset = ds.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     let b_before = s.api.get("/v1/me", &b_key).await.body;
 
     let spec = s.api.get("/openapi.json", &a_key).await.body;
@@ -122,7 +145,13 @@ async fn cross_tenant_walk(backend: Backend) {
         }
         for method in item.as_object().unwrap().keys() {
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let url = fill(path, &b, &b_key_id, "b-private-model");
+            let theirs = Theirs {
+                tenant: &b,
+                key: &b_key_id,
+                model: "b-private-model",
+                dataset: &b_dataset,
+            };
+            let url = fill(path, &theirs);
             if path.ends_with("/stream") {
                 // A tail stays open: read what it sends in its first second.
                 let text = first_second(&s, &format!("{url}?from=1"), &a_key).await;

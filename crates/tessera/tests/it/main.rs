@@ -11,6 +11,7 @@ mod audit;
 mod cache;
 mod cli;
 mod clients;
+mod datasets;
 mod deployments;
 mod durability;
 mod embeddings;

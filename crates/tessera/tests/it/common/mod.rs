@@ -9,6 +9,8 @@
     clippy::disallowed_methods
 )]
 
+pub mod data;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
