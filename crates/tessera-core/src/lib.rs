@@ -19,6 +19,7 @@ pub mod model_features;
 pub mod role;
 pub mod tenant;
 pub mod time;
+pub mod training;
 pub mod usage;
 
 pub use error::ValidationError;

@@ -244,6 +244,57 @@ impl MetadataStore for InvalidatingStore {
         let r = self.inner.put_feature_def(ctx, def, actor).await;
         self.after(r, Change::Features(ctx.tenant_id()))
     }
+    async fn create_training_job(
+        &self,
+        ctx: &TenantCtx,
+        spec: &tessera_core::training::JobSpec,
+        actor: &AuditActor,
+    ) -> Result<tessera_core::training::Job, StoreError> {
+        self.inner.create_training_job(ctx, spec, actor).await
+    }
+    async fn get_training_job(
+        &self,
+        ctx: &TenantCtx,
+        id: &str,
+    ) -> Result<tessera_core::training::Job, StoreError> {
+        self.inner.get_training_job(ctx, id).await
+    }
+    async fn list_training_jobs(
+        &self,
+        ctx: &TenantCtx,
+    ) -> Result<Vec<tessera_core::training::Job>, StoreError> {
+        self.inner.list_training_jobs(ctx).await
+    }
+    async fn cancel_training_job(
+        &self,
+        ctx: &TenantCtx,
+        id: &str,
+        actor: &AuditActor,
+    ) -> Result<tessera_core::training::Job, StoreError> {
+        self.inner.cancel_training_job(ctx, id, actor).await
+    }
+    async fn claim_training_job(
+        &self,
+        sys: &SystemCtx,
+        owner: &str,
+    ) -> Result<Option<(TenantId, tessera_core::training::Job)>, StoreError> {
+        self.inner.claim_training_job(sys, owner).await
+    }
+    async fn update_training_job(
+        &self,
+        sys: &SystemCtx,
+        id: &str,
+        update: &tessera_store::JobUpdate<'_>,
+    ) -> Result<bool, StoreError> {
+        self.inner.update_training_job(sys, id, update).await
+    }
+    async fn fail_stale_training_jobs(
+        &self,
+        sys: &SystemCtx,
+        before: tessera_core::time::Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.inner.fail_stale_training_jobs(sys, before).await
+    }
     async fn create_dataset(
         &self,
         ctx: &TenantCtx,

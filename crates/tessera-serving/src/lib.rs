@@ -11,6 +11,7 @@
 //! - `invalidate.rs`: the store decorator that announces changes to caches;
 //! - `event_schemas.rs`: tenants' event type schemas, compiled and read through;
 //! - `predictions.rs`: one prediction record per inference, off the request path;
+//! - `training.rs`: the training job runner (claims jobs, fits, stores versions);
 //! - `redis_link.rs`: the shared Redis link; `tasks.rs`: background tasks.
 
 pub mod cache;
@@ -29,5 +30,6 @@ mod services;
 pub mod stream_features;
 pub mod tasks;
 pub mod tenant_cache;
+pub mod training;
 
 pub use services::{EventSettings, Services, ServingConfig, ShadowStats};

@@ -111,6 +111,7 @@ struct Inner {
     event_settings: EventSettings,
     features: Stores,
     feature_catalogs: Arc<FeatureCatalogs>,
+    trainer: Arc<crate::training::Trainer>,
     /// Every metric of the process (the edge's too), encoded on `GET /metrics`.
     metrics: Registry,
 }
@@ -205,9 +206,13 @@ impl Services {
                 event_settings: cfg.events,
                 features,
                 feature_catalogs,
+                trainer: Arc::default(),
                 metrics,
             }),
         };
+        let runner =
+            crate::training::run(services.clone(), tessera_core::auth::SystemCtx::bootstrap());
+        services.inner.tasks.spawn_loop(runner);
         match stream {
             Ok(c) => services.run_consumer(c),
             Err(e) => tracing::error!(error = %e, "the stream feature pipeline cannot start"),
@@ -302,6 +307,10 @@ impl Services {
     /// Tenants' feature catalogs, read through.
     pub fn feature_catalogs(&self) -> &FeatureCatalogs {
         &self.inner.feature_catalogs
+    }
+    /// The training job runner of this replica.
+    pub fn trainer(&self) -> &crate::training::Trainer {
+        &self.inner.trainer
     }
     /// Tenants' event type schemas.
     pub fn event_schemas(&self) -> &EventSchemas {

@@ -19,7 +19,9 @@ use tessera_core::role::Role;
 use tessera_core::tenant::{NewTenant, Plan, PlanPatch, Tenant, TenantPatch};
 use tessera_core::time::Timestamp;
 
-use crate::{AuditQuery, AuditScope, KeyOwner, MetadataStore, StoreError, verify_audit_chain};
+use crate::{
+    AuditQuery, AuditScope, JobUpdate, KeyOwner, MetadataStore, StoreError, verify_audit_chain,
+};
 
 /// A fresh, empty store plus raw SQL access to its database (to tamper with it).
 #[async_trait]
@@ -642,6 +644,72 @@ pub async fn datasets(store: &dyn MetadataStore) {
     assert_eq!(audit.iter().filter(|e| e.action == "dataset.create").count(), 3);
 }
 
+/// Training jobs: queued, claimed once, updated while running, cancelled
+/// (its runner then sees it is no longer running), marked failed when its
+/// replica went quiet; a tenant sees only its own.
+pub async fn training_jobs(store: &dyn MetadataStore) {
+    use tessera_core::training::{JobSpec, JobStatus, Progress};
+    let (_, a) = tenant(store, "jobs-a").await;
+    let (_, b) = tenant(store, "jobs-b").await;
+    let spec: JobSpec = serde_json::from_value(serde_json::json!({
+        "dataset": "ds_x", "task": "classification", "label": "y", "text": "t", "model": "m"}))
+    .unwrap();
+    let j1 = store.create_training_job(&a, &spec, &actor()).await.unwrap();
+    let j2 = store.create_training_job(&a, &spec, &actor()).await.unwrap();
+    assert_eq!((j1.status, j1.spec.clone()), (JobStatus::Queued, spec.clone()));
+    assert!(matches!(store.get_training_job(&b, &j1.id).await, Err(StoreError::NotFound { .. })));
+    assert!(store.list_training_jobs(&b).await.unwrap().is_empty());
+    let (t, claimed) = store.claim_training_job(&sys(), "replica-1").await.unwrap().unwrap();
+    assert_eq!((&t, &claimed.id, claimed.status), (a.tenant_id(), &j1.id, JobStatus::Running));
+    let (_, second) = store.claim_training_job(&sys(), "replica-2").await.unwrap().unwrap();
+    assert_eq!(second.id, j2.id, "a claimed job is not claimed again");
+    assert!(store.claim_training_job(&sys(), "replica-3").await.unwrap().is_none());
+    let progress =
+        Progress { phase: "training".into(), fraction: 0.5, epoch: Some(3), ..Progress::default() };
+    let update = JobUpdate {
+        status: JobStatus::Running,
+        progress: &progress,
+        model: None,
+        version: None,
+        metrics: None,
+        error: None,
+    };
+    assert!(store.update_training_job(&sys(), &j1.id, &update).await.unwrap());
+    let done = serde_json::json!({"accuracy": 0.9});
+    let finish = JobUpdate {
+        status: JobStatus::Succeeded,
+        model: Some("m"),
+        version: Some(2),
+        metrics: Some(&done),
+        ..update
+    };
+    assert!(store.update_training_job(&sys(), &j1.id, &finish).await.unwrap());
+    let got = store.get_training_job(&a, &j1.id).await.unwrap();
+    assert_eq!(
+        (got.status, got.version, got.metrics, got.progress.epoch),
+        (JobStatus::Succeeded, Some(2), Some(done), Some(3))
+    );
+    assert!(
+        !store.update_training_job(&sys(), &j1.id, &update).await.unwrap(),
+        "a finished job takes no update"
+    );
+    assert!(matches!(
+        store.cancel_training_job(&a, &j1.id, &actor()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let cancelled = store.cancel_training_job(&a, &j2.id, &actor()).await.unwrap();
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    assert!(!store.update_training_job(&sys(), &j2.id, &update).await.unwrap(), "its runner stops");
+    let j3 = store.create_training_job(&a, &spec, &actor()).await.unwrap();
+    store.claim_training_job(&sys(), "replica-1").await.unwrap().unwrap();
+    let later = Timestamp::from_millis(Timestamp::now().millis() + 60_000);
+    assert_eq!(store.fail_stale_training_jobs(&sys(), later).await.unwrap(), 1);
+    let failed = store.get_training_job(&a, &j3.id).await.unwrap();
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert!(failed.error.unwrap().contains("start the job again"));
+    assert_eq!(store.list_training_jobs(&a).await.unwrap().len(), 3);
+}
+
 /// Deployments: the owner puts, replaces, reads and deletes one, audited;
 /// nobody else can write it; a missing one reads as none and deletes as
 /// not found.
@@ -727,6 +795,12 @@ pub async fn deployments(store: &dyn MetadataStore) {
 #[macro_export]
 macro_rules! metadata_conformance {
     ($make:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_training_jobs() {
+            if let Some(h) = $make {
+                $crate::conformance::training_jobs(&*$crate::conformance::Harness::store(&h)).await
+            }
+        }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn conformance_datasets() {
             if let Some(h) = $make {

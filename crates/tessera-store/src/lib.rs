@@ -15,6 +15,7 @@ mod sql_datasets;
 mod sql_features;
 mod sql_registry;
 mod sql_rows;
+mod sql_training;
 mod sql_usage;
 pub mod sqlite;
 
@@ -22,8 +23,8 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use metadata::{
-    AuditQuery, AuditScope, FeatureDefWrite, KeyOwner, MetadataStore, ModelScope, ModelView,
-    UsageScope, verify_audit_chain,
+    AuditQuery, AuditScope, FeatureDefWrite, JobUpdate, KeyOwner, MetadataStore, ModelScope,
+    ModelView, UsageScope, verify_audit_chain,
 };
 use tessera_core::config::DatabaseUrl;
 

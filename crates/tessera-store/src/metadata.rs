@@ -221,6 +221,52 @@ pub trait MetadataStore: Send + Sync + 'static {
         ctx: &TenantCtx,
         id: &str,
     ) -> Result<tessera_core::dataset::Dataset, StoreError>;
+    /// Queues a training job (audited).
+    async fn create_training_job(
+        &self,
+        ctx: &TenantCtx,
+        spec: &tessera_core::training::JobSpec,
+        actor: &AuditActor,
+    ) -> Result<tessera_core::training::Job, StoreError>;
+    async fn get_training_job(
+        &self,
+        ctx: &TenantCtx,
+        id: &str,
+    ) -> Result<tessera_core::training::Job, StoreError>;
+    /// The tenant's jobs, newest first (at most 200).
+    async fn list_training_jobs(
+        &self,
+        ctx: &TenantCtx,
+    ) -> Result<Vec<tessera_core::training::Job>, StoreError>;
+    /// Cancels a queued or running job (audited); a finished one is a conflict.
+    async fn cancel_training_job(
+        &self,
+        ctx: &TenantCtx,
+        id: &str,
+        actor: &AuditActor,
+    ) -> Result<tessera_core::training::Job, StoreError>;
+    /// Takes the oldest queued job of any tenant for `owner` (a replica),
+    /// marking it running; two replicas never take the same one.
+    async fn claim_training_job(
+        &self,
+        sys: &SystemCtx,
+        owner: &str,
+    ) -> Result<Option<(TenantId, tessera_core::training::Job)>, StoreError>;
+    /// Updates a running job; `false` when it is no longer running
+    /// (cancelled meanwhile, or marked failed), so its runner stops.
+    async fn update_training_job(
+        &self,
+        sys: &SystemCtx,
+        id: &str,
+        update: &JobUpdate<'_>,
+    ) -> Result<bool, StoreError>;
+    /// Marks failed every running job not updated since `before` (its
+    /// replica died); how many.
+    async fn fail_stale_training_jobs(
+        &self,
+        sys: &SystemCtx,
+        before: Timestamp,
+    ) -> Result<u64, StoreError>;
     /// Sets `model`'s deployment (its spec as JSON); the writer must own the model.
     async fn put_deployment(
         &self,
@@ -351,4 +397,16 @@ pub struct FeatureDefWrite<'a> {
     pub spec: &'a serde_json::Value,
     /// The version it replaces; none to create it.
     pub expected: Option<u32>,
+}
+
+/// A running job's new state (see [`MetadataStore::update_training_job`]);
+/// a field left `None` keeps what is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct JobUpdate<'a> {
+    pub status: tessera_core::training::JobStatus,
+    pub progress: &'a tessera_core::training::Progress,
+    pub model: Option<&'a str>,
+    pub version: Option<i64>,
+    pub metrics: Option<&'a serde_json::Value>,
+    pub error: Option<&'a str>,
 }

@@ -35,6 +35,11 @@ pub(crate) const COMMON: &[Migration] = &[
         sql: include_str!("migrations/0016_version_features.sql"),
     },
     Migration { version: 17, name: "datasets", sql: include_str!("migrations/0017_datasets.sql") },
+    Migration {
+        version: 19,
+        name: "training_jobs",
+        sql: include_str!("migrations/0019_training_jobs.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES_ONLY: &[Migration] = &[
@@ -73,6 +78,11 @@ pub(crate) const POSTGRES_ONLY: &[Migration] = &[
         version: 18,
         name: "pg_datasets_rls",
         sql: include_str!("migrations/0018_pg_datasets_rls.sql"),
+    },
+    Migration {
+        version: 20,
+        name: "pg_training_jobs_rls",
+        sql: include_str!("migrations/0020_pg_training_jobs_rls.sql"),
     },
 ];
 

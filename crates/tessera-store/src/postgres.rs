@@ -176,8 +176,14 @@ BEGIN
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO tessera_rls', current_schema());
 END $$;
-GRANT SELECT, INSERT, UPDATE, DELETE ON plans, tenants, api_keys, audit_head, models, model_versions, deployments, usage_records, prices, event_types, feature_defs, datasets TO tessera_rls;
+GRANT SELECT, INSERT, UPDATE, DELETE ON plans, tenants, api_keys, audit_head, models, model_versions, deployments, usage_records, prices, event_types, feature_defs, datasets, training_jobs TO tessera_rls;
 GRANT SELECT, INSERT ON audit_log TO tessera_rls;
 "#;
 
-crate::sql_common::sql_metadata_store!(PgStore, sqlx::Postgres, "postgres", lock = " FOR UPDATE");
+crate::sql_common::sql_metadata_store!(
+    PgStore,
+    sqlx::Postgres,
+    "postgres",
+    lock = " FOR UPDATE",
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+);

@@ -24,7 +24,7 @@ pub(crate) fn to_u64(v: Option<i64>) -> Option<u64> {
 }
 
 macro_rules! sql_metadata_store {
-    ($store:ty, $db:ty, $backend:literal, lock = $lock:literal) => {
+    ($store:ty, $db:ty, $backend:literal, lock = $lock:literal, skip_locked = $skip:literal) => {
         use async_trait::async_trait;
         use sqlx::Row as _;
         use tessera_core::apikey::KeyRecord;
@@ -45,6 +45,8 @@ macro_rules! sql_metadata_store {
         use tessera_core::model::{Model, ModelOwner, ModelVersion, NewModel};
         use tessera_core::model_features::FeatureBinding;
         use tessera_core::dataset::{Dataset, NewDataset};
+        use tessera_core::training::{Job, JobSpec, JobStatus, Progress};
+        use crate::JobUpdate;
 
         type Tx = sqlx::Transaction<'static, $db>;
         type DbRow = <$db as sqlx::Database>::Row;
@@ -368,7 +370,7 @@ macro_rules! sql_metadata_store {
                     .execute(&mut *tx)
                     .await?;
                 // What only the tenant defined goes with it.
-                for table in ["event_types", "feature_defs", "datasets"] {
+                for table in ["event_types", "feature_defs", "datasets", "training_jobs"] {
                     sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE tenant_id = $1")))
                         .bind(id.as_str())
                         .execute(&mut *tx)
@@ -594,6 +596,34 @@ macro_rules! sql_metadata_store {
                 self.sql_delete_feature_def(ctx, kind, name, actor).await
             }
 
+            async fn create_training_job(&self, ctx: &TenantCtx, spec: &JobSpec, actor: &AuditActor) -> Result<Job, StoreError> {
+                self.sql_create_training_job(ctx, spec, actor).await
+            }
+
+            async fn get_training_job(&self, ctx: &TenantCtx, id: &str) -> Result<Job, StoreError> {
+                self.sql_get_training_job(ctx, id).await
+            }
+
+            async fn list_training_jobs(&self, ctx: &TenantCtx) -> Result<Vec<Job>, StoreError> {
+                self.sql_list_training_jobs(ctx).await
+            }
+
+            async fn cancel_training_job(&self, ctx: &TenantCtx, id: &str, actor: &AuditActor) -> Result<Job, StoreError> {
+                self.sql_cancel_training_job(ctx, id, actor).await
+            }
+
+            async fn claim_training_job(&self, sys: &SystemCtx, owner: &str) -> Result<Option<(TenantId, Job)>, StoreError> {
+                self.sql_claim_training_job(sys, owner).await
+            }
+
+            async fn update_training_job(&self, sys: &SystemCtx, id: &str, update: &JobUpdate<'_>) -> Result<bool, StoreError> {
+                self.sql_update_training_job(sys, id, update).await
+            }
+
+            async fn fail_stale_training_jobs(&self, sys: &SystemCtx, before: Timestamp) -> Result<u64, StoreError> {
+                self.sql_fail_stale_training_jobs(sys, before).await
+            }
+
             async fn create_dataset(&self, ctx: &TenantCtx, new: &NewDataset<'_>, actor: &AuditActor) -> Result<Dataset, StoreError> {
                 self.sql_create_dataset(ctx, new, actor).await
             }
@@ -717,6 +747,7 @@ macro_rules! sql_metadata_store {
         crate::sql_usage::sql_usage_store!($store, $db);
         crate::sql_features::sql_features_store!($store, $db);
         crate::sql_datasets::sql_datasets_store!($store, $db);
+        crate::sql_training::sql_training_store!($store, $db, $skip);
         crate::sql_registry::sql_registry_store!($store, $db, $lock);
     };
 }

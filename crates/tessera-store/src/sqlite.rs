@@ -85,4 +85,10 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     Ok(())
 }
 
-crate::sql_common::sql_metadata_store!(SqliteStore, sqlx::Sqlite, "sqlite", lock = "");
+crate::sql_common::sql_metadata_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    "sqlite",
+    lock = "",
+    skip_locked = ""
+);

@@ -4,3 +4,6 @@
 //! again through the same readers.
 
 pub mod dataset;
+pub mod linear;
+pub mod metrics;
+pub mod prepare;

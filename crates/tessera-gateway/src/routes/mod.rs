@@ -24,6 +24,7 @@ mod oip_tensors;
 pub mod openapi;
 pub mod plans;
 pub mod tenants;
+pub mod training_jobs;
 pub mod usage;
 
 use axum::Router;
@@ -147,6 +148,10 @@ pub fn api_routes() -> ApiRoutes {
         .add(Put, "/v1/event-types/{type}", event_types::put)
         .add(Get, "/v1/event-types/{type}", event_types::get)
         .add(Delete, "/v1/event-types/{type}", event_types::delete)
+        .add(Post, "/v1/training-jobs", training_jobs::create)
+        .add(Get, "/v1/training-jobs", training_jobs::list)
+        .add(Get, "/v1/training-jobs/{id}", training_jobs::get)
+        .add(Post, "/v1/training-jobs/{id}/cancel", training_jobs::cancel)
         .add(Post, "/v1/datasets", datasets::upload)
         .add(Get, "/v1/datasets", datasets::list)
         .add(Get, "/v1/datasets/{id}", datasets::get)

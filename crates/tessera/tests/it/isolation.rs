@@ -20,6 +20,7 @@ struct Theirs<'a> {
     key: &'a str,
     model: &'a str,
     dataset: &'a str,
+    job: &'a str,
 }
 
 fn fill(path: &str, b: &Theirs<'_>) -> String {
@@ -40,6 +41,7 @@ fn fill(path: &str, b: &Theirs<'_>) -> String {
                 "event-types" => "b-private-type",
                 "features" => "views",
                 "datasets" => b.dataset,
+                "training-jobs" => b.job,
                 "{kind}" => "b_private",
                 _ => b_tenant,
             });
@@ -128,12 +130,20 @@ async fn cross_tenant_walk(backend: Backend) {
         .post(format!("{}/v1/datasets?name=b-private-data", s.url))
         .bearer_auth(&b_key)
         .header("content-type", "text/csv")
-        .body(format!("owner,secret\n{b},{b}\n"))
+        .body(format!(
+            "owner,secret,x,y\n{}",
+            (0..60).map(|i| format!("{b},{b},{i},{}\n", 2 * i)).collect::<String>()
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(ds.status(), StatusCode::CREATED);
     let b_dataset = ds.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    // B's training job (numbers: it runs at once, and makes B's model).
+    let job = json!({"dataset": b_dataset, "task": "regression", "label": "y", "features": ["x"], "model": "b-job-model"});
+    let job = s.api.call(Method::POST, "/v1/training-jobs", Some(&b_key), Some(job)).await;
+    assert_eq!(job.status, StatusCode::ACCEPTED, "{job:?}");
+    let b_job = job.body["id"].as_str().unwrap().to_owned();
     let b_before = s.api.get("/v1/me", &b_key).await.body;
 
     let spec = s.api.get("/openapi.json", &a_key).await.body;
@@ -150,6 +160,7 @@ async fn cross_tenant_walk(backend: Backend) {
                 key: &b_key_id,
                 model: "b-private-model",
                 dataset: &b_dataset,
+                job: &b_job,
             };
             let url = fill(path, &theirs);
             if path.ends_with("/stream") {

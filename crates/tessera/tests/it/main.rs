@@ -29,4 +29,5 @@ mod operations;
 mod remote;
 mod scale_out;
 mod tensor_models;
+mod training;
 mod usage;

@@ -1,0 +1,174 @@
+//! Training jobs over HTTP (L2): `POST /v1/training-jobs` checks the spec
+//! against its dataset's schema (columns, types, classes, a holdout big
+//! enough to score), queues the job and answers 202; a replica's runner
+//! takes it (`tessera-serving/src/training.rs`). Jobs are read and
+//! cancelled by id.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::Value;
+use tessera_core::role::Operation;
+use tessera_core::training::{DEFAULT_BASE_MODEL, Job, JobSpec};
+use tessera_store::ModelView;
+
+use super::List;
+use crate::auth::Authed;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+/// The fewest held-out rows a job may score on.
+const MIN_HOLDOUT: f64 = 10.0;
+
+/// A dataset column's type and distinct count, from its schema.
+fn column<'a>(schema: &'a Value, name: &str) -> Option<&'a Value> {
+    schema.as_array()?.iter().find(|c| c["name"] == name)
+}
+
+fn names(schema: &Value) -> String {
+    schema
+        .as_array()
+        .map(|cols| cols.iter().filter_map(|c| c["name"].as_str()).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default()
+}
+
+/// The spec checked against the dataset: every problem a 400 naming it.
+fn check_against(spec: &JobSpec, schema: &Value, rows: u64) -> Result<(), ApiError> {
+    let need = |param: &str, name: &str| {
+        column(schema, name).ok_or_else(|| {
+            ApiError::invalid(
+                param,
+                format!("the dataset has no column {name:?}; it has {}", names(schema)),
+            )
+        })
+    };
+    let label = need("label", &spec.label)?;
+    if spec.task == "classification" {
+        match label["distinct"].as_u64() {
+            Some(d) if d < 2 => {
+                return Err(ApiError::invalid(
+                    "label",
+                    format!(
+                        "the label column {:?} has {d} class; a classifier needs at least two",
+                        spec.label
+                    ),
+                ));
+            }
+            None => {
+                return Err(ApiError::invalid(
+                    "label",
+                    format!(
+                        "the label column {:?} has more than {} distinct values: not classes",
+                        spec.label,
+                        tessera_training::dataset::MAX_DISTINCT
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    } else if !matches!(label["dtype"].as_str(), Some("int64" | "float64" | "bool")) {
+        return Err(ApiError::invalid(
+            "label",
+            format!("a regression label must be numeric; {:?} is {}", spec.label, label["dtype"]),
+        ));
+    }
+    if let Some(t) = &spec.text {
+        need("text", t)?;
+    }
+    for f in spec.features.iter().flatten() {
+        let c = need("features", f)?;
+        if !matches!(c["dtype"].as_str(), Some("int64" | "float64" | "bool")) {
+            return Err(ApiError::invalid(
+                "features",
+                format!(
+                    "feature {f:?} is {}; features are numeric (int64, float64, bool)",
+                    c["dtype"]
+                ),
+            ));
+        }
+    }
+    let usable = rows.saturating_sub(label["nulls"].as_u64().unwrap_or(0));
+    if (usable as f64 * spec.holdout).round() < MIN_HOLDOUT {
+        return Err(ApiError::invalid(
+            "holdout",
+            format!(
+                "{usable} labelled rows with holdout {} hold out fewer than {MIN_HOLDOUT} rows: too few to score",
+                spec.holdout
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Start a training job: it makes the next version of `model` from `dataset`.
+#[utoipa::path(post, path = "/v1/training-jobs", tag = "training", request_body = JobSpec,
+    responses((status = 202, body = Job), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn create(
+    State(s): State<AppState>,
+    auth: Authed,
+    ApiJson(spec): ApiJson<JobSpec>,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
+    let ctx = auth.tenant(Operation::ModelsWrite)?;
+    spec.validate()?;
+    let dataset = s.store().get_dataset(&ctx, &spec.dataset).await.map_err(|e| match e {
+        tessera_store::StoreError::NotFound { .. } => {
+            ApiError::invalid("dataset", format!("no dataset {:?} in this tenant", spec.dataset))
+        }
+        other => other.into(),
+    })?;
+    check_against(&spec, &dataset.schema, dataset.rows)?;
+    if spec.text.is_some() {
+        let base = spec.base_model.as_deref().unwrap_or(DEFAULT_BASE_MODEL);
+        let segment = s.tenants().get(s.store(), &ctx).await?.tenant.segment.clone();
+        let view = ModelView::Tenant { ctx: &ctx, segment: segment.as_deref() };
+        let m =
+            s.store().resolve_model(view, base).await.map_err(|_| {
+                ApiError::invalid("base_model", format!("no embedding model {base:?}"))
+            })?;
+        if m.runtime != "bert" {
+            return Err(ApiError::invalid(
+                "base_model",
+                format!("{base:?} is not an embedding model"),
+            ));
+        }
+    }
+    let job = s.store().create_training_job(&ctx, &spec, &auth.actor()).await?;
+    s.trainer().wake();
+    Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+/// The tenant's training jobs, newest first.
+#[utoipa::path(get, path = "/v1/training-jobs", tag = "training",
+    responses((status = 200, body = List<Job>)))]
+pub async fn list(State(s): State<AppState>, auth: Authed) -> Result<Json<List<Job>>, ApiError> {
+    let ctx = auth.tenant(Operation::ModelsRead)?;
+    Ok(Json(List::of(s.store().list_training_jobs(&ctx).await?)))
+}
+
+/// One job: its status, progress (phase, epoch, loss, ETA), and once it
+/// succeeded the model version it made and its holdout metrics.
+#[utoipa::path(get, path = "/v1/training-jobs/{id}", tag = "training",
+    params(("id" = String, Path, description = "job id (job_...)")),
+    responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    let ctx = auth.tenant(Operation::ModelsRead)?;
+    Ok(Json(s.store().get_training_job(&ctx, &id).await?))
+}
+
+/// Cancel a queued or running job (a finished one is 409).
+#[utoipa::path(post, path = "/v1/training-jobs/{id}/cancel", tag = "training",
+    params(("id" = String, Path, description = "job id (job_...)")),
+    responses((status = 200, body = Job), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    let ctx = auth.tenant(Operation::ModelsWrite)?;
+    Ok(Json(s.store().cancel_training_job(&ctx, &id, &auth.actor()).await?))
+}

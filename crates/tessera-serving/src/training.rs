@@ -1,0 +1,455 @@
+//! The training job runner (L2): each replica takes queued jobs from the
+//! store one at a time (a claim no other replica can make), reads the
+//! dataset from its artifact, embeds a text column through the engine's
+//! batcher (vectors cached by content hash), fits on a blocking thread,
+//! scores the holdout and stores the head as the model's next version.
+//! Progress goes to the store every half second, which is also where a
+//! cancel is seen; a replica that stops leaves its job to be marked failed
+//! by the others once it has been quiet for [`STALE`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tessera_core::audit::AuditActor;
+use tessera_core::auth::{SystemCtx, TenantCtx};
+use tessera_core::ids::TenantId;
+use tessera_core::model::{Model, NewModel};
+use tessera_core::time::Timestamp;
+use tessera_core::training::{DEFAULT_BASE_MODEL, Job, JobSpec, JobStatus, Progress};
+use tessera_store::{JobUpdate, KeyOwner, ModelScope, ModelView, StoreError};
+use tessera_training::dataset::Format;
+use tessera_training::linear::{self, FitError, Matrix, Settings};
+use tessera_training::metrics;
+use tessera_training::prepare::{Inputs, classes, prepare, targets};
+use tokio::sync::Notify;
+
+use crate::Services;
+use crate::inference::backend;
+
+/// A running job not updated for this long lost its replica.
+pub const STALE: Duration = Duration::from_secs(120);
+/// Texts per embedding call.
+const EMBED_BATCH: usize = 64;
+
+/// Why a job failed, as its `error` says.
+type Failure = String;
+
+pub struct Trainer {
+    wake: Notify,
+    /// Embeddings by (base model, text) digest, shared by jobs.
+    vectors: moka::sync::Cache<String, Arc<[f32]>>,
+    owner: String,
+}
+
+impl Default for Trainer {
+    fn default() -> Self {
+        Self {
+            wake: Notify::new(),
+            vectors: moka::sync::Cache::builder()
+                .weigher(|_, v: &Arc<[f32]>| u32::try_from(v.len() * 4 + 64).unwrap_or(u32::MAX))
+                .max_capacity(128 * 1024 * 1024)
+                .build(),
+            owner: format!("replica-{}", tessera_core::ids::random_lower(10)),
+        }
+    }
+}
+
+impl Trainer {
+    /// A job was queued: look now rather than at the next poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// The runner's loop; one job at a time per replica.
+pub async fn run(s: Services, sys: SystemCtx) {
+    let mut last_sweep: Option<Instant> = None;
+    loop {
+        if last_sweep.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
+            let before =
+                Timestamp::from_millis(Timestamp::now().millis() - STALE.as_millis() as i64);
+            match s.store().fail_stale_training_jobs(&sys, before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    jobs = n,
+                    "training jobs whose replica stopped were marked failed"
+                ),
+                Err(e) => tracing::warn!(error = %e, "could not look for stale training jobs"),
+            }
+            last_sweep = Some(Instant::now());
+        }
+        match s.store().claim_training_job(&sys, &s.trainer().owner).await {
+            Ok(Some((tenant, job))) => {
+                let id = job.id.clone();
+                tracing::info!(job = %id, tenant = %tenant, "training job started");
+                let outcome = run_job(&s, &sys, tenant, job).await;
+                finish(&s, &sys, &id, outcome).await;
+            }
+            Ok(None) => {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), s.trainer().wake.notified()).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim a training job");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+}
+
+/// What a job that ran to its end made.
+struct Made {
+    model: String,
+    version: i64,
+    metrics: Value,
+}
+
+async fn finish(s: &Services, sys: &SystemCtx, id: &str, outcome: Result<Made, Failure>) {
+    let done = Progress { phase: "done".into(), fraction: 1.0, ..Progress::default() };
+    let update = match &outcome {
+        Ok(m) => JobUpdate {
+            status: JobStatus::Succeeded,
+            progress: &done,
+            model: Some(&m.model),
+            version: Some(m.version),
+            metrics: Some(&m.metrics),
+            error: None,
+        },
+        Err(e) => JobUpdate {
+            status: JobStatus::Failed,
+            progress: &done,
+            model: None,
+            version: None,
+            metrics: None,
+            error: Some(e),
+        },
+    };
+    match s.store().update_training_job(sys, id, &update).await {
+        Ok(true) => tracing::info!(job = %id, ok = outcome.is_ok(), "training job finished"),
+        // Cancelled meanwhile: it stays cancelled (a version it made stays too).
+        Ok(false) => tracing::info!(job = %id, "training job ended after it was cancelled"),
+        Err(e) => {
+            tracing::warn!(job = %id, error = %e, "could not record the end of a training job")
+        }
+    }
+}
+
+/// Reports progress while `work` runs; a report the store refuses means
+/// the job was cancelled, and `cancel` is raised.
+struct Reporter {
+    progress: Mutex<Progress>,
+    cancel: AtomicBool,
+    started: Instant,
+}
+
+impl Reporter {
+    fn set(&self, p: Progress) {
+        let mut p = p;
+        let elapsed = self.started.elapsed().as_secs_f64();
+        if p.fraction > 0.02 {
+            p.eta_secs = Some((elapsed / p.fraction - elapsed).max(0.0));
+        }
+        *self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = p;
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+async fn report_until<T>(
+    s: &Services,
+    sys: &SystemCtx,
+    id: &str,
+    r: &Reporter,
+    work: impl Future<Output = T>,
+) -> T {
+    let mut work = std::pin::pin!(work);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => {
+                let p = r.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                let u = JobUpdate { status: JobStatus::Running, progress: &p, model: None, version: None, metrics: None, error: None };
+                if let Ok(false) = s.store().update_training_job(sys, id, &u).await {
+                    r.cancel.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+async fn run_job(
+    s: &Services,
+    sys: &SystemCtx,
+    tenant: TenantId,
+    job: Job,
+) -> Result<Made, Failure> {
+    let ctx = sys.tenant(tenant);
+    let reporter = Arc::new(Reporter {
+        progress: Mutex::new(Progress { phase: "reading".into(), ..Progress::default() }),
+        cancel: AtomicBool::new(false),
+        started: Instant::now(),
+    });
+    let work = train(s, &ctx, &job, reporter.clone());
+    report_until(s, sys, &job.id, &reporter, work).await
+}
+
+fn store_err(e: StoreError) -> Failure {
+    e.to_string()
+}
+
+async fn train(
+    s: &Services,
+    ctx: &TenantCtx,
+    job: &Job,
+    r: Arc<Reporter>,
+) -> Result<Made, Failure> {
+    let spec = &job.spec;
+    let dataset = s.store().get_dataset(ctx, &spec.dataset).await.map_err(store_err)?;
+    let format = match dataset.format.as_str() {
+        "csv" => Format::Csv,
+        "jsonl" => Format::Jsonl,
+        "parquet" => Format::Parquet,
+        other => return Err(format!("dataset format {other:?} is not one this server reads")),
+    };
+    let bytes = s.artifacts().get(&dataset.sha256).await.map_err(store_err)?;
+    let spec2 = spec.clone();
+    let prepared = tokio::task::spawn_blocking(move || {
+        use std::io::{Seek as _, Write as _};
+        let mut f = tempfile::tempfile().map_err(|e| e.to_string())?;
+        f.write_all(&bytes).and_then(|()| f.rewind()).map_err(|e| e.to_string())?;
+        let inputs = match (&spec2.text, &spec2.features) {
+            (Some(t), _) => Inputs::Text(t),
+            (None, Some(f)) => Inputs::Features(f),
+            (None, None) => return Err("the job names no inputs".to_owned()),
+        };
+        prepare(format, f, &spec2.label, inputs).map_err(|e| e.message)
+    })
+    .await
+    .map_err(|e| format!("the dataset reader failed to run: {e}"))??;
+    let n = prepared.labels.len();
+    // The inputs: a text column's embeddings, or the feature columns.
+    let (x, base) = match &spec.text {
+        Some(_) => {
+            let base = spec.base_model.clone().unwrap_or_else(|| DEFAULT_BASE_MODEL.to_owned());
+            (embed_all(s, &base, &prepared.texts, &r).await?, Some(base))
+        }
+        None => (prepared.features.clone().ok_or("no feature values were read")?, None),
+    };
+    let skipped = prepared.skipped;
+    let (train_idx, hold_idx) = metrics::split(n, spec.holdout, spec.seed);
+    let (train_rows, hold_rows) = (train_idx.len(), hold_idx.len());
+    if hold_idx.len() < 10 || train_idx.len() < 10 {
+        return Err(format!(
+            "{n} usable rows leave {} for training and {} held out; at least 10 each",
+            train_idx.len(),
+            hold_idx.len()
+        ));
+    }
+    // Early stopping watches a slice of the training rows, never the holdout.
+    let (fit_pos, val_pos) = metrics::split(train_idx.len(), 0.1, spec.seed.wrapping_add(1));
+    let fit_idx: Vec<usize> = fit_pos.iter().map(|&i| train_idx[i]).collect();
+    let val_idx: Vec<usize> = val_pos.iter().map(|&i| train_idx[i]).collect();
+    let settings = settings(spec);
+    r.set(Progress { phase: "training".into(), fraction: 0.6, ..Progress::default() });
+    let started = Instant::now();
+    let (labels, task, r2) = (prepared.labels, spec.task.clone(), r.clone());
+    let balanced = spec.class_weight.is_some();
+    let (fitted, names, metrics_json) = tokio::task::spawn_blocking(move || {
+        fit_and_score(&x, &labels, &task, &fit_idx, &val_idx, &hold_idx, settings, balanced, &r2)
+    })
+    .await
+    .map_err(|e| format!("the trainer failed to run: {e}"))??;
+    let training_secs = started.elapsed().as_secs_f64();
+    r.set(Progress { phase: "storing".into(), fraction: 0.95, ..Progress::default() });
+    let head = json!({
+        "format": "tessera.linear.v1",
+        "task": spec.task,
+        "weights": fitted.weights,
+        "bias": fitted.bias,
+        "labels": names,
+        "base_model": base,
+    });
+    let artifact = serde_json::to_vec(&head).map_err(|e| e.to_string())?;
+    tessera_engine::check_artifact("linear", &artifact).map_err(|e| e.to_string())?;
+    let (sha, size) = s.artifacts().put(artifact).await.map_err(store_err)?;
+    let actor = AuditActor { key_id: job.created_by.clone(), request_id: Some(job.id.clone()) };
+    let model = model_for(s, ctx, spec, base.as_deref(), &actor).await?;
+    let size = i64::try_from(size).unwrap_or(i64::MAX);
+    let v = s
+        .store()
+        .add_model_version(KeyOwner::Tenant(ctx), &model, &sha, size, None, &actor)
+        .await
+        .map_err(store_err)?;
+    let mut metrics = metrics_json;
+    metrics["l2"] = json!(fitted.l2);
+    metrics["epochs"] = json!(fitted.epochs);
+    metrics["rows"] =
+        json!({"used": n, "skipped": skipped, "training": train_rows, "holdout": hold_rows});
+    metrics["training_seconds"] = json!(training_secs);
+    metrics["seconds"] = json!(r.started.elapsed().as_secs_f64());
+    metrics["dataset"] = json!({"id": dataset.id, "sha256": dataset.sha256});
+    Ok(Made { model: model.name, version: v.version, metrics })
+}
+
+fn settings(spec: &JobSpec) -> Settings {
+    let mut s = Settings::default();
+    if let Some(h) = &spec.hyperparameters {
+        if let Some(l2) = &h.l2 {
+            s.l2_grid = l2.clone();
+        }
+        s.max_epochs = h.max_epochs.unwrap_or(s.max_epochs);
+        s.patience = h.patience.unwrap_or(s.patience);
+        s.learning_rate = h.learning_rate.unwrap_or(s.learning_rate);
+    }
+    s
+}
+
+/// Fits on the fit rows, stops early on the validation rows, scores the
+/// holdout; classification with its class names.
+#[expect(clippy::too_many_arguments, reason = "the three splits and the job's settings")]
+fn fit_and_score(
+    x: &Matrix,
+    labels: &[Value],
+    task: &str,
+    fit_idx: &[usize],
+    val_idx: &[usize],
+    hold_idx: &[usize],
+    mut settings: Settings,
+    balanced: bool,
+    r: &Reporter,
+) -> Result<(linear::Fitted, Option<Vec<String>>, Value), Failure> {
+    let (xf, xv, xh) = (x.take(fit_idx), x.take(val_idx), x.take(hold_idx));
+    let max = settings.max_epochs.max(1);
+    let mut on_epoch = |cand: usize, of: usize, epoch: usize, loss: f32| {
+        let within = (cand as f64 + epoch as f64 / max as f64) / of.max(1) as f64;
+        r.set(Progress {
+            phase: "training".into(),
+            fraction: 0.6 + 0.35 * within.min(1.0),
+            epoch: Some(epoch),
+            loss: Some(loss),
+            eta_secs: None,
+        });
+        !r.cancelled()
+    };
+    let fit_err = |e: FitError| e.to_string();
+    if task == "classification" {
+        let (y, names) = classes(labels)?;
+        let pick = |idx: &[usize]| idx.iter().map(|&i| y[i]).collect::<Vec<_>>();
+        let (yf, yv, yh) = (pick(fit_idx), pick(val_idx), pick(hold_idx));
+        if balanced {
+            settings.class_weights = Some(linear::balanced_weights(&yf, names.len()));
+        }
+        let f = linear::fit_classifier(&xf, &yf, &xv, &yv, names.len(), &settings, &mut on_epoch)
+            .map_err(fit_err)?;
+        let m = metrics::classification(&names, &yh, &linear::predict_classes(&f, &xh));
+        let m = serde_json::to_value(m).map_err(|e| e.to_string())?;
+        Ok((f, Some(names), json!({"holdout": m})))
+    } else {
+        let y = targets(labels)?;
+        let pick = |idx: &[usize]| idx.iter().map(|&i| y[i]).collect::<Vec<_>>();
+        let (yf, yv, yh) = (pick(fit_idx), pick(val_idx), pick(hold_idx));
+        let f =
+            linear::fit_regressor(&xf, &yf, &xv, &yv, &settings, &mut on_epoch).map_err(fit_err)?;
+        let m = metrics::regression(&yh, &linear::predict_values(&f, &xh));
+        let m = serde_json::to_value(m).map_err(|e| e.to_string())?;
+        Ok((f, None, json!({"holdout": m})))
+    }
+}
+
+/// Every text's embedding by `base`, in batches through the batcher;
+/// vectors seen before come from the cache.
+async fn embed_all(
+    s: &Services,
+    base: &str,
+    texts: &[String],
+    r: &Reporter,
+) -> Result<Matrix, Failure> {
+    use sha2::Digest as _;
+    let engine = s.models().get(base).await.map_err(|e| format!("base model {base:?}: {e}"))?;
+    let key = |t: &str| {
+        let mut h = sha2::Sha256::new();
+        h.update(base.as_bytes());
+        h.update([0]);
+        h.update(t.as_bytes());
+        hex::encode(h.finalize())
+    };
+    let cache = &s.trainer().vectors;
+    let mut rows: Vec<Option<Arc<[f32]>>> = texts.iter().map(|t| cache.get(&key(t))).collect();
+    let missing: Vec<usize> = (0..texts.len()).filter(|&i| rows[i].is_none()).collect();
+    for (done, chunk) in missing.chunks(EMBED_BATCH).enumerate() {
+        if r.cancelled() {
+            return Err("training was cancelled".into());
+        }
+        let batch: Vec<String> = chunk.iter().map(|&i| texts[i].clone()).collect();
+        let out = backend::embed(s.breakers(), &engine, batch)
+            .await
+            .map_err(|e| format!("embedding failed: {e}"))?;
+        for (&i, v) in chunk.iter().zip(out.vectors) {
+            let v: Arc<[f32]> = v.into();
+            cache.insert(key(&texts[i]), v.clone());
+            rows[i] = Some(v);
+        }
+        let fraction =
+            ((done + 1) * EMBED_BATCH).min(missing.len()) as f64 / missing.len().max(1) as f64;
+        r.set(Progress {
+            phase: "embedding".into(),
+            fraction: 0.05 + 0.55 * fraction,
+            ..Progress::default()
+        });
+    }
+    let dim = engine.dim;
+    let mut data = Vec::with_capacity(texts.len() * dim);
+    for v in rows.into_iter().flatten() {
+        data.extend_from_slice(&v);
+    }
+    Ok(Matrix::new(texts.len(), dim, data))
+}
+
+/// The tenant's model the job versions: created on first use; one that
+/// exists must be a linear model of the same task and base.
+async fn model_for(
+    s: &Services,
+    ctx: &TenantCtx,
+    spec: &JobSpec,
+    base: Option<&str>,
+    actor: &AuditActor,
+) -> Result<Model, Failure> {
+    let view = ModelView::Tenant { ctx, segment: None };
+    match s.store().resolve_model(view, &spec.model).await {
+        Ok(m) if m.tenant_id.as_ref() == Some(ctx.tenant_id()) => {
+            if m.runtime != "linear" || m.task != spec.task || m.base_model.as_deref() != base {
+                return Err(format!(
+                    "model {:?} is a {} {} model over {}; this job makes a linear {} model over {}",
+                    m.name,
+                    m.runtime,
+                    m.task,
+                    m.base_model.as_deref().unwrap_or("numbers"),
+                    spec.task,
+                    base.unwrap_or("numbers")
+                ));
+            }
+            Ok(m)
+        }
+        Ok(_) | Err(StoreError::NotFound { .. }) => {
+            let new = NewModel {
+                name: spec.model.clone(),
+                task: spec.task.clone(),
+                runtime: "linear".into(),
+                base_model: base.map(str::to_owned),
+                segment: None,
+                scope: None,
+                config: None,
+            };
+            s.store()
+                .create_model(ModelScope::Tenant(ctx), &new, None, actor)
+                .await
+                .map_err(store_err)
+        }
+        Err(e) => Err(store_err(e)),
+    }
+}

@@ -1,0 +1,166 @@
+//! Training jobs (L2) end to end: the UCI sentiment set uploaded, a head
+//! trained over the default embedding model through a job (queued, running
+//! with progress, succeeded), its holdout metrics, the new version serving
+//! on KServe and OIP; a queued job cancelled; specs that cannot train
+//! refused with a 400 naming the problem.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use common::{Backend, Options, Server};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn upload(s: &Server, key: &str, name: &str, csv: String) -> String {
+    let r = s
+        .api
+        .http
+        .post(format!("{}/v1/datasets?name={name}", s.url))
+        .bearer_auth(key)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+}
+
+async fn start(s: &Server, key: &str, spec: Value) -> common::Resp {
+    s.api.call(Method::POST, "/v1/training-jobs", Some(key), Some(spec)).await
+}
+
+/// Polls the job until it is finished; the phases it went through.
+async fn wait(s: &Server, key: &str, id: &str, within: Duration) -> (Value, Vec<String>) {
+    let deadline = Instant::now() + within;
+    let mut phases = Vec::new();
+    loop {
+        let r = s.api.get(&format!("/v1/training-jobs/{id}"), key).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        let phase = r.body["progress"]["phase"].as_str().unwrap_or("").to_owned();
+        if phases.last() != Some(&phase) {
+            phases.push(phase);
+        }
+        if matches!(r.body["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
+            return (r.body, phases);
+        }
+        assert!(Instant::now() < deadline, "job {id} did not finish: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_trained_on_the_sentiment_set_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        Options::new(&Backend::Sqlite, dir.path())
+            .env("TESSERA__ENGINE__LOAD_DEFAULT_MODEL", "true")
+            .env("TESSERA__ENGINE__LOAD_WAIT_MS", "120000"),
+    )
+    .await;
+    let (_, key, _) = s.tenant_with_key("acme", "developer").await;
+    let rows = common::data::sentiment();
+    let ds = upload(&s, &key, "sentiment", common::data::to_csv(&["text", "label"], &rows)).await;
+    let spec = json!({"dataset": ds, "task": "classification", "label": "label", "text": "text",
+                      "model": "sentiment", "seed": 7});
+    let r = start(&s, &key, spec.clone()).await;
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("queued")),
+        "{r:?}"
+    );
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    // A second job waits behind the first (one at a time per replica): cancel it.
+    let second = start(&s, &key, spec).await;
+    let second_id = second.body["id"].as_str().unwrap().to_owned();
+    let c = s
+        .api
+        .call(Method::POST, &format!("/v1/training-jobs/{second_id}/cancel"), Some(&key), None)
+        .await;
+    assert_eq!((c.status, c.body["status"].as_str()), (StatusCode::OK, Some("cancelled")), "{c:?}");
+    let again = s
+        .api
+        .call(Method::POST, &format!("/v1/training-jobs/{second_id}/cancel"), Some(&key), None)
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{again:?}");
+
+    let (job, phases) = wait(&s, &key, &id, Duration::from_secs(600)).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(phases.iter().any(|p| p == "embedding" || p == "training"), "{phases:?}");
+    let m = &job["metrics"]["holdout"];
+    let accuracy = m["accuracy"].as_f64().unwrap();
+    assert!(accuracy >= 0.85, "holdout accuracy {accuracy}: {job}");
+    assert_eq!((m["samples"].as_u64(), &m["labels"]), (Some(600), &json!(["0", "1"])), "{job}");
+    assert_eq!((job["model"].as_str(), job["version"].as_i64()), (Some("sentiment"), Some(1)));
+    assert_eq!(job["metrics"]["dataset"]["id"], ds.as_str());
+
+    // The version serves through KServe and OIP.
+    let r = s
+        .api
+        .call(Method::POST, "/v1/models/sentiment:predict", Some(&key),
+              Some(json!({"instances": ["I loved it, wonderful and great", "Terrible, it broke after a day"]})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(
+        (r.body["predictions"][0]["label"].as_str(), r.body["predictions"][1]["label"].as_str()),
+        (Some("1"), Some("0")),
+        "{r:?}"
+    );
+    let oip = json!({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["what a great phone"]}]});
+    let r = s.api.call(Method::POST, "/v2/models/sentiment/infer", Some(&key), Some(oip)).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.body["outputs"][1]["data"], json!([1]), "{r:?}");
+    let list = s.api.get("/v1/training-jobs", &key).await;
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn specs_that_cannot_train_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(Options::new(&Backend::Sqlite, dir.path())).await;
+    let (tenant, key, _) = s.tenant_with_key("acme", "developer").await;
+    let mut one_class = String::from("text,label,n,word\n");
+    for i in 0..100 {
+        one_class.push_str(&format!("t{i},1,{i},w{}\n", i % 3));
+    }
+    let ds = upload(&s, &key, "one", one_class).await;
+    let small = upload(&s, &key, "small", "text,label\na,0\nb,1\nc,0\nd,1\n".into()).await;
+    let base = |v: Value| {
+        let mut spec = json!({"dataset": ds, "task": "classification", "label": "label", "model": "m", "text": "text"});
+        for (k, x) in v.as_object().unwrap() {
+            spec[k] = x.clone();
+        }
+        spec
+    };
+    for (spec, param, words) in [
+        (base(json!({})), "label", "needs at least two"),
+        (base(json!({"label": "missing"})), "label", "no column \"missing\""),
+        (
+            base(json!({"text": null, "features": ["word"], "task": "regression", "label": "n"})),
+            "features",
+            "numeric",
+        ),
+        (base(json!({"dataset": small})), "holdout", "too few"),
+        (base(json!({"dataset": "ds_nope"})), "dataset", "no dataset"),
+        (
+            base(json!({"base_model": "nope", "task": "regression", "label": "n"})),
+            "base_model",
+            "no embedding model",
+        ),
+        (base(json!({"holdout": 0.9})), "holdout", "at most 0.5"),
+    ] {
+        let r = start(&s, &key, spec.clone()).await;
+        assert_eq!(
+            (r.status, r.body["error"]["param"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(param)),
+            "{spec}: {r:?}"
+        );
+        assert!(r.body["error"]["message"].as_str().unwrap().contains(words), "{spec}: {r:?}");
+    }
+    let (viewer, _) = s.key_for(&tenant, "viewer").await;
+    let r = start(&s, &viewer, base(json!({"label": "n", "task": "regression"}))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    assert_eq!(s.api.get("/v1/training-jobs/job_nope", &key).await.status, StatusCode::NOT_FOUND);
+}
