@@ -18,7 +18,7 @@ pub const DEFAULT_BASE_MODEL: &str = "all-minilm-l6-v2";
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Hyperparameters {
-    /// L2 strengths to try, chosen by validation loss (default 1e-4, 1e-3, 1e-2, 1e-1).
+    /// L2 strengths to try, chosen by validation loss (default 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.3, 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l2: Option<Vec<f32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -51,7 +51,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            l2_grid: vec![1e-4, 1e-3, 1e-2, 1e-1],
+            l2_grid: vec![1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0],
             max_epochs: 500,
             patience: 20,
             learning_rate: 0.05,
