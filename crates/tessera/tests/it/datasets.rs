@@ -133,6 +133,8 @@ async fn datasets(backend: Backend) {
         (StatusCode::BAD_REQUEST, Some("name")),
         "{r:?}"
     );
+    // Refused before its body was read: the connection is not reused.
+    assert_eq!(r.headers["connection"], "close", "{r:?}");
     let after = s.api.get("/v1/datasets", &key).await.body["data"].as_array().unwrap().len();
     assert_eq!(before, after, "nothing stored from files that failed");
 
