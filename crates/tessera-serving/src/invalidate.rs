@@ -265,6 +265,14 @@ impl MetadataStore for InvalidatingStore {
     ) -> Result<Vec<tessera_core::training::Job>, StoreError> {
         self.inner.list_training_jobs(ctx).await
     }
+    async fn training_job_for_version(
+        &self,
+        ctx: &TenantCtx,
+        model: &str,
+        version: i64,
+    ) -> Result<Option<tessera_core::training::Job>, StoreError> {
+        self.inner.training_job_for_version(ctx, model, version).await
+    }
     async fn cancel_training_job(
         &self,
         ctx: &TenantCtx,

@@ -233,12 +233,13 @@ async fn train(
     .map_err(|e| format!("the dataset reader failed to run: {e}"))??;
     let n = prepared.labels.len();
     // The inputs: a text column's embeddings, or the feature columns.
-    let (x, base) = match &spec.text {
+    let (x, base, base_version) = match &spec.text {
         Some(_) => {
             let base = spec.base_model.clone().unwrap_or_else(|| DEFAULT_BASE_MODEL.to_owned());
-            (embed_all(s, &base, &prepared.texts, &r).await?, Some(base))
+            let (x, version) = embed_all(s, &base, &prepared.texts, &r).await?;
+            (x, Some(base), Some(version))
         }
-        None => (prepared.features.clone().ok_or("no feature values were read")?, None),
+        None => (prepared.features.clone().ok_or("no feature values were read")?, None, None),
     };
     let skipped = prepared.skipped;
     let (train_idx, hold_idx) = metrics::split(n, spec.holdout, spec.seed);
@@ -292,7 +293,15 @@ async fn train(
         json!({"used": n, "skipped": skipped, "training": train_rows, "holdout": hold_rows});
     metrics["training_seconds"] = json!(training_secs);
     metrics["seconds"] = json!(r.started.elapsed().as_secs_f64());
-    metrics["dataset"] = json!({"id": dataset.id, "sha256": dataset.sha256});
+    metrics["dataset"] = json!({"id": dataset.id, "name": dataset.name, "version": dataset.version, "sha256": dataset.sha256});
+    metrics["trainer"] = json!(if spec.task == "classification" {
+        "multinomial logistic regression (Adam, early stopping, L2 by validation loss)"
+    } else {
+        "least-squares regression (Adam, early stopping, L2 by validation loss)"
+    });
+    if let (Some(b), Some(v)) = (&base, &base_version) {
+        metrics["base_model"] = json!({"name": b, "version": v});
+    }
     Ok(Made { model: model.name, version: v.version, metrics })
 }
 
@@ -368,7 +377,7 @@ async fn embed_all(
     base: &str,
     texts: &[String],
     r: &Reporter,
-) -> Result<Matrix, Failure> {
+) -> Result<(Matrix, String), Failure> {
     use sha2::Digest as _;
     let engine = s.models().get(base).await.map_err(|e| format!("base model {base:?}: {e}"))?;
     let key = |t: &str| {
@@ -407,7 +416,7 @@ async fn embed_all(
     for v in rows.into_iter().flatten() {
         data.extend_from_slice(&v);
     }
-    Ok(Matrix::new(texts.len(), dim, data))
+    Ok((Matrix::new(texts.len(), dim, data), engine.version.clone()))
 }
 
 /// The tenant's model the job versions: created on first use; one that

@@ -238,6 +238,13 @@ pub trait MetadataStore: Send + Sync + 'static {
         &self,
         ctx: &TenantCtx,
     ) -> Result<Vec<tessera_core::training::Job>, StoreError>;
+    /// The job that made version `version` of the tenant's model `model`, if a job did.
+    async fn training_job_for_version(
+        &self,
+        ctx: &TenantCtx,
+        model: &str,
+        version: i64,
+    ) -> Result<Option<tessera_core::training::Job>, StoreError>;
     /// Cancels a queued or running job (audited); a finished one is a conflict.
     async fn cancel_training_job(
         &self,

@@ -608,6 +608,10 @@ macro_rules! sql_metadata_store {
                 self.sql_list_training_jobs(ctx).await
             }
 
+            async fn training_job_for_version(&self, ctx: &TenantCtx, model: &str, version: i64) -> Result<Option<Job>, StoreError> {
+                self.sql_training_job_for_version(ctx, model, version).await
+            }
+
             async fn cancel_training_job(&self, ctx: &TenantCtx, id: &str, actor: &AuditActor) -> Result<Job, StoreError> {
                 self.sql_cancel_training_job(ctx, id, actor).await
             }

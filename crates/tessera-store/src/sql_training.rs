@@ -99,6 +99,27 @@ macro_rules! sql_training_store {
                 rows.iter().map(job_from_row).collect()
             }
 
+            pub(crate) async fn sql_training_job_for_version(
+                &self,
+                ctx: &TenantCtx,
+                model: &str,
+                version: i64,
+            ) -> Result<Option<Job>, StoreError> {
+                let tenant = ctx.tenant_id();
+                let mut tx = self.begin(TxScope::Tenant(tenant.as_str()), false).await?;
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {JOB_COLUMNS} FROM training_jobs \
+                     WHERE tenant_id = $1 AND model = $2 AND version = $3 AND status = 'succeeded'"
+                )))
+                .bind(tenant.as_str())
+                .bind(model)
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                row.as_ref().map(job_from_row).transpose()
+            }
+
             pub(crate) async fn sql_cancel_training_job(
                 &self,
                 ctx: &TenantCtx,

@@ -177,6 +177,7 @@ pub fn api_routes() -> ApiRoutes {
         .add(Get, "/v1/models/{name}", models::tenant_get)
         .add(Post, "/v1/models/{name}/versions", models::tenant_upload)
         .add(Get, "/v1/models/{name}/versions", models::tenant_versions)
+        .add(Get, "/v1/models/{name}/versions/{version}/lineage", training_jobs::lineage)
         .add(Post, "/v1/models/{name}", kserve::kserve_predict)
         .add(Get, "/v2", oip::server_metadata)
         .add(Get, "/v2/models/{name}", oip::model_metadata)

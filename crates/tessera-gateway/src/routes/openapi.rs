@@ -28,7 +28,7 @@ use super::{
         events::ingest, events::read, events::stream,
         event_types::list, event_types::put, event_types::get, event_types::delete,
         datasets::upload, datasets::list, datasets::get, datasets::preview,
-        training_jobs::create, training_jobs::list, training_jobs::get, training_jobs::cancel,
+        training_jobs::create, training_jobs::list, training_jobs::get, training_jobs::cancel, training_jobs::lineage,
         features::list, features::put, features::get, features::delete,
         features::online, features::feast_online, features::push, features::feast_write, features::historical,
         usage::tenant_totals, usage::tenant_records, usage::admin_totals, usage::admin_records,

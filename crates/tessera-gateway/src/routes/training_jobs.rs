@@ -172,3 +172,54 @@ pub async fn cancel(
     let ctx = auth.tenant(Operation::ModelsWrite)?;
     Ok(Json(s.store().cancel_training_job(&ctx, &id, &auth.actor()).await?))
 }
+
+/// Where a model version came from.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Lineage {
+    pub model: String,
+    pub version: i64,
+    pub sha256: String,
+    pub size: i64,
+    pub created_at: tessera_core::time::Timestamp,
+    /// `training_job` or `upload`.
+    pub source: String,
+    /// The job that made it: who started it, its spec (dataset, seed,
+    /// hyperparameters), and in its metrics the dataset's id and hash, the
+    /// trainer, the chosen L2, the base model's version and the scores.
+    pub job: Option<Job>,
+}
+
+/// A version's lineage: its artifact, and the training job that made it, if one did.
+#[utoipa::path(get, path = "/v1/models/{name}/versions/{version}/lineage", tag = "models",
+    params(("name" = String, Path, description = "model name"), ("version" = String, Path, description = "version")),
+    responses((status = 200, body = Lineage), (status = 404, body = ErrorBody)))]
+pub async fn lineage(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<Lineage>, ApiError> {
+    let ctx = auth.tenant(Operation::ModelsRead)?;
+    let segment = s.tenants().get(s.store(), &ctx).await?.tenant.segment.clone();
+    let view = ModelView::Tenant { ctx: &ctx, segment: segment.as_deref() };
+    let model = s.store().resolve_model(view, &name).await?;
+    let versions = s.store().list_model_versions(view, &model).await?;
+    let v = versions
+        .iter()
+        .find(|v| v.version.to_string() == version)
+        .ok_or_else(|| ApiError::NotFound(format!("model {name:?} has no version {version:?}")))?;
+    // Only the tenant's own models come from its jobs.
+    let job = if model.tenant_id.as_ref() == Some(ctx.tenant_id()) {
+        s.store().training_job_for_version(&ctx, &model.name, v.version).await?
+    } else {
+        None
+    };
+    Ok(Json(Lineage {
+        model: model.name.clone(),
+        version: v.version,
+        sha256: v.sha256.clone(),
+        size: v.size,
+        created_at: v.created_at,
+        source: if job.is_some() { "training_job" } else { "upload" }.into(),
+        job,
+    }))
+}

@@ -112,6 +112,23 @@ async fn a_head_trained_on_the_sentiment_set_serves() {
     let r = s.api.call(Method::POST, "/v2/models/sentiment/infer", Some(&key), Some(oip)).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_eq!(r.body["outputs"][1]["data"], json!([1]), "{r:?}");
+    // The version's lineage: the job, its dataset and hash, the base model's version.
+    let l = s.api.get("/v1/models/sentiment/versions/1/lineage", &key).await;
+    assert_eq!(
+        (l.status, l.body["source"].as_str()),
+        (StatusCode::OK, Some("training_job")),
+        "{l:?}"
+    );
+    assert_eq!(l.body["job"]["id"], id.as_str());
+    assert_eq!(l.body["job"]["metrics"]["dataset"]["id"], ds.as_str());
+    assert!(
+        l.body["job"]["metrics"]["dataset"]["sha256"].as_str().is_some_and(|h| h.len() == 64),
+        "{l:?}"
+    );
+    assert_eq!(l.body["job"]["metrics"]["base_model"]["name"], "all-minilm-l6-v2", "{l:?}");
+    assert_eq!(l.body["job"]["spec"]["seed"], 7);
+    let missing = s.api.get("/v1/models/sentiment/versions/9/lineage", &key).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{missing:?}");
     let list = s.api.get("/v1/training-jobs", &key).await;
     assert_eq!(list.body["data"].as_array().unwrap().len(), 2);
 }
