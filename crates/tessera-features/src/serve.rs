@@ -438,30 +438,37 @@ pub async fn historical(
     Ok(Table { columns, rows, dtypes })
 }
 
-/// A table as CSV (RFC 4180: a field with a comma, quote or line break is
+/// A CSV field (RFC 4180: a field with a comma, quote or line break is
 /// quoted; null is empty; a list is its JSON).
-pub fn to_csv(t: &Table) -> String {
-    let field = |v: &Value| -> String {
-        let s = match v {
-            Value::Null => String::new(),
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s
-        }
+fn csv_field(v: &Value) -> String {
+    let s = match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     };
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
+}
+
+/// A table's CSV header line.
+pub fn csv_header(t: &Table) -> String {
+    let header: Vec<String> =
+        t.columns.iter().map(|c| csv_field(&Value::from(c.as_str()))).collect();
+    format!("{}\n", header.join(","))
+}
+
+/// Rows as CSV lines.
+pub fn csv_rows(rows: &[Vec<Value>]) -> String {
     let mut out = String::new();
-    let header: Vec<String> = t.columns.iter().map(|c| field(&Value::from(c.as_str()))).collect();
-    out.push_str(&header.join(","));
-    out.push('\n');
-    for r in &t.rows {
-        out.push_str(&r.iter().map(field).collect::<Vec<_>>().join(","));
+    for r in rows {
+        out.push_str(&r.iter().map(csv_field).collect::<Vec<_>>().join(","));
         out.push('\n');
     }
     out
+}
+
+/// A table as CSV, whole.
+pub fn to_csv(t: &Table) -> String {
+    csv_header(t) + &csv_rows(&t.rows)
 }
 
 /// The features a request names: a service's, or its own list.

@@ -250,9 +250,7 @@ pub async fn historical(
     let table = serve::historical(&catalog, offline, ctx.tenant_id(), &req).await?;
     let content_type = axum::http::header::CONTENT_TYPE;
     Ok(match format {
-        "csv" => {
-            ([(content_type, "text/csv; charset=utf-8")], serve::to_csv(&table)).into_response()
-        }
+        "csv" => ([(content_type, "text/csv; charset=utf-8")], streamed_csv(table)).into_response(),
         "parquet" => {
             // Encoding a large table is CPU work: off the async executor.
             let bytes = tokio::task::spawn_blocking(move || to_parquet(&table))
@@ -261,8 +259,48 @@ pub async fn historical(
                 .map_err(ApiError::Internal)?;
             ([(content_type, "application/vnd.apache.parquet")], bytes).into_response()
         }
-        _ => Json(table).into_response(),
+        _ => ([(content_type, "application/json")], streamed_json(table)).into_response(),
     })
+}
+
+/// Rows per chunk of a streamed training set.
+const CHUNK_ROWS: usize = 4096;
+
+/// A table's CSV as a body written chunk by chunk (a large set is never
+/// held twice, as rows and as one text).
+fn streamed_csv(table: serve::Table) -> axum::body::Body {
+    let table = std::sync::Arc::new(table);
+    let header = serve::csv_header(&table);
+    let n = table.rows.len();
+    let chunks = (0..n.div_ceil(CHUNK_ROWS)).map(move |c| {
+        let rows = &table.rows[c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(n)];
+        Ok::<_, std::convert::Infallible>(serve::csv_rows(rows))
+    });
+    let all = std::iter::once(Ok(header)).chain(chunks);
+    axum::body::Body::from_stream(futures_util::stream::iter(all))
+}
+
+/// A table's JSON (`{"columns": [...], "rows": [[...], ...]}`, as the
+/// table serializes) as a body written chunk by chunk.
+fn streamed_json(table: serve::Table) -> axum::body::Body {
+    let table = std::sync::Arc::new(table);
+    let head = format!(
+        "{{\"columns\":{},\"rows\":[",
+        serde_json::to_string(&table.columns).unwrap_or_else(|_| "[]".into())
+    );
+    let n = table.rows.len();
+    let chunks = (0..n.div_ceil(CHUNK_ROWS)).map(move |c| {
+        let mut out = String::new();
+        for i in c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(n) {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::to_string(&table.rows[i]).unwrap_or_else(|_| "[]".into()));
+        }
+        Ok::<_, std::convert::Infallible>(out)
+    });
+    let all = std::iter::once(Ok(head)).chain(chunks).chain(std::iter::once(Ok("]}".to_owned())));
+    axum::body::Body::from_stream(futures_util::stream::iter(all))
 }
 
 /// Feast's `write-to-online-store` (`feature_view_name` and `df`): a push.

@@ -539,6 +539,28 @@ async fn training_sets_join_as_of() {
     )
     .await;
     assert_eq!(bad.body["error"]["param"], "entity_df.event_timestamp", "{bad:?}");
+    // Past one chunk of the streamed answer (4,096 rows): whole, in order, in both forms.
+    let many = 5000;
+    let big = json!({"entity_df": {"driver_id": vec![1001; many], "event_timestamp": vec![at(9, 30); many],
+        "n": (0..many).collect::<Vec<_>>()}, "features": ["driver_hourly_stats:trips_today"]});
+    let r = post(&s, &key, "/v1/features/historical", big.clone()).await;
+    let rows = r.body["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), many, "{}", r.body["columns"]);
+    assert!(rows.iter().enumerate().all(|(i, row)| row[2] == json!(i) && row[3] == json!(7)));
+    let text = s
+        .api
+        .http
+        .post(format!("{}/v1/features/historical?format=csv", s.url))
+        .bearer_auth(&key)
+        .json(&big)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!((lines.len(), lines[4097]), (many + 1, "1001,2021-04-12T09:30:00Z,4096,7"));
     let xml = s
         .api
         .call(Method::POST, "/v1/features/historical?format=xml", Some(&key), Some(body.clone()))
