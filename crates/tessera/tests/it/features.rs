@@ -290,6 +290,33 @@ async fn two_replicas_share_the_redis_online_store() {
     assert_eq!(column(&r, "spend")["values"], json!([99.0]), "{r:?}");
 }
 
+/// With the Redis online store and Redis away, reads and pushes answer 503
+/// within the Redis timeout (nothing is acknowledged), and the definitions,
+/// which live in the database, still answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_away_is_a_quick_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new(&Backend::Sqlite, dir.path())
+        .env("TESSERA_ADMIN_KEY", ADMIN)
+        .env("TESSERA__REDIS_TIMEOUT_MS", "300");
+    // Nothing listens on port 1.
+    opts.args = vec!["--redis-url".into(), "redis://127.0.0.1:1".into()];
+    let s = Server::start(opts).await;
+    let (_, key, _) = s.tenant_with_key("acme", "developer").await;
+    define(&s, &key).await;
+    let started = std::time::Instant::now();
+    let r = post(&s, &key, "/v1/features/online", read_all(&["c1"])).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+        "{r:?}"
+    );
+    let r = post(&s, &key, "/v1/features/push", rows()).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(s.api.get("/v1/features/views", &key).await.status, StatusCode::OK);
+}
+
 /// The stream views of the tests: a sum and a count over 5 minutes sliding
 /// every 30 seconds.
 async fn define_stream(s: &Server, key: &str) {
