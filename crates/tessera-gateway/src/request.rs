@@ -54,6 +54,11 @@ pub async fn request_layer(
         .unwrap_or_else(|| format!("req_{}", tessera_core::ids::unique_suffix()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let has_body = req.headers().contains_key(axum::http::header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
     let slot = RouteSlot::default();
     req.extensions_mut().insert(RequestId(id.clone()));
     req.extensions_mut().insert(slot.clone());
@@ -70,6 +75,13 @@ pub async fn request_layer(
         if let Some(allow) = allow {
             resp.headers_mut().insert(axum::http::header::ALLOW, allow);
         }
+    }
+    // A refusal may come before the body is read (a 404 for the model, a
+    // 429, a bad name), which leaves the connection unusable: say so, or
+    // the client's next request on it breaks.
+    if has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        resp.headers_mut()
+            .insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     let route = slot.get().unwrap_or("unmatched").to_owned();
     span.record("route", route.as_str());

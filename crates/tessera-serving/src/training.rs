@@ -210,12 +210,9 @@ async fn train(
 ) -> Result<Made, Failure> {
     let spec = &job.spec;
     let dataset = s.store().get_dataset(ctx, &spec.dataset).await.map_err(store_err)?;
-    let format = match dataset.format.as_str() {
-        "csv" => Format::Csv,
-        "jsonl" => Format::Jsonl,
-        "parquet" => Format::Parquet,
-        other => return Err(format!("dataset format {other:?} is not one this server reads")),
-    };
+    let format = Format::parse(&dataset.format).ok_or_else(|| {
+        format!("dataset format {:?} is not one this server reads", dataset.format)
+    })?;
     let bytes = s.artifacts().get(&dataset.sha256).await.map_err(store_err)?;
     let spec2 = spec.clone();
     let prepared = tokio::task::spawn_blocking(move || {

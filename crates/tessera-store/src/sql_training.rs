@@ -30,6 +30,18 @@ macro_rules! sql_training_store {
             })
         }
 
+        /// One of the tenant's jobs, inside the caller's transaction.
+        async fn job_in_tx(tx: &mut Tx, tenant: &TenantId, id: &str) -> Result<Job, StoreError> {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {JOB_COLUMNS} FROM training_jobs WHERE tenant_id = $1 AND id = $2"
+            )))
+            .bind(tenant.as_str())
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            job_from_row(&row.ok_or_else(|| StoreError::not_found("training job", id))?)
+        }
+
         impl $store {
             pub(crate) async fn sql_create_training_job(
                 &self,
@@ -75,15 +87,9 @@ macro_rules! sql_training_store {
             pub(crate) async fn sql_get_training_job(&self, ctx: &TenantCtx, id: &str) -> Result<Job, StoreError> {
                 let tenant = ctx.tenant_id();
                 let mut tx = self.begin(TxScope::Tenant(tenant.as_str()), false).await?;
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {JOB_COLUMNS} FROM training_jobs WHERE tenant_id = $1 AND id = $2"
-                )))
-                .bind(tenant.as_str())
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
+                let job = job_in_tx(&mut tx, tenant, id).await?;
                 tx.commit().await?;
-                job_from_row(&row.ok_or_else(|| StoreError::not_found("training job", id))?)
+                Ok(job)
             }
 
             pub(crate) async fn sql_list_training_jobs(&self, ctx: &TenantCtx) -> Result<Vec<Job>, StoreError> {
@@ -138,14 +144,7 @@ macro_rules! sql_training_store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {JOB_COLUMNS} FROM training_jobs WHERE tenant_id = $1 AND id = $2"
-                )))
-                .bind(tenant.as_str())
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let job = job_from_row(&row.ok_or_else(|| StoreError::not_found("training job", id))?)?;
+                let job = job_in_tx(&mut tx, tenant, id).await?;
                 if done == 0 {
                     return Err(StoreError::Conflict(format!(
                         "training job {id} is {}; only a queued or running job can be cancelled",

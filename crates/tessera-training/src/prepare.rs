@@ -51,60 +51,40 @@ pub fn prepare(
         Inputs::Features(f) => f.len(),
     };
     let mut data: Vec<f32> = Vec::new();
-    let mut index: Option<(usize, Vec<usize>)> = None;
     let mut columns_seen: Vec<String> = Vec::new();
     read(format, file, &mut |line, columns, cells| {
-        let at = |name: &str| columns.iter().position(|c| c == name);
-        // Columns can only grow (JSON Lines): look names up again when they do.
+        // Columns can grow (JSON Lines): the last row's list is the file's.
         if columns.len() != columns_seen.len() {
             columns_seen = columns.to_vec();
-            index = None;
         }
+        let at = |name: &str| columns.iter().position(|c| c == name);
         let cell = |i: Option<usize>| i.and_then(|i| cells.get(i)).unwrap_or(&Value::Null);
-        let (label_i, input_i) = match &index {
-            Some(x) => (Some(x.0), x.1.clone()),
-            None => {
-                let l = at(label);
-                let ins: Vec<Option<usize>> = match inputs {
-                    Inputs::Text(t) => vec![at(t)],
-                    Inputs::Features(f) => f.iter().map(|c| at(c)).collect(),
-                };
-                if let (Some(l), true) = (l, ins.iter().all(Option::is_some)) {
-                    let ins: Vec<usize> = ins.into_iter().flatten().collect();
-                    index = Some((l, ins.clone()));
-                    (Some(l), ins)
-                } else {
-                    // Not every column has appeared yet: this row lacks some.
-                    (l, Vec::new())
-                }
-            }
-        };
+        let label_i = at(label);
         let l = cell(label_i);
         if l.is_null() {
             out.skipped += 1;
             return Ok(());
         }
         match inputs {
-            Inputs::Text(_) => match input_i.first().map(|i| cell(Some(*i))) {
-                Some(Value::String(s)) if !s.trim().is_empty() => out.texts.push(s.clone()),
+            Inputs::Text(t) => match cell(at(t)) {
+                Value::String(s) if !s.trim().is_empty() => out.texts.push(s.clone()),
                 // No text: nothing to learn from.
-                None | Some(Value::Null | Value::String(_)) => {
+                Value::Null | Value::String(_) => {
                     out.skipped += 1;
                     return Ok(());
                 }
-                Some(other) => out.texts.push(other.to_string()),
+                other => out.texts.push(other.to_string()),
             },
             Inputs::Features(names) => {
-                if input_i.len() != names.len() {
-                    let missing = names.iter().find(|n| at(n).is_none()).map_or("", String::as_str);
-                    return Err(ParseError::at(
-                        line,
-                        Some(missing),
-                        "the row has no value for this feature",
-                    ));
-                }
-                for (name, i) in names.iter().zip(&input_i) {
-                    let v = cell(Some(*i));
+                for name in names {
+                    let Some(i) = at(name) else {
+                        return Err(ParseError::at(
+                            line,
+                            Some(name),
+                            "the row has no value for this feature",
+                        ));
+                    };
+                    let v = cell(Some(i));
                     let x = number(v).ok_or_else(|| {
                         ParseError::at(
                             line,

@@ -83,28 +83,7 @@ pub async fn upload(
     ApiQuery(p): ApiQuery<UploadParams>,
     headers: HeaderMap,
     body: Body,
-) -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-    match store_upload(&s, &auth, &p, &headers, body).await {
-        Ok(d) => (StatusCode::CREATED, Json(d)).into_response(),
-        Err(e) => {
-            // A refusal can come before the body is read: the connection
-            // is not reusable then, and the client must know it.
-            let mut r = e.into_response();
-            r.headers_mut()
-                .insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
-            r
-        }
-    }
-}
-
-async fn store_upload(
-    s: &AppState,
-    auth: &Authed,
-    p: &UploadParams,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Dataset, ApiError> {
+) -> Result<(StatusCode, Json<Dataset>), ApiError> {
     let ctx = auth.tenant(Operation::DatasetsWrite)?;
     validate_name("name", &p.name)?;
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -146,7 +125,8 @@ async fn store_upload(
         schema: &columns,
         preview: &preview,
     };
-    Ok(s.store().create_dataset(&ctx, &new, &auth.actor()).await?)
+    let d = s.store().create_dataset(&ctx, &new, &auth.actor()).await?;
+    Ok((StatusCode::CREATED, Json(d)))
 }
 
 /// The tenant's datasets, every version, by name and version.

@@ -47,6 +47,11 @@ impl Format {
         }
     }
 
+    /// The format a stored dataset names (`csv`, `jsonl`, `parquet`).
+    pub fn parse(s: &str) -> Option<Format> {
+        [Format::Csv, Format::Jsonl, Format::Parquet].into_iter().find(|f| f.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Csv => "csv",
@@ -64,16 +69,9 @@ impl Format {
     }
 }
 
-/// A column's type, inferred from its values: the narrowest that holds all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Dtype {
-    Bool,
-    Int64,
-    Float64,
-    String,
-    Float64List,
-}
+/// A column's type, inferred from its values: the narrowest that holds all
+/// (the feature store's types; a dataset column is never a `timestamp`).
+pub use tessera_core::features::Dtype;
 
 /// One column as the dataset shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

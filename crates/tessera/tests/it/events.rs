@@ -33,15 +33,6 @@ fn nats_url() -> Option<String> {
     tessera_store::conformance::service_url("TESSERA_TEST_NATS_URL")
 }
 
-/// Deletes the stream servers with NATS prefix `prefix` made for `tenant`
-/// on the machine's NATS, so runs do not pile them up.
-async fn drop_stream(prefix: &str, tenant: &str) {
-    let Some(url) = nats_url() else { return };
-    let Ok(client) = async_nats::connect(url).await else { return };
-    let stream = format!("{}_{tenant}", prefix.to_uppercase());
-    let _ = async_nats::jetstream::new(client).delete_stream(stream).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_read_back_and_tail() {
     let dir = tempfile::tempdir().unwrap();
@@ -247,7 +238,7 @@ async fn kill9_loses_no_acknowledged_event(nats: Option<String>) {
     let stored = all_ids(&s, &key).await;
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(lost.is_empty(), "{} acknowledged events lost, e.g. {:?}", lost.len(), lost.first());
-    drop_stream(&prefix, &tenant).await;
+    common::drop_nats_stream(&prefix, &tenant).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,7 +275,7 @@ async fn two_replicas_on_nats_share_one_log() {
         b.api.send_events(&key, json!([{"id": "x", "type": "t", "entity": {"u": "1"}}])).await;
     assert_eq!(offsets(&again), offsets(&first));
     assert_eq!(again.body["duplicates"], 1);
-    drop_stream(&nats_prefix, &tenant).await;
+    common::drop_nats_stream(&nats_prefix, &tenant).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

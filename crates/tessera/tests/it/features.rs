@@ -468,12 +468,7 @@ async fn stream_views_on_two_replicas_share_their_tiles() {
     let want = expected(&events);
     wait_for_windows(&a, &key, &want).await;
     wait_for_windows(&b, &key, &want).await;
-    // Clean-up of the machine's NATS, best effort: a stream left over is only disk.
-    if let Ok(client) = async_nats::connect(nats).await {
-        let _ = async_nats::jetstream::new(client)
-            .delete_stream(format!("{}_{tenant}", nats_prefix.to_uppercase()))
-            .await;
-    }
+    common::drop_nats_stream(&nats_prefix, &tenant).await;
 }
 
 /// Pushes to the offline log become a point-in-time training set: Feast's

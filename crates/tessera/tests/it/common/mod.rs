@@ -562,6 +562,20 @@ impl Pair {
     }
 }
 
+/// Deletes the stream servers with NATS prefix `prefix` made for `tenant`
+/// on the machine's NATS, so runs do not pile them up. Best effort: a
+/// stream left over is only disk (and its prefix is never used again).
+pub async fn drop_nats_stream(prefix: &str, tenant: &str) {
+    let Some(url) = tessera_store::conformance::service_url("TESSERA_TEST_NATS_URL") else {
+        return;
+    };
+    let Ok(client) = async_nats::connect(url).await else { return };
+    let stream = format!("{}_{tenant}", prefix.to_uppercase());
+    if let Err(e) = async_nats::jetstream::new(client).delete_stream(&stream).await {
+        eprintln!("test clean-up: stream {stream} stays: {e}");
+    }
+}
+
 /// A NATS subject prefix of a test's own (its servers consume only its streams).
 pub fn nats_prefix() -> String {
     format!("t{}", tessera_core::ids::random_lower(12))
