@@ -11,6 +11,7 @@ pub mod dataset;
 pub mod error;
 pub mod event_type;
 pub mod features;
+pub mod governance;
 pub mod ids;
 pub mod jwt;
 pub mod metrics;

@@ -327,6 +327,9 @@ pub struct ModelVersion {
     /// The features the version reads from the feature store, if it reads any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub features: Option<crate::model_features::FeatureBinding>,
+    /// Where the version stands at its gate; absent: never validated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<crate::governance::Gate>,
 }
 
 pub fn new_model_id() -> String {
@@ -413,10 +416,39 @@ impl PostRules {
     }
 }
 
+/// A version as a deployment names it: a number, or an alias followed at
+/// each request (`"champion"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum VersionSel {
+    Number(i64),
+    Alias(String),
+}
+
+impl VersionSel {
+    /// The version it names now, given the model's aliases.
+    pub fn resolve(&self, alias: impl Fn(&str) -> Option<i64>) -> Option<i64> {
+        match self {
+            VersionSel::Number(v) => Some(*v),
+            VersionSel::Alias(a) => alias(a),
+        }
+    }
+}
+
+impl std::fmt::Display for VersionSel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VersionSel::Number(v) => write!(f, "{v}"),
+            VersionSel::Alias(a) => write!(f, "{a}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentTarget {
-    pub version: i64,
+    /// A version number, or an alias (`"champion"`) followed as it moves.
+    pub version: VersionSel,
     /// Share of traffic in percent; the weights sum to 100.
     pub weight: u32,
 }
@@ -430,8 +462,8 @@ pub struct ShadowTarget {
 }
 
 impl Deployment {
-    /// Checks the weights, percentages and that every version exists.
-    pub fn validate(&self, versions: &[i64]) -> Result<(), ValidationError> {
+    /// Checks the weights, percentages and that every version and alias exists.
+    pub fn validate(&self, versions: &[i64], aliases: &[&str]) -> Result<(), ValidationError> {
         if self.targets.is_empty() {
             return Err(ValidationError::new("targets", "a deployment needs at least one target"));
         }
@@ -442,10 +474,22 @@ impl Deployment {
                 format!("target weights must sum to 100, got {sum}"),
             ));
         }
-        for v in self.targets.iter().map(|t| t.version).chain(self.shadow.iter().map(|s| s.version))
-        {
+        for t in &self.targets {
+            let known = match &t.version {
+                VersionSel::Number(v) => versions.contains(v),
+                VersionSel::Alias(a) => aliases.contains(&a.as_str()),
+            };
+            if !known {
+                let what = match &t.version {
+                    VersionSel::Number(v) => format!("version {v}"),
+                    VersionSel::Alias(a) => format!("alias {a:?}"),
+                };
+                return Err(ValidationError::new("targets", format!("{what} does not exist")));
+            }
+        }
+        for v in self.shadow.iter().map(|s| s.version) {
             if !versions.contains(&v) {
-                return Err(ValidationError::new("targets", format!("version {v} does not exist")));
+                return Err(ValidationError::new("shadow", format!("version {v} does not exist")));
             }
         }
         if let Some(s) = self.shadow.iter().find(|s| s.percent == 0 || s.percent > 100) {
@@ -455,7 +499,12 @@ impl Deployment {
             ));
         }
         for f in &self.fallbacks {
-            crate::ids::validate_name("fallbacks", f)?;
+            // `model`, `model@3` or `model@alias`.
+            let (model, selector) = crate::governance::split_selector(f);
+            crate::ids::validate_name("fallbacks", model)?;
+            if let Some(sel) = selector {
+                crate::ids::validate_name("fallbacks", sel)?;
+            }
         }
         if let Some(t) = self.timeout_ms
             && !(1..=600_000).contains(&t)
@@ -487,16 +536,17 @@ impl Deployment {
     /// The version for a caller: a stable hash of (deployment, user) picks a
     /// bucket 0-99, and the targets' weights divide the buckets, so one user
     /// keeps one variant while the weights stay.
-    pub fn pick(&self, deployment: &str, user: &str) -> i64 {
+    pub fn pick(&self, deployment: &str, user: &str) -> &VersionSel {
+        const FIRST: VersionSel = VersionSel::Number(1);
         let bucket = (stable_hash(&[deployment, user]) % 100) as u32;
         let mut acc = 0;
         for t in &self.targets {
             acc += t.weight;
             if bucket < acc {
-                return t.version;
+                return &t.version;
             }
         }
-        self.targets.last().map_or(1, |t| t.version)
+        self.targets.last().map_or(&FIRST, |t| &t.version)
     }
 
     /// Shadow versions this request is mirrored to.
@@ -532,7 +582,7 @@ mod tests {
         Deployment {
             targets: weights
                 .iter()
-                .map(|(v, w)| DeploymentTarget { version: *v, weight: *w })
+                .map(|(v, w)| DeploymentTarget { version: VersionSel::Number(*v), weight: *w })
                 .collect(),
             shadow: vec![],
             fallbacks: vec![],
@@ -566,25 +616,39 @@ mod tests {
 
     #[test]
     fn weights_must_sum_to_100_over_existing_versions() {
-        assert!(dep(&[(1, 90), (2, 10)]).validate(&[1, 2]).is_ok());
+        assert!(dep(&[(1, 90), (2, 10)]).validate(&[1, 2], &[]).is_ok());
         assert_eq!(
-            dep(&[(1, 90), (2, 20)]).validate(&[1, 2]).unwrap_err().param.as_deref(),
+            dep(&[(1, 90), (2, 20)]).validate(&[1, 2], &[]).unwrap_err().param.as_deref(),
             Some("targets")
         );
-        assert!(dep(&[(1, 50), (3, 50)]).validate(&[1, 2]).is_err());
-        assert!(dep(&[]).validate(&[1]).is_err());
+        assert!(dep(&[(1, 50), (3, 50)]).validate(&[1, 2], &[]).is_err());
+        assert!(dep(&[]).validate(&[1], &[]).is_err());
+        let mut aliased = dep(&[(1, 100)]);
+        aliased.targets[0].version = VersionSel::Alias("champion".into());
+        assert!(aliased.validate(&[1], &["champion"]).is_ok());
+        assert!(aliased.validate(&[1], &["challenger"]).is_err());
+        let parsed: DeploymentTarget =
+            serde_json::from_str(r#"{"version": "champion", "weight": 100}"#).unwrap();
+        assert_eq!(parsed.version, VersionSel::Alias("champion".into()));
+        let parsed: DeploymentTarget =
+            serde_json::from_str(r#"{"version": 2, "weight": 100}"#).unwrap();
+        assert_eq!(parsed.version, VersionSel::Number(2));
+        aliased.fallbacks = vec!["other@champion".into()];
+        assert!(aliased.validate(&[1], &["champion"]).is_ok());
+        aliased.fallbacks = vec!["other@bad alias".into()];
+        assert!(aliased.validate(&[1], &["champion"]).is_err());
     }
 
     #[test]
     fn picks_are_sticky_and_follow_the_weights() {
         let d = dep(&[(1, 90), (2, 10)]);
         let users: Vec<String> = (0..2000).map(|i| format!("user-{i}")).collect();
-        let v2 = users.iter().filter(|u| d.pick("m", u) == 2).count();
+        let v2 = users.iter().filter(|u| *d.pick("m", u) == VersionSel::Number(2)).count();
         assert!((140..=260).contains(&v2), "about 10% should get version 2, got {v2} of 2000");
         for u in &users[..50] {
             assert_eq!(d.pick("m", u), d.pick("m", u));
         }
-        assert!(users.iter().all(|u| dep(&[(7, 100)]).pick("m", u) == 7));
+        assert!(users.iter().all(|u| *dep(&[(7, 100)]).pick("m", u) == VersionSel::Number(7)));
     }
 
     #[test]

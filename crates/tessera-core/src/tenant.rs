@@ -20,6 +20,9 @@ pub struct Tenant {
     pub prediction_sample_rate: f64,
     /// Whether prediction records keep the input text (it may be personal data).
     pub store_inputs: bool,
+    /// What the tenant's model versions must meet to take live traffic.
+    #[serde(default)]
+    pub gate_thresholds: crate::governance::GateThresholds,
 }
 
 /// Body of `POST /admin/v1/tenants`.
@@ -88,11 +91,17 @@ pub struct TenantPatch {
     pub prediction_sample_rate: Option<f64>,
     #[serde(default)]
     pub store_inputs: Option<bool>,
+    /// Replaces the gate thresholds (absent fields take their defaults).
+    #[serde(default)]
+    pub gate_thresholds: Option<crate::governance::GateThresholds>,
 }
 
 impl TenantPatch {
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_rate(self.prediction_sample_rate)?;
+        if let Some(t) = &self.gate_thresholds {
+            t.validate()?;
+        }
         if let Some(name) = &self.name {
             validate_name("name", name)?;
         }

@@ -48,7 +48,8 @@ pub struct JobSpec {
     /// A text column: the inputs are its embeddings by `base_model`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
-    /// Numeric columns (int64, float64 or bool): the inputs, standardized.
+    /// Feature columns: numeric ones (int64, float64, bool) standardized,
+    /// others (at most 100 distinct values) one-hot; the artifact records the layout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub features: Option<Vec<String>>,
     /// The model the job creates, or adds a version to.
@@ -67,7 +68,7 @@ pub struct JobSpec {
     pub class_weight: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hyperparameters: Option<Hyperparameters>,
-    /// A column whose groups the fairness report compares (recorded now).
+    /// A column whose groups the fairness check of the report compares (classification).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected_attribute: Option<String>,
 }

@@ -26,6 +26,12 @@ pub struct LinearHead {
     /// Embedding model whose vectors are this head's features (text input).
     #[serde(default)]
     pub base_model: Option<String>,
+    /// How the feature vector is laid out from a row's columns (heads over
+    /// numbers trained by Tessera): `[{"kind": "numeric", "name"} |
+    /// {"kind": "categorical", "name", "categories": [..]}]`, one-hot in
+    /// category order.
+    #[serde(default)]
+    pub inputs: Option<serde_json::Value>,
 }
 
 impl LinearHead {

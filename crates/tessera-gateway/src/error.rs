@@ -31,6 +31,9 @@ pub enum ApiError {
     /// Well-formed, but the data it needs is missing (422).
     #[error("{message}")]
     Unprocessable { message: String, code: &'static str, param: Option<String> },
+    /// A version that failed its validation gate was asked to take live traffic (409).
+    #[error("{message}")]
+    GateFailed { message: String, failing: Vec<tessera_core::governance::Check> },
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     /// A well-formed body over one of the route's own limits (events per batch, bytes per event).
@@ -126,6 +129,9 @@ impl ApiError {
                 message.clone(),
                 param.clone(),
             ),
+            ApiError::GateFailed { message, .. } => {
+                (S::CONFLICT, "invalid_request_error", "gate_failed", message.clone(), None)
+            }
             ApiError::PayloadTooLarge { .. } => (
                 S::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
@@ -232,6 +238,9 @@ pub struct ErrorDetail {
     pub kind: String,
     pub code: String,
     pub param: Option<String>,
+    /// The checks a version failed (`gate_failed` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Vec<tessera_core::governance::Check>>,
 }
 
 /// The Open Inference Protocol's error form, which `/v2` routes answer:
@@ -243,6 +252,8 @@ pub struct OipErrorBody {
     pub kind: String,
     pub code: String,
     pub param: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Vec<tessera_core::governance::Check>>,
 }
 
 /// Internal detail of a 5xx answer, for the request log only.
@@ -311,16 +322,31 @@ impl ApiError {
     /// headers the error calls for.
     pub fn respond(self, envelope: Envelope) -> Response {
         let (status, kind, code, message, param) = self.parts();
+        let checks = match &self {
+            ApiError::GateFailed { failing, .. } => Some(failing.clone()),
+            _ => None,
+        };
         let mut resp = match envelope {
             Envelope::OpenAi => {
                 let body = ErrorBody {
-                    error: ErrorDetail { message, kind: kind.into(), code: code.into(), param },
+                    error: ErrorDetail {
+                        message,
+                        kind: kind.into(),
+                        code: code.into(),
+                        param,
+                        checks,
+                    },
                 };
                 (status, axum::Json(body)).into_response()
             }
             Envelope::Oip => {
-                let body =
-                    OipErrorBody { error: message, kind: kind.into(), code: code.into(), param };
+                let body = OipErrorBody {
+                    error: message,
+                    kind: kind.into(),
+                    code: code.into(),
+                    param,
+                    checks,
+                };
                 (status, axum::Json(body)).into_response()
             }
         };
@@ -411,6 +437,7 @@ impl From<tessera_serving::inference::ServeError> for ApiError {
             S::NotFound(m) => ApiError::NotFound(m),
             S::Conflict(m) => ApiError::Conflict(m),
             S::Invalid { message, param } => ApiError::Invalid { message, param },
+            S::GateFailed { message, failing } => ApiError::GateFailed { message, failing },
             S::FeaturesMissing { message, param } => {
                 ApiError::Unprocessable { message, code: "features_missing", param: Some(param) }
             }

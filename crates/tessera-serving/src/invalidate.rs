@@ -11,6 +11,7 @@ use tessera_core::apikey::KeyRecord;
 use tessera_core::audit::{AuditActor, AuditEntry};
 use tessera_core::auth::{SystemCtx, TenantCtx};
 use tessera_core::event_type::EventType;
+use tessera_core::governance::{Alias, Report};
 use tessera_core::ids::{KeyId, TenantId};
 use tessera_core::model::{Model, ModelVersion, NewModel};
 use tessera_core::tenant::{NewTenant, Plan, PlanPatch, Tenant, TenantPatch};
@@ -373,6 +374,64 @@ impl MetadataStore for InvalidatingStore {
         model: &Model,
     ) -> Result<Vec<ModelVersion>, StoreError> {
         self.inner.list_model_versions(view, model).await
+    }
+    async fn put_version_report(
+        &self,
+        writer: KeyOwner<'_>,
+        model: &Model,
+        version: i64,
+        report: &Report,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError> {
+        let r = self.inner.put_version_report(writer, model, version, report, actor).await;
+        self.after(r, Change::Registry)
+    }
+    async fn get_version_report(
+        &self,
+        view: ModelView<'_>,
+        model: &Model,
+        version: i64,
+    ) -> Result<Option<Report>, StoreError> {
+        self.inner.get_version_report(view, model, version).await
+    }
+    async fn override_gate(
+        &self,
+        writer: KeyOwner<'_>,
+        model: &Model,
+        version: i64,
+        reason: &str,
+        actor: &AuditActor,
+    ) -> Result<Report, StoreError> {
+        let r = self.inner.override_gate(writer, model, version, reason, actor).await;
+        self.after(r, Change::Registry)
+    }
+    async fn put_alias(
+        &self,
+        writer: KeyOwner<'_>,
+        model: &Model,
+        alias: &str,
+        version: i64,
+        actor: &AuditActor,
+    ) -> Result<Alias, StoreError> {
+        let r = self.inner.put_alias(writer, model, alias, version, actor).await;
+        self.after(r, Change::Registry)
+    }
+    async fn delete_alias(
+        &self,
+        writer: KeyOwner<'_>,
+        model: &Model,
+        alias: &str,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError> {
+        let r = self.inner.delete_alias(writer, model, alias, actor).await;
+        self.after(r, Change::Registry)
+    }
+    async fn list_aliases(
+        &self,
+        view: ModelView<'_>,
+        model: &Model,
+    ) -> Result<Vec<Alias>, StoreError> {
+        self.inner.list_aliases(view, model).await
     }
     async fn list_audit(
         &self,

@@ -31,5 +31,6 @@ pub mod stream_features;
 pub mod tasks;
 pub mod tenant_cache;
 pub mod training;
+pub mod validation;
 
 pub use services::{EventSettings, Services, ServingConfig, ShadowStats};

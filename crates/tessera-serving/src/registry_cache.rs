@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_core::auth::TenantCtx;
+use tessera_core::governance::Alias;
 use tessera_core::model::{Deployment, Model, ModelVersion};
 use tessera_store::{MetadataStore, ModelView};
 
@@ -21,6 +22,14 @@ use crate::readthrough::{Policy, ReadThrough};
 pub struct Resolved {
     pub model: Model,
     pub versions: Vec<ModelVersion>,
+    pub aliases: Vec<Alias>,
+}
+
+impl Resolved {
+    /// The version an alias points at.
+    pub fn alias(&self, alias: &str) -> Option<i64> {
+        self.aliases.iter().find(|a| a.alias == alias).map(|a| a.version)
+    }
 }
 
 /// (tenant, segment, model name)
@@ -54,7 +63,8 @@ impl RegistryCache {
                 let view = ModelView::Tenant { ctx, segment };
                 let model = store.resolve_model(view, name).await?;
                 let versions = store.list_model_versions(view, &model).await?;
-                Ok(Arc::new(Resolved { model, versions }))
+                let aliases = store.list_aliases(view, &model).await?;
+                Ok(Arc::new(Resolved { model, versions, aliases }))
             })
             .await
     }

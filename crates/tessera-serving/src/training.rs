@@ -19,14 +19,14 @@ use tessera_core::model::{Model, NewModel};
 use tessera_core::time::Timestamp;
 use tessera_core::training::{DEFAULT_BASE_MODEL, Job, JobSpec, JobStatus, Progress};
 use tessera_store::{JobUpdate, KeyOwner, ModelScope, ModelView, StoreError};
-use tessera_training::dataset::Format;
 use tessera_training::linear::{self, FitError, Matrix, Settings};
 use tessera_training::metrics;
-use tessera_training::prepare::{Inputs, classes, prepare, targets};
+use tessera_training::prepare::{classes, targets};
 use tokio::sync::Notify;
 
 use crate::Services;
 use crate::inference::backend;
+use crate::validation::{self, EvalInputs, EvalSet};
 
 /// A running job not updated for this long lost its replica.
 pub const STALE: Duration = Duration::from_secs(120);
@@ -209,25 +209,16 @@ async fn train(
     r: Arc<Reporter>,
 ) -> Result<Made, Failure> {
     let spec = &job.spec;
-    let dataset = s.store().get_dataset(ctx, &spec.dataset).await.map_err(store_err)?;
-    let format = Format::parse(&dataset.format).ok_or_else(|| {
-        format!("dataset format {:?} is not one this server reads", dataset.format)
-    })?;
-    let bytes = s.artifacts().get(&dataset.sha256).await.map_err(store_err)?;
-    let spec2 = spec.clone();
-    let prepared = tokio::task::spawn_blocking(move || {
-        use std::io::{Seek as _, Write as _};
-        let mut f = tempfile::tempfile().map_err(|e| e.to_string())?;
-        f.write_all(&bytes).and_then(|()| f.rewind()).map_err(|e| e.to_string())?;
-        let inputs = match (&spec2.text, &spec2.features) {
-            (Some(t), _) => Inputs::Text(t),
-            (None, Some(f)) => Inputs::Features(f),
-            (None, None) => return Err("the job names no inputs".to_owned()),
-        };
-        prepare(format, f, &spec2.label, inputs).map_err(|e| e.message)
-    })
-    .await
-    .map_err(|e| format!("the dataset reader failed to run: {e}"))??;
+    let (dataset, prepared) = validation::read_dataset(
+        s,
+        ctx,
+        &spec.dataset,
+        &spec.label,
+        spec.text.as_deref(),
+        spec.features.as_deref(),
+        spec.protected_attribute.as_deref(),
+    )
+    .await?;
     let n = prepared.labels.len();
     // The inputs: a text column's embeddings, or the feature columns.
     let (x, base, base_version) = match &spec.text {
@@ -255,16 +246,24 @@ async fn train(
     let settings = settings(spec);
     r.set(Progress { phase: "training".into(), fraction: 0.6, ..Progress::default() });
     let started = Instant::now();
+    // The holdout as the served version reads it, for its report.
+    let hold_labels: Vec<Value> = hold_idx.iter().map(|&i| prepared.labels[i].clone()).collect();
+    let hold_inputs = match &spec.text {
+        Some(_) => EvalInputs::Texts(hold_idx.iter().map(|&i| prepared.texts[i].clone()).collect()),
+        None => EvalInputs::Rows(x.take(&hold_idx)),
+    };
+    let hold_groups =
+        prepared.groups.as_ref().map(|g| hold_idx.iter().map(|&i| g[i].clone()).collect());
     let (labels, task, r2) = (prepared.labels, spec.task.clone(), r.clone());
     let balanced = spec.class_weight.is_some();
-    let (fitted, names, metrics_json) = tokio::task::spawn_blocking(move || {
+    let (fitted, names, metrics_json, expected) = tokio::task::spawn_blocking(move || {
         fit_and_score(&x, &labels, &task, &fit_idx, &val_idx, &hold_idx, settings, balanced, &r2)
     })
     .await
     .map_err(|e| format!("the trainer failed to run: {e}"))??;
     let training_secs = started.elapsed().as_secs_f64();
     r.set(Progress { phase: "storing".into(), fraction: 0.95, ..Progress::default() });
-    let head = json!({
+    let mut head = json!({
         "format": "tessera.linear.v1",
         "task": spec.task,
         "weights": fitted.weights,
@@ -272,6 +271,9 @@ async fn train(
         "labels": names,
         "base_model": base,
     });
+    if !prepared.layout.is_empty() {
+        head["inputs"] = json!(prepared.layout);
+    }
     let artifact = serde_json::to_vec(&head).map_err(|e| e.to_string())?;
     tessera_engine::check_artifact("linear", &artifact).map_err(|e| e.to_string())?;
     let (sha, size) = s.artifacts().put(artifact).await.map_err(store_err)?;
@@ -299,6 +301,33 @@ async fn train(
     if let (Some(b), Some(v)) = (&base, &base_version) {
         metrics["base_model"] = json!({"name": b, "version": v});
     }
+    // The report: the stored version through the serving path, on the holdout.
+    r.set(Progress { phase: "validating".into(), fraction: 0.97, ..Progress::default() });
+    let thresholds = s
+        .tenants()
+        .get(s.store(), ctx)
+        .await
+        .map_err(|e| e.to_string())?
+        .tenant
+        .gate_thresholds
+        .clone();
+    let set = EvalSet {
+        inputs: hold_inputs,
+        labels: hold_labels,
+        groups: spec.protected_attribute.clone().zip(hold_groups),
+        seed: spec.seed,
+        dataset: Some(
+            json!({"id": dataset.id, "name": dataset.name, "version": dataset.version, "sha256": dataset.sha256, "rows": "holdout"}),
+        ),
+        expected: Some(expected),
+    };
+    let report = validation::validate(s, &model, &v, set, &thresholds).await?;
+    s.store()
+        .put_version_report(KeyOwner::Tenant(ctx), &model, v.version, &report, &actor)
+        .await
+        .map_err(store_err)?;
+    let failing: Vec<&str> = report.failing().iter().map(|c| c.name.as_str()).collect();
+    metrics["report"] = json!({"passed": report.passed, "failing": failing});
     Ok(Made { model: model.name, version: v.version, metrics })
 }
 
@@ -328,7 +357,7 @@ fn fit_and_score(
     mut settings: Settings,
     balanced: bool,
     r: &Reporter,
-) -> Result<(linear::Fitted, Option<Vec<String>>, Value), Failure> {
+) -> Result<(linear::Fitted, Option<Vec<String>>, Value, Vec<f32>), Failure> {
     let (xf, xv, xh) = (x.take(fit_idx), x.take(val_idx), x.take(hold_idx));
     let max = settings.max_epochs.max(1);
     let mut on_epoch = |cand: usize, of: usize, epoch: usize, loss: f32| {
@@ -352,18 +381,21 @@ fn fit_and_score(
         }
         let f = linear::fit_classifier(&xf, &yf, &xv, &yv, names.len(), &settings, &mut on_epoch)
             .map_err(fit_err)?;
-        let m = metrics::classification(&names, &yh, &linear::predict_classes(&f, &xh));
+        let predicted = linear::predict_classes(&f, &xh);
+        let m = metrics::classification(&names, &yh, &predicted);
         let m = serde_json::to_value(m).map_err(|e| e.to_string())?;
-        Ok((f, Some(names), json!({"holdout": m})))
+        let expected = predicted.iter().map(|&c| c as f32).collect();
+        Ok((f, Some(names), json!({"holdout": m}), expected))
     } else {
         let y = targets(labels)?;
         let pick = |idx: &[usize]| idx.iter().map(|&i| y[i]).collect::<Vec<_>>();
         let (yf, yv, yh) = (pick(fit_idx), pick(val_idx), pick(hold_idx));
         let f =
             linear::fit_regressor(&xf, &yf, &xv, &yv, &settings, &mut on_epoch).map_err(fit_err)?;
-        let m = metrics::regression(&yh, &linear::predict_values(&f, &xh));
+        let predicted = linear::predict_values(&f, &xh);
+        let m = metrics::regression(&yh, &predicted);
         let m = serde_json::to_value(m).map_err(|e| e.to_string())?;
-        Ok((f, None, json!({"holdout": m})))
+        Ok((f, None, json!({"holdout": m}), predicted))
     }
 }
 

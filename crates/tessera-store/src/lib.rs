@@ -13,6 +13,7 @@ pub mod postgres;
 mod sql_common;
 mod sql_datasets;
 mod sql_features;
+mod sql_governance;
 mod sql_registry;
 mod sql_rows;
 mod sql_training;

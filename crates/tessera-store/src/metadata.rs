@@ -10,6 +10,7 @@ use tessera_core::audit::{AuditActor, AuditEntry};
 use tessera_core::auth::{SystemCtx, TenantCtx};
 use tessera_core::event_type::EventType;
 use tessera_core::features::{Kind, StoredDefinition};
+use tessera_core::governance::{Alias, Report};
 use tessera_core::ids::{KeyId, TenantId};
 use tessera_core::model::{Model, ModelVersion, NewModel};
 use tessera_core::tenant::{NewTenant, Plan, PlanPatch, Tenant, TenantPatch};
@@ -299,6 +300,55 @@ pub trait MetadataStore: Send + Sync + 'static {
         view: ModelView<'_>,
         model: &Model,
     ) -> Result<Vec<ModelVersion>, StoreError>;
+    /// Stores a version's validation report and the gate state it implies (audited).
+    async fn put_version_report(
+        &self,
+        writer: KeyOwner<'_>,
+        model: &Model,
+        version: i64,
+        report: &Report,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError>;
+    /// A version's report; `None` when it was never validated.
+    async fn get_version_report(
+        &self,
+        view: ModelView<'_>,
+        model: &Model,
+        version: i64,
+    ) -> Result<Option<Report>, StoreError>;
+    /// Lets a version that failed its gate take traffic, with a reason
+    /// (audited as `model_version.gate_override`); a version that passed,
+    /// or has no report, is a conflict.
+    async fn override_gate(
+        &self,
+        writer: KeyOwner<'_>,
+        model: &Model,
+        version: i64,
+        reason: &str,
+        actor: &AuditActor,
+    ) -> Result<Report, StoreError>;
+    /// Points `alias` of `model` at `version` (created or moved; audited).
+    async fn put_alias(
+        &self,
+        writer: KeyOwner<'_>,
+        model: &Model,
+        alias: &str,
+        version: i64,
+        actor: &AuditActor,
+    ) -> Result<Alias, StoreError>;
+    async fn delete_alias(
+        &self,
+        writer: KeyOwner<'_>,
+        model: &Model,
+        alias: &str,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError>;
+    /// A model's aliases, by name.
+    async fn list_aliases(
+        &self,
+        view: ModelView<'_>,
+        model: &Model,
+    ) -> Result<Vec<Alias>, StoreError>;
 
     async fn list_audit(
         &self,

@@ -40,6 +40,11 @@ pub(crate) const COMMON: &[Migration] = &[
         name: "training_jobs",
         sql: include_str!("migrations/0019_training_jobs.sql"),
     },
+    Migration {
+        version: 21,
+        name: "governance",
+        sql: include_str!("migrations/0021_governance.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES_ONLY: &[Migration] = &[
@@ -83,6 +88,11 @@ pub(crate) const POSTGRES_ONLY: &[Migration] = &[
         version: 20,
         name: "pg_training_jobs_rls",
         sql: include_str!("migrations/0020_pg_training_jobs_rls.sql"),
+    },
+    Migration {
+        version: 22,
+        name: "pg_governance_rls",
+        sql: include_str!("migrations/0022_pg_governance_rls.sql"),
     },
 ];
 

@@ -32,6 +32,7 @@ macro_rules! sql_metadata_store {
         use tessera_core::auth::{SystemCtx, TenantCtx};
         use tessera_core::event_type::EventType;
         use tessera_core::features::{Kind, StoredDefinition};
+        use tessera_core::governance::{Alias, GateThresholds, Gate, Override, Report};
         use crate::FeatureDefWrite;
         use tessera_core::ids::{KeyId, TenantId};
         use tessera_core::role::{Role, Scopes};
@@ -114,7 +115,7 @@ macro_rules! sql_metadata_store {
         }
 
         async fn tenant_in_tx(tx: &mut Tx, id: &TenantId) -> Result<Tenant, StoreError> {
-            let row = sqlx::query("SELECT id, name, plan, segment, created_at, prediction_sample_rate, store_inputs FROM tenants WHERE id = $1")
+            let row = sqlx::query("SELECT id, name, plan, segment, created_at, prediction_sample_rate, store_inputs, gate_thresholds FROM tenants WHERE id = $1")
                 .bind(id.as_str())
                 .fetch_optional(&mut **tx)
                 .await?
@@ -265,6 +266,7 @@ macro_rules! sql_metadata_store {
                     created_at: Timestamp::now(),
                     prediction_sample_rate: new.prediction_sample_rate.unwrap_or(1.0),
                     store_inputs: new.store_inputs.unwrap_or(false),
+                    gate_thresholds: GateThresholds::default(),
                 };
                 let mut tx = self.begin(TxScope::System, true).await?;
                 require_plan(&mut tx, &tenant.plan).await?;
@@ -295,7 +297,7 @@ macro_rules! sql_metadata_store {
 
             async fn list_tenants(&self, _sys: &SystemCtx) -> Result<Vec<Tenant>, StoreError> {
                 let mut tx = self.begin(TxScope::System, false).await?;
-                let rows = sqlx::query("SELECT id, name, plan, segment, created_at, prediction_sample_rate, store_inputs FROM tenants ORDER BY created_at, id")
+                let rows = sqlx::query("SELECT id, name, plan, segment, created_at, prediction_sample_rate, store_inputs, gate_thresholds FROM tenants ORDER BY created_at, id")
                     .fetch_all(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -343,15 +345,20 @@ macro_rules! sql_metadata_store {
                 if let Some(keep) = patch.store_inputs {
                     t.store_inputs = keep;
                 }
+                if let Some(g) = &patch.gate_thresholds {
+                    t.gate_thresholds = g.clone();
+                }
+                let gates = serde_json::to_string(&t.gate_thresholds).map_err(|e| StoreError::Internal(e.to_string()))?;
                 sqlx::query(
                     "UPDATE tenants SET name = $1, plan = $2, segment = $3, prediction_sample_rate = $4, \
-                     store_inputs = $5 WHERE id = $6",
+                     store_inputs = $5, gate_thresholds = $6 WHERE id = $7",
                 )
                     .bind(&t.name)
                     .bind(&t.plan)
                     .bind(&t.segment)
                     .bind(t.prediction_sample_rate)
                     .bind(t.store_inputs)
+                    .bind(gates)
                     .bind(t.id.as_str())
                     .execute(&mut *tx)
                     .await?;
@@ -370,7 +377,7 @@ macro_rules! sql_metadata_store {
                     .execute(&mut *tx)
                     .await?;
                 // What only the tenant defined goes with it.
-                for table in ["event_types", "feature_defs", "datasets", "training_jobs"] {
+                for table in ["event_types", "feature_defs", "datasets", "training_jobs", "model_aliases"] {
                     sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE tenant_id = $1")))
                         .bind(id.as_str())
                         .execute(&mut *tx)
@@ -662,6 +669,30 @@ macro_rules! sql_metadata_store {
                 self.sql_list_model_versions(view, model).await
             }
 
+            async fn put_version_report(&self, writer: KeyOwner<'_>, model: &Model, version: i64, report: &Report, actor: &AuditActor) -> Result<(), StoreError> {
+                self.sql_put_version_report(writer, model, version, report, actor).await
+            }
+
+            async fn get_version_report(&self, view: ModelView<'_>, model: &Model, version: i64) -> Result<Option<Report>, StoreError> {
+                self.sql_get_version_report(view, model, version).await
+            }
+
+            async fn override_gate(&self, writer: KeyOwner<'_>, model: &Model, version: i64, reason: &str, actor: &AuditActor) -> Result<Report, StoreError> {
+                self.sql_override_gate(writer, model, version, reason, actor).await
+            }
+
+            async fn put_alias(&self, writer: KeyOwner<'_>, model: &Model, alias: &str, version: i64, actor: &AuditActor) -> Result<Alias, StoreError> {
+                self.sql_put_alias(writer, model, alias, version, actor).await
+            }
+
+            async fn delete_alias(&self, writer: KeyOwner<'_>, model: &Model, alias: &str, actor: &AuditActor) -> Result<(), StoreError> {
+                self.sql_delete_alias(writer, model, alias, actor).await
+            }
+
+            async fn list_aliases(&self, view: ModelView<'_>, model: &Model) -> Result<Vec<Alias>, StoreError> {
+                self.sql_list_aliases(view, model).await
+            }
+
             async fn list_audit(&self, scope: AuditScope<'_>, q: AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
                 let (tx_scope, tenant) = match scope {
                     AuditScope::Tenant(ctx) => (TxScope::Tenant(ctx.tenant_id().as_str()), Some(ctx.tenant_id())),
@@ -753,6 +784,7 @@ macro_rules! sql_metadata_store {
         crate::sql_datasets::sql_datasets_store!($store, $db);
         crate::sql_training::sql_training_store!($store, $db, $skip);
         crate::sql_registry::sql_registry_store!($store, $db, $lock);
+        crate::sql_governance::sql_governance_store!($store, $db, $lock);
     };
 }
 

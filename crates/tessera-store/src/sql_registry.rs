@@ -176,6 +176,7 @@ macro_rules! sql_registry_store {
                     size,
                     created_at: Timestamp::now(),
                     features: features.cloned(),
+                    gate: None,
                 };
                 let features_json = features
                     .map(serde_json::to_string)
@@ -260,7 +261,7 @@ macro_rules! sql_registry_store {
                 let (tx_scope, _) = view_keys(&view);
                 let mut tx = self.begin(tx_scope, false).await?;
                 let rows = sqlx::query(
-                    "SELECT model_id, version, sha256, size, created_at, features FROM model_versions WHERE model_id = $1 ORDER BY version",
+                    "SELECT model_id, version, sha256, size, created_at, features, gate FROM model_versions WHERE model_id = $1 ORDER BY version",
                 )
                 .bind(&model.id)
                 .fetch_all(&mut *tx)

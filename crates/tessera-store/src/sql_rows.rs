@@ -38,6 +38,12 @@ macro_rules! sql_row_helpers {
                 created_at: Timestamp::from_millis(r.try_get("created_at")?),
                 prediction_sample_rate: r.try_get("prediction_sample_rate")?,
                 store_inputs: r.try_get("store_inputs")?,
+                gate_thresholds: r
+                    .try_get::<Option<String>, _>("gate_thresholds")?
+                    .map(|t| serde_json::from_str(&t))
+                    .transpose()
+                    .map_err(|e| StoreError::Corrupt(format!("a tenant's gate thresholds: {e}")))?
+                    .unwrap_or_default(),
             })
         }
 
@@ -107,6 +113,10 @@ macro_rules! sql_row_helpers {
                     .map(|t| serde_json::from_str(&t))
                     .transpose()
                     .map_err(|e| StoreError::Corrupt(format!("a model version's features: {e}")))?,
+                gate: r
+                    .try_get::<Option<String>, _>("gate")?
+                    .map(|g| Gate::parse(&g).ok_or_else(|| StoreError::Corrupt(format!("a model version's gate {g:?}"))))
+                    .transpose()?,
             })
         }
 

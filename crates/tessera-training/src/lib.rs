@@ -7,3 +7,4 @@ pub mod dataset;
 pub mod linear;
 pub mod metrics;
 pub mod prepare;
+pub mod validate;

@@ -26,15 +26,27 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     parse_json(&bytes)
 }
 
+/// Checks the deployment against the model's versions and aliases, and
+/// its gates: a version that failed its gate takes no weight (409
+/// `gate_failed`); shadows may name one, since that is how it is evaluated.
 async fn validate(
     s: &AppState,
     view: ModelView<'_>,
     model: &Model,
     d: &Deployment,
 ) -> Result<(), ApiError> {
-    let versions: Vec<i64> =
-        s.store().list_model_versions(view, model).await?.iter().map(|v| v.version).collect();
-    d.validate(&versions)?;
+    let versions = s.store().list_model_versions(view, model).await?;
+    let aliases = s.store().list_aliases(view, model).await?;
+    let numbers: Vec<i64> = versions.iter().map(|v| v.version).collect();
+    let names: Vec<&str> = aliases.iter().map(|a| a.alias.as_str()).collect();
+    d.validate(&numbers, &names)?;
+    let alias = |a: &str| aliases.iter().find(|x| x.alias == a).map(|x| x.version);
+    for t in d.targets.iter().filter(|t| t.weight > 0) {
+        let n = t.version.resolve(alias);
+        if let Some(v) = versions.iter().find(|v| Some(v.version) == n) {
+            super::governance::refuse_if_failed(s, view, model, v).await?;
+        }
+    }
     Ok(())
 }
 

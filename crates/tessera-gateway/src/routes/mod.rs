@@ -13,6 +13,7 @@ pub mod embeddings;
 pub mod event_types;
 pub mod events;
 pub mod features;
+pub mod governance;
 pub mod health;
 mod inference;
 pub mod keys;
@@ -178,6 +179,16 @@ pub fn api_routes() -> ApiRoutes {
         .add(Post, "/v1/models/{name}/versions", models::tenant_upload)
         .add(Get, "/v1/models/{name}/versions", models::tenant_versions)
         .add(Get, "/v1/models/{name}/versions/{version}/lineage", training_jobs::lineage)
+        .add(Get, "/v1/models/{name}/versions/{version}/report", governance::report)
+        .add(Post, "/v1/models/{name}/versions/{version}/validate", governance::validate)
+        .add(Get, "/v1/models/{name}/aliases", governance::list_aliases)
+        .add(Put, "/v1/models/{name}/aliases/{alias}", governance::put_alias)
+        .add(Delete, "/v1/models/{name}/aliases/{alias}", governance::delete_alias)
+        .add(
+            Post,
+            "/admin/v1/models/{id}/versions/{version}/gate-override",
+            governance::gate_override,
+        )
         .add(Post, "/v1/models/{name}", kserve::kserve_predict)
         .add(Get, "/v2", oip::server_metadata)
         .add(Get, "/v2/models/{name}", oip::model_metadata)

@@ -33,8 +33,8 @@ use crate::state::AppState;
 use tessera_serving::Services;
 use tessera_serving::cache::Policy;
 use tessera_serving::inference::{
-    Answer, Backend, Call, Caller, Job, Reply, ServeError, Target, backend, feature_tensor,
-    pool_key, resolve, target,
+    Answer, Backend, Call, Caller, Job, Reply, ServeError, Target, Use, backend, feature_tensor,
+    pool_key, resolve, resolve_named, target,
 };
 use tessera_serving::predictions::RecordInput;
 
@@ -107,8 +107,11 @@ async fn served(
     name: &str,
     version: Option<&str>,
 ) -> Result<Target, ApiError> {
-    let res = resolve(s, caller, name).await?;
-    let t = target(s, caller, &res, version).await?;
+    let (res, named) = resolve_named(s, caller, name).await?;
+    // What would serve is held to the gates; a version named outright is
+    // described whatever its gate says.
+    let purpose = if version.is_some() { Use::Evaluate } else { Use::Live };
+    let t = target(s, caller, &res, version.or(named.as_deref()), purpose).await?;
     if t.is_remote() {
         return Err(not_tensor_model(&t).into());
     }
@@ -588,11 +591,17 @@ pub async fn repository_index(
             _ => {
                 let versions = s.store().list_model_versions(view, &m).await?;
                 let deployment = s.deployment(view, &m).await?;
+                let aliases = match &deployment {
+                    Some(_) => s.store().list_aliases(view, &m).await?,
+                    None => Vec::new(),
+                };
+                let alias = |a: &str| aliases.iter().find(|x| x.alias == a).map(|x| x.version);
                 let v = match &deployment {
-                    Some(d) => versions
-                        .iter()
-                        .map(|v| v.version)
-                        .find(|v| d.targets.iter().any(|t| t.version == *v && t.weight > 0)),
+                    Some(d) => versions.iter().map(|v| v.version).find(|v| {
+                        d.targets
+                            .iter()
+                            .any(|t| t.weight > 0 && t.version.resolve(alias) == Some(*v))
+                    }),
                     None => None,
                 }
                 .or(versions.last().map(|v| v.version));

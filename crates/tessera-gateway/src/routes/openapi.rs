@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     audit, breakers, cache, chat, datasets, deployments, embeddings, event_types, events, features,
-    health, keys, kserve, me, models, oip, plans, tenants, training_jobs, usage,
+    governance, health, keys, kserve, me, models, oip, plans, tenants, training_jobs, usage,
 };
 
 #[derive(OpenApi)]
@@ -29,6 +29,8 @@ use super::{
         event_types::list, event_types::put, event_types::get, event_types::delete,
         datasets::upload, datasets::list, datasets::get, datasets::preview,
         training_jobs::create, training_jobs::list, training_jobs::get, training_jobs::cancel, training_jobs::lineage,
+        governance::report, governance::validate, governance::gate_override,
+        governance::list_aliases, governance::put_alias, governance::delete_alias,
         features::list, features::put, features::get, features::delete,
         features::online, features::feast_online, features::push, features::feast_write, features::historical,
         usage::tenant_totals, usage::tenant_records, usage::admin_totals, usage::admin_records,

@@ -76,15 +76,21 @@ fn check_against(spec: &JobSpec, schema: &Value, rows: u64) -> Result<(), ApiErr
     if let Some(t) = &spec.text {
         need("text", t)?;
     }
-    for f in spec.features.iter().flatten() {
-        let c = need("features", f)?;
-        if !matches!(c["dtype"].as_str(), Some("int64" | "float64" | "bool")) {
+    if let Some(f) = &spec.features {
+        tessera_training::prepare::features_of(schema, f)
+            .map_err(|e| ApiError::invalid("features", e))?;
+    }
+    if let Some(p) = &spec.protected_attribute {
+        if spec.task != "classification" {
             return Err(ApiError::invalid(
-                "features",
-                format!(
-                    "feature {f:?} is {}; features are numeric (int64, float64, bool)",
-                    c["dtype"]
-                ),
+                "protected_attribute",
+                "fairness is measured for classifiers; a regression job has no protected_attribute",
+            ));
+        }
+        if need("protected_attribute", p)?["distinct"].as_u64().is_none() {
+            return Err(ApiError::invalid(
+                "protected_attribute",
+                format!("{p:?} has too many distinct values to be groups"),
             ));
         }
     }

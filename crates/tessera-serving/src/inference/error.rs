@@ -25,6 +25,10 @@ pub enum ServeError {
     /// fail (or the feature is no longer defined).
     #[error("{message}")]
     FeaturesMissing { message: String, param: String },
+    /// The version failed its validation gate and may not take live
+    /// traffic (`failing`: the checks it failed).
+    #[error("{message}")]
+    GateFailed { message: String, failing: Vec<tessera_core::governance::Check> },
     /// The model is loading, could not be loaded, or has no usable version.
     #[error("{0}")]
     ModelNotReady(String),
@@ -89,6 +93,7 @@ impl ServeError {
             | ServeError::Conflict(_)
             | ServeError::Invalid { .. }
             | ServeError::FeaturesMissing { .. }
+            | ServeError::GateFailed { .. }
             | ServeError::RateLimited { .. }
             | ServeError::BudgetExceeded { .. }
             | ServeError::UpstreamRejected { .. } => false,

@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::ServeError;
 use super::admission::admit;
 use super::features::read_inputs;
-use super::resolve::{Caller, Resolution, Target, VersionRef, resolve, target};
+use super::resolve::{Caller, Resolution, Target, Use, VersionRef, resolve_named, target};
 use super::run::{Answer, Chain, Ran, Source, run};
 use super::shadow::{Primary, mirror};
 use crate::Services;
@@ -159,9 +159,19 @@ impl Call {
         estimate: (u64, u64),
     ) -> Result<Call, ServeError> {
         let opened = Instant::now();
-        let res = resolve(s, &caller, name).await?;
-        let admitted = admit(s, &caller, &res, name, estimate).await?;
-        Ok(Call { s: s.clone(), caller, res, pin: pin.map(str::to_owned), admitted, opened })
+        let (res, named) = resolve_named(s, &caller, name).await?;
+        let pin = match (pin, named) {
+            (Some(p), Some(n)) if p != n => {
+                return Err(ServeError::invalid(
+                    "model",
+                    format!("{name:?} names version {n}, and the request names version {p}"),
+                ));
+            }
+            (Some(p), _) => Some(p.to_owned()),
+            (None, n) => n,
+        };
+        let admitted = admit(s, &caller, &res, res.model().name.as_str(), estimate).await?;
+        Ok(Call { s: s.clone(), caller, res, pin, admitted, opened })
     }
 
     /// The requested model as resolved.
@@ -181,7 +191,7 @@ impl Call {
         // (the version that answers). A primary that cannot serve now is
         // kept as an error: its fallbacks may still answer.
         job.accepts_model(res.model())?;
-        let primary = match target(&s, &caller, &res, pin.as_deref()).await {
+        let primary = match target(&s, &caller, &res, pin.as_deref(), Use::Live).await {
             Ok(mut t) => {
                 job.accepts(&t)?;
                 read_inputs(&s, &caller, &*job, &mut t).await.map(|()| t)
@@ -328,7 +338,8 @@ fn shadow<J: Job>(
     mirror(s.shadows(), versions, primary, move |version| {
         let (s, caller, res, job) = (s2.clone(), caller.clone(), res.clone(), job.clone());
         async move {
-            let mut t = target(&s, &caller, &res, Some(&version.to_string())).await?;
+            let mut t =
+                target(&s, &caller, &res, Some(&version.to_string()), Use::Evaluate).await?;
             read_inputs(&s, &caller, &*job, &mut t).await?;
             job.shadow(&s, &t).await
         }
@@ -352,10 +363,10 @@ impl<J: Job> Chain for Pipeline<'_, J> {
     }
 
     async fn resolve(&self, name: &str) -> Result<Target, ServeError> {
-        let res = resolve(self.s, self.caller, name).await?;
+        let (res, pin) = resolve_named(self.s, self.caller, name).await?;
         // A fallback the route cannot serve is never loaded.
         self.job.accepts_model(res.model())?;
-        let mut t = target(self.s, self.caller, &res, None).await?;
+        let mut t = target(self.s, self.caller, &res, pin.as_deref(), Use::Live).await?;
         read_inputs(self.s, self.caller, self.job, &mut t).await?;
         Ok(t)
     }

@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use tessera_core::auth::{Principal, TenantCtx};
+use tessera_core::governance::{Check, Comparison, Gate, split_selector};
 use tessera_core::model::{Deployment, Model, ModelOwner, ModelVersion, REMOTE_RUNTIME};
 use tessera_core::model_features::FeatureBinding;
 use tessera_engine::pool::{EmbeddingModel, ModelSource, SourceKind, TensorModel};
@@ -142,14 +143,83 @@ pub async fn resolve(s: &Services, caller: &Caller, name: &str) -> Result<Resolu
     Ok(Resolution { tenant, model, deployment })
 }
 
+/// A name as a caller writes it: `model`, `model@3` (a version) or
+/// `model@alias`, resolved, with the version it names if it names one.
+pub async fn resolve_named(
+    s: &Services,
+    caller: &Caller,
+    name: &str,
+) -> Result<(Resolution, Option<String>), ServeError> {
+    let (base, selector) = split_selector(name);
+    let res = resolve(s, caller, base).await?;
+    let pin = match selector {
+        None => None,
+        Some(v) if v.bytes().all(|b| b.is_ascii_digit()) => Some(v.to_owned()),
+        Some(alias) => Some(
+            res.model
+                .alias(alias)
+                .ok_or_else(|| {
+                    ServeError::NotFound(format!("model {base:?} has no alias {alias:?}"))
+                })?
+                .to_string(),
+        ),
+    };
+    Ok((res, pin))
+}
+
+/// What a target is for: live traffic is held to the versions' gates;
+/// evaluation (shadows, metadata) is not, since that is how a version that
+/// failed is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    Live,
+    Evaluate,
+}
+
+/// The refusal of a version that failed its gate, naming the checks it
+/// failed (read from its report; without them if the store is away).
+async fn gate_refusal(s: &Services, caller: &Caller, res: &Resolution, version: i64) -> ServeError {
+    let model = res.model();
+    let view =
+        ModelView::Tenant { ctx: &caller.ctx, segment: res.tenant.tenant.segment.as_deref() };
+    let failing = match s.store().get_version_report(view, model, version).await {
+        Ok(Some(r)) => r.failing().into_iter().cloned().collect(),
+        _ => Vec::new(),
+    };
+    ServeError::GateFailed { message: gate_message(&model.name, version, &failing), failing }
+}
+
+/// `model "m" version 3 failed its validation gate (accuracy 0.61 < 0.85); ...`
+pub fn gate_message(model: &str, version: i64, failing: &[Check]) -> String {
+    let list: Vec<String> = failing
+        .iter()
+        .map(|c| {
+            let op = match c.comparison {
+                Comparison::AtLeast => "<",
+                Comparison::AtMost => ">",
+            };
+            match c.value {
+                Some(v) => format!("{} {v:.4} {op} {}", c.name, c.threshold),
+                None => format!("{} not measured", c.name),
+            }
+        })
+        .collect();
+    let why = if list.is_empty() { String::new() } else { format!(" ({})", list.join(", ")) };
+    format!(
+        "model {model:?} version {version} failed its validation gate{why}; it cannot take live traffic until it passes or a platform admin overrides the gate"
+    )
+}
+
 /// The version of a resolved model that answers: `pin` if given, else the
-/// deployment's sticky pick for the caller's user, else the latest; loaded
-/// and ready to call.
+/// deployment's sticky pick for the caller's user, else the latest that
+/// passed its gate; loaded and ready to call. Live traffic never reaches
+/// a version that failed its gate.
 pub async fn target(
     s: &Services,
     caller: &Caller,
     res: &Resolution,
     pin: Option<&str>,
+    purpose: Use,
 ) -> Result<Target, ServeError> {
     let model = res.model();
     let name = &model.name;
@@ -181,19 +251,33 @@ pub async fn target(
             )));
         }
         None => match res.deployment.as_ref().map(|d| d.pick(&model.id, &caller.user)) {
-            // A deployment can name a version this replica has not read yet
-            // (its registry cache refreshes within the TTL): not ready, so
-            // fallbacks may answer.
-            Some(v) => versions.iter().find(|x| x.version == v).ok_or_else(|| {
-                ServeError::ModelNotReady(format!(
-                    "model {name:?} version {v} is not known here yet; retry shortly"
-                ))
-            })?,
-            None => versions.last().ok_or_else(|| {
-                ServeError::NotFound(format!("model {name:?} has no versions yet; upload one"))
-            })?,
+            // A deployment can name a version (or an alias) this replica has
+            // not read yet (its registry cache refreshes within the TTL): not
+            // ready, so fallbacks may answer.
+            Some(sel) => sel
+                .resolve(|a| res.model.alias(a))
+                .and_then(|v| versions.iter().find(|x| x.version == v))
+                .ok_or_else(|| {
+                    ServeError::ModelNotReady(format!(
+                        "model {name:?} version {sel} is not known here yet; retry shortly"
+                    ))
+                })?,
+            None => match versions.iter().rev().find(|v| Gate::allows_traffic(v.gate)) {
+                Some(v) => v,
+                // Every version failed its gate: the newest one says why.
+                None if purpose == Use::Live => {
+                    let newest = versions.last().map_or(0, |v| v.version);
+                    return Err(gate_refusal(s, caller, res, newest).await);
+                }
+                None => versions.last().ok_or_else(|| {
+                    ServeError::NotFound(format!("model {name:?} has no versions yet; upload one"))
+                })?,
+            },
         },
     };
+    if purpose == Use::Live && !Gate::allows_traffic(chosen.gate) {
+        return Err(gate_refusal(s, caller, res, chosen.version).await);
+    }
     let version = VersionRef { model: name.clone(), version: chosen.version.to_string() };
     let backend = if model.runtime == REMOTE_RUNTIME {
         let read = || async { Ok::<_, ServeError>(s.artifacts().get(&chosen.sha256).await?) };
@@ -237,6 +321,30 @@ async fn tensor_backend(
     model: &Model,
     chosen: &ModelVersion,
 ) -> Result<Backend, ServeError> {
+    let head = load_tensor(s, model, chosen).await?;
+    let base_name = head
+        .base_model
+        .clone()
+        .or_else(|| model.base_model.clone().filter(|_| model.runtime == "linear"));
+    let Some(base_name) = base_name else { return Ok(Backend::Tensor(head)) };
+    // The base is resolved as the caller sees it, like any model they name.
+    let base = resolve(s, caller, &base_name).await?;
+    if base.model().runtime != "bert" {
+        return Err(ServeError::Internal(format!(
+            "base model {base_name:?} of {:?} is not an embedding model",
+            model.name
+        )));
+    }
+    Ok(Backend::Head { head, base: embedding(s, base.model()).await? })
+}
+
+/// A tenant model version's ONNX model or linear head from the pool,
+/// loaded from its verified artifact on first use (one load per version).
+pub async fn load_tensor(
+    s: &Services,
+    model: &Model,
+    chosen: &ModelVersion,
+) -> Result<Arc<TensorModel>, ServeError> {
     let key = pool_key(model, chosen.version);
     if s.models().needs_load(&key) {
         let _flight = s.model_loads().enter(key.as_str()).await;
@@ -264,19 +372,5 @@ async fn tensor_backend(
             s.models().load(source, None);
         }
     }
-    let head = s.models().get_tensor(&key).await?;
-    let base_name = head
-        .base_model
-        .clone()
-        .or_else(|| model.base_model.clone().filter(|_| model.runtime == "linear"));
-    let Some(base_name) = base_name else { return Ok(Backend::Tensor(head)) };
-    // The base is resolved as the caller sees it, like any model they name.
-    let base = resolve(s, caller, &base_name).await?;
-    if base.model().runtime != "bert" {
-        return Err(ServeError::Internal(format!(
-            "base model {base_name:?} of {:?} is not an embedding model",
-            model.name
-        )));
-    }
-    Ok(Backend::Head { head, base: embedding(s, base.model()).await? })
+    Ok(s.models().get_tensor(&key).await?)
 }

