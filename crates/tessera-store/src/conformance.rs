@@ -24,7 +24,7 @@ use crate::{
 };
 
 mod tenant_data;
-pub use tenant_data::{datasets, feature_definitions, training_jobs};
+pub use tenant_data::{datasets, feature_definitions, governance, training_jobs};
 
 /// A fresh, empty store plus raw SQL access to its database (to tamper with it).
 #[async_trait]
@@ -632,6 +632,12 @@ pub async fn deployments(store: &dyn MetadataStore) {
 #[macro_export]
 macro_rules! metadata_conformance {
     ($make:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_governance() {
+            if let Some(h) = $make {
+                $crate::conformance::governance(&*$crate::conformance::Harness::store(&h)).await
+            }
+        }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn conformance_training_jobs() {
             if let Some(h) = $make {

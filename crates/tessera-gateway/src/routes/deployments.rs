@@ -16,7 +16,9 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::parse_json;
 use crate::state::AppState;
 
-async fn read_json<T: serde::de::DeserializeOwned>(
+/// A JSON body read after the route has checked what its path names (so
+/// another tenant's object is a 404 whatever the body says).
+pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
     s: &AppState,
     body: Body,
 ) -> Result<T, ApiError> {

@@ -5,6 +5,7 @@
 //! pointed at a version that failed its gate.
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -19,6 +20,7 @@ use tessera_store::{KeyOwner, ModelView};
 use utoipa::ToSchema;
 
 use super::List;
+use super::deployments::read_json;
 use crate::auth::Authed;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
@@ -130,11 +132,12 @@ pub async fn validate(
     State(s): State<AppState>,
     auth: Authed,
     Path((name, version)): Path<(String, String)>,
-    ApiJson(req): ApiJson<ValidateRequest>,
+    body: Body,
 ) -> Result<Json<Report>, ApiError> {
     let (ctx, model) = own_model(&s, &auth, &name, Operation::ModelsWrite).await?;
     let view = ModelView::Tenant { ctx: &ctx, segment: None };
     let v = version_of(&s, view, &model, &version).await?;
+    let req: ValidateRequest = read_json(&s, body).await?;
     if !matches!(model.runtime.as_str(), "linear" | "onnx") {
         return Err(ApiError::invalid(
             "model",
@@ -270,10 +273,11 @@ pub async fn put_alias(
     State(s): State<AppState>,
     auth: Authed,
     Path((name, alias)): Path<(String, String)>,
-    ApiJson(req): ApiJson<AliasTarget>,
+    body: Body,
 ) -> Result<Json<Alias>, ApiError> {
     let (ctx, model) = own_model(&s, &auth, &name, Operation::ModelsWrite).await?;
     validate_alias(&alias)?;
+    let req: AliasTarget = read_json(&s, body).await?;
     let view = ModelView::Tenant { ctx: &ctx, segment: None };
     let v = version_of(&s, view, &model, &req.version.to_string()).await?;
     refuse_if_failed(&s, view, &model, &v).await?;

@@ -179,3 +179,106 @@ pub async fn training_jobs(store: &dyn MetadataStore) {
     assert!(failed.error.unwrap().contains("start the job again"));
     assert_eq!(store.list_training_jobs(&a).await.unwrap().len(), 3);
 }
+
+/// Governance: a report stored with a version sets its gate (listed with
+/// the versions), an override needs a failed report and keeps its reason,
+/// aliases are created, moved, listed and deleted, all audited, and
+/// another tenant reaches none of it.
+pub async fn governance(store: &dyn MetadataStore) {
+    use crate::{ModelScope, ModelView};
+    use tessera_core::governance::{Check, Comparison, Gate, GateThresholds, Report};
+    use tessera_core::model::NewModel;
+    let (_, a) = tenant(store, "gov-a").await;
+    let (_, b) = tenant(store, "gov-b").await;
+    let new = NewModel {
+        name: "gated".into(),
+        task: "classification".into(),
+        runtime: "linear".into(),
+        base_model: None,
+        segment: None,
+        scope: None,
+        config: None,
+    };
+    let model =
+        store.create_model(ModelScope::Tenant(&a), &new, Some(("ab", 2)), &actor()).await.unwrap();
+    store.add_model_version(KeyOwner::Tenant(&a), &model, "cd", 2, None, &actor()).await.unwrap();
+    let view = ModelView::Tenant { ctx: &a, segment: None };
+    let t = GateThresholds::default();
+    let report = |value: f64| {
+        Report::new(
+            vec![Check::new("accuracy", Some(value), t.accuracy, Comparison::AtLeast)],
+            serde_json::json!({"holdout": {"accuracy": value}}),
+            t.clone(),
+            None,
+        )
+    };
+    let failed = report(0.5);
+    assert_eq!(store.get_version_report(view, &model, 1).await.unwrap(), None);
+    store
+        .put_version_report(KeyOwner::Tenant(&a), &model, 1, &report(0.9), &actor())
+        .await
+        .unwrap();
+    store
+        .put_version_report(KeyOwner::Tenant(&a), &model, 2, &failed, &actor())
+        .await
+        .unwrap();
+    let gates: Vec<Option<Gate>> =
+        store.list_model_versions(view, &model).await.unwrap().iter().map(|v| v.gate).collect();
+    assert_eq!(gates, vec![Some(Gate::Passed), Some(Gate::Failed)]);
+    assert_eq!(store.get_version_report(view, &model, 2).await.unwrap(), Some(failed));
+    let missing =
+        store.put_version_report(KeyOwner::Tenant(&a), &model, 9, &report(0.9), &actor()).await;
+    assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
+    let theirs =
+        store.put_version_report(KeyOwner::Tenant(&b), &model, 1, &report(0.1), &actor()).await;
+    assert!(matches!(theirs, Err(StoreError::NotFound { .. })), "{theirs:?}");
+    // Overrides: only of a failed report.
+    let passed = store.override_gate(KeyOwner::Tenant(&a), &model, 1, "why", &actor()).await;
+    assert!(matches!(passed, Err(StoreError::Conflict(_))), "{passed:?}");
+    let o =
+        store.override_gate(KeyOwner::Tenant(&a), &model, 2, "reviewed", &actor()).await.unwrap();
+    assert_eq!(
+        (o.gate(), o.r#override.as_ref().map(|o| o.reason.as_str())),
+        (Gate::Overridden, Some("reviewed"))
+    );
+    assert_eq!(
+        store.list_model_versions(view, &model).await.unwrap()[1].gate,
+        Some(Gate::Overridden)
+    );
+    // Aliases.
+    let a1 = store.put_alias(KeyOwner::Tenant(&a), &model, "champion", 1, &actor()).await.unwrap();
+    assert_eq!((a1.alias.as_str(), a1.version), ("champion", 1));
+    store.put_alias(KeyOwner::Tenant(&a), &model, "champion", 2, &actor()).await.unwrap();
+    store.put_alias(KeyOwner::Tenant(&a), &model, "challenger", 1, &actor()).await.unwrap();
+    let listed: Vec<(String, i64)> = store
+        .list_aliases(view, &model)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| (x.alias, x.version))
+        .collect();
+    assert_eq!(listed, vec![("challenger".into(), 1), ("champion".into(), 2)]);
+    let nowhere = store.put_alias(KeyOwner::Tenant(&a), &model, "next", 7, &actor()).await;
+    assert!(matches!(nowhere, Err(StoreError::NotFound { .. })), "{nowhere:?}");
+    let theirs = store.put_alias(KeyOwner::Tenant(&b), &model, "mine", 1, &actor()).await;
+    assert!(matches!(theirs, Err(StoreError::NotFound { .. })), "{theirs:?}");
+    let theirs = store.delete_alias(KeyOwner::Tenant(&b), &model, "champion", &actor()).await;
+    assert!(matches!(theirs, Err(StoreError::NotFound { .. })), "{theirs:?}");
+    store.delete_alias(KeyOwner::Tenant(&a), &model, "challenger", &actor()).await.unwrap();
+    let gone = store.delete_alias(KeyOwner::Tenant(&a), &model, "challenger", &actor()).await;
+    assert!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
+    assert_eq!(store.list_aliases(view, &model).await.unwrap().len(), 1);
+    let audit = store
+        .list_audit(AuditScope::Tenant(&a), AuditQuery { since: None, limit: 100 })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    for want in [
+        "model_version.report",
+        "model_version.gate_override",
+        "model_alias.put",
+        "model_alias.delete",
+    ] {
+        assert!(actions.contains(&want), "{want} not audited: {actions:?}");
+    }
+}

@@ -42,6 +42,8 @@ fn fill(path: &str, b: &Theirs<'_>) -> String {
                 "features" => "views",
                 "datasets" => b.dataset,
                 "training-jobs" => b.job,
+                "aliases" => "champion",
+                "versions" => "1",
                 "{kind}" => "b_private",
                 _ => b_tenant,
             });
