@@ -344,6 +344,10 @@ fn settings(spec: &JobSpec) -> Settings {
     s
 }
 
+/// A fitted head, its class names (classification), its holdout metrics
+/// and what it predicts for each holdout row (class index or value).
+type Fit = (linear::Fitted, Option<Vec<String>>, Value, Vec<f32>);
+
 /// Fits on the fit rows, stops early on the validation rows, scores the
 /// holdout; classification with its class names.
 #[expect(clippy::too_many_arguments, reason = "the three splits and the job's settings")]
@@ -357,7 +361,7 @@ fn fit_and_score(
     mut settings: Settings,
     balanced: bool,
     r: &Reporter,
-) -> Result<(linear::Fitted, Option<Vec<String>>, Value, Vec<f32>), Failure> {
+) -> Result<Fit, Failure> {
     let (xf, xv, xh) = (x.take(fit_idx), x.take(val_idx), x.take(hold_idx));
     let max = settings.max_epochs.max(1);
     let mut on_epoch = |cand: usize, of: usize, epoch: usize, loss: f32| {
