@@ -34,6 +34,11 @@ pub enum Command {
     /// Apply feature store definitions from a file, showing the plan first.
     #[command(subcommand)]
     Features(FeaturesCmd),
+    /// Train a model version on a running server: upload the data (or name
+    /// a dataset), start the job, follow it with a progress bar (phase,
+    /// epoch, loss, ETA), then print its holdout metrics and its validation
+    /// report. Exits non-zero when the job fails.
+    Train(TrainArgs),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
     /// Drive HTTP load at a URL and report latency percentiles and status counts.
@@ -242,8 +247,64 @@ pub enum AuditCmd {
     },
 }
 
+/// Flags of `tessera train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// A CSV, JSON Lines (.jsonl, .ndjson) or Parquet file to upload as the dataset.
+    #[arg(long, conflicts_with = "dataset", required_unless_present = "dataset")]
+    pub data: Option<PathBuf>,
+    /// The uploaded dataset's name [default: the file's name without its extension].
+    #[arg(long, requires = "data")]
+    pub dataset_name: Option<String>,
+    /// An uploaded dataset version's id (ds_...), instead of --data.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// The model the job creates or adds a version to.
+    #[arg(long)]
+    pub model: String,
+    /// classification or regression.
+    #[arg(long, default_value = "classification")]
+    pub task: String,
+    /// The column to predict.
+    #[arg(long)]
+    pub label: String,
+    /// A text column: the inputs are its embeddings.
+    #[arg(long, conflicts_with = "features", required_unless_present = "features")]
+    pub text: Option<String>,
+    /// Feature columns, comma-separated (numbers standardized, categories one-hot).
+    #[arg(long, value_delimiter = ',')]
+    pub features: Option<Vec<String>>,
+    /// The embedding model of a text job [default: all-minilm-l6-v2].
+    #[arg(long)]
+    pub base_model: Option<String>,
+    /// Share of rows held out for the metrics and the report.
+    #[arg(long, default_value_t = 0.2)]
+    pub holdout: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// `balanced`: weigh classes inversely to their frequency.
+    #[arg(long)]
+    pub class_weight: Option<String>,
+    /// A column whose groups the fairness check compares.
+    #[arg(long)]
+    pub protected_attribute: Option<String>,
+    /// Start the job and print its id without following it.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ModelsCmd {
+    /// Print a version's validation report: every check against its
+    /// threshold, and the verdict of its gate.
+    Report {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The version, as NAME@VERSION.
+        version: String,
+    },
     /// Download the default embedding model (all-MiniLM-L6-v2) and the ONNX
     /// Runtime library into the model cache, verifying them ($TESSERA_HOME/models
     /// or ~/.cache/tessera/models). Needs python3 with pip.

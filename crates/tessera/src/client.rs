@@ -66,6 +66,34 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Sends `bytes` as the raw body with `content_type`; the JSON answer or the server's error.
+    pub async fn upload(
+        &self,
+        path: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let resp = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(&self.key)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(bytes)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let msg =
+                value.pointer("/error/message").and_then(Value::as_str).unwrap_or("no details");
+            bail!("upload to {path} failed: {msg} ({})", status.as_u16());
+        }
+        Ok(value)
+    }
+}
+
 fn default_key() -> Option<String> {
     let dir = std::env::var("TESSERA_DATA_DIR")
         .unwrap_or_else(|_| tessera_core::config::DEFAULT_DATA_DIR.into());

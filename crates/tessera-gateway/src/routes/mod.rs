@@ -153,6 +153,7 @@ pub fn api_routes() -> ApiRoutes {
         .add(Get, "/v1/training-jobs", training_jobs::list)
         .add(Get, "/v1/training-jobs/{id}", training_jobs::get)
         .add(Post, "/v1/training-jobs/{id}/cancel", training_jobs::cancel)
+        .add(Get, "/v1/training-jobs/{id}/events", training_jobs::events)
         .add(Post, "/v1/datasets", datasets::upload)
         .add(Get, "/v1/datasets", datasets::list)
         .add(Get, "/v1/datasets/{id}", datasets::get)

@@ -5,9 +5,12 @@
 //! cancelled by id.
 
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use serde_json::Value;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
+use serde_json::{Value, json};
+use tessera_core::auth::TenantCtx;
 use tessera_core::role::Operation;
 use tessera_core::training::{DEFAULT_BASE_MODEL, Job, JobSpec};
 use tessera_store::ModelView;
@@ -164,6 +167,83 @@ pub async fn get(
 ) -> Result<Json<Job>, ApiError> {
     let ctx = auth.tenant(Operation::ModelsRead)?;
     Ok(Json(s.store().get_training_job(&ctx, &id).await?))
+}
+
+/// Follow a job as server-sent events: `event: progress` with the job
+/// each time it changes (read from the store every half second, so any
+/// replica can serve it), then `event: done` with the finished job, and the
+/// stream ends. A comment keeps a quiet connection open.
+#[utoipa::path(get, path = "/v1/training-jobs/{id}/events", tag = "training",
+    params(("id" = String, Path, description = "job id (job_...)")),
+    responses((status = 200, description = "text/event-stream of the job", content_type = "text/event-stream", body = String),
+        (status = 404, body = ErrorBody)))]
+pub async fn events(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let ctx = auth.tenant(Operation::ModelsRead)?;
+    let first = s.store().get_training_job(&ctx, &id).await?;
+    let follow = Follow { s, ctx, id, next: Some(first), last: None, quiet: 0, ended: false };
+    let body = futures_util::stream::unfold(follow, |mut f| async move {
+        let chunk = f.next_chunk().await?;
+        Some((Ok::<_, std::convert::Infallible>(chunk), f))
+    });
+    let mut h = HeaderMap::new();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok((h, Body::from_stream(body)).into_response())
+}
+
+/// A job followed for its event stream.
+struct Follow {
+    s: AppState,
+    ctx: TenantCtx,
+    id: String,
+    /// A read not sent yet.
+    next: Option<Job>,
+    last: Option<Job>,
+    /// Polls without a change since the last chunk.
+    quiet: u32,
+    ended: bool,
+}
+
+impl Follow {
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            let job = match self.next.take() {
+                Some(j) => j,
+                None => {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    match self.s.store().get_training_job(&self.ctx, &self.id).await {
+                        Ok(j) => j,
+                        Err(e) => {
+                            self.ended = true;
+                            let msg = json!({"error": {"message": format!("the job could not be read: {e}"), "code": "service_unavailable"}});
+                            return Some(Bytes::from(format!("event: error\ndata: {msg}\n\n")));
+                        }
+                    }
+                }
+            };
+            if self.last.as_ref() == Some(&job) {
+                self.quiet += 1;
+                // About every 15 s of no change, a comment.
+                if self.quiet % 30 == 0 {
+                    return Some(Bytes::from_static(b": keep-alive\n\n"));
+                }
+                continue;
+            }
+            self.quiet = 0;
+            let event = if job.status.is_final() { "done" } else { "progress" };
+            self.ended = job.status.is_final();
+            let data = serde_json::to_string(&job).unwrap_or_default();
+            self.last = Some(job);
+            return Some(Bytes::from(format!("event: {event}\ndata: {data}\n\n")));
+        }
+    }
 }
 
 /// Cancel a queued or running job (a finished one is 409).

@@ -218,10 +218,7 @@ pub async fn governance(store: &dyn MetadataStore) {
         .put_version_report(KeyOwner::Tenant(&a), &model, 1, &report(0.9), &actor())
         .await
         .unwrap();
-    store
-        .put_version_report(KeyOwner::Tenant(&a), &model, 2, &failed, &actor())
-        .await
-        .unwrap();
+    store.put_version_report(KeyOwner::Tenant(&a), &model, 2, &failed, &actor()).await.unwrap();
     let gates: Vec<Option<Gate>> =
         store.list_model_versions(view, &model).await.unwrap().iter().map(|v| v.gate).collect();
     assert_eq!(gates, vec![Some(Gate::Passed), Some(Gate::Failed)]);

@@ -7,6 +7,7 @@ mod features;
 mod keys;
 mod loadtest;
 mod tenants;
+mod train;
 
 use crate::cli::{Cli, Command};
 
@@ -32,6 +33,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await?;
             result.map_err(|e| anyhow::anyhow!("{e}"))
+        }
+        Command::Train(args) => train::run(args).await,
+        Command::Models(crate::cli::ModelsCmd::Report { client, version }) => {
+            train::report(&crate::client::Client::new(&client)?, &version).await
         }
         Command::Loadtest(args) => loadtest::run(args).await,
         Command::Openapi => {

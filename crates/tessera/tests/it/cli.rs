@@ -121,6 +121,10 @@ fn every_command_has_help() {
         &["openapi"],
         &["models"],
         &["models", "fetch"],
+        &["models", "report"],
+        &["train"],
+        &["features"],
+        &["features", "apply"],
         &["loadtest"],
         &["events"],
         &["events", "send"],
@@ -131,6 +135,68 @@ fn every_command_has_help() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success() && text.contains("Usage:"), "{c:?} --help: {text}");
     }
+}
+
+/// `tessera train` uploads a file, follows the job's event stream to the
+/// end and prints the metrics and the report; `tessera models report`
+/// prints a report; a bad version name is a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn train_follows_a_job_and_prints_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(Options::new(&Backend::Sqlite, dir.path())).await;
+    let (_, key, _) = s.tenant_with_key("acme", "developer").await;
+    // Two classes split by x, with z as noise; deterministic.
+    let mut csv = String::from("x,z,kind\n");
+    for i in 0..400u32 {
+        let x = f64::from(i % 100) / 100.0;
+        let z = f64::from((i * 37) % 11) / 11.0;
+        csv.push_str(&format!("{x},{z},{}\n", if x > 0.5 { "high" } else { "low" }));
+    }
+    let file = dir.path().join("points.csv");
+    std::fs::write(&file, csv).unwrap();
+    let (ok, out, err) = tessera(
+        &s,
+        &[
+            "train",
+            "--key",
+            &key,
+            "--data",
+            file.to_str().unwrap(),
+            "--model",
+            "points",
+            "--label",
+            "kind",
+            "--features",
+            "x,z",
+            "--seed",
+            "1",
+        ],
+    );
+    assert!(ok, "train failed: {err}\n{out}");
+    assert!(err.contains("dataset \"points\"") && err.contains("400 rows"), "{err}");
+    assert!(out.contains("points@1 trained") && out.contains("holdout: 80 rows"), "{out}");
+    assert!(out.contains("points@1: PASSED") && out.contains("ok   accuracy"), "{out}");
+    let (ok, out, _) = tessera(&s, &["models", "report", "points@1", "--key", &key]);
+    assert!(ok && out.contains("latency_p99_ms") && out.contains("robustness"), "{out}");
+    let (ok, _, err) = tessera(&s, &["models", "report", "points", "--key", &key]);
+    assert!(!ok && err.contains("NAME@VERSION"), "{err}");
+    let (ok, _, err) = tessera(
+        &s,
+        &[
+            "train",
+            "--key",
+            &key,
+            "--data",
+            file.to_str().unwrap(),
+            "--model",
+            "p2",
+            "--label",
+            "nope",
+            "--features",
+            "x",
+        ],
+    );
+    assert!(!ok && err.contains("no column \"nope\""), "{err}");
 }
 
 #[test]
