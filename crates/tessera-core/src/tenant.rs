@@ -143,6 +143,9 @@ pub struct Plan {
     /// `max_artifact_bytes` caps it in any case.
     #[serde(default)]
     pub dataset_max_mb: Option<u64>,
+    /// Training jobs a tenant may have running at once; more wait in the queue.
+    #[serde(default)]
+    pub training_jobs: Option<u64>,
 }
 
 impl Plan {
@@ -158,6 +161,7 @@ impl Plan {
                 models: None,
                 events_per_minute: Some(6_000),
                 dataset_max_mb: Some(16),
+                training_jobs: Some(1),
             },
             Plan {
                 name: "pro".into(),
@@ -168,6 +172,7 @@ impl Plan {
                 models: None,
                 events_per_minute: Some(600_000),
                 dataset_max_mb: Some(512),
+                training_jobs: Some(4),
             },
         ]
     }
@@ -181,6 +186,7 @@ impl Plan {
             ("concurrency", self.concurrency),
             ("events_per_minute", self.events_per_minute),
             ("dataset_max_mb", self.dataset_max_mb),
+            ("training_jobs", self.training_jobs),
         ] {
             validate_limit(param, v)?;
         }
@@ -208,6 +214,9 @@ impl Plan {
         }
         if let Some(v) = patch.dataset_max_mb {
             self.dataset_max_mb = v;
+        }
+        if let Some(v) = patch.training_jobs {
+            self.training_jobs = v;
         }
     }
 }
@@ -265,6 +274,9 @@ pub struct PlanPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u64>)]
     pub dataset_max_mb: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub training_jobs: Option<Option<u64>>,
 }
 
 impl PlanPatch {
@@ -276,6 +288,7 @@ impl PlanPatch {
             ("concurrency", self.concurrency),
             ("events_per_minute", self.events_per_minute),
             ("dataset_max_mb", self.dataset_max_mb),
+            ("training_jobs", self.training_jobs),
         ] {
             validate_limit(param, v.flatten())?;
         }

@@ -185,5 +185,6 @@ crate::sql_common::sql_metadata_store!(
     sqlx::Postgres,
     "postgres",
     lock = " FOR UPDATE",
-    skip_locked = " FOR UPDATE SKIP LOCKED"
+    skip_locked = " FOR UPDATE OF j SKIP LOCKED",
+    lock_of_t = " FOR UPDATE OF t"
 );

@@ -24,7 +24,7 @@ pub(crate) fn to_u64(v: Option<i64>) -> Option<u64> {
 }
 
 macro_rules! sql_metadata_store {
-    ($store:ty, $db:ty, $backend:literal, lock = $lock:literal, skip_locked = $skip:literal) => {
+    ($store:ty, $db:ty, $backend:literal, lock = $lock:literal, skip_locked = $skip:literal, lock_of_t = $lock_of_t:literal) => {
         use async_trait::async_trait;
         use sqlx::Row as _;
         use tessera_core::apikey::KeyRecord;
@@ -126,8 +126,8 @@ macro_rules! sql_metadata_store {
         async fn insert_plan(tx: &mut Tx, p: &Plan) -> Result<(), StoreError> {
             let models = p.models.as_ref().map(to_json).transpose()?;
             sqlx::query(
-                "INSERT INTO plans (name, rpm, tpm, concurrency, monthly_budget_usd, models, created_at, events_per_minute, dataset_max_mb) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO plans (name, rpm, tpm, concurrency, monthly_budget_usd, models, created_at, events_per_minute, dataset_max_mb, training_jobs) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(&p.name)
             .bind(to_i64(p.rpm))
@@ -138,6 +138,7 @@ macro_rules! sql_metadata_store {
             .bind(Timestamp::now().millis())
             .bind(to_i64(p.events_per_minute))
             .bind(to_i64(p.dataset_max_mb))
+            .bind(to_i64(p.training_jobs))
             .execute(&mut **tx)
             .await?;
             Ok(())
@@ -200,7 +201,7 @@ macro_rules! sql_metadata_store {
             async fn list_plans(&self) -> Result<Vec<Plan>, StoreError> {
                 let mut tx = self.begin(TxScope::System, false).await?;
                 let rows = sqlx::query(
-                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models, events_per_minute, dataset_max_mb FROM plans ORDER BY name",
+                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models, events_per_minute, dataset_max_mb, training_jobs FROM plans ORDER BY name",
                 )
                 .fetch_all(&mut *tx)
                 .await?;
@@ -211,7 +212,7 @@ macro_rules! sql_metadata_store {
             async fn get_plan(&self, name: &str) -> Result<Plan, StoreError> {
                 let mut tx = self.begin(TxScope::System, false).await?;
                 let row = sqlx::query(
-                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models, events_per_minute, dataset_max_mb FROM plans WHERE name = $1",
+                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models, events_per_minute, dataset_max_mb, training_jobs FROM plans WHERE name = $1",
                 )
                 .bind(name)
                 .fetch_optional(&mut *tx)
@@ -229,7 +230,7 @@ macro_rules! sql_metadata_store {
             ) -> Result<Plan, StoreError> {
                 let mut tx = self.begin(TxScope::System, true).await?;
                 let row = sqlx::query(
-                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models, events_per_minute, dataset_max_mb FROM plans WHERE name = $1",
+                    "SELECT name, rpm, tpm, concurrency, monthly_budget_usd, models, events_per_minute, dataset_max_mb, training_jobs FROM plans WHERE name = $1",
                 )
                 .bind(name)
                 .fetch_optional(&mut *tx)
@@ -240,7 +241,7 @@ macro_rules! sql_metadata_store {
                 let models = plan.models.as_ref().map(to_json).transpose()?;
                 sqlx::query(
                     "UPDATE plans SET rpm = $1, tpm = $2, concurrency = $3, monthly_budget_usd = $4, models = $5, \
-                     events_per_minute = $7, dataset_max_mb = $8 WHERE name = $6",
+                     events_per_minute = $7, dataset_max_mb = $8, training_jobs = $9 WHERE name = $6",
                 )
                 .bind(to_i64(plan.rpm))
                 .bind(to_i64(plan.tpm))
@@ -250,6 +251,7 @@ macro_rules! sql_metadata_store {
                 .bind(name)
                 .bind(to_i64(plan.events_per_minute))
                 .bind(to_i64(plan.dataset_max_mb))
+                .bind(to_i64(plan.training_jobs))
                 .execute(&mut *tx)
                 .await?;
                 append_audit(&mut tx, None, "plan.update", name, actor).await?;
@@ -782,7 +784,7 @@ macro_rules! sql_metadata_store {
         crate::sql_usage::sql_usage_store!($store, $db);
         crate::sql_features::sql_features_store!($store, $db);
         crate::sql_datasets::sql_datasets_store!($store, $db);
-        crate::sql_training::sql_training_store!($store, $db, $skip);
+        crate::sql_training::sql_training_store!($store, $db, $skip, $lock_of_t);
         crate::sql_registry::sql_registry_store!($store, $db, $lock);
         crate::sql_governance::sql_governance_store!($store, $db, $lock);
     };

@@ -26,6 +26,7 @@ macro_rules! sql_row_helpers {
                 models: models.map(|m| serde_json::from_str(&m)).transpose().map_err(corrupt)?,
                 events_per_minute: to_u64(r.try_get("events_per_minute")?),
                 dataset_max_mb: to_u64(r.try_get("dataset_max_mb")?),
+                training_jobs: to_u64(r.try_get("training_jobs")?),
             })
         }
 

@@ -5,7 +5,7 @@
 //! at once (PostgreSQL's `FOR UPDATE SKIP LOCKED`; SQLite has one writer).
 
 macro_rules! sql_training_store {
-    ($store:ty, $db:ty, $skip:literal) => {
+    ($store:ty, $db:ty, $skip:literal, $lock_of_t:literal) => {
         const JOB_COLUMNS: &str =
             "id, tenant_id, status, spec, progress, model, version, metrics, error, created_at, updated_at, created_by";
 
@@ -162,8 +162,14 @@ macro_rules! sql_training_store {
                 owner: &str,
             ) -> Result<Option<(TenantId, Job)>, StoreError> {
                 let mut tx = self.begin(TxScope::System, true).await?;
+                // The oldest queued job of a tenant below its plan's bound
+                // on running jobs.
                 let picked = sqlx::query(concat!(
-                    "SELECT id FROM training_jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1",
+                    "SELECT j.id, j.tenant_id FROM training_jobs j JOIN tenants t ON t.id = j.tenant_id \
+                     LEFT JOIN plans p ON p.name = t.plan WHERE j.status = 'queued' \
+                     AND (p.training_jobs IS NULL OR p.training_jobs > \
+                          (SELECT COUNT(*) FROM training_jobs r WHERE r.tenant_id = j.tenant_id AND r.status = 'running')) \
+                     ORDER BY j.created_at, j.id LIMIT 1",
                     $skip
                 ))
                 .fetch_optional(&mut *tx)
@@ -173,6 +179,28 @@ macro_rules! sql_training_store {
                     return Ok(None);
                 };
                 let id: String = picked.try_get("id")?;
+                let tenant: String = picked.try_get("tenant_id")?;
+                // Two replicas claiming for one tenant at once: the tenant's
+                // row orders them, and the second counts again.
+                let bound = sqlx::query(concat!(
+                    "SELECT p.training_jobs FROM tenants t LEFT JOIN plans p ON p.name = t.plan WHERE t.id = $1",
+                    $lock_of_t
+                ))
+                .bind(&tenant)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get::<Option<i64>, _>("training_jobs")?;
+                if let Some(bound) = bound {
+                    let running: i64 = sqlx::query("SELECT COUNT(*) AS n FROM training_jobs WHERE tenant_id = $1 AND status = 'running'")
+                        .bind(&tenant)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get("n")?;
+                    if running >= bound {
+                        tx.commit().await?;
+                        return Ok(None);
+                    }
+                }
                 sqlx::query(
                     "UPDATE training_jobs SET status = 'running', owner = $1, updated_at = $2 WHERE id = $3 AND status = 'queued'",
                 )

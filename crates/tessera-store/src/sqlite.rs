@@ -90,5 +90,6 @@ crate::sql_common::sql_metadata_store!(
     sqlx::Sqlite,
     "sqlite",
     lock = "",
-    skip_locked = ""
+    skip_locked = "",
+    lock_of_t = ""
 );

@@ -111,6 +111,9 @@ pub async fn training_jobs(store: &dyn MetadataStore) {
     use tessera_core::training::{JobSpec, JobStatus, Progress};
     let (_, a) = tenant(store, "jobs-a").await;
     let (_, b) = tenant(store, "jobs-b").await;
+    // a runs up to four jobs at once (pro); b one (free).
+    let pro = tessera_core::tenant::TenantPatch { plan: Some("pro".into()), ..Default::default() };
+    store.update_tenant(&sys(), &a, &pro, &actor()).await.unwrap();
     let spec: JobSpec = serde_json::from_value(serde_json::json!({
         "dataset": "ds_x", "task": "classification", "label": "y", "text": "t", "model": "m"}))
     .unwrap();
@@ -178,6 +181,26 @@ pub async fn training_jobs(store: &dyn MetadataStore) {
     assert_eq!(failed.status, JobStatus::Failed);
     assert!(failed.error.unwrap().contains("start the job again"));
     assert_eq!(store.list_training_jobs(&a).await.unwrap().len(), 3);
+    // The plan's bound: b's second job waits until its first is done.
+    let b1 = store.create_training_job(&b, &spec, &actor()).await.unwrap();
+    let b2 = store.create_training_job(&b, &spec, &actor()).await.unwrap();
+    let (_, first) = store.claim_training_job(&sys(), "replica-1").await.unwrap().unwrap();
+    assert_eq!(first.id, b1.id);
+    assert!(
+        store.claim_training_job(&sys(), "replica-2").await.unwrap().is_none(),
+        "b is at its bound"
+    );
+    let end = JobUpdate {
+        status: JobStatus::Succeeded,
+        progress: &progress,
+        model: None,
+        version: None,
+        metrics: None,
+        error: None,
+    };
+    assert!(store.update_training_job(&sys(), &b1.id, &end).await.unwrap());
+    let (_, next) = store.claim_training_job(&sys(), "replica-2").await.unwrap().unwrap();
+    assert_eq!(next.id, b2.id);
 }
 
 /// Governance: a report stored with a version sets its gate (listed with

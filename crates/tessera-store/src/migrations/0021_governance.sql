@@ -14,3 +14,5 @@ CREATE TABLE model_aliases (
     updated_by TEXT,
     PRIMARY KEY (model_id, alias)
 );
+-- Training jobs a tenant may have running at once (NULL: no bound).
+ALTER TABLE plans ADD COLUMN training_jobs BIGINT;

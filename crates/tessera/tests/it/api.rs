@@ -79,7 +79,7 @@ async fn tenants_and_plans(backend: Backend) {
     assert_eq!(got.body, moved.body);
 
     // Plans: create, patch (null = unlimited), validation.
-    let plan = json!({"name": "team", "rpm": 100, "tpm": 1000, "concurrency": 8, "monthly_budget_usd": 50.0, "models": ["all-minilm-l6-v2"], "events_per_minute": 600, "dataset_max_mb": 64});
+    let plan = json!({"name": "team", "rpm": 100, "tpm": 1000, "concurrency": 8, "monthly_budget_usd": 50.0, "models": ["all-minilm-l6-v2"], "events_per_minute": 600, "dataset_max_mb": 64, "training_jobs": 2});
     let p = s.admin(Method::POST, "/admin/v1/plans", Some(plan.clone())).await;
     assert_eq!(p.status, StatusCode::CREATED, "{p:?}");
     assert_eq!(p.body, plan);

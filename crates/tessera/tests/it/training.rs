@@ -404,3 +404,71 @@ async fn specs_that_cannot_train_are_refused() {
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
     assert_eq!(s.api.get("/v1/training-jobs/job_nope", &key).await.status, StatusCode::NOT_FOUND);
 }
+
+/// Two replicas on one PostgreSQL: a job started through one is visible,
+/// with its progress, through the other and cancelled from it; the replica
+/// running it stops, and the plan's bound on running jobs holds across both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_one_job_across_replicas() {
+    let Some(common::Pair { a, b, dirs: _dirs, .. }) =
+        common::Pair::start("training-pair-admin-key-0123456789").await
+    else {
+        return;
+    };
+    let p = a
+        .admin(
+            Method::POST,
+            "/admin/v1/plans",
+            Some(json!({"name": "one-job", "training_jobs": 1})),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::CREATED, "{p:?}");
+    let (_, key, _) = a.tenant_on_plan("acme", "one-job", "developer").await;
+    let mut csv = String::from("x,z,y\n");
+    for i in 0..3000u32 {
+        let (x, z) = (f64::from(i % 97) / 97.0, f64::from((i * 31) % 89) / 89.0);
+        csv.push_str(&format!("{x},{z},{}\n", 3.0 * x - z));
+    }
+    let ds = upload(&a, &key, "points", csv).await;
+    // Long enough to be caught running: no early stop, many epochs.
+    let spec = json!({"dataset": ds, "task": "regression", "label": "y", "features": ["x", "z"], "model": "slow",
+                      "hyperparameters": {"max_epochs": 100000, "patience": 100000, "learning_rate": 0.0001}});
+    let r = start(&a, &key, spec.clone()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let queued = start(&b, &key, spec).await.body["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let j = b.api.get(&format!("/v1/training-jobs/{id}"), &key).await.body;
+        if j["status"] == "running" && j["progress"]["epoch"].as_u64().is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never seen running from b: {j}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The plan runs one job at a time per tenant, whichever replica asks.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let q = a.api.get(&format!("/v1/training-jobs/{queued}"), &key).await.body;
+    let first = a.api.get(&format!("/v1/training-jobs/{id}"), &key).await.body;
+    assert_eq!(q["status"], "queued", "{q} while {first}");
+    let c =
+        b.api.call(Method::POST, &format!("/v1/training-jobs/{id}/cancel"), Some(&key), None).await;
+    assert_eq!((c.status, c.body["status"].as_str()), (StatusCode::OK, Some("cancelled")), "{c:?}");
+    let j = a.api.get(&format!("/v1/training-jobs/{id}"), &key).await.body;
+    assert_eq!(j["status"], "cancelled", "{j}");
+    // With the first cancelled, the queued one runs (and is cancelled too).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let q = a.api.get(&format!("/v1/training-jobs/{queued}"), &key).await.body;
+        if q["status"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queued job never started: {q}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let c = a
+        .api
+        .call(Method::POST, &format!("/v1/training-jobs/{queued}/cancel"), Some(&key), None)
+        .await;
+    assert_eq!(c.status, StatusCode::OK, "{c:?}");
+}
