@@ -472,3 +472,120 @@ async fn a_job_is_one_job_across_replicas() {
         .await;
     assert_eq!(c.status, StatusCode::OK, "{c:?}");
 }
+
+/// An uploaded version has no report, so no gate, until it is validated on
+/// a dataset; the tenant's thresholds decide; a failed version stops
+/// serving and the newest one that passed takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_version_is_validated_against_the_tenants_thresholds() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(Options::new(&Backend::Sqlite, dir.path())).await;
+    let (tenant, key, _) = s.tenant_with_key("acme", "developer").await;
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/models",
+            Some(&key),
+            Some(json!({"name": "points", "task": "classification", "runtime": "linear"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    // v1 says "high" above x = 0.5; v2 gets it backwards.
+    for (w, b) in
+        [([[10.0, 0.0], [-10.0, 0.0]], [-5.0, 5.0]), ([[-10.0, 0.0], [10.0, 0.0]], [5.0, -5.0])]
+    {
+        let head = json!({"format": "tessera.linear.v1", "task": "classification", "weights": w, "bias": b, "labels": ["high", "low"]});
+        let up =
+            s.api.upload("/v1/models/points/versions", &key, head.to_string().into_bytes()).await;
+        assert_eq!(up.status, StatusCode::CREATED, "{up:?}");
+    }
+    let mut csv = String::from("x,z,kind\n");
+    for i in 0..200u32 {
+        let x = f64::from(i % 100) / 100.0;
+        csv.push_str(&format!(
+            "{x},{},{}\n",
+            f64::from(i % 7),
+            if x > 0.5 { "high" } else { "low" }
+        ));
+    }
+    let ds = upload(&s, &key, "points", csv).await;
+    let infer = json!({"inputs": [{"name": "features", "shape": [1, 2], "datatype": "FP32", "data": [0.9, 1.0]}]});
+    let label = |r: &common::Resp| r.body["outputs"][1]["data"][0].as_i64();
+    // Unvalidated: the latest serves.
+    let r =
+        s.api.call(Method::POST, "/v2/models/points/infer", Some(&key), Some(infer.clone())).await;
+    assert_eq!((r.status, label(&r)), (StatusCode::OK, Some(1)), "{r:?}");
+    assert_eq!(
+        s.api.get("/v1/models/points/versions/2/report", &key).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let body = json!({"dataset": ds, "label": "kind", "features": ["x", "z"]});
+    let v1 = s
+        .api
+        .call(Method::POST, "/v1/models/points/versions/1/validate", Some(&key), Some(body.clone()))
+        .await;
+    assert_eq!((v1.status, v1.body["passed"].as_bool()), (StatusCode::OK, Some(true)), "{v1:?}");
+    assert_eq!(v1.body["metrics"]["holdout"]["samples"], 200, "{v1:?}");
+    let v2 = s
+        .api
+        .call(Method::POST, "/v1/models/points/versions/2/validate", Some(&key), Some(body.clone()))
+        .await;
+    assert_eq!((v2.status, v2.body["passed"].as_bool()), (StatusCode::OK, Some(false)), "{v2:?}");
+    // v2 failed: the newest passing version, v1, serves; v2 named outright is refused.
+    let r =
+        s.api.call(Method::POST, "/v2/models/points/infer", Some(&key), Some(infer.clone())).await;
+    assert_eq!((r.status, label(&r)), (StatusCode::OK, Some(0)), "{r:?}");
+    assert_eq!(r.headers["x-tessera-model-version"], "points@1", "{r:?}");
+    let r = s
+        .api
+        .call(Method::POST, "/v2/models/points/versions/2/infer", Some(&key), Some(infer.clone()))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    // A stricter tenant: accuracy 1.0 is more than v1 reaches on rows at the boundary.
+    let p = s
+        .admin(
+            Method::PATCH,
+            &format!("/admin/v1/tenants/{tenant}"),
+            Some(json!({"gate_thresholds": {"accuracy": 1.0, "latency_p99_ms": 1000}})),
+        )
+        .await;
+    assert_eq!(
+        (p.status, p.body["gate_thresholds"]["accuracy"].as_f64()),
+        (StatusCode::OK, Some(1.0)),
+        "{p:?}"
+    );
+    let again = s
+        .api
+        .call(Method::POST, "/v1/models/points/versions/1/validate", Some(&key), Some(body))
+        .await;
+    assert_eq!(again.body["thresholds"]["latency_p99_ms"].as_f64(), Some(1000.0), "{again:?}");
+    let acc = again.body["checks"][0]["value"].as_f64().unwrap();
+    assert_eq!(again.body["passed"].as_bool(), Some(acc >= 1.0), "{again:?}");
+    // Bad requests name the problem.
+    for (body, param) in [
+        (json!({"dataset": ds, "label": "kind"}), "text"),
+        (json!({"dataset": "ds_nope", "label": "kind", "features": ["x"]}), "dataset"),
+        (json!({"dataset": ds, "label": "nope", "features": ["x", "z"]}), "dataset"),
+    ] {
+        let r = s
+            .api
+            .call(Method::POST, "/v1/models/points/versions/1/validate", Some(&key), Some(body))
+            .await;
+        assert_eq!(
+            (r.status, r.body["error"]["param"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(param)),
+            "{r:?}"
+        );
+    }
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v1/models/points/versions/9/validate",
+            Some(&key),
+            Some(json!({"dataset": ds, "label": "kind", "features": ["x"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+}
