@@ -26,9 +26,12 @@ pub struct Hyperparameters {
     /// Epochs without a better validation loss before stopping (default 20).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patience: Option<usize>,
-    /// Adam's step size (default 0.05).
+    /// Adam's step size (default 0.05; 0.003 for an MLP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learning_rate: Option<f32>,
+    /// Units of the MLP's hidden layer (default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_units: Option<usize>,
 }
 
 fn default_holdout() -> f64 {
@@ -68,14 +71,50 @@ pub struct JobSpec {
     pub class_weight: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hyperparameters: Option<Hyperparameters>,
+    /// `linear` (default: logistic or least-squares regression) or `mlp`
+    /// (one hidden ReLU layer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trainer: Option<String>,
     /// A column whose groups the fairness check of the report compares (classification).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected_attribute: Option<String>,
 }
 
+/// Hidden units of an MLP when the job gives none.
+pub const DEFAULT_HIDDEN_UNITS: usize = 64;
+
 impl JobSpec {
+    /// The MLP's hidden units, or `None` for a linear head.
+    pub fn hidden_units(&self) -> Option<usize> {
+        (self.trainer.as_deref() == Some("mlp")).then(|| {
+            self.hyperparameters
+                .as_ref()
+                .and_then(|h| h.hidden_units)
+                .unwrap_or(DEFAULT_HIDDEN_UNITS)
+        })
+    }
+
     pub fn validate(&self) -> Result<(), ValidationError> {
         let bad = |p: &str, m: String| Err(ValidationError::new(p, m));
+        if let Some(t) = &self.trainer
+            && !matches!(t.as_str(), "linear" | "mlp")
+        {
+            return bad("trainer", format!("trainer must be linear or mlp, got {t:?}"));
+        }
+        if let Some(h) = self.hyperparameters.as_ref().and_then(|h| h.hidden_units) {
+            if self.trainer.as_deref() != Some("mlp") {
+                return bad(
+                    "hyperparameters.hidden_units",
+                    "hidden_units applies to trainer mlp".into(),
+                );
+            }
+            if !(1..=1024).contains(&h) {
+                return bad(
+                    "hyperparameters.hidden_units",
+                    format!("hidden_units is 1 to 1024, got {h}"),
+                );
+            }
+        }
         if !matches!(self.task.as_str(), "classification" | "regression") {
             return bad(
                 "task",

@@ -8,6 +8,11 @@
 //!   "labels": [string; outputs]?, "base_model": string?}`.
 //! Classification answers `probabilities` (softmax, `[n, classes]`) and
 //! `label_index` (`[n]`); regression answers `prediction` (`[n, outputs]`).
+//!
+//! An MLP head is the same with `"format": "tessera.mlp.v1"` and
+//! `"hidden": [{"weights": [[f32; in]; units], "bias": [f32; units]}, ..]`:
+//! ReLU layers applied in order before the output layer (whose `weights`
+//! then read the last hidden layer).
 
 use serde::Deserialize;
 
@@ -32,14 +37,77 @@ pub struct LinearHead {
     /// category order.
     #[serde(default)]
     pub inputs: Option<serde_json::Value>,
+    /// Hidden ReLU layers (`tessera.mlp.v1`), first to last.
+    #[serde(default)]
+    pub hidden: Vec<Layer>,
+}
+
+/// A hidden layer: `weights` is `[units][inputs]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    pub weights: Vec<Vec<f32>>,
+    pub bias: Vec<f32>,
+}
+
+/// `x` (`[n, inputs]` row-major) through `w` and `b`, ReLU'd if `relu`.
+fn dense(x: &[f32], inputs: usize, w: &[Vec<f32>], b: &[f32], relu: bool) -> Vec<f32> {
+    let mut z = Vec::with_capacity(x.len() / inputs.max(1) * w.len());
+    for row in x.chunks_exact(inputs) {
+        for (wr, bias) in w.iter().zip(b) {
+            let v = wr.iter().zip(row).map(|(a, b)| a * b).sum::<f32>() + bias;
+            z.push(if relu { v.max(0.0) } else { v });
+        }
+    }
+    z
 }
 
 impl LinearHead {
     pub fn parse(bytes: &[u8]) -> Result<LinearHead, EngineError> {
         let h: LinearHead = serde_json::from_slice(bytes)
             .map_err(|e| EngineError::InvalidModel(format!("not a tessera.linear.v1 head: {e}")))?;
-        if h.format != "tessera.linear.v1" {
-            return Err(EngineError::InvalidModel(format!("unknown head format {:?}", h.format)));
+        match (h.format.as_str(), h.hidden.is_empty()) {
+            ("tessera.linear.v1", true) | ("tessera.mlp.v1", false) => {}
+            ("tessera.linear.v1", false) => {
+                return Err(EngineError::InvalidModel(
+                    "a tessera.linear.v1 head has no hidden layers; call it tessera.mlp.v1".into(),
+                ));
+            }
+            ("tessera.mlp.v1", true) => {
+                return Err(EngineError::InvalidModel(
+                    "a tessera.mlp.v1 head needs at least one hidden layer".into(),
+                ));
+            }
+            _ => {
+                return Err(EngineError::InvalidModel(format!(
+                    "unknown head format {:?}",
+                    h.format
+                )));
+            }
+        }
+        let mut width = h.hidden.first().and_then(|l| l.weights.first()).map_or(0, Vec::len);
+        for (i, l) in h.hidden.iter().enumerate() {
+            let units = l.weights.len();
+            if units == 0
+                || width == 0
+                || l.weights.iter().any(|r| r.len() != width)
+                || l.bias.len() != units
+            {
+                return Err(EngineError::InvalidModel(format!(
+                    "hidden layer {i} must be a non-empty [units][{width}] matrix with a bias per unit"
+                )));
+            }
+            if l.weights.iter().flatten().chain(&l.bias).any(|x| !x.is_finite()) {
+                return Err(EngineError::InvalidModel(format!(
+                    "hidden layer {i}: weights and bias must be finite"
+                )));
+            }
+            width = units;
+        }
+        if !h.hidden.is_empty() && h.weights.first().map_or(0, Vec::len) != width {
+            return Err(EngineError::InvalidModel(format!(
+                "the output layer must read the last hidden layer's {width} units"
+            )));
         }
         if !matches!(h.task.as_str(), "classification" | "regression") {
             return Err(EngineError::InvalidModel(format!(
@@ -72,7 +140,10 @@ impl LinearHead {
     }
 
     pub fn features(&self) -> usize {
-        self.weights.first().map_or(0, Vec::len)
+        match self.hidden.first() {
+            Some(l) => l.weights.first().map_or(0, Vec::len),
+            None => self.weights.first().map_or(0, Vec::len),
+        }
     }
 
     pub fn input_spec(&self) -> TensorSpec {
@@ -121,12 +192,14 @@ impl LinearHead {
         }
         let n = features.rows();
         let k = self.weights.len();
-        let mut z = Vec::with_capacity(n * k);
-        for row in x.chunks_exact(f) {
-            for (w, b) in self.weights.iter().zip(&self.bias) {
-                z.push(w.iter().zip(row).map(|(a, b)| a * b).sum::<f32>() + b);
-            }
+        let mut hidden: Option<Vec<f32>> = None;
+        let mut width = f;
+        for l in &self.hidden {
+            let input = hidden.as_deref().unwrap_or(x);
+            hidden = Some(dense(input, width, &l.weights, &l.bias, true));
+            width = l.weights.len();
         }
+        let mut z = dense(hidden.as_deref().unwrap_or(x), width, &self.weights, &self.bias, false);
         if self.task == "regression" {
             return Ok(vec![("prediction".into(), Tensor::f32(vec![n as i64, k as i64], z)?)]);
         }
@@ -160,6 +233,24 @@ fn argmax(row: &[f32]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_mlp_head_runs_its_hidden_layers() {
+        // relu(x0 - x1), relu(x1 - x0): then a regression summing them = |x0 - x1|.
+        let json = r#"{"format": "tessera.mlp.v1", "task": "regression", "hidden": [{"weights": [[1, -1], [-1, 1]], "bias": [0, 0]}], "weights": [[1, 1]], "bias": [0.5]}"#;
+        let h = LinearHead::parse(json.as_bytes()).unwrap();
+        assert_eq!(h.features(), 2);
+        let out = h.run(&Tensor::f32(vec![2, 2], vec![3.0, 1.0, 1.0, 4.0]).unwrap()).unwrap();
+        let TensorData::F32(p) = &out[0].1.data else { panic!() };
+        assert_eq!(p, &vec![2.5, 3.5]);
+        for bad in [
+            r#"{"format": "tessera.mlp.v1", "task": "regression", "weights": [[1]], "bias": [0]}"#,
+            r#"{"format": "tessera.linear.v1", "task": "regression", "hidden": [{"weights": [[1]], "bias": [0]}], "weights": [[1]], "bias": [0]}"#,
+            r#"{"format": "tessera.mlp.v1", "task": "regression", "hidden": [{"weights": [[1, 2]], "bias": [0]}], "weights": [[1, 1]], "bias": [0]}"#,
+        ] {
+            assert!(LinearHead::parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
 
     fn head(task: &str) -> LinearHead {
         let json = format!(

@@ -20,8 +20,8 @@ use tessera_core::time::Timestamp;
 use tessera_core::training::{DEFAULT_BASE_MODEL, Job, JobSpec, JobStatus, Progress};
 use tessera_store::{JobUpdate, KeyOwner, ModelScope, ModelView, StoreError};
 use tessera_training::linear::{self, FitError, Matrix, Settings};
-use tessera_training::metrics;
 use tessera_training::prepare::{classes, targets};
+use tessera_training::{metrics, mlp};
 use tokio::sync::Notify;
 
 use crate::Services;
@@ -256,21 +256,26 @@ async fn train(
         prepared.groups.as_ref().map(|g| hold_idx.iter().map(|&i| g[i].clone()).collect());
     let (labels, task, r2) = (prepared.labels, spec.task.clone(), r.clone());
     let balanced = spec.class_weight.is_some();
+    let hidden = spec.hidden_units();
+    let seed = spec.seed;
     let (fitted, names, metrics_json, expected) = tokio::task::spawn_blocking(move || {
-        fit_and_score(&x, &labels, &task, &fit_idx, &val_idx, &hold_idx, settings, balanced, &r2)
+        let splits = Splits { fit: &fit_idx, val: &val_idx, hold: &hold_idx };
+        fit_and_score(&x, &labels, &task, &splits, settings, balanced, hidden, seed, &r2)
     })
     .await
     .map_err(|e| format!("the trainer failed to run: {e}"))??;
     let training_secs = started.elapsed().as_secs_f64();
     r.set(Progress { phase: "storing".into(), fraction: 0.95, ..Progress::default() });
-    let mut head = json!({
-        "format": "tessera.linear.v1",
-        "task": spec.task,
-        "weights": fitted.weights,
-        "bias": fitted.bias,
-        "labels": names,
-        "base_model": base,
-    });
+    let mut head = match &fitted {
+        Head::Linear(f) => {
+            json!({"format": "tessera.linear.v1", "weights": f.weights, "bias": f.bias})
+        }
+        Head::Mlp(f) => json!({"format": "tessera.mlp.v1", "weights": f.w2, "bias": f.b2,
+                               "hidden": [{"weights": f.w1, "bias": f.b1}]}),
+    };
+    head["task"] = json!(spec.task);
+    head["labels"] = json!(names);
+    head["base_model"] = json!(base);
     if !prepared.layout.is_empty() {
         head["inputs"] = json!(prepared.layout);
     }
@@ -286,17 +291,29 @@ async fn train(
         .await
         .map_err(store_err)?;
     let mut metrics = metrics_json;
-    metrics["l2"] = json!(fitted.l2);
-    metrics["epochs"] = json!(fitted.epochs);
+    let (l2, epochs) = match &fitted {
+        Head::Linear(f) => (f.l2, f.epochs),
+        Head::Mlp(f) => (f.l2, f.epochs),
+    };
+    metrics["l2"] = json!(l2);
+    metrics["epochs"] = json!(epochs);
     metrics["rows"] =
         json!({"used": n, "skipped": skipped, "training": train_rows, "holdout": hold_rows});
     metrics["training_seconds"] = json!(training_secs);
     metrics["seconds"] = json!(r.started.elapsed().as_secs_f64());
     metrics["dataset"] = json!({"id": dataset.id, "name": dataset.name, "version": dataset.version, "sha256": dataset.sha256});
-    metrics["trainer"] = json!(if spec.task == "classification" {
-        "multinomial logistic regression (Adam, early stopping, L2 by validation loss)"
-    } else {
-        "least-squares regression (Adam, early stopping, L2 by validation loss)"
+    metrics["trainer"] = json!(match (&fitted, spec.task.as_str()) {
+        (Head::Linear(_), "classification") => {
+            "multinomial logistic regression (Adam, early stopping, L2 by validation loss)"
+                .to_owned()
+        }
+        (Head::Linear(_), _) => {
+            "least-squares regression (Adam, early stopping, L2 by validation loss)".to_owned()
+        }
+        (Head::Mlp(f), _) => format!(
+            "MLP, one hidden ReLU layer of {} units (Adam on mini-batches, early stopping, L2 by validation loss)",
+            f.b1.len()
+        ),
     });
     if let (Some(b), Some(v)) = (&base, &base_version) {
         metrics["base_model"] = json!({"name": b, "version": v});
@@ -333,6 +350,16 @@ async fn train(
 
 fn settings(spec: &JobSpec) -> Settings {
     let mut s = Settings::default();
+    if spec.hidden_units().is_some() {
+        // An MLP learns more slowly and overfits sooner than a linear head.
+        s = Settings {
+            l2_grid: vec![1e-4, 1e-3, 1e-2],
+            max_epochs: 200,
+            patience: 10,
+            learning_rate: 0.003,
+            class_weights: None,
+        };
+    }
     if let Some(h) = &spec.hyperparameters {
         if let Some(l2) = &h.l2 {
             s.l2_grid = l2.clone();
@@ -344,24 +371,38 @@ fn settings(spec: &JobSpec) -> Settings {
     s
 }
 
+/// What a trainer fitted.
+enum Head {
+    Linear(linear::Fitted),
+    Mlp(mlp::MlpFitted),
+}
+
 /// A fitted head, its class names (classification), its holdout metrics
 /// and what it predicts for each holdout row (class index or value).
-type Fit = (linear::Fitted, Option<Vec<String>>, Value, Vec<f32>);
+type Fit = (Head, Option<Vec<String>>, Value, Vec<f32>);
+
+/// Row indices: fitted on, watched for early stopping, held out.
+struct Splits<'a> {
+    fit: &'a [usize],
+    val: &'a [usize],
+    hold: &'a [usize],
+}
 
 /// Fits on the fit rows, stops early on the validation rows, scores the
 /// holdout; classification with its class names.
-#[expect(clippy::too_many_arguments, reason = "the three splits and the job's settings")]
+#[expect(clippy::too_many_arguments, reason = "the data, the splits and the job's settings")]
 fn fit_and_score(
     x: &Matrix,
     labels: &[Value],
     task: &str,
-    fit_idx: &[usize],
-    val_idx: &[usize],
-    hold_idx: &[usize],
+    splits: &Splits<'_>,
     mut settings: Settings,
     balanced: bool,
+    hidden: Option<usize>,
+    seed: u64,
     r: &Reporter,
 ) -> Result<Fit, Failure> {
+    let (fit_idx, val_idx, hold_idx) = (splits.fit, splits.val, splits.hold);
     let (xf, xv, xh) = (x.take(fit_idx), x.take(val_idx), x.take(hold_idx));
     let max = settings.max_epochs.max(1);
     let mut on_epoch = |cand: usize, of: usize, epoch: usize, loss: f32| {
@@ -383,9 +424,32 @@ fn fit_and_score(
         if balanced {
             settings.class_weights = Some(linear::balanced_weights(&yf, names.len()));
         }
-        let f = linear::fit_classifier(&xf, &yf, &xv, &yv, names.len(), &settings, &mut on_epoch)
-            .map_err(fit_err)?;
-        let predicted = linear::predict_classes(&f, &xh);
+        let (f, predicted) = match hidden {
+            None => {
+                let f = linear::fit_classifier(
+                    &xf,
+                    &yf,
+                    &xv,
+                    &yv,
+                    names.len(),
+                    &settings,
+                    &mut on_epoch,
+                )
+                .map_err(fit_err)?;
+                let p = linear::predict_classes(&f, &xh);
+                (Head::Linear(f), p)
+            }
+            Some(h) => {
+                let k = names.len();
+                let cw = settings.class_weights.clone();
+                let t = mlp::Target::Classes { labels: &yf, classes: k, weights: cw.as_deref() };
+                let tv = mlp::Target::Classes { labels: &yv, classes: k, weights: None };
+                let f = mlp::fit_mlp(&xf, t, &xv, tv, h, &settings, seed, &mut on_epoch)
+                    .map_err(fit_err)?;
+                let p = mlp::predict_classes(&f, &xh);
+                (Head::Mlp(f), p)
+            }
+        };
         let m = metrics::classification(&names, &yh, &predicted);
         let m = serde_json::to_value(m).map_err(|e| e.to_string())?;
         let expected = predicted.iter().map(|&c| c as f32).collect();
@@ -394,9 +458,21 @@ fn fit_and_score(
         let y = targets(labels)?;
         let pick = |idx: &[usize]| idx.iter().map(|&i| y[i]).collect::<Vec<_>>();
         let (yf, yv, yh) = (pick(fit_idx), pick(val_idx), pick(hold_idx));
-        let f =
-            linear::fit_regressor(&xf, &yf, &xv, &yv, &settings, &mut on_epoch).map_err(fit_err)?;
-        let predicted = linear::predict_values(&f, &xh);
+        let (f, predicted) = match hidden {
+            None => {
+                let f = linear::fit_regressor(&xf, &yf, &xv, &yv, &settings, &mut on_epoch)
+                    .map_err(fit_err)?;
+                let p = linear::predict_values(&f, &xh);
+                (Head::Linear(f), p)
+            }
+            Some(h) => {
+                let (t, tv) = (mlp::Target::Values(&yf), mlp::Target::Values(&yv));
+                let f = mlp::fit_mlp(&xf, t, &xv, tv, h, &settings, seed, &mut on_epoch)
+                    .map_err(fit_err)?;
+                let p = mlp::predict_values(&f, &xh);
+                (Head::Mlp(f), p)
+            }
+        };
         let m = metrics::regression(&yh, &predicted);
         let m = serde_json::to_value(m).map_err(|e| e.to_string())?;
         Ok((f, None, json!({"holdout": m}), predicted))

@@ -6,5 +6,6 @@
 pub mod dataset;
 pub mod linear;
 pub mod metrics;
+pub mod mlp;
 pub mod prepare;
 pub mod validate;

@@ -97,7 +97,7 @@ pub enum FitError {
 
 /// Feature means and standard deviations over `x`'s rows (a constant
 /// feature gets 1, so it scales to 0).
-fn standardizer(x: &Matrix) -> (Vec<f32>, Vec<f32>) {
+pub(crate) fn standardizer(x: &Matrix) -> (Vec<f32>, Vec<f32>) {
     let n = x.rows.max(1) as f64;
     let mut mean = vec![0f64; x.cols];
     for i in 0..x.rows {
@@ -120,7 +120,7 @@ fn standardizer(x: &Matrix) -> (Vec<f32>, Vec<f32>) {
     (mean.iter().map(|m| *m as f32).collect(), std)
 }
 
-fn standardize(x: &Matrix, mean: &[f32], std: &[f32]) -> Matrix {
+pub(crate) fn standardize(x: &Matrix, mean: &[f32], std: &[f32]) -> Matrix {
     let mut data = x.data.clone();
     for row in data.chunks_exact_mut(x.cols) {
         for ((v, m), s) in row.iter_mut().zip(mean).zip(std) {

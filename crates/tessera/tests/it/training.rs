@@ -589,3 +589,65 @@ async fn an_uploaded_version_is_validated_against_the_tenants_thresholds() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
 }
+
+/// The MLP trainer: two rings no line separates; the linear head stays
+/// near chance, the MLP head learns them, passes its gate and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mlp_head_learns_what_a_line_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(Options::new(&Backend::Sqlite, dir.path())).await;
+    let (_, key, _) = s.tenant_with_key("acme", "developer").await;
+    let mut csv = String::from("x,y,ring\n");
+    for i in 0..1500u32 {
+        let inner = i % 2 == 0;
+        let r = if inner { 1.0 } else { 3.0 } + 0.2 * (f64::from((i * 7919) % 1000) / 500.0 - 1.0);
+        let a = std::f64::consts::TAU * f64::from((i * 104_729) % 997) / 997.0;
+        csv.push_str(&format!(
+            "{},{},{}\n",
+            r * a.cos(),
+            r * a.sin(),
+            if inner { "inner" } else { "outer" }
+        ));
+    }
+    let ds = upload(&s, &key, "rings", csv).await;
+    let base = json!({"dataset": ds, "task": "classification", "label": "ring", "features": ["x", "y"], "seed": 5});
+    let mut linear = base.clone();
+    linear["model"] = json!("rings-linear");
+    let mut mlp = base;
+    mlp["model"] = json!("rings");
+    mlp["trainer"] = json!("mlp");
+    mlp["hyperparameters"] = json!({"hidden_units": 16});
+    let mut accuracy = Vec::new();
+    for spec in [linear, mlp] {
+        let r = start(&s, &key, spec).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+        let (job, _) =
+            wait(&s, &key, r.body["id"].as_str().unwrap(), Duration::from_secs(300)).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        accuracy.push(job["metrics"]["holdout"]["accuracy"].as_f64().unwrap());
+        if job["model"] == "rings" {
+            assert!(job["metrics"]["trainer"].as_str().unwrap().contains("MLP"), "{job}");
+            assert_eq!(job["metrics"]["report"]["passed"], true, "{job}");
+        }
+    }
+    assert!(
+        accuracy[0] < 0.75 && accuracy[1] > 0.95,
+        "linear {} vs MLP {}",
+        accuracy[0],
+        accuracy[1]
+    );
+    let infer = json!({"inputs": [{"name": "features", "shape": [2, 2], "datatype": "FP32", "data": [0.0, 1.0, -3.0, 0.2]}]});
+    let r = s.api.call(Method::POST, "/v2/models/rings/infer", Some(&key), Some(infer)).await;
+    assert_eq!(
+        (r.status, &r.body["outputs"][1]["data"]),
+        (StatusCode::OK, &json!([0, 1])),
+        "{r:?}"
+    );
+    let bad = json!({"dataset": ds, "task": "classification", "label": "ring", "features": ["x"], "model": "m", "trainer": "forest"});
+    let r = start(&s, &key, bad).await;
+    assert_eq!(
+        (r.status, r.body["error"]["param"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("trainer")),
+        "{r:?}"
+    );
+}
