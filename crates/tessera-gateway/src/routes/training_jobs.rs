@@ -231,7 +231,7 @@ impl Follow {
             if self.last.as_ref() == Some(&job) {
                 self.quiet += 1;
                 // About every 15 s of no change, a comment.
-                if self.quiet % 30 == 0 {
+                if self.quiet.is_multiple_of(30) {
                     return Some(Bytes::from_static(b": keep-alive\n\n"));
                 }
                 continue;
