@@ -388,8 +388,16 @@ struct Splits<'a> {
     hold: &'a [usize],
 }
 
-/// Fits on the fit rows, stops early on the validation rows, scores the
-/// holdout; classification with its class names.
+/// The refit of a linear head on every training row: the L2 and the
+/// number of epochs the early-stopped fit chose, no search, no early stop.
+fn refit_settings(s: &Settings, chosen: &linear::Fitted) -> Settings {
+    let epochs = chosen.epochs.max(1);
+    Settings { l2_grid: vec![chosen.l2], max_epochs: epochs, patience: epochs + 1, ..s.clone() }
+}
+
+/// Fits on the fit rows, stops early on the validation rows (choosing L2
+/// and the epochs), refits a linear head on all the training rows, scores
+/// the holdout; classification with its class names.
 #[expect(clippy::too_many_arguments, reason = "the data, the splits and the job's settings")]
 fn fit_and_score(
     x: &Matrix,
@@ -416,6 +424,16 @@ fn fit_and_score(
         });
         !r.cancelled()
     };
+    let mut on_refit = |_: usize, _: usize, epoch: usize, loss: f32| {
+        r.set(Progress {
+            phase: "refitting".into(),
+            fraction: 0.95,
+            epoch: Some(epoch),
+            loss: Some(loss),
+            eta_secs: None,
+        });
+        !r.cancelled()
+    };
     let fit_err = |e: FitError| e.to_string();
     if task == "classification" {
         let (y, names) = classes(labels)?;
@@ -426,18 +444,18 @@ fn fit_and_score(
         }
         let (f, predicted) = match hidden {
             None => {
-                let f = linear::fit_classifier(
-                    &xf,
-                    &yf,
-                    &xv,
-                    &yv,
-                    names.len(),
-                    &settings,
-                    &mut on_epoch,
-                )
-                .map_err(fit_err)?;
-                let p = linear::predict_classes(&f, &xh);
-                (Head::Linear(f), p)
+                let k = names.len();
+                let f = linear::fit_classifier(&xf, &yf, &xv, &yv, k, &settings, &mut on_epoch)
+                    .map_err(fit_err)?;
+                // Then every training row, with the L2 and epochs chosen.
+                let all = [fit_idx, val_idx].concat();
+                let (xa, ya) = (x.take(&all), pick(&all));
+                let once = refit_settings(&settings, &f);
+                let mut refit = linear::fit_classifier(&xa, &ya, &xa, &ya, k, &once, &mut on_refit)
+                    .map_err(fit_err)?;
+                (refit.epochs, refit.validation_loss) = (f.epochs, f.validation_loss);
+                let p = linear::predict_classes(&refit, &xh);
+                (Head::Linear(refit), p)
             }
             Some(h) => {
                 let k = names.len();
@@ -462,8 +480,14 @@ fn fit_and_score(
             None => {
                 let f = linear::fit_regressor(&xf, &yf, &xv, &yv, &settings, &mut on_epoch)
                     .map_err(fit_err)?;
-                let p = linear::predict_values(&f, &xh);
-                (Head::Linear(f), p)
+                let all = [fit_idx, val_idx].concat();
+                let (xa, ya) = (x.take(&all), pick(&all));
+                let once = refit_settings(&settings, &f);
+                let mut refit = linear::fit_regressor(&xa, &ya, &xa, &ya, &once, &mut on_refit)
+                    .map_err(fit_err)?;
+                (refit.epochs, refit.validation_loss) = (f.epochs, f.validation_loss);
+                let p = linear::predict_values(&refit, &xh);
+                (Head::Linear(refit), p)
             }
             Some(h) => {
                 let (t, tv) = (mlp::Target::Values(&yf), mlp::Target::Values(&yv));

@@ -91,6 +91,7 @@ async fn a_head_trained_on_the_sentiment_set_serves() {
     assert!(phases.iter().any(|p| p == "embedding" || p == "training"), "{phases:?}");
     let m = &job["metrics"]["holdout"];
     let accuracy = m["accuracy"].as_f64().unwrap();
+    eprintln!("sentiment holdout accuracy {accuracy} (macro-F1 {})", m["macro_f1"]);
     assert!(accuracy >= 0.85, "holdout accuracy {accuracy}: {job}");
     assert_eq!((m["samples"].as_u64(), &m["labels"]), (Some(600), &json!(["0", "1"])), "{job}");
     assert_eq!((job["model"].as_str(), job["version"].as_i64()), (Some("sentiment"), Some(1)));
