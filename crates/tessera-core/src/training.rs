@@ -52,7 +52,7 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// Feature columns: numeric ones (int64, float64, bool) standardized,
-    /// others (at most 100 distinct values) one-hot; the artifact records the layout.
+    /// others (at most 50 distinct values) one-hot; the artifact records the layout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub features: Option<Vec<String>>,
     /// The model the job creates, or adds a version to.

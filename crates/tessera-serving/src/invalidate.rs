@@ -312,6 +312,15 @@ impl MetadataStore for InvalidatingStore {
     ) -> Result<tessera_core::dataset::Dataset, StoreError> {
         self.inner.create_dataset(ctx, new, actor).await
     }
+    async fn update_dataset_schema(
+        &self,
+        ctx: &TenantCtx,
+        id: &str,
+        schema: &serde_json::Value,
+        actor: &AuditActor,
+    ) -> Result<tessera_core::dataset::Dataset, StoreError> {
+        self.inner.update_dataset_schema(ctx, id, schema, actor).await
+    }
     async fn list_datasets(
         &self,
         ctx: &TenantCtx,

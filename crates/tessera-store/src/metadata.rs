@@ -216,6 +216,15 @@ pub trait MetadataStore: Send + Sync + 'static {
         &self,
         ctx: &TenantCtx,
     ) -> Result<Vec<tessera_core::dataset::Dataset>, StoreError>;
+    /// Replaces a dataset version's schema (the types a job reads its
+    /// columns as; the file stays as it is), audited.
+    async fn update_dataset_schema(
+        &self,
+        ctx: &TenantCtx,
+        id: &str,
+        schema: &serde_json::Value,
+        actor: &AuditActor,
+    ) -> Result<tessera_core::dataset::Dataset, StoreError>;
     /// One of the tenant's dataset versions by id.
     async fn get_dataset(
         &self,

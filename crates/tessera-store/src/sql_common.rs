@@ -641,6 +641,10 @@ macro_rules! sql_metadata_store {
                 self.sql_create_dataset(ctx, new, actor).await
             }
 
+            async fn update_dataset_schema(&self, ctx: &TenantCtx, id: &str, schema: &serde_json::Value, actor: &AuditActor) -> Result<Dataset, StoreError> {
+                self.sql_update_dataset_schema(ctx, id, schema, actor).await
+            }
+
             async fn list_datasets(&self, ctx: &TenantCtx) -> Result<Vec<Dataset>, StoreError> {
                 self.sql_list_datasets(ctx).await
             }

@@ -101,6 +101,37 @@ macro_rules! sql_datasets_store {
                 rows.iter().map(dataset_from_row).collect()
             }
 
+            pub(crate) async fn sql_update_dataset_schema(
+                &self,
+                ctx: &TenantCtx,
+                id: &str,
+                schema: &serde_json::Value,
+                actor: &AuditActor,
+            ) -> Result<Dataset, StoreError> {
+                let tenant = ctx.tenant_id();
+                let mut tx = self.begin(TxScope::Tenant(tenant.as_str()), true).await?;
+                let n = sqlx::query("UPDATE datasets SET schema = $1 WHERE tenant_id = $2 AND id = $3")
+                    .bind(to_json(schema)?)
+                    .bind(tenant.as_str())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::not_found("dataset", id));
+                }
+                append_audit(&mut tx, Some(tenant), "dataset.schema", id, actor).await?;
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {DATASET_COLUMNS} FROM datasets WHERE tenant_id = $1 AND id = $2"
+                )))
+                .bind(tenant.as_str())
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                dataset_from_row(&row)
+            }
+
             pub(crate) async fn sql_get_dataset(&self, ctx: &TenantCtx, id: &str) -> Result<Dataset, StoreError> {
                 let tenant = ctx.tenant_id();
                 let mut tx = self.begin(TxScope::Tenant(tenant.as_str()), false).await?;

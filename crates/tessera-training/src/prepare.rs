@@ -113,8 +113,9 @@ pub fn features_of(schema: &Value, names: &[String]) -> Result<Vec<Feature>, Str
         .collect()
 }
 
-/// At most this many categories per column (the rest share "other").
-pub const MAX_CATEGORIES: usize = 100;
+/// At most this many categories per column: the distinct values a
+/// dataset's schema counts.
+pub const MAX_CATEGORIES: usize = crate::dataset::MAX_DISTINCT;
 
 /// Reads the columns a job needs; a column the file lacks, or a numeric
 /// feature that is not a number, fails naming it.

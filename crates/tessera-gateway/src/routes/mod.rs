@@ -158,6 +158,8 @@ pub fn api_routes() -> ApiRoutes {
         .add(Get, "/v1/datasets", datasets::list)
         .add(Get, "/v1/datasets/{id}", datasets::get)
         .add(Get, "/v1/datasets/{id}/preview", datasets::preview)
+        .add(Post, "/v1/datasets/from-features", datasets::from_features)
+        .add(Patch, "/v1/datasets/{id}/schema", datasets::edit_schema)
         .add(Post, "/v1/features/online", features::online)
         .add(Post, "/v1/features/get-online-features", features::feast_online)
         .add(Post, "/v1/features/push", features::push)

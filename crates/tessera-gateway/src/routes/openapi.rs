@@ -27,7 +27,7 @@ use super::{
         embeddings::create, chat::create, cache::purge,
         events::ingest, events::read, events::stream,
         event_types::list, event_types::put, event_types::get, event_types::delete,
-        datasets::upload, datasets::list, datasets::get, datasets::preview,
+        datasets::upload, datasets::list, datasets::get, datasets::preview, datasets::from_features, datasets::edit_schema,
         training_jobs::create, training_jobs::list, training_jobs::get, training_jobs::cancel, training_jobs::events, training_jobs::lineage,
         governance::report, governance::validate, governance::gate_override,
         governance::list_aliases, governance::put_alias, governance::delete_alias,

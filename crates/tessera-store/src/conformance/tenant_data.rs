@@ -102,6 +102,14 @@ pub async fn datasets(store: &dyn MetadataStore) {
         .await
         .unwrap();
     assert_eq!(audit.iter().filter(|e| e.action == "dataset.create").count(), 3);
+    // A schema edit changes the types a job reads, on that version only.
+    let edited =
+        serde_json::json!([{"name": "text", "dtype": "string", "nulls": 0, "edited": true}]);
+    let e = store.update_dataset_schema(&a, &v1.id, &edited, &actor()).await.unwrap();
+    assert_eq!((e.schema.clone(), e.sha256.clone()), (edited.clone(), v1.sha256.clone()));
+    assert_eq!(store.get_dataset(&a, &v2.id).await.unwrap().schema, schema);
+    let denied = store.update_dataset_schema(&b, &v1.id, &edited, &actor()).await;
+    assert!(matches!(denied, Err(StoreError::NotFound { .. })), "{denied:?}");
 }
 
 /// Training jobs: queued, claimed once, updated while running, cancelled

@@ -175,3 +175,101 @@ async fn datasets_on_postgres() {
     let Some(pg) = Backend::postgres().await else { return };
     datasets(pg).await;
 }
+
+/// A multipart form upload (the file part by its content type or its
+/// name), and a schema edit: a number column read as categories, the
+/// inferred type kept on record; edits that cannot hold are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_uploads_and_schema_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let s =
+        Server::start(Options::new(&Backend::Sqlite, dir.path()).env("TESSERA_ADMIN_KEY", ADMIN))
+            .await;
+    let (_, key, _) = s.tenant_with_key("acme", "developer").await;
+    let mut csv = String::from("zip,city,price\n");
+    for i in 0..60 {
+        csv.push_str(&format!("{},c{},{}.5\n", 94100 + i % 5, i % 3, i));
+    }
+    let form = |part_headers: &str, bytes: &str| {
+        format!("--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n--XyZ\r\n{part_headers}\r\n\r\n{bytes}\r\n--XyZ--\r\n")
+            .into_bytes()
+    };
+    let ct = "multipart/form-data; boundary=XyZ";
+    let by_name =
+        form("Content-Disposition: form-data; name=\"upload\"; filename=\"homes.csv\"", &csv);
+    let r = upload(&s, &key, "homes", ct, by_name).await;
+    assert_eq!((r.status, r.body["rows"].as_u64()), (StatusCode::CREATED, Some(60)), "{r:?}");
+    let by_type = form(
+        "Content-Disposition: form-data; name=\"file\"; filename=\"data\"\r\nContent-Type: text/csv",
+        &csv,
+    );
+    let r2 = upload(&s, &key, "homes", ct, by_type).await;
+    assert_eq!((r2.status, r2.body["version"].as_u64()), (StatusCode::CREATED, Some(2)), "{r2:?}");
+    let unknown =
+        form("Content-Disposition: form-data; name=\"file\"; filename=\"homes.xls\"", &csv);
+    assert_eq!(
+        upload(&s, &key, "homes", ct, unknown).await.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    let no_file =
+        b"--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--XyZ--\r\n".to_vec();
+    let r = upload(&s, &key, "homes", ct, no_file).await;
+    assert_eq!(
+        (r.status, r.body["error"]["param"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("body")),
+        "{r:?}"
+    );
+    let broken =
+        form("Content-Disposition: form-data; name=\"file\"; filename=\"bad.csv\"", "a,b\n1,2,3\n");
+    let r = upload(&s, &key, "homes", ct, broken).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+
+    let id = r2.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(column(&r2.body, "zip")["dtype"], "int64");
+    let path = format!("/v1/datasets/{id}/schema");
+    let e = s
+        .api
+        .call(Method::PATCH, &path, Some(&key), Some(json!({"columns": {"zip": "string"}})))
+        .await;
+    assert_eq!(e.status, StatusCode::OK, "{e:?}");
+    assert_eq!(
+        (&column(&e.body, "zip")["dtype"], &column(&e.body, "zip")["inferred_dtype"]),
+        (&json!("string"), &json!("int64"))
+    );
+    // A job now reads zip as five categories.
+    let spec = json!({"dataset": id, "task": "regression", "label": "price", "features": ["zip", "city"], "model": "homes"});
+    let j = s.api.call(Method::POST, "/v1/training-jobs", Some(&key), Some(spec)).await;
+    assert_eq!(j.status, StatusCode::ACCEPTED, "{j:?}");
+    for (body, param) in [
+        (json!({"columns": {"city": "float64"}}), "columns.city"),
+        (json!({"columns": {"nope": "string"}}), "columns.nope"),
+        (json!({"columns": {}}), "columns"),
+    ] {
+        let r = s.api.call(Method::PATCH, &path, Some(&key), Some(body)).await;
+        assert_eq!(
+            (r.status, r.body["error"]["param"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(param)),
+            "{r:?}"
+        );
+    }
+    // Back to what was inferred.
+    let e = s
+        .api
+        .call(Method::PATCH, &path, Some(&key), Some(json!({"columns": {"zip": "int64"}})))
+        .await;
+    assert_eq!(
+        (column(&e.body, "zip")["dtype"].as_str(), column(&e.body, "zip").get("inferred_dtype")),
+        (Some("int64"), None),
+        "{e:?}"
+    );
+    let other = s
+        .api
+        .call(
+            Method::PATCH,
+            "/v1/datasets/ds_nope/schema",
+            Some(&key),
+            Some(json!({"columns": {"zip": "string"}})),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+}

@@ -537,6 +537,33 @@ async fn training_sets_join_as_of() {
         ]
     );
     assert_eq!(rows[1][2], json!(1), "labels pass through");
+    // The same training set stored as a dataset, its types kept (Parquet).
+    let ds = post(&s, &key, "/v1/datasets/from-features?name=trips", body.clone()).await;
+    assert_eq!(
+        (ds.status, ds.body["rows"].as_u64(), ds.body["format"].as_str()),
+        (StatusCode::CREATED, Some(5), Some("parquet")),
+        "{ds:?}"
+    );
+    let trips = ds.body["schema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "trips_today")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (trips["dtype"].as_str(), trips["nulls"].as_u64()),
+        (Some("int64"), Some(3)),
+        "{trips}"
+    );
+    let bad = post(
+        &s,
+        &key,
+        "/v1/datasets/from-features?name=trips",
+        json!({"entity_df": {"driver_id": [1]}, "features": ["nope:x"]}),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{bad:?}");
 
     let csv = s
         .api
