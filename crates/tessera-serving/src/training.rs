@@ -338,7 +338,9 @@ async fn train(
         ),
         expected: Some(expected),
     };
+    let validating = Instant::now();
     let report = validation::validate(s, &model, &v, set, &thresholds).await?;
+    metrics["validation_seconds"] = json!(validating.elapsed().as_secs_f64());
     s.store()
         .put_version_report(KeyOwner::Tenant(ctx), &model, v.version, &report, &actor)
         .await

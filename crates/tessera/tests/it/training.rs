@@ -259,6 +259,13 @@ async fn a_biased_model_fails_its_gate() {
     assert!(di["value"].as_f64().unwrap() < 0.8 && di["passed"] == false, "{di}");
     assert_eq!(di["threshold"].as_f64(), Some(0.8));
     let fairness = &rep.body["metrics"]["fairness"]["results"][0];
+    eprintln!(
+        "adult: accuracy {}, disparate impact {} (labels {}), equalized-odds difference {}",
+        rep.body["metrics"]["holdout"]["accuracy"],
+        di["value"],
+        fairness["label_disparate_impact"],
+        fairness["equalized_odds_difference"]
+    );
     assert_eq!(fairness["least_selected"], "Female", "{fairness}");
     assert!(fairness["label_disparate_impact"].as_f64().unwrap() < 0.5, "{fairness}");
     assert!(fairness["groups"]["Male"]["tp"].as_u64().unwrap() > 0, "{fairness}");
