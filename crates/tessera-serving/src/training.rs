@@ -390,6 +390,58 @@ struct Splits<'a> {
     hold: &'a [usize],
 }
 
+/// Folds of the L2 search.
+const FOLDS: usize = 5;
+
+/// One fit of a fold: (its rows, their indices, the fold's rows, their
+/// indices, the settings, the progress callback).
+type FoldFit<'a> = dyn FnMut(
+        &Matrix,
+        &[usize],
+        &Matrix,
+        &[usize],
+        &Settings,
+        &mut linear::OnEpoch<'_>,
+    ) -> Result<linear::Fitted, FitError>
+    + 'a;
+
+/// Chooses L2 by [`FOLDS`]-fold cross-validation over `x`'s rows: each
+/// grid value is fitted once per fold, stopping early on that fold; the
+/// lowest mean validation loss wins, with the mean of its epochs.
+fn by_folds(
+    x: &Matrix,
+    settings: &Settings,
+    seed: u64,
+    on_epoch: &mut linear::OnEpoch<'_>,
+    fit: &mut FoldFit<'_>,
+) -> Result<linear::Fitted, FitError> {
+    let folds = metrics::folds(x.rows, FOLDS, seed.wrapping_add(1));
+    let grid = if settings.l2_grid.is_empty() { vec![0.0] } else { settings.l2_grid.clone() };
+    let of = grid.len() * folds.len();
+    let mut best: Option<(f32, f32, usize, linear::Fitted)> = None;
+    for (gi, &l2) in grid.iter().enumerate() {
+        let one = Settings { l2_grid: vec![l2], ..settings.clone() };
+        let (mut loss, mut epochs, mut last) = (0.0f32, 0usize, None);
+        for (fi, (rest, fold)) in folds.iter().enumerate() {
+            let (xt, xv) = (x.take(rest), x.take(fold));
+            let cand = gi * folds.len() + fi;
+            let f = fit(&xt, rest, &xv, fold, &one, &mut |_, _, e, l| on_epoch(cand, of, e, l))?;
+            loss += f.validation_loss;
+            epochs += f.epochs;
+            last = Some(f);
+        }
+        let (loss, epochs) = (loss / folds.len() as f32, epochs.div_ceil(folds.len()));
+        if best.as_ref().is_none_or(|b| loss < b.0)
+            && let Some(f) = last
+        {
+            best = Some((loss, l2, epochs, f));
+        }
+    }
+    let (loss, l2, epochs, mut f) = best.ok_or_else(|| FitError::Invalid("no candidate".into()))?;
+    (f.l2, f.epochs, f.validation_loss) = (l2, epochs, loss);
+    Ok(f)
+}
+
 /// The refit of a linear head on every training row: the L2 and the
 /// number of epochs the early-stopped fit chose, no search, no early stop.
 fn refit_settings(s: &Settings, chosen: &linear::Fitted) -> Settings {
@@ -447,11 +499,24 @@ fn fit_and_score(
         let (f, predicted) = match hidden {
             None => {
                 let k = names.len();
-                let f = linear::fit_classifier(&xf, &yf, &xv, &yv, k, &settings, &mut on_epoch)
-                    .map_err(fit_err)?;
-                // Then every training row, with the L2 and epochs chosen.
                 let all = [fit_idx, val_idx].concat();
                 let (xa, ya) = (x.take(&all), pick(&all));
+                // L2 and epochs by 5-fold cross-validation over the training rows.
+                let f = by_folds(
+                    &xa,
+                    &settings,
+                    seed,
+                    &mut on_epoch,
+                    &mut |xt, rest, xv, fold, s, cb| {
+                        let (yt, yv): (Vec<usize>, Vec<usize>) = (
+                            rest.iter().map(|&i| ya[i]).collect(),
+                            fold.iter().map(|&i| ya[i]).collect(),
+                        );
+                        linear::fit_classifier(xt, &yt, xv, &yv, k, s, cb)
+                    },
+                )
+                .map_err(fit_err)?;
+                // Then every training row, with the L2 and epochs chosen.
                 let once = refit_settings(&settings, &f);
                 let mut refit = linear::fit_classifier(&xa, &ya, &xa, &ya, k, &once, &mut on_refit)
                     .map_err(fit_err)?;
@@ -480,10 +545,22 @@ fn fit_and_score(
         let (yf, yv, yh) = (pick(fit_idx), pick(val_idx), pick(hold_idx));
         let (f, predicted) = match hidden {
             None => {
-                let f = linear::fit_regressor(&xf, &yf, &xv, &yv, &settings, &mut on_epoch)
-                    .map_err(fit_err)?;
                 let all = [fit_idx, val_idx].concat();
                 let (xa, ya) = (x.take(&all), pick(&all));
+                let f = by_folds(
+                    &xa,
+                    &settings,
+                    seed,
+                    &mut on_epoch,
+                    &mut |xt, rest, xv, fold, s, cb| {
+                        let (yt, yv): (Vec<f32>, Vec<f32>) = (
+                            rest.iter().map(|&i| ya[i]).collect(),
+                            fold.iter().map(|&i| ya[i]).collect(),
+                        );
+                        linear::fit_regressor(xt, &yt, xv, &yv, s, cb)
+                    },
+                )
+                .map_err(fit_err)?;
                 let once = refit_settings(&settings, &f);
                 let mut refit = linear::fit_regressor(&xa, &ya, &xa, &ya, &once, &mut on_refit)
                     .map_err(fit_err)?;

@@ -105,9 +105,44 @@ pub fn split(rows: usize, holdout: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     (train, test)
 }
 
+/// `k` folds of `rows` rows, seeded: each row in exactly one fold, the
+/// folds within a row of each other in size; each fold as (the other rows,
+/// the fold), both sorted.
+pub fn folds(rows: usize, k: usize, seed: u64) -> Vec<(Vec<usize>, Vec<usize>)> {
+    let mut idx: Vec<usize> = (0..rows).collect();
+    let mut state = seed;
+    for i in (1..rows).rev() {
+        let j = (splitmix(&mut state) % (i as u64 + 1)) as usize;
+        idx.swap(i, j);
+    }
+    let k = k.clamp(1, rows.max(1));
+    (0..k)
+        .map(|f| {
+            let (mut rest, mut fold) = (Vec::new(), Vec::new());
+            for (pos, &i) in idx.iter().enumerate() {
+                if pos % k == f { fold.push(i) } else { rest.push(i) }
+            }
+            rest.sort_unstable();
+            fold.sort_unstable();
+            (rest, fold)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folds_cover_every_row_once() {
+        let f = folds(10, 3, 1);
+        assert_eq!(f.len(), 3);
+        let mut all: Vec<usize> = f.iter().flat_map(|(_, v)| v.clone()).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        assert!(f.iter().all(|(rest, fold)| rest.len() + fold.len() == 10 && fold.len() >= 3));
+        assert_eq!(f, folds(10, 3, 1));
+    }
 
     #[test]
     fn classification_metrics_come_from_the_confusion_matrix() {
