@@ -304,11 +304,11 @@ async fn train(
     metrics["dataset"] = json!({"id": dataset.id, "name": dataset.name, "version": dataset.version, "sha256": dataset.sha256});
     metrics["trainer"] = json!(match (&fitted, spec.task.as_str()) {
         (Head::Linear(_), "classification") => {
-            "multinomial logistic regression (Adam, early stopping, L2 by validation loss)"
+            "multinomial logistic regression (Adam, early stopping, L2 and epochs by 5-fold cross-validation, refit on all training rows)"
                 .to_owned()
         }
         (Head::Linear(_), _) => {
-            "least-squares regression (Adam, early stopping, L2 by validation loss)".to_owned()
+            "least-squares regression (Adam, early stopping, L2 and epochs by 5-fold cross-validation, refit on all training rows)".to_owned()
         }
         (Head::Mlp(f), _) => format!(
             "MLP, one hidden ReLU layer of {} units (Adam on mini-batches, early stopping, L2 by validation loss)",
