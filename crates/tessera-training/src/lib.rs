@@ -8,4 +8,5 @@ pub mod linear;
 pub mod metrics;
 pub mod mlp;
 pub mod prepare;
+pub mod rng;
 pub mod validate;

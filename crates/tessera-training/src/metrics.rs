@@ -80,23 +80,10 @@ pub fn regression(truth: &[f32], predicted: &[f32]) -> RegressionMetrics {
 
 /// SplitMix64: a small, well-mixed generator, so a seed gives the same
 /// split on every machine.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Row indices shuffled by `seed` (Fisher-Yates), cut into the first
 /// `1 - holdout` (training) and the rest (holdout); each part sorted.
 pub fn split(rows: usize, holdout: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let mut idx: Vec<usize> = (0..rows).collect();
-    let mut state = seed;
-    for i in (1..rows).rev() {
-        let j = (splitmix(&mut state) % (i as u64 + 1)) as usize;
-        idx.swap(i, j);
-    }
+    let idx = crate::rng::Rng(seed).permutation(rows);
     let held = ((rows as f64) * holdout).round() as usize;
     let (train, test) = idx.split_at(rows - held.min(rows));
     let (mut train, mut test) = (train.to_vec(), test.to_vec());
@@ -109,12 +96,7 @@ pub fn split(rows: usize, holdout: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
 /// folds within a row of each other in size; each fold as (the other rows,
 /// the fold), both sorted.
 pub fn folds(rows: usize, k: usize, seed: u64) -> Vec<(Vec<usize>, Vec<usize>)> {
-    let mut idx: Vec<usize> = (0..rows).collect();
-    let mut state = seed;
-    for i in (1..rows).rev() {
-        let j = (splitmix(&mut state) % (i as u64 + 1)) as usize;
-        idx.swap(i, j);
-    }
+    let idx = crate::rng::Rng(seed).permutation(rows);
     let k = k.clamp(1, rows.max(1));
     (0..k)
         .map(|f| {

@@ -6,6 +6,7 @@
 //! heads. Deterministic for a seed.
 
 use crate::linear::{FitError, Matrix, OnEpoch, Settings};
+use crate::rng::Rng;
 
 /// Rows per Adam step.
 const BATCH: usize = 64;
@@ -38,24 +39,6 @@ pub struct MlpFitted {
     pub l2: f32,
     pub epochs: usize,
     pub validation_loss: f32,
-}
-
-/// splitmix64, for the initial weights and the batch order.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    fn symmetric(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
 }
 
 /// Parameters as one flat vector: w1 (h*d), b1 (h), w2 (k*h), b2 (k).
@@ -171,7 +154,7 @@ fn fit_one(
     let (d, h, k) = (net.d, net.h, net.k);
     for epoch in 1..=s.max_epochs.max(1) {
         for i in (1..order.len()).rev() {
-            order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+            order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
         }
         let mut epoch_loss = 0.0f64;
         for batch in order.chunks(BATCH) {

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::linear::Matrix;
+use crate::rng::Rng;
 
 /// One group's confusion counts for the positive class.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -146,28 +147,6 @@ pub fn percentile(values: &[f64], q: f64) -> Option<f64> {
     Some(v[rank - 1])
 }
 
-/// splitmix64: the small seeded generator the perturbations use.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.unit().max(1e-12), self.unit());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
-
 /// A text as a careless writer might type it: about one word in ten with
 /// two neighbouring letters swapped, one in ten with its case changed.
 pub fn perturb_text(text: &str, seed: u64) -> String {
@@ -178,7 +157,7 @@ pub fn perturb_text(text: &str, seed: u64) -> String {
             let mut chars: Vec<char> = w.chars().collect();
             let roll = rng.unit();
             if roll < 0.1 && chars.len() >= 4 {
-                let i = 1 + (rng.next() as usize) % (chars.len() - 2);
+                let i = 1 + (rng.next_u64() as usize) % (chars.len() - 2);
                 chars.swap(i, i - 1);
                 chars.into_iter().collect()
             } else if roll < 0.2 {
