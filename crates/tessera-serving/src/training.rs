@@ -65,6 +65,20 @@ impl Trainer {
 
 /// The runner's loop; one job at a time per replica.
 pub async fn run(s: Services, sys: SystemCtx) {
+    // An embedded store has one server: a job still running is one its
+    // previous run left (killed or crashed), marked failed at once.
+    if s.store().backend() == "sqlite" {
+        match s.store().fail_stale_training_jobs(&sys, Timestamp::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                jobs = n,
+                "training jobs cut off by the last stop were marked failed"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for training jobs cut off by the last stop")
+            }
+        }
+    }
     let mut last_sweep: Option<Instant> = None;
     loop {
         if last_sweep.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {

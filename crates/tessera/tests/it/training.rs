@@ -550,6 +550,16 @@ async fn an_uploaded_version_is_validated_against_the_tenants_thresholds() {
         .call(Method::POST, "/v2/models/points/versions/2/infer", Some(&key), Some(infer.clone()))
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    // Shadow traffic may still reach it (that is how it is evaluated); weight may not.
+    let shadowed = json!({"targets": [{"version": 1, "weight": 100}], "shadow": [{"version": 2, "percent": 100}]});
+    let d = s.api.call(Method::PUT, "/v1/deployments/points", Some(&key), Some(shadowed)).await;
+    assert_eq!(d.status, StatusCode::OK, "{d:?}");
+    let r =
+        s.api.call(Method::POST, "/v2/models/points/infer", Some(&key), Some(infer.clone())).await;
+    assert_eq!(r.headers["x-tessera-model-version"], "points@1", "{r:?}");
+    let split = json!({"targets": [{"version": 1, "weight": 90}, {"version": 2, "weight": 10}]});
+    let d = s.api.call(Method::PUT, "/v1/deployments/points", Some(&key), Some(split)).await;
+    assert_eq!((d.status, d.code()), (StatusCode::CONFLICT, "gate_failed"), "{d:?}");
     // A stricter tenant: accuracy 1.0 is more than v1 reaches on rows at the boundary.
     let p = s
         .admin(
@@ -658,4 +668,48 @@ async fn an_mlp_head_learns_what_a_line_cannot() {
         (StatusCode::BAD_REQUEST, Some("trainer")),
         "{r:?}"
     );
+}
+
+/// A job cut off by kill -9 of the embedded server is marked failed when
+/// the server starts again, with a reason, and a new job runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cut_off_by_a_crash_is_marked_failed_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || {
+        Options::new(&Backend::Sqlite, dir.path())
+            .env("TESSERA_ADMIN_KEY", "training-crash-admin-key-0123")
+    };
+    let s = Server::start(opts()).await;
+    let (_, key, _) = s.tenant_with_key("acme", "developer").await;
+    let mut csv = String::from("x,y\n");
+    for i in 0..2000u32 {
+        let x = f64::from(i % 97) / 97.0;
+        csv.push_str(&format!("{x},{}\n", 2.0 * x));
+    }
+    let ds = upload(&s, &key, "line", csv).await;
+    let slow = json!({"dataset": ds, "task": "regression", "label": "y", "features": ["x"], "model": "line",
+                      "hyperparameters": {"max_epochs": 100000, "patience": 100000, "learning_rate": 0.0001}});
+    let id = start(&s, &key, slow).await.body["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.api.get(&format!("/v1/training-jobs/{id}"), &key).await.body["status"] != "running" {
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.kill9().await;
+    let s = Server::start(opts()).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let job = loop {
+        let j = s.api.get(&format!("/v1/training-jobs/{id}"), &key).await.body;
+        if j["status"] != "running" {
+            break j;
+        }
+        assert!(Instant::now() < deadline, "still running after the restart: {j}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(job["error"].as_str().unwrap().contains("start the job again"), "{job}");
+    let quick = json!({"dataset": ds, "task": "regression", "label": "y", "features": ["x"], "model": "line"});
+    let r = start(&s, &key, quick).await;
+    let (done, _) = wait(&s, &key, r.body["id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
 }
