@@ -410,68 +410,71 @@ const FOLDS: usize = 5;
 /// size its estimate is steady, and folds would cost five times the fits).
 const FOLD_MAX_ROWS: usize = 10_000;
 
-/// One fit of a fold: (its rows, their indices, the fold's rows, their
-/// indices, the settings, the progress callback).
-type FoldFit<'a> = dyn FnMut(
+/// One linear fit: (rows, their labels, validation rows, their labels,
+/// settings, progress); `linear::fit_classifier` or `fit_regressor`.
+type LinearFit<'a, T> = dyn FnMut(
         &Matrix,
-        &[usize],
+        &[T],
         &Matrix,
-        &[usize],
+        &[T],
         &Settings,
         &mut linear::OnEpoch<'_>,
     ) -> Result<linear::Fitted, FitError>
     + 'a;
 
-/// Chooses L2 by [`FOLDS`]-fold cross-validation over `x`'s rows (one
-/// slice of a tenth above [`FOLD_MAX_ROWS`]): each grid value is fitted
-/// once per fold, stopping early on that fold; the lowest mean validation
-/// loss wins, with the mean of its epochs.
-fn by_folds(
+/// A linear head on `x` (the training rows) and their labels `y`: L2 and
+/// epochs chosen by [`FOLDS`]-fold cross-validation (one slice of a tenth
+/// above [`FOLD_MAX_ROWS`]), each grid value fitted once per fold and
+/// stopped early on it, the lowest mean validation loss winning with the
+/// mean of its epochs; then refit on every row with that L2 for that many
+/// epochs.
+fn fit_linear<T: Copy>(
     x: &Matrix,
+    y: &[T],
     settings: &Settings,
     seed: u64,
     on_epoch: &mut linear::OnEpoch<'_>,
-    fit: &mut FoldFit<'_>,
+    on_refit: &mut linear::OnEpoch<'_>,
+    fit: &mut LinearFit<'_, T>,
 ) -> Result<linear::Fitted, FitError> {
-    let k = if x.rows > FOLD_MAX_ROWS { 1 } else { FOLDS };
-    let folds = if k == 1 {
-        // One slice of a tenth, as the MLP's.
-        let (rest, slice) = metrics::split(x.rows, 0.1, seed.wrapping_add(1));
-        vec![(rest, slice)]
+    let folds = if x.rows > FOLD_MAX_ROWS {
+        vec![metrics::split(x.rows, 0.1, seed.wrapping_add(1))]
     } else {
-        metrics::folds(x.rows, k, seed.wrapping_add(1))
+        metrics::folds(x.rows, FOLDS, seed.wrapping_add(1))
     };
+    let pick = |idx: &[usize]| idx.iter().map(|&i| y[i]).collect::<Vec<T>>();
     let grid = if settings.l2_grid.is_empty() { vec![0.0] } else { settings.l2_grid.clone() };
     let of = grid.len() * folds.len();
-    let mut best: Option<(f32, f32, usize, linear::Fitted)> = None;
+    let mut best: Option<(f32, f32, usize)> = None;
     for (gi, &l2) in grid.iter().enumerate() {
         let one = Settings { l2_grid: vec![l2], ..settings.clone() };
-        let (mut loss, mut epochs, mut last) = (0.0f32, 0usize, None);
+        let (mut loss, mut epochs) = (0.0f32, 0usize);
         for (fi, (rest, fold)) in folds.iter().enumerate() {
-            let (xt, xv) = (x.take(rest), x.take(fold));
             let cand = gi * folds.len() + fi;
-            let f = fit(&xt, rest, &xv, fold, &one, &mut |_, _, e, l| on_epoch(cand, of, e, l))?;
+            let (xt, xv) = (x.take(rest), x.take(fold));
+            let f = fit(&xt, &pick(rest), &xv, &pick(fold), &one, &mut |_, _, e, l| {
+                on_epoch(cand, of, e, l)
+            })?;
             loss += f.validation_loss;
             epochs += f.epochs;
-            last = Some(f);
         }
         let (loss, epochs) = (loss / folds.len() as f32, epochs.div_ceil(folds.len()));
-        if best.as_ref().is_none_or(|b| loss < b.0)
-            && let Some(f) = last
-        {
-            best = Some((loss, l2, epochs, f));
+        if best.is_none_or(|b| loss < b.0) {
+            best = Some((loss, l2, epochs));
         }
     }
-    let (loss, l2, epochs, mut f) = best.ok_or_else(|| FitError::Invalid("no candidate".into()))?;
-    (f.l2, f.epochs, f.validation_loss) = (l2, epochs, loss);
+    let (loss, l2, epochs) = best.ok_or_else(|| FitError::Invalid("no candidate".into()))?;
+    let epochs = epochs.max(1);
+    let once = Settings {
+        l2_grid: vec![l2],
+        max_epochs: epochs,
+        patience: epochs + 1,
+        ..settings.clone()
+    };
+    // Validated on its own rows: the last epoch is the best, no early stop.
+    let mut f = fit(x, y, x, y, &once, on_refit)?;
+    (f.epochs, f.validation_loss) = (epochs, loss);
     Ok(f)
-}
-
-/// The refit of a linear head on every training row: the L2 and the
-/// number of epochs the early-stopped fit chose, no search, no early stop.
-fn refit_settings(s: &Settings, chosen: &linear::Fitted) -> Settings {
-    let epochs = chosen.epochs.max(1);
-    Settings { l2_grid: vec![chosen.l2], max_epochs: epochs, patience: epochs + 1, ..s.clone() }
 }
 
 /// Fits on the fit rows, stops early on the validation rows (choosing L2
@@ -525,29 +528,18 @@ fn fit_and_score(
             None => {
                 let k = names.len();
                 let all = [fit_idx, val_idx].concat();
-                let (xa, ya) = (x.take(&all), pick(&all));
-                // L2 and epochs by 5-fold cross-validation over the training rows.
-                let f = by_folds(
-                    &xa,
+                let f = fit_linear(
+                    &x.take(&all),
+                    &pick(&all),
                     &settings,
                     seed,
                     &mut on_epoch,
-                    &mut |xt, rest, xv, fold, s, cb| {
-                        let (yt, yv): (Vec<usize>, Vec<usize>) = (
-                            rest.iter().map(|&i| ya[i]).collect(),
-                            fold.iter().map(|&i| ya[i]).collect(),
-                        );
-                        linear::fit_classifier(xt, &yt, xv, &yv, k, s, cb)
-                    },
+                    &mut on_refit,
+                    &mut |xt, yt, xv, yv, s, cb| linear::fit_classifier(xt, yt, xv, yv, k, s, cb),
                 )
                 .map_err(fit_err)?;
-                // Then every training row, with the L2 and epochs chosen.
-                let once = refit_settings(&settings, &f);
-                let mut refit = linear::fit_classifier(&xa, &ya, &xa, &ya, k, &once, &mut on_refit)
-                    .map_err(fit_err)?;
-                (refit.epochs, refit.validation_loss) = (f.epochs, f.validation_loss);
-                let p = linear::predict_classes(&refit, &xh);
-                (Head::Linear(refit), p)
+                let p = linear::predict_classes(&f, &xh);
+                (Head::Linear(f), p)
             }
             Some(h) => {
                 let k = names.len();
@@ -571,27 +563,18 @@ fn fit_and_score(
         let (f, predicted) = match hidden {
             None => {
                 let all = [fit_idx, val_idx].concat();
-                let (xa, ya) = (x.take(&all), pick(&all));
-                let f = by_folds(
-                    &xa,
+                let f = fit_linear(
+                    &x.take(&all),
+                    &pick(&all),
                     &settings,
                     seed,
                     &mut on_epoch,
-                    &mut |xt, rest, xv, fold, s, cb| {
-                        let (yt, yv): (Vec<f32>, Vec<f32>) = (
-                            rest.iter().map(|&i| ya[i]).collect(),
-                            fold.iter().map(|&i| ya[i]).collect(),
-                        );
-                        linear::fit_regressor(xt, &yt, xv, &yv, s, cb)
-                    },
+                    &mut on_refit,
+                    &mut |xt, yt, xv, yv, s, cb| linear::fit_regressor(xt, yt, xv, yv, s, cb),
                 )
                 .map_err(fit_err)?;
-                let once = refit_settings(&settings, &f);
-                let mut refit = linear::fit_regressor(&xa, &ya, &xa, &ya, &once, &mut on_refit)
-                    .map_err(fit_err)?;
-                (refit.epochs, refit.validation_loss) = (f.epochs, f.validation_loss);
-                let p = linear::predict_values(&refit, &xh);
-                (Head::Linear(refit), p)
+                let p = linear::predict_values(&f, &xh);
+                (Head::Linear(f), p)
             }
             Some(h) => {
                 let (t, tv) = (mlp::Target::Values(&yf), mlp::Target::Values(&yv));

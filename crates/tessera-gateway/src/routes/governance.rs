@@ -14,7 +14,7 @@ use tessera_core::auth::TenantCtx;
 use tessera_core::governance::{Alias, AliasTarget, Gate, OverrideRequest, Report, validate_alias};
 use tessera_core::model::{Model, ModelVersion};
 use tessera_core::role::Operation;
-use tessera_serving::inference::gate_message;
+use tessera_serving::inference::gate_refusal;
 use tessera_serving::validation::{self, EvalInputs, EvalSet};
 use tessera_store::{KeyOwner, ModelView};
 use utoipa::ToSchema;
@@ -74,11 +74,7 @@ pub async fn refuse_if_failed(
     if Gate::allows_traffic(v.gate) {
         return Ok(());
     }
-    let failing = match s.store().get_version_report(view, model, v.version).await? {
-        Some(r) => r.failing().into_iter().cloned().collect(),
-        None => Vec::new(),
-    };
-    Err(ApiError::GateFailed { message: gate_message(&model.name, v.version, &failing), failing })
+    Err(gate_refusal(s.store(), view, model, v.version).await.into())
 }
 
 /// A version's validation report: the checks against the tenant's thresholds, and the measurements.

@@ -29,7 +29,7 @@ pub use error::ServeError;
 pub use features::feature_tensor;
 pub use pipeline::{Call, Job, Meta, Outcome, Reply};
 pub use resolve::{
-    Backend, Caller, Resolution, Target, Use, VersionRef, accepts_local, gate_message, load_tensor,
+    Backend, Caller, Resolution, Target, Use, VersionRef, accepts_local, gate_refusal, load_tensor,
     pool_key, resolve, resolve_named, target,
 };
 pub use run::{Answer, Source};

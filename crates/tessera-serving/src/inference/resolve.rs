@@ -178,11 +178,14 @@ pub enum Use {
 
 /// The refusal of a version that failed its gate, naming the checks it
 /// failed (read from its report; without them if the store is away).
-async fn gate_refusal(s: &Services, caller: &Caller, res: &Resolution, version: i64) -> ServeError {
-    let model = res.model();
-    let view =
-        ModelView::Tenant { ctx: &caller.ctx, segment: res.tenant.tenant.segment.as_deref() };
-    let failing = match s.store().get_version_report(view, model, version).await {
+/// Serving and the control plane (deployments, aliases) refuse alike.
+pub async fn gate_refusal(
+    store: &dyn tessera_store::MetadataStore,
+    view: ModelView<'_>,
+    model: &Model,
+    version: i64,
+) -> ServeError {
+    let failing = match store.get_version_report(view, model, version).await {
         Ok(Some(r)) => r.failing().into_iter().cloned().collect(),
         _ => Vec::new(),
     };
@@ -190,7 +193,7 @@ async fn gate_refusal(s: &Services, caller: &Caller, res: &Resolution, version: 
 }
 
 /// `model "m" version 3 failed its validation gate (accuracy 0.61 < 0.85); ...`
-pub fn gate_message(model: &str, version: i64, failing: &[Check]) -> String {
+fn gate_message(model: &str, version: i64, failing: &[Check]) -> String {
     let list: Vec<String> = failing
         .iter()
         .map(|c| {
@@ -208,6 +211,12 @@ pub fn gate_message(model: &str, version: i64, failing: &[Check]) -> String {
     format!(
         "model {model:?} version {version} failed its validation gate{why}; it cannot take live traffic until it passes or a platform admin overrides the gate"
     )
+}
+
+async fn refuse(s: &Services, caller: &Caller, res: &Resolution, version: i64) -> ServeError {
+    let view =
+        ModelView::Tenant { ctx: &caller.ctx, segment: res.tenant.tenant.segment.as_deref() };
+    gate_refusal(s.store(), view, res.model(), version).await
 }
 
 /// The version of a resolved model that answers: `pin` if given, else the
@@ -267,7 +276,7 @@ pub async fn target(
                 // Every version failed its gate: the newest one says why.
                 None if purpose == Use::Live => {
                     let newest = versions.last().map_or(0, |v| v.version);
-                    return Err(gate_refusal(s, caller, res, newest).await);
+                    return Err(refuse(s, caller, res, newest).await);
                 }
                 None => versions.last().ok_or_else(|| {
                     ServeError::NotFound(format!("model {name:?} has no versions yet; upload one"))
@@ -276,7 +285,7 @@ pub async fn target(
         },
     };
     if purpose == Use::Live && !Gate::allows_traffic(chosen.gate) {
-        return Err(gate_refusal(s, caller, res, chosen.version).await);
+        return Err(refuse(s, caller, res, chosen.version).await);
     }
     let version = VersionRef { model: name.clone(), version: chosen.version.to_string() };
     let backend = if model.runtime == REMOTE_RUNTIME {
