@@ -28,6 +28,7 @@ start_tessera() { # port extra-args...; prints nothing, sets keys
   local port=$1; shift
   TESSERA_LOG=warn TESSERA_ADMIN_KEY=$ADMIN TESSERA__ENGINE__LOAD_DEFAULT_MODEL=false \
     "$T/tessera" serve --listen "127.0.0.1:$port" --data-dir "$work/data-$port" "$@" >"$work/t-$port.log" 2>&1 &
+  eval "pid_$port=$!"
   wait_http "http://127.0.0.1:$port/healthz"
   local u="http://127.0.0.1:$port"
   curl -s -o /dev/null "$u/admin/v1/plans" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' -d '{"name":"open"}'
@@ -63,8 +64,9 @@ fixed_rate() { # port key name
 start_tessera 18601
 quiet_tenant=$(curl -s "http://127.0.0.1:18601/admin/v1/tenants" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' \
   -d '{"name":"quiet","plan":"open","prediction_sample_rate":0.0}' | json '["id"]')
+# The same key scopes as the "open" tenant's key, so the two differ only in their records.
 key_quiet=$(curl -s "http://127.0.0.1:18601/admin/v1/tenants/$quiet_tenant/keys" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' \
-  -d '{"name":"b","role":"developer"}' | json '["key"]')
+  -d '{"name":"b","role":"developer","scopes":{"rpm":100000000,"tpm":1000000000}}' | json '["key"]')
 curl -s -o /dev/null "http://127.0.0.1:18601/v1/models" -H "authorization: Bearer $key_quiet" -H 'content-type: application/json' \
   -d '{"name":"emb","task":"embedding","runtime":"openai-compatible","config":{"base_url":"http://127.0.0.1:18600/v1"}}'
 warm() { for _ in 1 2 3; do curl -s -o /dev/null "http://127.0.0.1:$1/v1/embeddings" -H "authorization: Bearer $2" -H 'content-type: application/json' -d @"$body"; done; }
@@ -75,14 +77,32 @@ read -r hitm_rps hitm_ok < <(hey_rps http://127.0.0.1:18601/v1/embeddings -m POS
 read -r o50 o99 oerr < <(fixed_rate 18601 "$key_open" open)
 read -r m50 m99 merr < <(fixed_rate 18601 "$key_metered" metered)
 warm 18601 "$key_quiet"
-best() { # key -> the best of two runs' req/s
-  local a b
-  read -r a _ < <(hey_rps http://127.0.0.1:18601/v1/embeddings -m POST -T application/json -D "$body" -H "Authorization: Bearer $1")
-  read -r b _ < <(hey_rps http://127.0.0.1:18601/v1/embeddings -m POST -T application/json -D "$body" -H "Authorization: Bearer $1")
-  python3 -c "print(max($a, $b))"
+# Records on and off in interleaved pairs (order alternating, so drift on this
+# shared machine falls on both), each run's req/s and the server's CPU per answer;
+# the medians, and the median of the pairs' ratios.
+PAIRS="${PAIRS:-6}"
+PAIR_SECS="${PAIR_SECS:-4}"
+cpu() { awk '{print $14 + $15}' "/proc/$pid_18601/stat"; }
+one_run() { # key -> "req/s cpu-ms-per-1000-answers"
+  local before after
+  before=$(cpu)
+  hey -z "${PAIR_SECS}s" -c "$CONC" -m POST -T application/json -D "$body" -H "Authorization: Bearer $1" \
+    http://127.0.0.1:18601/v1/embeddings >"$work/pair.out"
+  after=$(cpu)
+  local rps ok
+  rps=$(grep 'Requests/sec' "$work/pair.out" | awk '{print $2}')
+  ok=$(grep -E '^\s+\[200\]' "$work/pair.out" | awk '{print $2}')
+  echo "$rps $(( (after - before) * 10 * 1000 * 1000 / ${ok:-1} ))"
 }
-rec_on=$(best "$key_open")
-rec_off=$(best "$key_quiet")
+pairs=""
+for i in $(seq 1 "$PAIRS"); do
+  if [ $((i % 2)) = 1 ]; then
+    read -r on_rps on_cpu < <(one_run "$key_open"); read -r off_rps off_cpu < <(one_run "$key_quiet")
+  else
+    read -r off_rps off_cpu < <(one_run "$key_quiet"); read -r on_rps on_cpu < <(one_run "$key_open")
+  fi
+  pairs="$pairs $on_rps,$off_rps,$on_cpu,$off_cpu"
+done
 recorded=$(curl -s http://127.0.0.1:18601/metrics | grep '^tessera_prediction_records_written_total' | awk '{print $2}')
 dropped=$(curl -s http://127.0.0.1:18601/metrics | grep '^tessera_prediction_records_dropped_total' | awk '{print $2}')
 hits=$(curl -s http://127.0.0.1:18601/metrics | grep 'tessera_cache_requests_total{outcome="hit_l1"}' | awk '{print $2}')
@@ -91,7 +111,7 @@ start_tessera 18602 --redis-url "$REDIS"
 warm 18602 "$key_metered"
 read -r r50 r99 rerr < <(fixed_rate 18602 "$key_metered" redis)
 
-python3 - "$bare_rps" "$hit_rps" "$hitm_rps" "$bare_ok" "$hit_ok" "$hitm_ok" "$hits" "$o50" "$o99" "$m50" "$m99" "$r50" "$r99" "$oerr" "$merr" "$rerr" "$RATE" "$CONC" "$rec_on" "$rec_off" "$recorded" "$dropped" <<'PY'
+python3 - "$bare_rps" "$hit_rps" "$hitm_rps" "$bare_ok" "$hit_ok" "$hitm_ok" "$hits" "$o50" "$o99" "$m50" "$m99" "$r50" "$r99" "$oerr" "$merr" "$rerr" "$RATE" "$CONC" "$pairs" "$recorded" "$dropped" <<'PY'
 import sys
 a = sys.argv[1:]
 bare, hit, hitm = float(a[0]), float(a[1]), float(a[2])
@@ -102,7 +122,14 @@ o50, o99, m50, m99, r50, r99 = map(float, a[7:13])
 print(f"admission at {a[16]} req/s (cache-hit path), p50 / p99 ms: no limits {o50:.3f} / {o99:.3f}; "
       f"limits in process {m50:.3f} / {m99:.3f} (+{m50 - o50:.3f} / +{m99 - o99:.3f}); "
       f"limits in Redis {r50:.3f} / {r99:.3f} (+{r50 - o50:.3f} / +{r99 - o99:.3f}); errors {a[13]} / {a[14]} / {a[15]}")
-on, off = float(a[18]), float(a[19])
-print(f"prediction records on the cache-hit path: every answer recorded {on:.0f} req/s, none {off:.0f} req/s "
-      f"({(1 - on / off) * 100:.1f}% throughput cost); records written {a[20]}, dropped {a[21]}")
+from statistics import median
+pairs = [tuple(map(float, p.split(","))) for p in a[18].split()]
+on, off = median(p[0] for p in pairs), median(p[1] for p in pairs)
+cost = median(1 - p[0] / p[1] for p in pairs)
+con, coff = median(p[2] for p in pairs) / 1000, median(p[3] for p in pairs) / 1000
+print(f"prediction records on the cache-hit path ({len(pairs)} interleaved pairs): every answer recorded "
+      f"{on:.0f} req/s, none {off:.0f} req/s (median of the pairs' costs: {cost * 100:.1f}% throughput); "
+      f"server CPU per 1,000 answers {con:.1f} / {coff:.1f} ms (+{(con / coff - 1) * 100:.1f}%); "
+      f"pairs (on, off req/s): {', '.join(f'{p[0]:.0f}/{p[1]:.0f}' for p in pairs)}; "
+      f"records written {a[19]}, dropped {a[20]}")
 PY

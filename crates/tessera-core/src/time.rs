@@ -92,8 +92,20 @@ impl Timestamp {
 }
 
 impl Serialize for Timestamp {
+    /// As [`Timestamp::to_rfc3339`], formatted on the stack (records are
+    /// serialized per request).
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_rfc3339())
+        let mut buf = [0u8; 64];
+        let mut out = std::io::Cursor::new(&mut buf[..]);
+        let nanos = i128::from(self.0) * 1_000_000;
+        let formatted = OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .ok()
+            .and_then(|t| t.format_into(&mut out, &Rfc3339).ok())
+            .map(|_| out.position() as usize);
+        match formatted {
+            Some(n) => s.serialize_str(std::str::from_utf8(&buf[..n]).unwrap_or_default()),
+            None => s.serialize_str(&self.0.to_string()),
+        }
     }
 }
 
@@ -126,6 +138,14 @@ mod tests {
         let t = Timestamp::parse_rfc3339("t", "2026-11-29T10:00:00.123Z").unwrap_or(Timestamp(0));
         assert_eq!(t.millis(), 1_795_946_400_123);
         assert_eq!(t.to_rfc3339(), "2026-11-29T10:00:00.123Z");
+    }
+
+    #[test]
+    fn serialized_as_rfc3339() {
+        for ms in [0, 1_795_946_400_123, 1_795_946_400_000, 253_402_300_799_999] {
+            let t = Timestamp(ms);
+            assert_eq!(serde_json::to_value(t).ok(), Some(serde_json::json!(t.to_rfc3339())));
+        }
     }
 
     #[test]

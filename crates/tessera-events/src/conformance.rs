@@ -251,6 +251,85 @@ async fn oversized_batch_writes_nothing_on(h: &impl Harness, topic: Topic) {
     assert_eq!(page.records.len(), 1, "nothing of the refused batch is stored");
 }
 
+pub(crate) async fn encoded_batches_read_back_as_events(h: &impl Harness) {
+    for topic in Topic::ALL {
+        encoded_batches_read_back_as_events_on(h, topic).await;
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Props<'a> {
+    model: &'a str,
+    score: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<&'a str>,
+}
+
+async fn encoded_batches_read_back_as_events_on(h: &impl Harness, topic: Topic) {
+    let log = h.log();
+    let t = tenant();
+    log.append(&t, topic, vec![event(None, "click", "u1", 1)]).await.unwrap();
+    let ts = Timestamp::from_millis(1_700_000_000_123);
+    let mut batch = crate::Encoded::new();
+    let quoted = "said \"hi\"\n";
+    batch
+        .push(
+            "prd_1",
+            "prediction",
+            [("prediction_id", "prd_1"), ("user", quoted), ("user", "not kept")],
+            ts,
+            &Props { model: "m", score: 0.25, input: Some(quoted) },
+        )
+        .unwrap();
+    batch
+        .push(
+            "prd_2",
+            "prediction",
+            [("prediction_id", "prd_2")],
+            ts,
+            &Props { model: "m", score: 1.0, input: None },
+        )
+        .unwrap();
+    // Refused events leave the batch as it was.
+    let err = batch.push("bad", "prediction", [], ts, &json!([1, 2])).unwrap_err();
+    assert!(matches!(err, crate::LogError::Invalid(ref m) if m.contains("object")), "{err}");
+    let blob = json!({"blob": "x".repeat(crate::MAX_EVENT_BYTES)});
+    let err = batch.push("big", "prediction", [], ts, &blob).unwrap_err();
+    assert!(matches!(err, crate::LogError::Invalid(ref m) if m.contains("event 2")), "{err}");
+    assert_eq!(batch.len(), 2);
+
+    let offsets = log.append_encoded(&t, topic, &batch).await.unwrap();
+    assert_eq!(offsets, [2, 3]);
+    assert_eq!(log.next_offset(&t).await.unwrap(), 4);
+    let page = log.read(&t, topic, Position::Offset(2), &Filter::default(), 10).await.unwrap();
+    let got: Vec<_> = page
+        .records
+        .iter()
+        .map(|r| (r.offset, r.id.as_str(), r.event_type.as_str(), r.topic, r.ts))
+        .collect();
+    assert_eq!(got, [(2, "prd_1", "prediction", topic, ts), (3, "prd_2", "prediction", topic, ts)]);
+    let first = &page.records[0];
+    assert_eq!(
+        first.entity,
+        BTreeMap::from([
+            ("prediction_id".to_owned(), "prd_1".to_owned()),
+            ("user".to_owned(), quoted.to_owned())
+        ]),
+        "a key given twice keeps its first value"
+    );
+    assert_eq!(
+        serde_json::Value::Object(first.properties.clone()),
+        json!({"model": "m", "score": 0.25, "input": quoted})
+    );
+    assert_eq!(page.records[1].properties.get("input"), None);
+    // Found by entity like any event, and empty batches store nothing.
+    let by = Filter { entity: Some(("prediction_id".into(), "prd_2".into())), ..Filter::default() };
+    let found = log.read(&t, topic, Position::Offset(1), &by, 10).await.unwrap();
+    assert_eq!(found.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [3]);
+    assert!(log.append_encoded(&t, topic, &crate::Encoded::new()).await.unwrap().is_empty());
+    assert_eq!(log.next_offset(&t).await.unwrap(), 4);
+}
+
 pub(crate) async fn concurrent_appends_get_distinct_offsets(h: &impl Harness) {
     for topic in Topic::ALL {
         concurrent_appends_get_distinct_offsets_on(h, topic).await;
@@ -403,7 +482,8 @@ macro_rules! event_log_conformance {
     ($make:expr) => {
         event_log_conformance!(@ $make; append_then_read, topics_share_offsets_but_not_records,
             ids_make_appends_idempotent, tenants_never_see_each_other, filters_by_type_entity_and_time,
-            oversized_batch_writes_nothing, concurrent_appends_get_distinct_offsets,
+            oversized_batch_writes_nothing, encoded_batches_read_back_as_events,
+            concurrent_appends_get_distinct_offsets,
             consumer_groups_deliver_at_least_once,
             waiting_wakes_on_append, tombstones_hide_a_subject);
     };

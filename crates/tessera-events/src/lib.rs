@@ -222,6 +222,162 @@ pub(crate) fn check_sizes(events: &[NewEvent]) -> Result<(), LogError> {
     Ok(())
 }
 
+/// A batch encoded as the log stores it, for Tessera's own high-rate topic
+/// (a prediction record per inference): each body written once, straight
+/// from the caller's types into one buffer, with no JSON map and no string
+/// per field on the way. The caller's ids must be unique: they are not
+/// looked up against earlier appends (JetStream still drops a repeat inside
+/// its duplicate window), and a batch may not repeat one.
+#[derive(Debug, Clone, Default)]
+pub struct Encoded {
+    /// `[` then the bodies separated by `,` (the packed row, less its `]`).
+    buf: Vec<u8>,
+    /// The ids, one after another.
+    ids: String,
+    /// Per event: where its body ends in `buf`, where its id ends in `ids`.
+    ends: Vec<(usize, usize)>,
+}
+
+impl Encoded {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Bytes of the bodies so far.
+    pub fn bytes(&self) -> usize {
+        self.buf.len().saturating_sub(self.ends.len())
+    }
+
+    /// Adds an event: `entity` as key/value pairs (a key given twice keeps
+    /// its first value), `properties` as anything that serializes to a JSON
+    /// object. An event over [`MAX_EVENT_BYTES`], or properties that are not
+    /// an object, are refused and leave the batch as it was.
+    pub fn push<'a>(
+        &mut self,
+        id: &str,
+        event_type: &str,
+        entity: impl IntoIterator<Item = (&'a str, &'a str)>,
+        ts: Timestamp,
+        properties: &impl Serialize,
+    ) -> Result<(), LogError> {
+        let before = self.buf.len();
+        let r = self.write_body(id, event_type, entity, ts, properties);
+        let size = self.buf.len() - before;
+        let r = r.and_then(|()| {
+            if size > MAX_EVENT_BYTES {
+                Err(LogError::Invalid(format!(
+                    "event {} takes {size} bytes, over the log's limit of {MAX_EVENT_BYTES}",
+                    self.len()
+                )))
+            } else {
+                Ok(())
+            }
+        });
+        match r {
+            Ok(()) => {
+                self.ids.push_str(id);
+                self.ends.push((self.buf.len(), self.ids.len()));
+                Ok(())
+            }
+            Err(e) => {
+                self.buf.truncate(before);
+                Err(e)
+            }
+        }
+    }
+
+    fn write_body<'a>(
+        &mut self,
+        id: &str,
+        event_type: &str,
+        entity: impl IntoIterator<Item = (&'a str, &'a str)>,
+        ts: Timestamp,
+        properties: &impl Serialize,
+    ) -> Result<(), LogError> {
+        let b = &mut self.buf;
+        b.push(if b.is_empty() { b'[' } else { b',' });
+        let json = |e: serde_json::Error| LogError::Internal(e.to_string());
+        b.extend_from_slice(b"{\"id\":");
+        serde_json::to_writer(&mut *b, id).map_err(json)?;
+        b.extend_from_slice(b",\"type\":");
+        serde_json::to_writer(&mut *b, event_type).map_err(json)?;
+        b.extend_from_slice(b",\"entity\":{");
+        let mut keys: Vec<&str> = Vec::new();
+        for (k, v) in entity {
+            if keys.contains(&k) {
+                continue;
+            }
+            if !keys.is_empty() {
+                b.push(b',');
+            }
+            keys.push(k);
+            serde_json::to_writer(&mut *b, k).map_err(json)?;
+            b.push(b':');
+            serde_json::to_writer(&mut *b, v).map_err(json)?;
+        }
+        b.extend_from_slice(b"},\"ts\":");
+        serde_json::to_writer(&mut *b, &ts).map_err(json)?;
+        b.extend_from_slice(b",\"properties\":");
+        let start = b.len();
+        serde_json::to_writer(&mut *b, properties).map_err(json)?;
+        if b.get(start) != Some(&b'{') {
+            return Err(LogError::Invalid("an event's properties must be a JSON object".into()));
+        }
+        b.push(b'}');
+        Ok(())
+    }
+
+    /// Each event's id and body (the JSON a JetStream message carries).
+    pub(crate) fn events(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let mut body_start = 1;
+        let mut id_start = 0;
+        self.ends.iter().map(move |&(body_end, id_end)| {
+            let out = (&self.ids[id_start..id_end], &self.buf[body_start..body_end]);
+            // The next body starts after its `,`.
+            body_start = body_end + 1;
+            id_start = id_end;
+            out
+        })
+    }
+
+    /// The events back as [`NewEvent`]s, for a topic kept a row per event.
+    pub(crate) fn decode(&self) -> Result<Vec<NewEvent>, LogError> {
+        self.events()
+            .map(|(_, body)| {
+                let b: Body = serde_json::from_slice(body).map_err(|e| {
+                    LogError::Internal(format!("an encoded event does not decode: {e}"))
+                })?;
+                Ok(NewEvent {
+                    id: Some(b.id),
+                    event_type: b.event_type,
+                    entity: b.entity,
+                    ts: b.ts,
+                    properties: b.properties,
+                })
+            })
+            .collect()
+    }
+
+    /// The bodies as one JSON array.
+    pub(crate) fn array(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.buf.len() + 2);
+        if self.buf.is_empty() {
+            out.push(b'[');
+        }
+        out.extend_from_slice(&self.buf);
+        out.push(b']');
+        out
+    }
+}
+
 /// Limits on what the log keeps, applied per tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -282,6 +438,14 @@ pub trait EventLog: Send + Sync + 'static {
         topic: Topic,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Appended>, LogError>;
+
+    /// Stores an encoded batch, all of it or nothing; its offsets, in order.
+    async fn append_encoded(
+        &self,
+        tenant: &TenantId,
+        topic: Topic,
+        batch: &Encoded,
+    ) -> Result<Vec<u64>, LogError>;
 
     /// Up to `limit` matching records from `from` on, in offset order.
     async fn read(

@@ -1,113 +1,181 @@
 //! Prediction records (F4; read by feedback L5 and drift O3): one
 //! `prediction` event per inference on the tenant's `predictions` topic,
-//! written off the request path. Records pass through a bounded queue to one
-//! writer task that appends them in batches, grouped by tenant; a full queue
-//! drops the record and counts it, so a request never waits on the log. A
+//! written off the request path.
+//!
+//! A request encodes its record as the log stores it, straight from borrowed
+//! fields, into its tenant's pending batch (a mutex held for the copy; no
+//! record struct, no channel, no strings made per field); one writer task
+//! takes the pending batches a linger after the first record and appends
+//! them. The pending records are bounded in count and bytes: past either, a
+//! record is dropped and counted, so a request never waits on the log. A
 //! failed append is retried with the same batch (the prediction id is the
-//! event id, so a retry that did land is stored once). A clean shutdown
-//! writes what is queued.
+//! event id). A clean shutdown writes what is pending.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tessera_core::ids::TenantId;
 use tessera_core::time::Timestamp;
-use tessera_events::{EventLog, NewEvent, Topic};
-use tokio::sync::{mpsc, watch};
+use tessera_events::{Encoded, EventLog, LogError, Topic};
+use tokio::sync::{Notify, watch};
 
-/// Records waiting for the writer before the queue refuses more.
+use crate::inference::resolve::VersionRef;
+
+/// Records pending for the writer before more are dropped.
 const QUEUE: usize = 20_000;
-/// Most records appended at once.
+/// Bytes of pending records before more are dropped (kept inputs can be large).
+const QUEUE_BYTES: usize = 64 << 20;
+/// Most records appended at once (an embedded row, a JetStream burst).
 const BATCH: usize = 1_000;
-/// How long the writer lets a batch fill once it has a record, asleep: it
-/// then takes what came. Waking it per record (a task wake, often a thread
+/// How long the writer lets records gather once it has one, asleep: it then
+/// takes what came. Waking it per record (a task wake, often a thread
 /// unpark) and appending what one wake found (a commit: an fsync, a handful
 /// of statements, thread hand-offs) cost more CPU than the rest of a cache
 /// hit. Records are durable this much later.
 const LINGER: Duration = Duration::from_millis(100);
 
-/// What one inference leaves behind.
-#[derive(Debug, Clone)]
-pub struct Prediction {
-    pub id: String,
-    pub model: String,
-    pub version: String,
-    pub tier: String,
+/// What one inference leaves behind, borrowed from the request.
+#[derive(Debug, Clone, Copy)]
+pub struct Prediction<'a> {
+    pub id: &'a str,
+    pub model: &'a str,
+    /// The version that answered.
+    pub version: &'a VersionRef,
+    pub tier: &'a str,
     /// The route, as the cache names it (`embeddings`, `chat`, ...).
-    pub route: &'static str,
+    pub route: &'a str,
     /// The caller's `user`, when it named one (so a subject's deletion finds it).
-    pub user: Option<String>,
+    pub user: Option<&'a str>,
     /// The entity a request named for a model that reads features: its join
     /// keys, one value each (or a column of values for several rows).
-    pub entity: Option<Map<String, Value>>,
-    /// SHA-256 of the input as the route sees it, hex.
-    pub input_digest: String,
+    pub entity: Option<&'a Map<String, Value>>,
+    /// SHA-256 of the input as the route sees it (`None`: not known).
+    pub input_digest: Option<[u8; 32]>,
     /// The input text, kept only when the tenant opted in (`store_inputs`).
-    pub input: Option<String>,
-    /// The answer in bounded form: label and score, top-k, vector dimensions.
-    pub output: Value,
+    pub input: Option<&'a str>,
+    /// The answer in bounded form: label and score, top-k, vector
+    /// dimensions; `None` for an answer served from the cache.
+    pub output: Option<&'a Value>,
     pub latency: Duration,
     pub model_time: Duration,
     /// `hit`, `miss`, `stale`, `bypass`.
-    pub cache: &'static str,
+    pub cache: &'a str,
     /// When it answered.
     pub at: Timestamp,
 }
 
-impl Prediction {
-    /// The event, built by the writer (off the request path), once per attempt.
-    fn to_event(&self) -> NewEvent {
-        let mut entity = BTreeMap::from([("prediction_id".to_owned(), self.id.clone())]);
-        if let Some(u) = &self.user {
-            entity.insert("user".into(), u.clone());
+/// The record's properties, written straight into the log's encoding.
+#[derive(serde::Serialize)]
+struct Properties<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity: Option<&'a Map<String, Value>>,
+    model: &'a str,
+    #[serde(serialize_with = "as_text")]
+    version: &'a VersionRef,
+    tier: &'a str,
+    route: &'a str,
+    #[serde(serialize_with = "as_hex")]
+    input_digest: Option<[u8; 32]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<&'a str>,
+    #[serde(serialize_with = "as_output")]
+    output: Option<&'a Value>,
+    latency_ms: f64,
+    model_ms: f64,
+    cache: &'a str,
+}
+
+/// `model@version`, joined on the stack when it is short.
+fn as_text<S: serde::Serializer>(v: &&VersionRef, s: S) -> Result<S::Ok, S::Error> {
+    let (m, n) = (v.model.as_bytes(), v.version.as_bytes());
+    let mut buf = [0u8; 128];
+    if m.len() + n.len() < buf.len() {
+        buf[..m.len()].copy_from_slice(m);
+        buf[m.len()] = b'@';
+        buf[m.len() + 1..m.len() + 1 + n.len()].copy_from_slice(n);
+        let joined = &buf[..m.len() + 1 + n.len()];
+        // Two strings and an ASCII '@' are UTF-8.
+        s.serialize_str(std::str::from_utf8(joined).unwrap_or_default())
+    } else {
+        s.collect_str(*v)
+    }
+}
+
+/// The digest as 64 hex digits (empty when not known).
+fn as_hex<S: serde::Serializer>(d: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => {
+            let mut out = [0u8; 64];
+            // 32 bytes always fit 64 digits.
+            let _ = hex::encode_to_slice(d, &mut out);
+            s.serialize_str(std::str::from_utf8(&out).unwrap_or_default())
         }
-        let mut properties = Map::new();
-        // A single entity's join keys key the record too (feedback and a
-        // subject's export find it by them); a batch's stay in the body.
-        if let Some(e) = &self.entity {
-            for (k, v) in e {
-                let text = match v {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                };
-                if let Some(t) = text {
-                    entity.entry(k.clone()).or_insert(t);
-                }
-            }
-            properties.insert("entity".into(), Value::Object(e.clone()));
+        None => s.serialize_str(""),
+    }
+}
+
+fn as_output<S: serde::Serializer>(o: &Option<&Value>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap as _;
+    match o {
+        Some(v) => serde::Serialize::serialize(v, s),
+        None => {
+            let mut m = s.serialize_map(Some(1))?;
+            m.serialize_entry("cached", &true)?;
+            m.end()
         }
-        properties.insert("model".into(), json!(self.model));
-        properties.insert("version".into(), json!(self.version));
-        properties.insert("tier".into(), json!(self.tier));
-        properties.insert("route".into(), json!(self.route));
-        properties.insert("input_digest".into(), json!(self.input_digest));
-        if let Some(i) = &self.input {
-            properties.insert("input".into(), json!(i));
-        }
-        properties.insert("output".into(), self.output.clone());
-        properties.insert("latency_ms".into(), json!(self.latency.as_secs_f64() * 1e3));
-        properties.insert("model_ms".into(), json!(self.model_time.as_secs_f64() * 1e3));
-        properties.insert("cache".into(), json!(self.cache));
-        NewEvent {
-            id: Some(self.id.clone()),
-            event_type: "prediction".into(),
-            entity,
-            ts: self.at,
-            properties,
-        }
+    }
+}
+
+impl Prediction<'_> {
+    /// Adds the record to `batch` as a `prediction` event, keyed by its
+    /// prediction id, the caller's `user` and a single entity's join keys
+    /// (feedback and a subject's export find it by them); a batch's join
+    /// keys stay in the body.
+    fn encode(&self, batch: &mut Encoded) -> Result<(), LogError> {
+        let numbers: Vec<(&str, String)> = self
+            .entity
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| match v {
+                Value::Number(n) => Some((k.as_str(), n.to_string())),
+                _ => None,
+            })
+            .collect();
+        let texts = self.entity.into_iter().flatten().filter_map(|(k, v)| match v {
+            Value::String(t) => Some((k.as_str(), t.as_str())),
+            _ => None,
+        });
+        let keys = [("prediction_id", Some(self.id)), ("user", self.user)]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .chain(texts)
+            .chain(numbers.iter().map(|(k, v)| (*k, v.as_str())));
+        let properties = Properties {
+            entity: self.entity,
+            model: self.model,
+            version: self.version,
+            tier: self.tier,
+            route: self.route,
+            input_digest: self.input_digest,
+            input: self.input,
+            output: self.output,
+            latency_ms: self.latency.as_secs_f64() * 1e3,
+            model_ms: self.model_time.as_secs_f64() * 1e3,
+            cache: self.cache,
+        };
+        batch.push(self.id, "prediction", keys, self.at, &properties)
     }
 }
 
 /// What a prediction record keeps of a request.
 #[derive(Debug, Clone, Default)]
 pub struct RecordInput {
-    /// SHA-256 of the input as the route sees it, hex; empty when unknown.
-    pub digest: String,
+    /// SHA-256 of the input as the route sees it; `None` when unknown.
+    pub digest: Option<[u8; 32]>,
     /// The input text, on text routes.
     pub text: Option<String>,
 }
@@ -130,7 +198,7 @@ impl RecordInput {
         let mut h = Hashing(sha2::Sha256::new());
         // Serializing plain data into a hasher cannot fail.
         let _ = serde_json::to_writer(&mut h, input);
-        Self { digest: hex::encode(h.0.finalize()), text }
+        Self { digest: Some(h.0.finalize().into()), text }
     }
 }
 
@@ -158,41 +226,104 @@ struct Stats {
     write_errors: Counter,
 }
 
+/// Records waiting for the writer: per tenant, batches of up to [`BATCH`].
+#[derive(Default)]
+struct Pending {
+    full: Vec<(TenantId, Encoded)>,
+    filling: HashMap<TenantId, Encoded>,
+    records: usize,
+    bytes: usize,
+}
+
+impl Pending {
+    fn take(&mut self) -> Vec<(TenantId, Encoded)> {
+        let mut out = std::mem::take(&mut self.full);
+        out.extend(self.filling.drain());
+        self.records = 0;
+        self.bytes = 0;
+        out
+    }
+}
+
 pub struct PredictionLog {
-    tx: mpsc::Sender<(TenantId, Prediction)>,
+    pending: Mutex<Pending>,
+    /// Rung by the first record after the writer took the pending ones.
+    arrived: Notify,
     stop: watch::Sender<bool>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    stats: Arc<Stats>,
+    stats: Stats,
 }
 
 impl PredictionLog {
     /// Starts the writer task over `log`.
     pub fn start(log: Arc<dyn EventLog>) -> Arc<Self> {
-        let (tx, rx) = mpsc::channel(QUEUE);
         let (stop, stop_rx) = watch::channel(false);
-        let stats = Arc::new(Stats::default());
+        let this = Arc::new(Self {
+            pending: Mutex::new(Pending::default()),
+            arrived: Notify::new(),
+            stop,
+            writer: Mutex::new(None),
+            stats: Stats::default(),
+        });
         #[expect(
             clippy::disallowed_methods,
             reason = "the writer's handle is kept; shutdown awaits it after the last record"
         )]
-        let writer = tokio::spawn(write_loop(log, rx, stop_rx, stats.clone()));
-        Arc::new(Self { tx, stop, writer: Mutex::new(Some(writer)), stats })
+        let writer = tokio::spawn(write_loop(log, this.clone(), stop_rx));
+        *this.writer.lock().unwrap_or_else(PoisonError::into_inner) = Some(writer);
+        this
     }
 
-    /// Queues a record; never waits. A full queue drops it and counts it.
-    pub fn record(&self, tenant: &TenantId, p: Prediction) {
+    /// Encodes a record into its tenant's pending batch; never waits on the
+    /// log. Past the bounds it is dropped and counted.
+    pub fn record(&self, tenant: &TenantId, p: &Prediction<'_>) {
         self.stats.recorded.inc();
-        if self.tx.try_send((tenant.clone(), p)).is_err() {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.records >= QUEUE || pending.bytes >= QUEUE_BYTES {
+            drop(pending);
             let n = self.stats.dropped.inc();
             if n.is_power_of_two() {
-                tracing::warn!(dropped = n + 1, "prediction queue full: records dropped");
+                tracing::warn!(
+                    dropped = n + 1,
+                    "prediction records pending at the bound: records dropped"
+                );
+            }
+            return;
+        }
+        let first = pending.records == 0;
+        if !pending.filling.contains_key(tenant) {
+            pending.filling.insert(tenant.clone(), Encoded::new());
+        }
+        let Some(batch) = pending.filling.get_mut(tenant) else { return };
+        let before = batch.bytes();
+        let encoded = p.encode(batch);
+        let (len, grown) = (batch.len(), batch.bytes() - before);
+        if len >= BATCH
+            && let Some(b) = pending.filling.remove(tenant)
+        {
+            pending.full.push((tenant.clone(), b));
+        }
+        match encoded {
+            Ok(()) => {
+                pending.records += 1;
+                pending.bytes += grown;
+                drop(pending);
+                if first {
+                    self.arrived.notify_one();
+                }
+            }
+            Err(e) => {
+                // Only a record over the log's size limit (a huge entity or input) gets here.
+                drop(pending);
+                self.stats.dropped.inc();
+                tracing::warn!(tenant = %tenant, prediction = p.id, error = %e, "prediction record not kept");
             }
         }
     }
 
     /// Records waiting for the writer.
     pub fn queued(&self) -> usize {
-        QUEUE - self.tx.capacity()
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).records
     }
 
     pub fn register(&self, r: &mut Registry) {
@@ -203,7 +334,7 @@ impl PredictionLog {
         );
         r.register(
             "tessera_prediction_records_dropped",
-            "Prediction records dropped because the queue was full.",
+            "Prediction records dropped because too many were pending (or one was over the log's size limit).",
             self.stats.dropped.clone(),
         );
         r.register(
@@ -218,103 +349,74 @@ impl PredictionLog {
         );
     }
 
-    /// Writes everything queued, then stops the writer (clean shutdown).
+    /// Writes everything pending, then stops the writer (clean shutdown).
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(h) = handle
             && let Err(e) = h.await
         {
-            tracing::error!(error = %e, "the prediction writer failed; queued records may be lost");
+            tracing::error!(error = %e, "the prediction writer failed; pending records may be lost");
         }
     }
 }
 
 async fn write_loop(
     log: Arc<dyn EventLog>,
-    mut rx: mpsc::Receiver<(TenantId, Prediction)>,
+    records: Arc<PredictionLog>,
     mut stop: watch::Receiver<bool>,
-    stats: Arc<Stats>,
 ) {
-    let mut batch = Vec::with_capacity(BATCH);
     loop {
         let stopping = *stop.borrow();
-        if stopping {
-            while batch.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
-                }
-            }
-            if batch.is_empty() {
-                return;
-            }
-        } else {
+        if !stopping {
             tokio::select! {
-                n = rx.recv_many(&mut batch, BATCH) => if n == 0 { return },
+                () = records.arrived.notified() => {}
                 _ = stop.changed() => continue,
             }
-            linger(&mut rx, &mut batch, &mut stop).await;
+            // Let the batch gather (less when stopping).
+            tokio::select! {
+                _ = stop.changed() => {}
+                () = tokio::time::sleep(LINGER) => {}
+            }
         }
-        write(&*log, std::mem::take(&mut batch), &stats, &mut stop).await;
-    }
-}
-
-/// Sleeps [`LINGER`] (less when stopping), then fills the batch with what
-/// came meanwhile.
-async fn linger(
-    rx: &mut mpsc::Receiver<(TenantId, Prediction)>,
-    batch: &mut Vec<(TenantId, Prediction)>,
-    stop: &mut watch::Receiver<bool>,
-) {
-    if batch.len() < BATCH && !*stop.borrow() {
-        tokio::select! {
-            _ = stop.changed() => {}
-            () = tokio::time::sleep(LINGER) => {}
+        let batches = records.pending.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if batches.is_empty() && stopping {
+            return;
         }
-    }
-    while batch.len() < BATCH {
-        match rx.try_recv() {
-            Ok(r) => batch.push(r),
-            Err(_) => break,
+        for (tenant, batch) in batches {
+            write(&*log, &tenant, &batch, &records.stats, &mut stop).await;
         }
     }
 }
 
-/// Appends a batch, tenant by tenant, retrying a tenant's part until it is
-/// stored (or once more at shutdown).
+/// Appends one tenant's batch, retrying until it is stored (or once more at
+/// shutdown).
 async fn write(
     log: &dyn EventLog,
-    batch: Vec<(TenantId, Prediction)>,
+    tenant: &TenantId,
+    batch: &Encoded,
     stats: &Stats,
     stop: &mut watch::Receiver<bool>,
 ) {
-    let mut by_tenant: HashMap<TenantId, Vec<Prediction>> = HashMap::new();
-    for (t, p) in batch {
-        by_tenant.entry(t).or_default().push(p);
-    }
-    for (tenant, predictions) in by_tenant {
-        let mut backoff = Duration::from_millis(100);
-        let n = predictions.len() as u64;
-        loop {
-            let events = predictions.iter().map(Prediction::to_event).collect();
-            match log.append(&tenant, Topic::Predictions, events).await {
-                Ok(_) => {
-                    stats.written.inc_by(n);
-                    break;
+    let n = batch.len() as u64;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match log.append_encoded(tenant, Topic::Predictions, batch).await {
+            Ok(_) => {
+                stats.written.inc_by(n);
+                return;
+            }
+            Err(e) => {
+                let errors = stats.write_errors.inc();
+                if errors.is_power_of_two() {
+                    tracing::warn!(tenant = %tenant, error = %e, "prediction records not written yet; retrying");
                 }
-                Err(e) => {
-                    let errors = stats.write_errors.inc();
-                    if errors.is_power_of_two() {
-                        tracing::warn!(tenant = %tenant, error = %e, "prediction records not written yet; retrying");
-                    }
-                    if *stop.borrow() {
-                        stats.dropped.inc_by(n);
-                        break;
-                    }
-                    let _ = tokio::time::timeout(backoff, stop.changed()).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                if *stop.borrow() {
+                    stats.dropped.inc_by(n);
+                    return;
                 }
+                let _ = tokio::time::timeout(backoff, stop.changed()).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }
@@ -323,7 +425,7 @@ async fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_events::{Compaction, Delivery, Filter, Lag, LogError, Page, Position};
+    use tessera_events::{Compaction, Delivery, Filter, Lag, LogError, NewEvent, Page, Position};
 
     /// A log whose appends never finish (a stuck disk, a hung NATS).
     struct Stuck;
@@ -336,6 +438,14 @@ mod tests {
             _: Topic,
             _: Vec<NewEvent>,
         ) -> Result<Vec<tessera_events::Appended>, LogError> {
+            std::future::pending().await
+        }
+        async fn append_encoded(
+            &self,
+            _: &TenantId,
+            _: Topic,
+            _: &Encoded,
+        ) -> Result<Vec<u64>, LogError> {
             std::future::pending().await
         }
         async fn read(
@@ -377,23 +487,27 @@ mod tests {
         }
     }
 
-    fn prediction(i: usize) -> Prediction {
+    fn prediction<'a>(id: &'a str, version: &'a VersionRef) -> Prediction<'a> {
         Prediction {
-            id: format!("prd_{i:016x}"),
-            model: "m".into(),
-            version: "m@1".into(),
-            tier: "tenant".into(),
+            id,
+            model: "m",
+            version,
+            tier: "tenant",
             route: "/v1/embeddings",
             user: None,
             entity: None,
-            input_digest: String::new(),
+            input_digest: None,
             input: None,
-            output: Value::Null,
+            output: None,
             latency: Duration::ZERO,
             model_time: Duration::ZERO,
             cache: "miss",
             at: Timestamp::now(),
         }
+    }
+
+    fn version() -> VersionRef {
+        VersionRef { model: "m".into(), version: "1".into() }
     }
 
     /// With the log stuck, recording never waits: the queue fills, then
@@ -402,14 +516,151 @@ mod tests {
     async fn a_full_queue_drops_and_counts_and_never_waits() {
         let log = PredictionLog::start(Arc::new(Stuck));
         let t = TenantId::generate();
+        let v = version();
         let started = std::time::Instant::now();
         // No await in the loop: on this one-thread runtime the writer takes nothing meanwhile.
         for i in 0..QUEUE + 25 {
-            log.record(&t, prediction(i));
+            log.record(&t, &prediction(&format!("prd_{i:016x}"), &v));
         }
         assert!(started.elapsed() < Duration::from_secs(5), "recording waited");
         assert_eq!(log.queued(), QUEUE);
         assert_eq!((log.stats.recorded.get(), log.stats.dropped.get()), (QUEUE as u64 + 25, 25));
+    }
+
+    /// What the writer stores reads back as the `prediction` event the
+    /// consumers (feedback, drift, a subject's export) rely on.
+    #[tokio::test]
+    async fn records_read_back_as_prediction_events() {
+        let dir =
+            std::env::temp_dir().join(format!("tessera-predictions-{}", TenantId::generate()));
+        let log = Arc::new(
+            tessera_events::embedded::EmbeddedLog::open(
+                &dir.join("events.db"),
+                tessera_events::Retention::default(),
+                tessera_core::time::Clock::system(),
+            )
+            .await
+            .unwrap(),
+        );
+        let writer = PredictionLog::start(log.clone());
+        let t = TenantId::generate();
+        let v = version();
+        let mut p = prediction("prd_1", &v);
+        p.user = Some("alice");
+        let entity =
+            serde_json::json!({"customer_id": "c1", "store": 7, "prediction_id": "not this"});
+        p.entity = entity.as_object();
+        p.input_digest = Some([0xab; 32]);
+        p.input = Some("hello \"world\"");
+        let output = serde_json::json!({"label": "pos", "score": 0.9});
+        p.output = Some(&output);
+        p.latency = Duration::from_micros(1500);
+        let cached = prediction("prd_2", &v);
+        writer.record(&t, &p);
+        writer.record(&t, &cached);
+        writer.shutdown().await;
+
+        let page = log
+            .read(&t, Topic::Predictions, Position::Offset(1), &Filter::default(), 10)
+            .await
+            .unwrap();
+        assert_eq!(page.records.len(), 2);
+        let (r, c) = (&page.records[0], &page.records[1]);
+        assert_eq!((r.id.as_str(), r.event_type.as_str(), r.ts), (p.id, "prediction", p.at));
+        let entity: Vec<(&str, &str)> =
+            r.entity.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            entity,
+            [("customer_id", "c1"), ("prediction_id", p.id), ("store", "7"), ("user", "alice")]
+        );
+        assert_eq!(
+            Value::Object(r.properties.clone()),
+            serde_json::json!({
+                "entity": {"customer_id": "c1", "store": 7, "prediction_id": "not this"},
+                "model": "m", "version": "m@1", "tier": "tenant", "route": "/v1/embeddings",
+                "input_digest": "ab".repeat(32), "input": "hello \"world\"",
+                "output": {"label": "pos", "score": 0.9},
+                "latency_ms": 1.5, "model_ms": 0.0, "cache": "miss",
+            })
+        );
+        assert_eq!(c.properties["output"], serde_json::json!({"cached": true}));
+        assert_eq!(c.properties["input_digest"], "");
+        assert!(c.properties.get("input").is_none() && c.properties.get("entity").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// More than a batch for one tenant is appended in several, every record
+    /// once and in order; another tenant's records stay in its own log.
+    #[tokio::test]
+    async fn records_beyond_a_batch_all_land_in_order_per_tenant() {
+        let dir =
+            std::env::temp_dir().join(format!("tessera-predictions-{}", TenantId::generate()));
+        let log = Arc::new(
+            tessera_events::embedded::EmbeddedLog::open(
+                &dir.join("events.db"),
+                tessera_events::Retention::default(),
+                tessera_core::time::Clock::system(),
+            )
+            .await
+            .unwrap(),
+        );
+        let writer = PredictionLog::start(log.clone());
+        let (a, b) = (TenantId::generate(), TenantId::generate());
+        let v = version();
+        let ids: Vec<String> = (0..BATCH * 2 + 7).map(|i| format!("prd_{i:016x}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            writer.record(if i % 100 == 0 { &b } else { &a }, &prediction(id, &v));
+        }
+        writer.shutdown().await;
+        let mut got: HashMap<&TenantId, Vec<String>> = HashMap::new();
+        for t in [&a, &b] {
+            let mut from = 1;
+            loop {
+                let page = log
+                    .read(t, Topic::Predictions, Position::Offset(from), &Filter::default(), 500)
+                    .await
+                    .unwrap();
+                got.entry(t).or_default().extend(page.records.into_iter().map(|r| r.id));
+                if page.end {
+                    break;
+                }
+                from = page.next;
+            }
+        }
+        let want = |on_b: bool| -> Vec<String> {
+            ids.iter()
+                .enumerate()
+                .filter(|(i, _)| (i % 100 == 0) == on_b)
+                .map(|(_, id)| id.clone())
+                .collect()
+        };
+        assert_eq!(got[&a], want(false));
+        assert_eq!(got[&b], want(true));
+        assert_eq!(writer.stats.written.get(), ids.len() as u64);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Kept inputs make records large: the pending bytes are bounded too,
+    /// and a record over the log's size limit is dropped, not queued.
+    #[tokio::test]
+    async fn pending_bytes_are_bounded_and_oversized_records_dropped() {
+        let log = PredictionLog::start(Arc::new(Stuck));
+        let t = TenantId::generate();
+        let v = version();
+        let text = "x".repeat(512 << 10);
+        let mut p = prediction("prd_big", &v);
+        p.input = Some(&text);
+        let fit = QUEUE_BYTES.div_ceil(text.len() + 300);
+        for _ in 0..fit + 10 {
+            log.record(&t, &p);
+        }
+        assert_eq!(log.queued(), fit);
+        assert_eq!(log.stats.dropped.get(), 10);
+        let huge = "y".repeat(tessera_events::MAX_EVENT_BYTES);
+        p.input = Some(&huge);
+        let log = PredictionLog::start(Arc::new(Stuck));
+        log.record(&t, &p);
+        assert_eq!((log.queued(), log.stats.dropped.get()), (0, 1));
     }
 
     #[test]

@@ -116,6 +116,21 @@ pub(super) async fn append(
     Ok((out, last + 1))
 }
 
+/// Stores an encoded batch's array at `next`; returns the new next offset.
+pub(super) async fn append_encoded(
+    tx: &mut SqliteConnection,
+    tenant: &TenantId,
+    topic: Topic,
+    bodies: &[u8],
+    count: usize,
+    next: i64,
+    now: i64,
+) -> Result<i64, LogError> {
+    let last = next + count as i64 - 1;
+    insert(tx, tenant, topic.as_str(), next, last, now, bodies).await?;
+    Ok(last + 1)
+}
+
 async fn insert(
     tx: &mut SqliteConnection,
     tenant: &TenantId,

@@ -22,11 +22,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 mod blocks;
 mod writer;
-use writer::{AppendReq, Batch, write_loop};
+use writer::{AppendReq, Batch, Stored, write_loop};
 
 use crate::{
-    Ack, Appended, Compaction, Delivery, EventLog, Filter, Lag, LogError, NewEvent, Page, Position,
-    Record, Retention, Topic, check_group, check_sizes,
+    Ack, Appended, Compaction, Delivery, Encoded, EventLog, Filter, Lag, LogError, NewEvent, Page,
+    Position, Record, Retention, Topic, check_group, check_sizes,
 };
 
 const SCHEMA: &str = "
@@ -114,6 +114,19 @@ struct Cursor {
 }
 
 impl EmbeddedLog {
+    /// Hands an append to the writer and waits for its commit.
+    async fn submit(
+        &self,
+        tenant: &TenantId,
+        topic: Topic,
+        batch: Batch,
+    ) -> Result<Stored, LogError> {
+        let (reply, answer) = oneshot::channel();
+        let req = AppendReq { tenant: tenant.clone(), topic, batch, reply };
+        self.inner.appends.send(req).await.map_err(|_| internal("the event log writer stopped"))?;
+        answer.await.map_err(|_| internal("the event log writer stopped"))?
+    }
+
     /// Opens or creates the log at `path`.
     pub async fn open(path: &Path, retention: Retention, clock: Clock) -> Result<Self, LogError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -294,10 +307,33 @@ impl EventLog for EmbeddedLog {
             check_sizes(&events)?;
             Batch::Rows(events)
         };
-        let (reply, answer) = oneshot::channel();
-        let req = AppendReq { tenant: tenant.clone(), topic, batch, reply };
-        self.inner.appends.send(req).await.map_err(|_| internal("the event log writer stopped"))?;
-        answer.await.map_err(|_| internal("the event log writer stopped"))?
+        match self.submit(tenant, topic, batch).await? {
+            Stored::Events(out) => Ok(out),
+            Stored::Offsets(_) => Err(internal("the writer answered an append with offsets")),
+        }
+    }
+
+    async fn append_encoded(
+        &self,
+        tenant: &TenantId,
+        topic: Topic,
+        batch: &Encoded,
+    ) -> Result<Vec<u64>, LogError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stored = if blocks::packed(topic) {
+            let bodies = batch.array();
+            self.submit(tenant, topic, Batch::Encoded { bodies, count: batch.len() }).await?
+        } else {
+            // A row per event, as the topic is kept: decoded once here.
+            let events = batch.decode()?;
+            self.submit(tenant, topic, Batch::Rows(events)).await?
+        };
+        Ok(match stored {
+            Stored::Offsets(range) => range.collect(),
+            Stored::Events(out) => out.into_iter().map(|a| a.offset).collect(),
+        })
     }
 
     async fn read(

@@ -19,13 +19,24 @@ pub(super) struct AppendReq {
     pub(super) tenant: TenantId,
     pub(super) topic: Topic,
     pub(super) batch: Batch,
-    pub(super) reply: oneshot::Sender<Result<Vec<Appended>, LogError>>,
+    pub(super) reply: oneshot::Sender<Result<Stored, LogError>>,
 }
 
 /// What an append stores: a row per event, or one row for the batch.
 pub(super) enum Batch {
     Rows(Vec<NewEvent>),
     Packed(Packed),
+    /// An [`crate::Encoded`] batch: its JSON array and how many events it holds.
+    Encoded {
+        bodies: Vec<u8>,
+        count: usize,
+    },
+}
+
+/// What an append answers: per event, or the offsets of an encoded batch.
+pub(super) enum Stored {
+    Events(Vec<Appended>),
+    Offsets(std::ops::Range<u64>),
 }
 
 /// Appends waiting together share one transaction (and one fsync).
@@ -59,7 +70,7 @@ async fn commit_group(
     pool: &SqlitePool,
     clock: &Clock,
     group: &[AppendReq],
-) -> Vec<Result<(Vec<Appended>, u64), LogError>> {
+) -> Vec<Result<(Stored, u64), LogError>> {
     let all_fail = |e: &sqlx::Error| group.iter().map(|_| Err(internal(e))).collect();
     let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
@@ -90,7 +101,7 @@ async fn append_in(
     tenant: &TenantId,
     topic: Topic,
     batch: &Batch,
-) -> Result<(Vec<Appended>, u64), LogError> {
+) -> Result<(Stored, u64), LogError> {
     let head: Option<(i64, i64)> =
         sqlx::query_as("SELECT next_seq, last_ingested FROM heads WHERE tenant = ?")
             .bind(tenant.as_str())
@@ -101,8 +112,18 @@ async fn append_in(
     // Ingestion time never goes back, so time reads agree with offsets.
     let now = clock.now().millis().max(last);
     let (out, next) = match batch {
-        Batch::Rows(events) => append_rows(tx, tenant, topic, events, next, now).await?,
-        Batch::Packed(p) => blocks::append(tx, tenant, topic, p, next, now).await?,
+        Batch::Rows(events) => {
+            let (out, next) = append_rows(tx, tenant, topic, events, next, now).await?;
+            (Stored::Events(out), next)
+        }
+        Batch::Packed(p) => {
+            let (out, next) = blocks::append(tx, tenant, topic, p, next, now).await?;
+            (Stored::Events(out), next)
+        }
+        Batch::Encoded { bodies, count } => {
+            let end = blocks::append_encoded(tx, tenant, topic, bodies, *count, next, now).await?;
+            (Stored::Offsets(next as u64..end as u64), end)
+        }
     };
     sqlx::query(
         "INSERT INTO heads (tenant, next_seq, last_ingested) VALUES (?, ?, ?)

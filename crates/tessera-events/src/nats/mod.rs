@@ -33,8 +33,8 @@ use tessera_core::ids::TenantId;
 use tessera_core::time::Timestamp;
 
 use crate::{
-    Ack, Appended, Body, Compaction, Delivery, EventLog, Filter, Lag, LogError, NewEvent, Page,
-    Position, Record, Retention, Topic, check_group, check_sizes, event_id,
+    Ack, Appended, Body, Compaction, Delivery, Encoded, EventLog, Filter, Lag, LogError, NewEvent,
+    Page, Position, Record, Retention, Topic, check_group, check_sizes, event_id,
 };
 
 /// How the NATS log connects and names things.
@@ -201,63 +201,21 @@ impl NatsLog {
         Ok(Some(c))
     }
 
-    async fn rollback(&self, tenant: &TenantId, stored: &[u64]) {
-        let Ok(Some(stream)) = self.stream(tenant).await else { return };
-        for seq in stored {
-            if let Err(e) = stream.delete_message(*seq).await {
-                tracing::warn!(tenant = %tenant, seq, error = %e, "could not roll back a partly stored batch");
-            }
-        }
-    }
-}
-
-fn decode(msg: &jetstream::Message) -> Result<Record, LogError> {
-    let info = msg.info().map_err(|e| LogError::Internal(e.to_string()))?;
-    let topic = msg
-        .subject
-        .rsplit('.')
-        .next()
-        .and_then(Topic::parse)
-        .ok_or_else(|| LogError::Internal(format!("unknown subject {}", msg.subject)))?;
-    let body: Body = serde_json::from_slice(&msg.payload).map_err(|e| {
-        LogError::Internal(format!("undecodable event at {}: {e}", info.stream_sequence))
-    })?;
-    let ingested =
-        Timestamp::from_millis((info.published.unix_timestamp_nanos() / 1_000_000) as i64);
-    Ok(body.into_record(info.stream_sequence, topic, ingested))
-}
-
-#[async_trait]
-impl EventLog for NatsLog {
-    async fn append(
+    /// Publishes the messages (id, payload) pipelined and waits for every
+    /// ack; on a failure deletes the ones stored before answering it.
+    async fn publish(
         &self,
         tenant: &TenantId,
         topic: Topic,
-        events: Vec<NewEvent>,
+        messages: Vec<(String, bytes::Bytes)>,
     ) -> Result<Vec<Appended>, LogError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        check_sizes(&events)?;
         self.connected().await?;
         self.ensure_stream(tenant).await?;
         let subject = self.subject(tenant, topic);
         let stream = self.stream_name(tenant);
-        let now = Timestamp::now();
         let started = tokio::time::Instant::now();
         let mut acks = Acks::default();
-        'events: for e in events {
-            let id = event_id(&e, now);
-            let body = Body {
-                id: id.clone(),
-                event_type: e.event_type,
-                entity: e.entity,
-                ts: e.ts,
-                properties: e.properties,
-            };
-            let payload = bytes::Bytes::from(
-                serde_json::to_vec(&body).map_err(|e| LogError::Internal(e.to_string()))?,
-            );
+        'events: for (id, payload) in messages {
             // Publishes are pipelined under the client's cap on acks in flight.
             // At the cap this append first waits for its own acks, so appends
             // running together can never hold every permit and wait forever.
@@ -298,6 +256,79 @@ impl EventLog for NatsLog {
             return Err(e);
         }
         Ok(acks.out)
+    }
+
+    async fn rollback(&self, tenant: &TenantId, stored: &[u64]) {
+        let Ok(Some(stream)) = self.stream(tenant).await else { return };
+        for seq in stored {
+            if let Err(e) = stream.delete_message(*seq).await {
+                tracing::warn!(tenant = %tenant, seq, error = %e, "could not roll back a partly stored batch");
+            }
+        }
+    }
+}
+
+fn decode(msg: &jetstream::Message) -> Result<Record, LogError> {
+    let info = msg.info().map_err(|e| LogError::Internal(e.to_string()))?;
+    let topic = msg
+        .subject
+        .rsplit('.')
+        .next()
+        .and_then(Topic::parse)
+        .ok_or_else(|| LogError::Internal(format!("unknown subject {}", msg.subject)))?;
+    let body: Body = serde_json::from_slice(&msg.payload).map_err(|e| {
+        LogError::Internal(format!("undecodable event at {}: {e}", info.stream_sequence))
+    })?;
+    let ingested =
+        Timestamp::from_millis((info.published.unix_timestamp_nanos() / 1_000_000) as i64);
+    Ok(body.into_record(info.stream_sequence, topic, ingested))
+}
+
+#[async_trait]
+impl EventLog for NatsLog {
+    async fn append(
+        &self,
+        tenant: &TenantId,
+        topic: Topic,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Appended>, LogError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        check_sizes(&events)?;
+        let now = Timestamp::now();
+        let mut messages = Vec::with_capacity(events.len());
+        for e in events {
+            let id = event_id(&e, now);
+            let body = Body {
+                id: id.clone(),
+                event_type: e.event_type,
+                entity: e.entity,
+                ts: e.ts,
+                properties: e.properties,
+            };
+            let payload =
+                serde_json::to_vec(&body).map_err(|e| LogError::Internal(e.to_string()))?;
+            messages.push((id, bytes::Bytes::from(payload)));
+        }
+        self.publish(tenant, topic, messages).await
+    }
+
+    async fn append_encoded(
+        &self,
+        tenant: &TenantId,
+        topic: Topic,
+        batch: &Encoded,
+    ) -> Result<Vec<u64>, LogError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let messages = batch
+            .events()
+            .map(|(id, body)| (id.to_owned(), bytes::Bytes::copy_from_slice(body)))
+            .collect();
+        let out = self.publish(tenant, topic, messages).await?;
+        Ok(out.into_iter().map(|a| a.offset).collect())
     }
 
     async fn read(

@@ -330,7 +330,7 @@ impl Job for OipJob {
                 .unwrap_or_default(),
         );
         h.update(&self.binary);
-        RecordInput { digest: hex::encode(h.finalize()), text: None }
+        RecordInput { digest: Some(h.finalize().into()), text: None }
     }
 
     /// The output tensors' names and shapes.

@@ -273,27 +273,24 @@ fn record<J: Job>(
         return;
     }
     let input = job.record_input(tenant.store_inputs);
-    let output = match output {
-        Some(o) => job.summary(o),
-        None => serde_json::json!({"cached": true}),
-    };
+    let output = output.map(|o| job.summary(o));
     let p = Prediction {
-        id: meta.prediction_id.clone(),
-        model: meta.model.clone(),
-        version: meta.version.to_string(),
-        tier: meta.tier.clone(),
+        id: &meta.prediction_id,
+        model: &meta.model,
+        version: &meta.version,
+        tier: &meta.tier,
         route: job.cache_route(),
-        user: (!caller.user.is_empty()).then(|| caller.user.clone()),
-        entity: job.entity().cloned(),
+        user: (!caller.user.is_empty()).then_some(caller.user.as_str()),
+        entity: job.entity(),
         input_digest: input.digest,
-        input: if tenant.store_inputs { input.text } else { None },
-        output,
+        input: if tenant.store_inputs { input.text.as_deref() } else { None },
+        output: output.as_ref(),
         latency: opened.elapsed(),
         model_time: meta.model_time,
         cache: meta.cache.as_str(),
         at: tessera_core::time::Timestamp::now(),
     };
-    s.predictions().record(caller.ctx.tenant_id(), p);
+    s.predictions().record(caller.ctx.tenant_id(), &p);
 }
 
 fn cached<O>(entry: Arc<Entry>, cache: CacheStatus, admitted: Admitted) -> Outcome<O> {
