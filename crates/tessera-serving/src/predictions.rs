@@ -415,6 +415,7 @@ async fn write(
                     stats.dropped.inc_by(n);
                     return;
                 }
+                // Waits out the backoff, or less when shutdown begins (either way: retry).
                 let _ = tokio::time::timeout(backoff, stop.changed()).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
@@ -527,21 +528,25 @@ mod tests {
         assert_eq!((log.stats.recorded.get(), log.stats.dropped.get()), (QUEUE as u64 + 25, 25));
     }
 
+    /// An embedded log in a directory of its own (removed by the test).
+    async fn embedded_log() -> (std::path::PathBuf, Arc<tessera_events::embedded::EmbeddedLog>) {
+        let dir =
+            std::env::temp_dir().join(format!("tessera-predictions-{}", TenantId::generate()));
+        let log = tessera_events::embedded::EmbeddedLog::open(
+            &dir.join("events.db"),
+            tessera_events::Retention::default(),
+            tessera_core::time::Clock::system(),
+        )
+        .await
+        .unwrap();
+        (dir, Arc::new(log))
+    }
+
     /// What the writer stores reads back as the `prediction` event the
     /// consumers (feedback, drift, a subject's export) rely on.
     #[tokio::test]
     async fn records_read_back_as_prediction_events() {
-        let dir =
-            std::env::temp_dir().join(format!("tessera-predictions-{}", TenantId::generate()));
-        let log = Arc::new(
-            tessera_events::embedded::EmbeddedLog::open(
-                &dir.join("events.db"),
-                tessera_events::Retention::default(),
-                tessera_core::time::Clock::system(),
-            )
-            .await
-            .unwrap(),
-        );
+        let (dir, log) = embedded_log().await;
         let writer = PredictionLog::start(log.clone());
         let t = TenantId::generate();
         let v = version();
@@ -593,17 +598,7 @@ mod tests {
     /// once and in order; another tenant's records stay in its own log.
     #[tokio::test]
     async fn records_beyond_a_batch_all_land_in_order_per_tenant() {
-        let dir =
-            std::env::temp_dir().join(format!("tessera-predictions-{}", TenantId::generate()));
-        let log = Arc::new(
-            tessera_events::embedded::EmbeddedLog::open(
-                &dir.join("events.db"),
-                tessera_events::Retention::default(),
-                tessera_core::time::Clock::system(),
-            )
-            .await
-            .unwrap(),
-        );
+        let (dir, log) = embedded_log().await;
         let writer = PredictionLog::start(log.clone());
         let (a, b) = (TenantId::generate(), TenantId::generate());
         let v = version();
