@@ -116,6 +116,7 @@ pub fn operation_name(op: Operation) -> &'static str {
         Operation::FeaturesAdmin => "features.admin",
         Operation::DatasetsRead => "datasets.read",
         Operation::DatasetsWrite => "datasets.write",
+        Operation::FeedbackWrite => "feedback.write",
     }
 }
 

@@ -49,6 +49,9 @@ pub struct RawConfig {
 pub struct RawEvents {
     /// Hours a tenant's events are kept (default 168, a week).
     pub retention_hours: Option<u64>,
+    /// Hours after a prediction that feedback for it is still joined
+    /// (default and at most the retention: its record must still be there).
+    pub feedback_horizon_hours: Option<u64>,
     /// MiB of events kept per tenant; the oldest go first (default 1024).
     pub max_mb_per_tenant: Option<u64>,
     /// Seconds an event id is remembered for idempotent retries on NATS
@@ -319,6 +322,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventsConfig {
     pub retention: Duration,
+    pub feedback_horizon: Duration,
     pub max_bytes_per_tenant: u64,
     pub dedupe_window: Duration,
     pub max_batch: usize,
@@ -368,10 +372,20 @@ impl EventsConfig {
                 format!("events.max_event_bytes must be 256-1048576, got {max_event_bytes}"),
             ));
         }
+        let retention_hours = positive("events.retention_hours", r.retention_hours, 168)?;
+        let horizon_hours =
+            positive("events.feedback_horizon_hours", r.feedback_horizon_hours, retention_hours)?;
+        if horizon_hours > retention_hours {
+            return Err(ValidationError::new(
+                "events.feedback_horizon_hours",
+                format!(
+                    "events.feedback_horizon_hours ({horizon_hours}) is at most events.retention_hours ({retention_hours}): feedback joins to a prediction's record in the log"
+                ),
+            ));
+        }
         Ok(Self {
-            retention: Duration::from_secs(
-                3600 * positive("events.retention_hours", r.retention_hours, 168)?,
-            ),
+            retention: Duration::from_secs(3600 * retention_hours),
+            feedback_horizon: Duration::from_secs(3600 * horizon_hours),
             max_bytes_per_tenant: positive("events.max_mb_per_tenant", r.max_mb_per_tenant, 1024)?
                 << 20,
             dedupe_window: Duration::from_secs(positive(

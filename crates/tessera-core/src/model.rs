@@ -338,7 +338,7 @@ pub fn new_model_id() -> String {
 
 /// Where a model name's traffic goes (G3): weighted versions, mirrored
 /// shadow versions, fallback models, a timeout.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Deployment {
     #[schema(min_items = 1)]
@@ -584,14 +584,7 @@ mod tests {
                 .iter()
                 .map(|(v, w)| DeploymentTarget { version: VersionSel::Number(*v), weight: *w })
                 .collect(),
-            shadow: vec![],
-            fallbacks: vec![],
-            timeout_ms: None,
-            post: None,
-            rpm: None,
-            tpm: None,
-            cache_ttl_ms: None,
-            cache_chat: None,
+            ..Deployment::default()
         }
     }
 

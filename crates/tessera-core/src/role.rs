@@ -80,7 +80,7 @@ impl Role {
             O::ModelsWrite | O::EventsAdmin | O::FeaturesAdmin | O::DatasetsWrite => {
                 matches!(self, R::PlatformAdmin | R::TenantAdmin | R::Developer)
             }
-            O::Inference | O::EventsWrite | O::FeaturesWrite => {
+            O::Inference | O::EventsWrite | O::FeaturesWrite | O::FeedbackWrite => {
                 matches!(self, R::PlatformAdmin | R::TenantAdmin | R::Developer | R::Service)
             }
             // Events and datasets may hold personal data: services do not read them.
@@ -143,10 +143,13 @@ pub enum Operation {
     /// Upload datasets.
     #[serde(rename = "datasets.write")]
     DatasetsWrite,
+    /// Send ground truth for predictions (`POST /v1/feedback`).
+    #[serde(rename = "feedback.write")]
+    FeedbackWrite,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 16] = [
+    pub const ALL: [Operation; 17] = [
         Operation::PlatformAdmin,
         Operation::TenantRead,
         Operation::KeysRead,
@@ -163,6 +166,7 @@ impl Operation {
         Operation::FeaturesAdmin,
         Operation::DatasetsRead,
         Operation::DatasetsWrite,
+        Operation::FeedbackWrite,
     ];
 }
 
@@ -246,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn service_can_only_infer_send_events_use_features_and_read_itself() {
+    fn service_can_only_infer_send_events_and_feedback_use_features_and_read_itself() {
         let allowed: Vec<_> =
             Operation::ALL.into_iter().filter(|op| Role::Service.allows(*op)).collect();
         assert_eq!(
@@ -256,7 +260,8 @@ mod tests {
                 Operation::Inference,
                 Operation::EventsWrite,
                 Operation::FeaturesRead,
-                Operation::FeaturesWrite
+                Operation::FeaturesWrite,
+                Operation::FeedbackWrite
             ]
         );
     }

@@ -210,11 +210,14 @@ async fn filters_by_type_entity_and_time_on(h: &impl Harness, topic: Topic) {
         .await
         .unwrap();
 
-    let clicks = Filter { event_type: Some("click".into()), entity: None };
+    let clicks = Filter { event_type: Some("click".into()), ..Filter::default() };
     let page = log.read(&t, topic, Position::Offset(1), &clicks, 10).await.unwrap();
     assert_eq!(page.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [1, 3, 4]);
-    let u1 =
-        Filter { event_type: Some("click".into()), entity: Some(("user_id".into(), "u1".into())) };
+    let u1 = Filter {
+        event_type: Some("click".into()),
+        entity: Some(("user_id".into(), "u1".into())),
+        ..Filter::default()
+    };
     let page = log.read(&t, topic, Position::Offset(1), &u1, 1).await.unwrap();
     assert_eq!(page.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [1]);
     assert!(!page.end);
@@ -230,6 +233,18 @@ async fn filters_by_type_entity_and_time_on(h: &impl Harness, topic: Topic) {
         offsets.ends_with(&[3, 4]) && !offsets.contains(&1),
         "{offsets:?} {times:?} since {before_second:?}"
     );
+
+    // `until` ends a read at the records stored after it, alone and with
+    // an entity filter (which the embedded log answers by searching bodies).
+    let until = Filter { until: Some(before_second), ..Filter::default() };
+    let early = log.read(&t, topic, Position::Offset(1), &until, 10).await.unwrap();
+    assert_eq!(early.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [1, 2]);
+    assert!(early.end, "a read past `until` is at its end");
+    let u1_early = Filter { until: Some(before_second), ..u1.clone() };
+    let page = log.read(&t, topic, Position::Time(before_second), &u1_early, 10).await.unwrap();
+    assert!(page.records.is_empty() && page.end, "{:?}", page.records);
+    let page = log.read(&t, topic, Position::Offset(1), &u1_early, 10).await.unwrap();
+    assert_eq!(page.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [1]);
 }
 
 pub(crate) async fn oversized_batch_writes_nothing(h: &impl Harness) {
@@ -462,7 +477,7 @@ pub(crate) async fn tombstones_hide_a_subject(h: &impl Harness) {
         assert!(page.records.iter().all(|r| r.entity["user_id"] == "stays"), "{page:?}");
         assert_eq!(offsets(&page), kept, "the others keep their offsets");
         assert_eq!(log.lag("gdpr", &t, topic).await.unwrap().pending, kept.len() as u64);
-        let gone = Filter { event_type: None, entity: Some(("user_id".into(), "gone".into())) };
+        let gone = Filter { entity: Some(("user_id".into(), "gone".into())), ..Filter::default() };
         let page = log.read(&t, topic, Position::Offset(1), &gone, 10).await.unwrap();
         assert!(page.records.is_empty(), "{page:?}");
     }

@@ -141,12 +141,16 @@ pub struct Filter {
     pub event_type: Option<String>,
     /// An entity key and the value it must have.
     pub entity: Option<(String, String)>,
+    /// Only records the log stored at or before this time; a read ends
+    /// (`end: true`) at the first record stored after it.
+    pub until: Option<Timestamp>,
 }
 
 impl Filter {
     pub fn matches(&self, r: &Record) -> bool {
         self.event_type.as_ref().is_none_or(|t| *t == r.event_type)
             && self.entity.as_ref().is_none_or(|(k, v)| r.entity.get(k) == Some(v))
+            && self.until.is_none_or(|u| r.ingested_at <= u)
     }
 }
 

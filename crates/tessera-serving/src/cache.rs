@@ -42,6 +42,10 @@ pub struct Entry {
     pub version: String,
     pub stored_ms: u64,
     pub ttl_ms: u64,
+    /// The answer's prediction record summary (label and score, ...), so a
+    /// hit's record holds what feedback compares; null when not known.
+    #[serde(default)]
+    pub summary: serde_json::Value,
 }
 
 impl Entry {
@@ -216,7 +220,7 @@ impl ResponseCache {
         let l1 = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|k: &String, e: &Arc<Entry>| {
-                u32::try_from(k.len() + e.body.len() + e.model.len() + e.version.len() + 64)
+                u32::try_from(k.len() + e.body.len() + e.model.len() + e.version.len() + 192)
                     .unwrap_or(u32::MAX)
             })
             .time_to_live(DEFAULT_TTL.max(Duration::from_secs(3600)) + STALE_GRACE)
@@ -446,6 +450,7 @@ mod tests {
                 version: "m@1".into(),
                 stored_ms: c.now_ms(),
                 ttl_ms: 1_000,
+                summary: serde_json::Value::Null,
             },
         );
         assert!(c.is_fresh(&c.get(&key).await.unwrap()));
@@ -470,6 +475,7 @@ mod tests {
             version: "m@1".into(),
             stored_ms: c.now_ms(),
             ttl_ms: 60_000,
+            summary: serde_json::Value::Null,
         };
         c.put(ka.clone(), entry("a"));
         assert_eq!(c.get(&ka).await.unwrap().body, "a");

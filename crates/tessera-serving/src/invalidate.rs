@@ -73,6 +73,23 @@ impl InvalidatingStore {
         Self { inner, changes }
     }
 
+    /// A rollout write moves the deployment and maybe the alias.
+    fn rollout_changed<T>(
+        &self,
+        r: Result<T, StoreError>,
+        write: &tessera_core::rollout::RolloutWrite,
+    ) -> Result<T, StoreError> {
+        if r.is_ok() {
+            if write.deployment != tessera_core::rollout::DeploymentChange::Keep {
+                self.changes.publish(Change::Deployment(&write.rollout.model_id));
+            }
+            if write.promote {
+                self.changes.publish(Change::Registry);
+            }
+        }
+        r
+    }
+
     fn after<T>(&self, r: Result<T, StoreError>, change: Change<'_>) -> Result<T, StoreError> {
         if r.is_ok() {
             self.changes.publish(change);
@@ -244,6 +261,74 @@ impl MetadataStore for InvalidatingStore {
     ) -> Result<tessera_core::features::StoredDefinition, StoreError> {
         let r = self.inner.put_feature_def(ctx, def, actor).await;
         self.after(r, Change::Features(ctx.tenant_id()))
+    }
+    async fn create_rollout(
+        &self,
+        ctx: &TenantCtx,
+        write: &tessera_core::rollout::RolloutWrite,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError> {
+        let r = self.inner.create_rollout(ctx, write, actor).await;
+        self.rollout_changed(r, write)
+    }
+    async fn get_rollout(
+        &self,
+        ctx: &TenantCtx,
+        id: &str,
+    ) -> Result<tessera_core::rollout::Rollout, StoreError> {
+        self.inner.get_rollout(ctx, id).await
+    }
+    async fn list_rollouts(
+        &self,
+        ctx: &TenantCtx,
+        model_id: Option<&str>,
+    ) -> Result<Vec<tessera_core::rollout::Rollout>, StoreError> {
+        self.inner.list_rollouts(ctx, model_id).await
+    }
+    async fn claim_rollouts(
+        &self,
+        sys: &SystemCtx,
+        owner: &str,
+        now: tessera_core::time::Timestamp,
+        lease_ms: i64,
+    ) -> Result<Vec<(TenantId, tessera_core::rollout::Rollout)>, StoreError> {
+        self.inner.claim_rollouts(sys, owner, now, lease_ms).await
+    }
+    async fn save_rollout(
+        &self,
+        ctx: &TenantCtx,
+        write: &tessera_core::rollout::RolloutWrite,
+        owner: Option<&str>,
+        actor: &AuditActor,
+    ) -> Result<bool, StoreError> {
+        let r = self.inner.save_rollout(ctx, write, owner, actor).await;
+        self.rollout_changed(r, write)
+    }
+    async fn put_feedback(
+        &self,
+        ctx: &TenantCtx,
+        rows: &[tessera_core::feedback::JoinedFeedback],
+    ) -> Result<Vec<bool>, StoreError> {
+        self.inner.put_feedback(ctx, rows).await
+    }
+    async fn feedback_quality(
+        &self,
+        ctx: &TenantCtx,
+        model: &str,
+        version: Option<&str>,
+        since: tessera_core::time::Timestamp,
+    ) -> Result<Vec<tessera_core::feedback::QualityGroup>, StoreError> {
+        self.inner.feedback_quality(ctx, model, version, since).await
+    }
+    async fn list_feedback(
+        &self,
+        ctx: &TenantCtx,
+        model: &str,
+        version: Option<&str>,
+        since: tessera_core::time::Timestamp,
+        limit: usize,
+    ) -> Result<Vec<tessera_core::feedback::JoinedFeedback>, StoreError> {
+        self.inner.list_feedback(ctx, model, version, since, limit).await
     }
     async fn create_training_job(
         &self,

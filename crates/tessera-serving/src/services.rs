@@ -62,11 +62,17 @@ pub struct ServingConfig {
 pub struct EventSettings {
     pub ingest: IngestLimits,
     pub compact_every: Duration,
+    /// How old a prediction may be and still take feedback.
+    pub feedback_horizon: Duration,
 }
 
 impl Default for EventSettings {
     fn default() -> Self {
-        Self { ingest: IngestLimits::default(), compact_every: Duration::from_secs(300) }
+        Self {
+            ingest: IngestLimits::default(),
+            compact_every: Duration::from_secs(300),
+            feedback_horizon: Duration::from_secs(7 * 86_400),
+        }
     }
 }
 
@@ -106,6 +112,7 @@ struct Inner {
     tasks: Tasks,
     events: Arc<dyn EventLog>,
     predictions: Arc<PredictionLog>,
+    feedback: crate::feedback::Feedback,
     consumers: Arc<ConsumerMetrics>,
     event_schemas: Arc<EventSchemas>,
     event_settings: EventSettings,
@@ -167,6 +174,8 @@ impl Services {
         upstreams.stats.register(&mut metrics);
         let predictions = PredictionLog::start(events.clone());
         predictions.register(&mut metrics);
+        let feedback = crate::feedback::Feedback::new(cfg.events.feedback_horizon);
+        feedback.register(&mut metrics);
         let consumers = Arc::new(ConsumerMetrics::default());
         metrics.register_collector(Box::new(consumers.clone()));
         start_compaction(&tasks, events.clone(), cfg.events.compact_every);
@@ -201,6 +210,7 @@ impl Services {
                 tasks,
                 events,
                 predictions,
+                feedback,
                 consumers,
                 event_schemas,
                 event_settings: cfg.events,
@@ -287,6 +297,10 @@ impl Services {
         &self.inner.events
     }
     /// Prediction records: the queue to their writer.
+    pub fn feedback(&self) -> &crate::feedback::Feedback {
+        &self.inner.feedback
+    }
+
     pub fn predictions(&self) -> &Arc<PredictionLog> {
         &self.inner.predictions
     }

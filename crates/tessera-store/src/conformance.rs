@@ -24,7 +24,9 @@ use crate::{
 };
 
 mod tenant_data;
-pub use tenant_data::{datasets, feature_definitions, governance, training_jobs};
+pub use tenant_data::{
+    datasets, feature_definitions, feedback, governance, rollouts, training_jobs,
+};
 
 /// A fresh, empty store plus raw SQL access to its database (to tamper with it).
 #[async_trait]
@@ -636,6 +638,18 @@ macro_rules! metadata_conformance {
         async fn conformance_governance() {
             if let Some(h) = $make {
                 $crate::conformance::governance(&*$crate::conformance::Harness::store(&h)).await
+            }
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_rollouts() {
+            if let Some(h) = $make {
+                $crate::conformance::rollouts(&*$crate::conformance::Harness::store(&h)).await
+            }
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_feedback() {
+            if let Some(h) = $make {
+                $crate::conformance::feedback(&*$crate::conformance::Harness::store(&h)).await
             }
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

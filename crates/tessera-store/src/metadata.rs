@@ -231,6 +231,73 @@ pub trait MetadataStore: Send + Sync + 'static {
         ctx: &TenantCtx,
         id: &str,
     ) -> Result<tessera_core::dataset::Dataset, StoreError>;
+    /// Stores feedback joined to its predictions, one row per prediction (a
+    /// later truth replaces an earlier); per row, whether it was new.
+    async fn put_feedback(
+        &self,
+        ctx: &TenantCtx,
+        rows: &[tessera_core::feedback::JoinedFeedback],
+    ) -> Result<Vec<bool>, StoreError>;
+    /// The tenant's feedback for `model` given since `since`, grouped for
+    /// [`tessera_core::feedback::quality`]; `version`: only that one.
+    async fn feedback_quality(
+        &self,
+        ctx: &TenantCtx,
+        model: &str,
+        version: Option<&str>,
+        since: Timestamp,
+    ) -> Result<Vec<tessera_core::feedback::QualityGroup>, StoreError>;
+    /// Up to `limit` of the tenant's joined feedback for `model` given since
+    /// `since`, oldest prediction first.
+    async fn list_feedback(
+        &self,
+        ctx: &TenantCtx,
+        model: &str,
+        version: Option<&str>,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<tessera_core::feedback::JoinedFeedback>, StoreError>;
+    /// Starts a rollout: stores it and applies its first step's deployment
+    /// in one transaction (audited); a model with an active rollout is a
+    /// conflict.
+    async fn create_rollout(
+        &self,
+        ctx: &TenantCtx,
+        write: &tessera_core::rollout::RolloutWrite,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError>;
+    async fn get_rollout(
+        &self,
+        ctx: &TenantCtx,
+        id: &str,
+    ) -> Result<tessera_core::rollout::Rollout, StoreError>;
+    /// The tenant's rollouts (of one model, by id), newest first (at most 200).
+    async fn list_rollouts(
+        &self,
+        ctx: &TenantCtx,
+        model_id: Option<&str>,
+    ) -> Result<Vec<tessera_core::rollout::Rollout>, StoreError>;
+    /// Takes the lease of every running rollout due at `now` whose lease is
+    /// free (or `owner`'s already) until `now + lease_ms`; two replicas
+    /// never hold one rollout's lease at once.
+    async fn claim_rollouts(
+        &self,
+        sys: &SystemCtx,
+        owner: &str,
+        now: Timestamp,
+        lease_ms: i64,
+    ) -> Result<Vec<(TenantId, tessera_core::rollout::Rollout)>, StoreError>;
+    /// Writes a rollout's new state with its deployment change, alias move
+    /// and audit entries in one transaction, if its revision is still the
+    /// one read (and, with `owner`, that replica still holds the lease,
+    /// which the write hands back); `false` when it was not.
+    async fn save_rollout(
+        &self,
+        ctx: &TenantCtx,
+        write: &tessera_core::rollout::RolloutWrite,
+        owner: Option<&str>,
+        actor: &AuditActor,
+    ) -> Result<bool, StoreError>;
     /// Queues a training job (audited).
     async fn create_training_job(
         &self,

@@ -45,6 +45,8 @@ pub(crate) const COMMON: &[Migration] = &[
         name: "governance",
         sql: include_str!("migrations/0021_governance.sql"),
     },
+    Migration { version: 23, name: "feedback", sql: include_str!("migrations/0023_feedback.sql") },
+    Migration { version: 25, name: "rollouts", sql: include_str!("migrations/0025_rollouts.sql") },
 ];
 
 pub(crate) const POSTGRES_ONLY: &[Migration] = &[
@@ -93,6 +95,16 @@ pub(crate) const POSTGRES_ONLY: &[Migration] = &[
         version: 22,
         name: "pg_governance_rls",
         sql: include_str!("migrations/0022_pg_governance_rls.sql"),
+    },
+    Migration {
+        version: 24,
+        name: "pg_feedback_rls",
+        sql: include_str!("migrations/0024_pg_feedback_rls.sql"),
+    },
+    Migration {
+        version: 26,
+        name: "pg_rollouts_rls",
+        sql: include_str!("migrations/0026_pg_rollouts_rls.sql"),
     },
 ];
 

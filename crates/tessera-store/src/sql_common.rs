@@ -47,6 +47,8 @@ macro_rules! sql_metadata_store {
         use tessera_core::model_features::FeatureBinding;
         use tessera_core::dataset::{Dataset, NewDataset};
         use tessera_core::training::{Job, JobSpec, JobStatus, Progress};
+        use tessera_core::feedback::{JoinedFeedback, Predicted, QualityGroup, Truth};
+        use tessera_core::rollout::{DeploymentChange, Rollout, RolloutWrite};
         use crate::JobUpdate;
 
         type Tx = sqlx::Transaction<'static, $db>;
@@ -379,7 +381,7 @@ macro_rules! sql_metadata_store {
                     .execute(&mut *tx)
                     .await?;
                 // What only the tenant defined goes with it.
-                for table in ["event_types", "feature_defs", "datasets", "training_jobs", "model_aliases"] {
+                for table in ["event_types", "feature_defs", "datasets", "training_jobs", "model_aliases", "feedback", "rollouts"] {
                     sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE tenant_id = $1")))
                         .bind(id.as_str())
                         .execute(&mut *tx)
@@ -605,6 +607,38 @@ macro_rules! sql_metadata_store {
                 self.sql_delete_feature_def(ctx, kind, name, actor).await
             }
 
+            async fn create_rollout(&self, ctx: &TenantCtx, write: &RolloutWrite, actor: &AuditActor) -> Result<(), StoreError> {
+                self.sql_create_rollout(ctx, write, actor).await
+            }
+
+            async fn get_rollout(&self, ctx: &TenantCtx, id: &str) -> Result<Rollout, StoreError> {
+                self.sql_get_rollout(ctx, id).await
+            }
+
+            async fn list_rollouts(&self, ctx: &TenantCtx, model_id: Option<&str>) -> Result<Vec<Rollout>, StoreError> {
+                self.sql_list_rollouts(ctx, model_id).await
+            }
+
+            async fn claim_rollouts(&self, sys: &SystemCtx, owner: &str, now: Timestamp, lease_ms: i64) -> Result<Vec<(TenantId, Rollout)>, StoreError> {
+                self.sql_claim_rollouts(sys, owner, now, lease_ms).await
+            }
+
+            async fn save_rollout(&self, ctx: &TenantCtx, write: &RolloutWrite, owner: Option<&str>, actor: &AuditActor) -> Result<bool, StoreError> {
+                self.sql_save_rollout(ctx, write, owner, actor).await
+            }
+
+            async fn put_feedback(&self, ctx: &TenantCtx, rows: &[JoinedFeedback]) -> Result<Vec<bool>, StoreError> {
+                self.sql_put_feedback(ctx, rows).await
+            }
+
+            async fn feedback_quality(&self, ctx: &TenantCtx, model: &str, version: Option<&str>, since: Timestamp) -> Result<Vec<QualityGroup>, StoreError> {
+                self.sql_feedback_quality(ctx, model, version, since).await
+            }
+
+            async fn list_feedback(&self, ctx: &TenantCtx, model: &str, version: Option<&str>, since: Timestamp, limit: usize) -> Result<Vec<JoinedFeedback>, StoreError> {
+                self.sql_list_feedback(ctx, model, version, since, limit).await
+            }
+
             async fn create_training_job(&self, ctx: &TenantCtx, spec: &JobSpec, actor: &AuditActor) -> Result<Job, StoreError> {
                 self.sql_create_training_job(ctx, spec, actor).await
             }
@@ -788,6 +822,8 @@ macro_rules! sql_metadata_store {
         crate::sql_usage::sql_usage_store!($store, $db);
         crate::sql_features::sql_features_store!($store, $db);
         crate::sql_datasets::sql_datasets_store!($store, $db);
+        crate::sql_feedback::sql_feedback_store!($store, $db);
+        crate::sql_rollouts::sql_rollouts_store!($store, $db);
         crate::sql_training::sql_training_store!($store, $db, $skip, $lock_of_t);
         crate::sql_registry::sql_registry_store!($store, $db, $lock);
         crate::sql_governance::sql_governance_store!($store, $db, $lock);

@@ -4,6 +4,7 @@
 //! again through the same readers.
 
 pub mod dataset;
+pub mod drift;
 pub mod linear;
 pub mod metrics;
 pub mod mlp;

@@ -73,6 +73,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                         max_event_bytes: cfg.events.max_event_bytes,
                     },
                     compact_every: cfg.events.compact_every,
+                    feedback_horizon: cfg.events.feedback_horizon,
                 },
             },
         },

@@ -208,6 +208,9 @@ pub(super) async fn read(
             }
             (None, Position::Time(t)) => q.push(" AND ingested >= ").push_bind(t.millis()),
         };
+        if let Some(u) = filter.until {
+            q.push(" AND ingested <= ").push_bind(u.millis());
+        }
         for n in &needles {
             q.push(" AND instr(bodies, ").push_bind(n.clone()).push(") > 0");
         }
@@ -283,8 +286,8 @@ pub(super) async fn tombstone(
     key: &str,
     value: &str,
 ) -> Result<u64, LogError> {
-    let needle =
-        needles(&Filter { event_type: None, entity: Some((key.into(), value.into())) }).remove(0);
+    let needle = needles(&Filter { entity: Some((key.into(), value.into())), ..Filter::default() })
+        .remove(0);
     // Rows written by this rewrite come after `last`: they are not looked at again.
     let last: Option<i64> = sqlx::query_scalar("SELECT MAX(rowid) FROM blocks WHERE tenant = ?")
         .bind(tenant.as_str())

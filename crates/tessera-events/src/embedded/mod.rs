@@ -259,6 +259,9 @@ impl Inner {
         if filter.event_type.is_some() {
             sql.push_str(" AND type = ?");
         }
+        if filter.until.is_some() {
+            sql.push_str(" AND ingested <= ?");
+        }
         if filter.entity.is_some() {
             sql.push_str(
                 " AND EXISTS (SELECT 1 FROM json_each(events.entity) j WHERE j.key = ? AND j.value = ?)",
@@ -273,6 +276,9 @@ impl Inner {
         };
         if let Some(t) = &filter.event_type {
             q = q.bind(t);
+        }
+        if let Some(u) = filter.until {
+            q = q.bind(u.millis());
         }
         if let Some((k, v)) = &filter.entity {
             q = q.bind(k).bind(v);

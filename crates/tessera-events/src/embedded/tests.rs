@@ -121,7 +121,7 @@ async fn packed_reads_page_across_rows_and_bound_their_scan() {
     );
     assert_eq!((page.next, page.end), (12, false));
 
-    let wanted = Filter { event_type: None, entity: Some(("user_id".into(), "wanted".into())) };
+    let wanted = Filter { entity: Some(("user_id".into(), "wanted".into())), ..Filter::default() };
     let first = log.read(&t, Topic::Predictions, Position::Offset(1), &wanted, 10).await.unwrap();
     assert!(first.records.is_empty() && !first.end, "{first:?}");
     assert!(first.next > 1 && first.next < 600, "{}", first.next);

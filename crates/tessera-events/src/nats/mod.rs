@@ -372,6 +372,7 @@ impl EventLog for NatsLog {
         let mut last_seen = None;
         let mut end = false;
         let mut full = false;
+        let mut past = false;
         while scanned < scan_budget {
             let want = (limit - records.len()).max(64).min(scan_budget - scanned);
             let mut batch =
@@ -380,6 +381,11 @@ impl EventLog for NatsLog {
             while let Some(msg) = batch.next().await {
                 let r = decode(&msg.map_err(unavailable)?)?;
                 got += 1;
+                if filter.until.is_some_and(|u| r.ingested_at > u) {
+                    // Stored in order: nothing after this one is wanted.
+                    past = true;
+                    break;
+                }
                 last_seen = Some(r.offset);
                 if filter.matches(&r) {
                     records.push(r);
@@ -390,6 +396,10 @@ impl EventLog for NatsLog {
                 }
             }
             scanned += got;
+            if past {
+                end = true;
+                break;
+            }
             if full {
                 end = last_seen.is_some_and(|s| s + 1 >= head);
                 break;
@@ -525,7 +535,8 @@ impl EventLog for NatsLog {
     async fn tombstone(&self, tenant: &TenantId, key: &str, value: &str) -> Result<u64, LogError> {
         // JetStream deletes (and erases) at once; there is nothing left to compact.
         let Some(stream) = self.stream(tenant).await? else { return Ok(0) };
-        let filter = Filter { event_type: None, entity: Some((key.to_owned(), value.to_owned())) };
+        let filter =
+            Filter { entity: Some((key.to_owned(), value.to_owned())), ..Filter::default() };
         let mut deleted = 0;
         for topic in Topic::ALL {
             let mut from = Position::Offset(1);

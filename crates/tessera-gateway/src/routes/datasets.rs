@@ -268,6 +268,41 @@ pub async fn from_features(
     Ok((StatusCode::CREATED, Json(d)))
 }
 
+/// Stores `rows` as the next version of dataset `name`, as JSON Lines
+/// (checked like an upload: within the plan's limit, read back whole).
+pub(crate) async fn store_rows(
+    s: &AppState,
+    ctx: &TenantCtx,
+    auth: &Authed,
+    name: &str,
+    rows: &[serde_json::Map<String, serde_json::Value>],
+) -> Result<Dataset, ApiError> {
+    validate_name("name", name)?;
+    let mut bytes = Vec::new();
+    for r in rows {
+        serde_json::to_writer(&mut bytes, r).map_err(|e| ApiError::Internal(e.to_string()))?;
+        bytes.push(b'\n');
+    }
+    let limit = upload_limit(s, ctx).await?;
+    if bytes.len() as u64 > limit {
+        return Err(ApiError::TooLarge {
+            message: format!("the dataset is over this plan's limit of {} MiB", limit / MIB),
+            param: None,
+        });
+    }
+    let size = bytes.len() as u64;
+    let file = tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut f = tempfile::tempfile()
+            .map_err(|e| ApiError::Internal(format!("no temporary file for the dataset: {e}")))?;
+        f.write_all(&bytes).map_err(|e| ApiError::Internal(format!("writing the dataset: {e}")))?;
+        Ok::<_, ApiError>(f)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the dataset writer failed to run: {e}")))??;
+    store_file(s, ctx, auth, name, Format::Jsonl, file, size).await
+}
+
 /// Body of `PATCH /v1/datasets/{id}/schema`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -171,7 +171,7 @@ impl ReadParams {
         }
         Ok(Query {
             topic,
-            filter: Filter { event_type: self.event_type, entity },
+            filter: Filter { event_type: self.event_type, entity, until: None },
             from,
             limit: limit as usize,
         })

@@ -219,9 +219,16 @@ impl Job for PredictJob {
     /// The first predictions (a label and score, or top-k, per instance).
     fn summary(&self, out: &Value) -> Value {
         let preds = out["predictions"].as_array();
+        // What feedback compares: the label, else a regressor's value.
+        let predicted = |p: &Value| match (&p["label"], &p["prediction"]) {
+            (Value::String(l), _) => Value::from(l.clone()),
+            (_, Value::Array(v)) if v.len() == 1 => v[0].clone(),
+            (_, v) => v.clone(),
+        };
         serde_json::json!({
             "instances": preds.map_or(0, Vec::len),
             "predictions": preds.map(|p| p.iter().take(8).cloned().collect::<Vec<_>>()),
+            "predicted": preds.map(|p| p.iter().take(8).map(predicted).collect::<Vec<_>>()),
         })
     }
 

@@ -13,6 +13,7 @@ pub mod embeddings;
 pub mod event_types;
 pub mod events;
 pub mod features;
+pub mod feedback;
 pub mod governance;
 pub mod health;
 mod inference;
@@ -159,6 +160,8 @@ pub fn api_routes() -> ApiRoutes {
         .add(Get, "/v1/datasets/{id}", datasets::get)
         .add(Get, "/v1/datasets/{id}/preview", datasets::preview)
         .add(Post, "/v1/datasets/from-features", datasets::from_features)
+        .add(Post, "/v1/datasets/from-feedback", feedback::to_dataset)
+        .add(Post, "/v1/feedback", feedback::submit)
         .add(Patch, "/v1/datasets/{id}/schema", datasets::edit_schema)
         .add(Post, "/v1/features/online", features::online)
         .add(Post, "/v1/features/get-online-features", features::feast_online)
@@ -184,6 +187,7 @@ pub fn api_routes() -> ApiRoutes {
         .add(Get, "/v1/models/{name}/versions/{version}/lineage", training_jobs::lineage)
         .add(Get, "/v1/models/{name}/versions/{version}/report", governance::report)
         .add(Post, "/v1/models/{name}/versions/{version}/validate", governance::validate)
+        .add(Get, "/v1/models/{name}/quality", feedback::model_quality)
         .add(Get, "/v1/models/{name}/aliases", governance::list_aliases)
         .add(Put, "/v1/models/{name}/aliases/{alias}", governance::put_alias)
         .add(Delete, "/v1/models/{name}/aliases/{alias}", governance::delete_alias)

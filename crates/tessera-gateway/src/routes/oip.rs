@@ -253,6 +253,8 @@ pub async fn version_ready(
 pub(super) struct OipOutput {
     outputs: Vec<(String, Tensor)>,
     post: Vec<Value>,
+    /// The first rows' answers as feedback compares them (labels or values).
+    predicted: Vec<Value>,
 }
 
 /// The output tensors' names and shapes, and the head's post-processed
@@ -263,7 +265,46 @@ fn oip_summary(out: &OipOutput) -> Value {
         .iter()
         .map(|(name, t)| serde_json::json!({"name": name, "shape": t.shape}))
         .collect();
-    serde_json::json!({"outputs": outputs, "post": out.post.iter().take(8).cloned().collect::<Vec<_>>()})
+    serde_json::json!({
+        "outputs": outputs,
+        "post": out.post.iter().take(8).cloned().collect::<Vec<_>>(),
+        "predicted": out.predicted,
+    })
+}
+
+/// Rows kept in a record's `predicted`.
+const PREDICTED_ROWS: usize = 8;
+
+/// The first rows' answers: the post-processed label, else the label the
+/// class index names (or the index), else a regressor's first value.
+fn predicted(t: &Target, outputs: &[(String, Tensor)], post: &[Value]) -> Vec<Value> {
+    if let Some(labels) = post.iter().find(|o| o["name"] == "label") {
+        return labels["data"]
+            .as_array()
+            .map_or_else(Vec::new, |d| d.iter().take(PREDICTED_ROWS).cloned().collect());
+    }
+    let labels = match &t.backend {
+        Backend::Tensor(m) | Backend::Head { head: m, .. } => m.labels.as_deref(),
+        _ => None,
+    };
+    let output = |name: &str| outputs.iter().find(|(n, _)| n == name).map(|(_, t)| t);
+    if let Some(Tensor { data: TensorData::I64(ix), .. }) = output("label_index") {
+        return ix
+            .iter()
+            .take(PREDICTED_ROWS)
+            .map(|i| match labels.and_then(|l| l.get(usize::try_from(*i).ok()?)) {
+                Some(l) => Value::from(l.clone()),
+                None => Value::from(*i),
+            })
+            .collect();
+    }
+    if let Some(p) = output("prediction")
+        && let TensorData::F32(v) = &p.data
+    {
+        let per_row = v.len() / p.rows().max(1);
+        return v.chunks(per_row.max(1)).take(PREDICTED_ROWS).map(|r| Value::from(r[0])).collect();
+    }
+    Vec::new()
 }
 
 /// One OIP inference request on the pipeline. Inputs are decoded per
@@ -379,7 +420,8 @@ impl Job for OipJob {
             Backend::Remote(_) => return Err(not_tensor_model(t)),
         };
         let post = post_outputs(t, &outputs);
-        Ok(Answer::new(OipOutput { outputs, post }))
+        let predicted = predicted(t, &outputs, &post);
+        Ok(Answer::new(OipOutput { outputs, post, predicted }))
     }
 }
 
@@ -420,7 +462,7 @@ async fn infer(
     let Reply::Fresh(out) = outcome.reply else {
         return Err(ApiError::Internal("an OIP answer from the cache".into()));
     };
-    let OipOutput { outputs, post } = out;
+    let OipOutput { outputs, post, .. } = out;
     let is_post = |n: &str| post.iter().any(|o| o["name"] == n);
     let selected: Vec<&(String, Tensor)> = match &render.outputs {
         None => outputs.iter().collect(),

@@ -207,7 +207,7 @@ impl Call {
         if let Some(hit) = slot.hit(&s) {
             admitted.settle(0, 0);
             let out = cached(hit, CacheStatus::Hit, admitted);
-            record(&s, &caller, &res, &*job, &out.meta, None, opened);
+            record(&s, &caller, &res, &*job, &out.meta, entry_summary(&out), opened);
             return Ok(out);
         }
         let deployment = res.deployment.clone();
@@ -220,15 +220,20 @@ impl Call {
                 s.cache().served_stale();
                 admitted.settle(0, 0);
                 let out = cached(entry, CacheStatus::Stale, admitted);
-                record(&s, &caller, &res, &*job, &out.meta, None, opened);
+                record(&s, &caller, &res, &*job, &out.meta, entry_summary(&out), opened);
                 return Ok(out);
             }
             Ran::Answered { target, answer, model_time, source } => {
                 (target, answer, model_time, source)
             }
         };
+        // Made once, for the record and the cache entry (a hit's record).
+        let summary = job.summary(&answer.output);
         let cache = match source {
-            Source::Primary => slot.store(&s, &t, job.cache_body(&answer.output)),
+            Source::Primary if slot.key.is_some() => {
+                slot.store(&s, &t, job.cache_body(&answer.output), summary.clone())
+            }
+            Source::Primary => CacheStatus::Bypass,
             // Looked up and not found; a fallback's answer is not stored.
             Source::Fallback | Source::Cache if slot.key.is_some() => CacheStatus::Miss,
             Source::Fallback | Source::Cache => CacheStatus::Bypass,
@@ -252,7 +257,7 @@ impl Call {
             tokens: answer.tokens,
             prediction_id: tessera_core::ids::new_prediction_id(),
         };
-        record(&s, &caller, &res, &*job, &meta, Some(&answer.output), opened);
+        record(&s, &caller, &res, &*job, &meta, Some(&summary), opened);
         Ok(Outcome { reply: Reply::Fresh(answer.output), meta, admitted })
     }
 }
@@ -265,7 +270,7 @@ fn record<J: Job>(
     res: &Resolution,
     job: &J,
     meta: &Meta,
-    output: Option<&J::Output>,
+    summary: Option<&Value>,
     opened: Instant,
 ) {
     let tenant = &res.tenant.tenant;
@@ -273,7 +278,6 @@ fn record<J: Job>(
         return;
     }
     let input = job.record_input(tenant.store_inputs);
-    let output = output.map(|o| job.summary(o));
     let p = Prediction {
         id: &meta.prediction_id,
         model: &meta.model,
@@ -284,13 +288,21 @@ fn record<J: Job>(
         entity: job.entity(),
         input_digest: input.digest,
         input: if tenant.store_inputs { input.text.as_deref() } else { None },
-        output: output.as_ref(),
+        output: summary,
         latency: opened.elapsed(),
         model_time: meta.model_time,
         cache: meta.cache.as_str(),
         at: tessera_core::time::Timestamp::now(),
     };
     s.predictions().record(caller.ctx.tenant_id(), &p);
+}
+
+/// A cached answer's summary as its record keeps it (`None`: not known).
+fn entry_summary<O>(out: &Outcome<O>) -> Option<&Value> {
+    match &out.reply {
+        Reply::Cached(e) if !e.summary.is_null() => Some(&e.summary),
+        _ => None,
+    }
 }
 
 fn cached<O>(entry: Arc<Entry>, cache: CacheStatus, admitted: Admitted) -> Outcome<O> {
@@ -437,7 +449,7 @@ impl CacheSlot {
     }
 
     /// Stores the primary's answer and counts a miss; the answer's status.
-    fn store(&self, s: &Services, t: &Target, body: Option<String>) -> CacheStatus {
+    fn store(&self, s: &Services, t: &Target, body: Option<String>, summary: Value) -> CacheStatus {
         let (Some(key), Some(body)) = (&self.key, body) else { return CacheStatus::Bypass };
         s.cache().miss();
         s.cache().put(
@@ -449,6 +461,7 @@ impl CacheSlot {
                 version: t.version.to_string(),
                 stored_ms: s.cache().now_ms(),
                 ttl_ms: self.ttl_ms,
+                summary,
             },
         );
         CacheStatus::Miss

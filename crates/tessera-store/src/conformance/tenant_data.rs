@@ -310,3 +310,223 @@ pub async fn governance(store: &dyn MetadataStore) {
         assert!(actions.contains(&want), "{want} not audited: {actions:?}");
     }
 }
+
+/// Feedback: one row per prediction (a later truth replaces the earlier),
+/// grouped per version for quality, listed for datasets, the tenant's own.
+pub async fn feedback(store: &dyn MetadataStore) {
+    use tessera_core::feedback::{JoinedFeedback, Predicted, Truth, quality};
+    let (_, a) = tenant(store, "fb-a").await;
+    let (_, b) = tenant(store, "fb-b").await;
+    let at = |ms: i64| Timestamp::from_millis(1_700_000_000_000 + ms);
+    let row = |id: &str, version: &str, predicted: Option<Predicted>, truth: Truth, ms: i64| {
+        JoinedFeedback {
+            prediction_id: id.into(),
+            model: "m".into(),
+            version: version.into(),
+            predicted,
+            truth,
+            predicted_at: at(ms - 10),
+            received_at: at(ms),
+            input: Some(format!("text of {id}")),
+            entity: None,
+        }
+    };
+    let label = |l: &str| Truth::Label(l.into());
+    let said = |l: &str| Some(Predicted::Label(l.into()));
+    let rows = [
+        row("p1", "1", said("pos"), label("pos"), 100),
+        row("p2", "1", said("pos"), label("neg"), 200),
+        row("p3", "2", said("neg"), label("neg"), 300),
+        row("p4", "2", None, label("neg"), 400),
+    ];
+    assert_eq!(store.put_feedback(&a, &rows).await.unwrap(), [true; 4]);
+    // p2 corrected: now right.
+    let fix = [row("p2", "1", said("pos"), label("pos"), 500)];
+    assert_eq!(store.put_feedback(&a, &fix).await.unwrap(), [false]);
+    let values = [
+        JoinedFeedback {
+            entity: serde_json::json!({"customer_id": "c1"}).as_object().cloned(),
+            input: None,
+            ..row("v1", "3", Some(Predicted::Value(2.0)), Truth::Value(3.5), 600)
+        },
+        row("v2", "3", None, Truth::Value(1.0), 700),
+        row("s1", "3", None, Truth::Score(0.25), 800),
+    ];
+    store.put_feedback(&a, &values).await.unwrap();
+
+    let groups = store.feedback_quality(&a, "m", None, at(0)).await.unwrap();
+    let q = quality(&groups);
+    assert_eq!(q.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["1", "2", "3"]);
+    let v1 = q[0].classification.as_ref().unwrap();
+    assert_eq!((q[0].samples, v1.samples, v1.accuracy), (2, 2, 1.0));
+    let v2 = q[1].classification.as_ref().unwrap();
+    assert_eq!((q[1].samples, v2.samples), (2, 1), "a label without a prediction is not judged");
+    let v3 = &q[2];
+    assert_eq!(v3.samples, 3);
+    let r = v3.regression.as_ref().unwrap();
+    assert_eq!((r.samples, r.mae, r.rmse), (1, 1.5, 1.5));
+    assert_eq!(v3.score.as_ref().map(|s| (s.samples, s.mean)), Some((1, 0.25)));
+    // The window is by when feedback was given; a version alone.
+    let late = store.feedback_quality(&a, "m", None, at(450)).await.unwrap();
+    let late = quality(&late);
+    assert_eq!(
+        late.iter().map(|v| (v.version.as_str(), v.samples)).collect::<Vec<_>>(),
+        [("1", 1), ("3", 3)]
+    );
+    let only = store.feedback_quality(&a, "m", Some("2"), at(0)).await.unwrap();
+    assert!(only.iter().all(|g| g.version == "2") && !only.is_empty());
+
+    let listed = store.list_feedback(&a, "m", None, at(0), 100).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|f| f.prediction_id.as_str()).collect();
+    assert_eq!(ids, ["p1", "p2", "p3", "p4", "v1", "v2", "s1"], "oldest prediction first");
+    assert_eq!(listed[1].received_at, at(500));
+    assert_eq!(listed[1].truth, label("pos"));
+    assert_eq!(listed[4].entity.as_ref().unwrap()["customer_id"], "c1");
+    assert_eq!(listed[4].predicted, Some(Predicted::Value(2.0)));
+    assert_eq!(listed[6].truth, Truth::Score(0.25));
+    assert_eq!(store.list_feedback(&a, "m", Some("3"), at(0), 2).await.unwrap().len(), 2);
+
+    // Another tenant sees none of it.
+    assert!(store.feedback_quality(&b, "m", None, at(0)).await.unwrap().is_empty());
+    assert!(store.list_feedback(&b, "m", None, at(0), 100).await.unwrap().is_empty());
+    // The same prediction id is another tenant's own row.
+    assert_eq!(store.put_feedback(&b, &rows[..1]).await.unwrap(), [true]);
+}
+
+/// Rollouts: started with their first step's deployment in one write, one
+/// active per model, leases taken by one owner at a time, writes refused
+/// on a stale revision, promotion moving `champion`, the tenant's own.
+pub async fn rollouts(store: &dyn MetadataStore) {
+    use crate::{ModelScope, ModelView};
+    use tessera_core::model::{Deployment, NewModel, VersionSel};
+    use tessera_core::rollout::{
+        Checks, DeploymentChange, Rollout, RolloutState, Step, check, new_rollout_id,
+    };
+    let (_, a) = tenant(store, "rol-a").await;
+    let (_, b) = tenant(store, "rol-b").await;
+    let new = NewModel {
+        name: "ranked".into(),
+        task: "classification".into(),
+        runtime: "linear".into(),
+        base_model: None,
+        segment: None,
+        scope: None,
+        config: None,
+    };
+    let model =
+        store.create_model(ModelScope::Tenant(&a), &new, Some(("ab", 2)), &actor()).await.unwrap();
+    store.add_model_version(KeyOwner::Tenant(&a), &model, "cd", 2, None, &actor()).await.unwrap();
+    let view = ModelView::Tenant { ctx: &a, segment: None };
+    let baseline = r#"{"targets":[{"version":1,"weight":100}],"timeout_ms":900}"#;
+    store.put_deployment(KeyOwner::Tenant(&a), &model, baseline, &actor()).await.unwrap();
+    let t0 = Timestamp::from_millis(1_700_000_000_000);
+    let rollout = Rollout {
+        id: new_rollout_id(),
+        model: model.name.clone(),
+        model_id: model.id.clone(),
+        candidate: 2,
+        primary: VersionSel::Number(1),
+        steps: vec![Step::Shadow, Step::Weight(100)],
+        interval: "2s".into(),
+        interval_ms: 2000,
+        checks: Checks::default(),
+        failures_before_rollback: 1,
+        state: RolloutState::Running,
+        step: 0,
+        failures: 0,
+        step_started_at: t0,
+        evaluated_at: t0,
+        next_evaluation_at: t0,
+        last_checks: Vec::new(),
+        history: Vec::new(),
+        baseline: Some(baseline.into()),
+        created_at: t0,
+        updated_at: t0,
+        created_by: None,
+        revision: 0,
+    };
+    let start = rollout.clone().start(t0);
+    store.create_rollout(&a, &start, &actor()).await.unwrap();
+    let deployment = |spec: Option<String>| -> Option<Deployment> {
+        spec.map(|s| serde_json::from_str(&s).unwrap())
+    };
+    let d = deployment(store.get_deployment(view, &model).await.unwrap()).unwrap();
+    assert_eq!((d.shadow.len(), d.timeout_ms), (1, Some(900)), "{d:?}");
+    let again = Rollout { id: new_rollout_id(), ..rollout.clone() }.start(t0);
+    let e = store.create_rollout(&a, &again, &actor()).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
+
+    let stored = store.get_rollout(&a, &rollout.id).await.unwrap();
+    assert_eq!(
+        (stored.state, stored.interval_ms, stored.revision),
+        (RolloutState::Running, 2000, 1)
+    );
+    assert_eq!(stored.baseline.as_deref(), Some(baseline));
+    assert_eq!(stored.history.len(), 1);
+    // Another tenant sees nothing of it.
+    assert!(matches!(store.get_rollout(&b, &rollout.id).await, Err(StoreError::NotFound { .. })));
+    assert!(store.list_rollouts(&b, None).await.unwrap().is_empty());
+    assert_eq!(store.list_rollouts(&a, Some(&model.id)).await.unwrap().len(), 1);
+
+    // Not due before its next evaluation; then one owner holds the lease.
+    let due = t0.plus_millis(2000);
+    assert!(store.claim_rollouts(&sys(), "r1", t0, 5000).await.unwrap().is_empty());
+    let claimed = store.claim_rollouts(&sys(), "r1", due, 5000).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(&claimed[0].0, a.tenant_id());
+    assert!(
+        store.claim_rollouts(&sys(), "r2", due.plus_millis(100), 5000).await.unwrap().is_empty()
+    );
+    // The lease runs out: another replica takes over.
+    let taken = store.claim_rollouts(&sys(), "r2", due.plus_millis(5001), 5000).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    let r = taken[0].1.clone();
+    let pass = vec![check("error_rate", Some(0.0), 0.01, true, 10)];
+    let step = r.clone().evaluate(pass.clone(), due);
+    // The replica that lost the lease cannot write.
+    assert!(!store.save_rollout(&a, &step, Some("r1"), &actor()).await.unwrap());
+    assert!(store.save_rollout(&a, &step, Some("r2"), &actor()).await.unwrap());
+    // A write on the revision read before is refused.
+    assert!(!store.save_rollout(&a, &step, None, &actor()).await.unwrap());
+    let d = deployment(store.get_deployment(view, &model).await.unwrap()).unwrap();
+    assert_eq!(d.targets.len(), 1);
+    assert_eq!(d.targets[0].version, VersionSel::Number(2));
+    assert!(d.shadow.is_empty());
+
+    // The last step holds: promoted, champion moved, lease free again.
+    let r = store.get_rollout(&a, &rollout.id).await.unwrap();
+    assert_eq!((r.step, r.revision), (1, 2));
+    let promoted = r.evaluate(pass, due.plus_millis(2000));
+    assert!(promoted.promote);
+    assert!(store.save_rollout(&a, &promoted, None, &actor()).await.unwrap());
+    let aliases = store.list_aliases(view, &model).await.unwrap();
+    assert_eq!(
+        aliases.iter().map(|x| (x.alias.as_str(), x.version)).collect::<Vec<_>>(),
+        [("champion", 2)]
+    );
+    let r = store.get_rollout(&a, &rollout.id).await.unwrap();
+    assert_eq!(r.state, RolloutState::Promoted);
+    assert!(
+        store.claim_rollouts(&sys(), "r1", due.plus_millis(60_000), 5000).await.unwrap().is_empty()
+    );
+
+    // A new rollout may start now; aborting it restores the baseline it saw.
+    let second = Rollout { id: new_rollout_id(), baseline: None, ..rollout.clone() }.start(t0);
+    store.create_rollout(&a, &second, &actor()).await.unwrap();
+    let r = store.get_rollout(&a, &second.rollout.id).await.unwrap();
+    let abort = r.control("abort", t0).unwrap();
+    assert_eq!(abort.deployment, DeploymentChange::Delete);
+    assert!(store.save_rollout(&a, &abort, None, &actor()).await.unwrap());
+    assert_eq!(store.get_deployment(view, &model).await.unwrap(), None);
+    let actions: Vec<String> = store
+        .list_audit(crate::AuditScope::Tenant(&a), crate::AuditQuery { since: None, limit: 1000 })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .filter(|a| a.starts_with("rollout."))
+        .collect();
+    for want in ["rollout.start", "rollout.step", "rollout.promote", "rollout.abort"] {
+        assert!(actions.iter().any(|a| a == want), "{want} in {actions:?}");
+    }
+}
