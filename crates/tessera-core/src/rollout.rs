@@ -342,8 +342,6 @@ pub fn new_rollout_id() -> String {
 pub enum DeploymentChange {
     Keep,
     Put(Deployment),
-    /// Back to no deployment (there was none before).
-    Delete,
 }
 
 /// A rollout write: the new state, what the model's deployment becomes,
@@ -364,10 +362,7 @@ impl Rollout {
     }
 
     fn baseline_deployment(&self) -> Deployment {
-        self.baseline
-            .as_deref()
-            .and_then(|b| serde_json::from_str(b).ok())
-            .unwrap_or_default()
+        self.baseline.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default()
     }
 
     /// The deployment step `step` runs on: the baseline's settings with
@@ -403,11 +398,15 @@ impl Rollout {
         d
     }
 
+    /// The deployment a rollback or an abort writes: the baseline, or,
+    /// for a model that had none, all traffic pinned to the primary (with
+    /// no deployment the newest version would serve, often the candidate).
     fn restore(&self) -> DeploymentChange {
-        match self.baseline.as_deref().and_then(|b| serde_json::from_str(b).ok()) {
-            Some(d) => DeploymentChange::Put(d),
-            None => DeploymentChange::Delete,
+        let mut d = self.baseline_deployment();
+        if d.targets.is_empty() {
+            d.targets = vec![DeploymentTarget { version: self.primary.clone(), weight: 100 }];
         }
+        DeploymentChange::Put(d)
     }
 
     /// Appends to the history, dropping the oldest evaluations past
@@ -687,7 +686,8 @@ mod tests {
         assert_eq!(r.promoted_deployment().targets[0].version, VersionSel::Alias(CHAMPION.into()));
         let pinned = rollout(default_steps(), None, VersionSel::Number(1));
         assert_eq!(pinned.promoted_deployment().targets[0].version, VersionSel::Number(2));
-        assert_eq!(pinned.restore(), DeploymentChange::Delete);
+        let pin = vec![DeploymentTarget { version: VersionSel::Number(1), weight: 100 }];
+        assert!(matches!(pinned.restore(), DeploymentChange::Put(d) if d.targets == pin));
     }
 
     #[test]
@@ -760,7 +760,7 @@ mod tests {
         assert_eq!(w.rollout.evaluated_at, at(100));
         let w = w.rollout.control("abort", at(120)).unwrap();
         assert_eq!(w.rollout.state, RolloutState::Aborted);
-        assert_eq!(w.deployment, DeploymentChange::Delete);
+        assert!(matches!(&w.deployment, DeploymentChange::Put(d) if d.targets.len() == 1));
         assert!(w.rollout.control("resume", at(130)).is_err());
     }
 

@@ -32,6 +32,9 @@ pub const MAX_ITEMS: usize = 1000;
 /// found (the writer's linger and a few retries).
 const SLACK: Duration = Duration::from_secs(30);
 
+/// How long after a prediction its shadows' records are looked for.
+const SHADOW_WAIT: Duration = Duration::from_secs(10);
+
 /// How far a record's log time may be before its id's time: the clocks of
 /// the replica that made the id and of the log (a NATS server) differ.
 const SKEW: Duration = Duration::from_secs(5);
@@ -177,13 +180,30 @@ impl Feedback {
         let mut rows = Vec::new();
         let mut placed = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            if let Some(r) = found.get(item.prediction_id.as_str()) {
+            if let Some(r) = found.primary.get(item.prediction_id.as_str()) {
                 rows.push(joined(r, item, now));
                 placed.push(i);
             }
         }
+        // The shadows of a joined prediction take the same truth, under
+        // their own ids and versions (a candidate's accuracy in shadow).
+        let mut shadow_rows = Vec::new();
+        for item in items {
+            for r in found.shadows.get(item.prediction_id.as_str()).into_iter().flatten() {
+                let mut row = joined(r, item, now);
+                row.prediction_id = r.id.clone();
+                shadow_rows.push(row);
+            }
+        }
         // A batch naming one prediction twice: the last item's truth stands.
-        let fresh = store.put_feedback(ctx, &rows).await?;
+        let primaries = rows.len();
+        rows.extend(shadow_rows);
+        let mut fresh = store.put_feedback(ctx, &rows).await?;
+        for row in &rows[primaries..] {
+            self.count(ctx.tenant_id(), row);
+        }
+        rows.truncate(primaries);
+        fresh.truncate(primaries);
         let mut seen = std::collections::HashSet::new();
         for ((i, row), fresh) in placed.iter().zip(&rows).zip(fresh) {
             let first = seen.insert(row.prediction_id.as_str());
@@ -223,17 +243,18 @@ impl Feedback {
     }
 
     /// The records of the `wanted` prediction ids (with their times) that
-    /// the tenant's log holds, by id. Ids within [`SLACK`] of each other
-    /// share a read; a lone id is looked up by its key.
+    /// the tenant's log holds, by id, and their shadows' records. Ids
+    /// within [`SLACK`] of each other share a read; a lone id is looked up
+    /// by its key (which its shadows' records share).
     async fn find<'a>(
         &self,
         log: &dyn EventLog,
         tenant: &TenantId,
         mut wanted: Vec<(i64, &'a str)>,
-    ) -> Result<HashMap<&'a str, Record>, LogError> {
+    ) -> Result<Found<'a>, LogError> {
         wanted.sort_unstable();
         let slack = SLACK.as_millis() as i64;
-        let mut found = HashMap::new();
+        let mut found = Found::default();
         let mut rest = wanted.as_slice();
         while let Some(&(first, _)) = rest.first() {
             let mut n = 1;
@@ -251,17 +272,33 @@ impl Feedback {
             if let [(_, id)] = group {
                 filter.entity = Some(("prediction_id".into(), (*id).to_owned()));
             }
-            let mut left: HashMap<&str, &'a str> = group.iter().map(|(_, id)| (*id, *id)).collect();
+            let ids: HashMap<&str, &'a str> = group.iter().map(|(_, id)| (*id, *id)).collect();
+            let mut left = ids.len();
+            // Once every record is found, shadows are read for a while more.
+            let mut done_by: Option<i64> = None;
             let mut from = Position::Time(Timestamp::from_millis(first - SKEW.as_millis() as i64));
             loop {
                 self.reads.inc();
                 let page = log.read(tenant, Topic::Predictions, from, &filter, 1000).await?;
+                let mut past = false;
                 for r in page.records {
-                    if let Some(id) = left.remove(r.id.as_str()) {
-                        found.insert(id, r);
+                    if done_by.is_some_and(|t| r.ts.millis() > t) {
+                        past = true;
+                        break;
+                    }
+                    let of = r.properties.get("shadow_of").and_then(Value::as_str);
+                    if let Some(id) = of.and_then(|of| ids.get(of)) {
+                        found.shadows.entry(*id).or_default().push(r);
+                    } else if let Some(id) = ids.get(r.id.as_str()) {
+                        if found.primary.insert(*id, r).is_none() {
+                            left -= 1;
+                        }
+                        if left == 0 {
+                            done_by = Some(last + SHADOW_WAIT.as_millis() as i64);
+                        }
                     }
                 }
-                if page.end || left.is_empty() {
+                if page.end || past {
                     break;
                 }
                 from = Position::Offset(page.next);
@@ -269,6 +306,14 @@ impl Feedback {
         }
         Ok(found)
     }
+}
+
+/// What [`Feedback::find`] found: records by prediction id, and the
+/// shadows' records by the prediction id they mirrored.
+#[derive(Default)]
+struct Found<'a> {
+    primary: HashMap<&'a str, Record>,
+    shadows: HashMap<&'a str, Vec<Record>>,
 }
 
 fn log_error(e: LogError) -> ServeError {

@@ -12,6 +12,7 @@
 //! - `event_schemas.rs`: tenants' event type schemas, compiled and read through;
 //! - `predictions.rs`: one prediction record per inference, off the request path;
 //! - `feedback.rs`: ground truth joined to prediction records, and its counters;
+//! - `rollouts.rs`: starting, controlling and evaluating rollouts (the controller);
 //! - `training.rs`: the training job runner (claims jobs, fits, stores versions);
 //! - `redis_link.rs`: the shared Redis link; `tasks.rs`: background tasks.
 
@@ -28,6 +29,7 @@ pub mod predictions;
 pub mod readthrough;
 pub mod redis_link;
 pub mod registry_cache;
+pub mod rollouts;
 mod services;
 pub mod stream_features;
 pub mod tasks;

@@ -38,6 +38,11 @@ const BATCH: usize = 1_000;
 /// hit. Records are durable this much later.
 const LINGER: Duration = Duration::from_millis(100);
 
+/// The event type of an answer's record.
+pub const TYPE: &str = "prediction";
+/// The event type of a version's failure to answer.
+pub const ERROR_TYPE: &str = "prediction.error";
+
 /// What one inference leaves behind, borrowed from the request.
 #[derive(Debug, Clone, Copy)]
 pub struct Prediction<'a> {
@@ -66,6 +71,14 @@ pub struct Prediction<'a> {
     pub cache: &'a str,
     /// When it answered.
     pub at: Timestamp,
+    /// A shadow's record: the prediction id of the answer it mirrored
+    /// (its key `prediction_id` is that id, so feedback finds both).
+    pub shadow_of: Option<&'a str>,
+    /// A shadow's record: whether its answer equalled the primary's.
+    pub same_output: Option<bool>,
+    /// The version failed to answer (a `prediction.error` record: a
+    /// rollout's error rate counts them).
+    pub error: Option<&'a str>,
 }
 
 /// The record's properties, written straight into the log's encoding.
@@ -87,6 +100,12 @@ struct Properties<'a> {
     latency_ms: f64,
     model_ms: f64,
     cache: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shadow_of: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    same_output: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
 }
 
 /// `model@version`, joined on the stack when it is short.
@@ -149,11 +168,12 @@ impl Prediction<'_> {
             Value::String(t) => Some((k.as_str(), t.as_str())),
             _ => None,
         });
-        let keys = [("prediction_id", Some(self.id)), ("user", self.user)]
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .chain(texts)
-            .chain(numbers.iter().map(|(k, v)| (*k, v.as_str())));
+        let keys =
+            [("prediction_id", Some(self.shadow_of.unwrap_or(self.id))), ("user", self.user)]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .chain(texts)
+                .chain(numbers.iter().map(|(k, v)| (*k, v.as_str())));
         let properties = Properties {
             entity: self.entity,
             model: self.model,
@@ -166,8 +186,12 @@ impl Prediction<'_> {
             latency_ms: self.latency.as_secs_f64() * 1e3,
             model_ms: self.model_time.as_secs_f64() * 1e3,
             cache: self.cache,
+            shadow_of: self.shadow_of,
+            same_output: self.same_output,
+            error: self.error,
         };
-        batch.push(self.id, "prediction", keys, self.at, &properties)
+        let kind = if self.error.is_some() { ERROR_TYPE } else { TYPE };
+        batch.push(self.id, kind, keys, self.at, &properties)
     }
 }
 
@@ -504,6 +528,9 @@ mod tests {
             model_time: Duration::ZERO,
             cache: "miss",
             at: Timestamp::now(),
+            shadow_of: None,
+            same_output: None,
+            error: None,
         }
     }
 

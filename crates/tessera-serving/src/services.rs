@@ -119,6 +119,7 @@ struct Inner {
     features: Stores,
     feature_catalogs: Arc<FeatureCatalogs>,
     trainer: Arc<crate::training::Trainer>,
+    rollouts: Arc<crate::rollouts::Controller>,
     /// Every metric of the process (the edge's too), encoded on `GET /metrics`.
     metrics: Registry,
 }
@@ -176,6 +177,8 @@ impl Services {
         predictions.register(&mut metrics);
         let feedback = crate::feedback::Feedback::new(cfg.events.feedback_horizon);
         feedback.register(&mut metrics);
+        let rollouts = Arc::new(crate::rollouts::Controller::default());
+        rollouts.register(&mut metrics);
         let consumers = Arc::new(ConsumerMetrics::default());
         metrics.register_collector(Box::new(consumers.clone()));
         start_compaction(&tasks, events.clone(), cfg.events.compact_every);
@@ -217,12 +220,16 @@ impl Services {
                 features,
                 feature_catalogs,
                 trainer: Arc::default(),
+                rollouts,
                 metrics,
             }),
         };
         let runner =
             crate::training::run(services.clone(), tessera_core::auth::SystemCtx::bootstrap());
         services.inner.tasks.spawn_loop(runner);
+        let controller =
+            crate::rollouts::run(services.clone(), tessera_core::auth::SystemCtx::bootstrap());
+        services.inner.tasks.spawn_loop(controller);
         match stream {
             Ok(c) => services.run_consumer(c),
             Err(e) => tracing::error!(error = %e, "the stream feature pipeline cannot start"),
@@ -321,6 +328,10 @@ impl Services {
     /// Tenants' feature catalogs, read through.
     pub fn feature_catalogs(&self) -> &FeatureCatalogs {
         &self.inner.feature_catalogs
+    }
+    /// The rollout controller of this replica.
+    pub fn rollouts(&self) -> &crate::rollouts::Controller {
+        &self.inner.rollouts
     }
     /// The training job runner of this replica.
     pub fn trainer(&self) -> &crate::training::Trainer {

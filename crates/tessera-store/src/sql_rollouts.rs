@@ -46,14 +46,6 @@ macro_rules! sql_rollouts_store {
                     .await?;
                     append_audit(tx, Some(tenant), "deployment.put", &r.model_id, actor).await?;
                 }
-                DeploymentChange::Delete => {
-                    sqlx::query("DELETE FROM deployments WHERE model_id = $1 AND tenant_id = $2")
-                        .bind(&r.model_id)
-                        .bind(tenant.as_str())
-                        .execute(&mut **tx)
-                        .await?;
-                    append_audit(tx, Some(tenant), "deployment.delete", &r.model_id, actor).await?;
-                }
             }
             if write.promote {
                 sqlx::query(

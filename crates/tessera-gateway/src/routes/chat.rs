@@ -85,12 +85,13 @@ fn contents(answer: &Value) -> Option<Value> {
     ))
 }
 
-/// A shadow of a chat request: the whole answer, never streamed.
+/// A shadow of a chat request: the whole answer, never streamed; its
+/// compared contents and its record's summary.
 async fn shadow_answer(
     s: &Services,
     t: &Target,
     body: &Value,
-) -> Result<Option<Value>, ServeError> {
+) -> Result<(Option<Value>, Value), ServeError> {
     let Backend::Remote(r) = &t.backend else {
         return Err(ServeError::Internal("a chat shadow on a local model".into()));
     };
@@ -100,7 +101,16 @@ async fn shadow_answer(
         o.remove("stream_options");
     }
     let answer = s.upstreams().call_json(s.breakers(), r, PATH, &b).await?;
-    Ok(contents(&answer))
+    Ok((contents(&answer), summary(&answer)))
+}
+
+/// A whole answer as its prediction record keeps it.
+fn summary(out: &Value) -> Value {
+    let choice = &out["choices"][0];
+    serde_json::json!({
+        "finish_reason": choice["finish_reason"],
+        "chars": choice["message"]["content"].as_str().map_or(0, str::len),
+    })
 }
 
 /// A chat completion answered whole.
@@ -137,11 +147,7 @@ impl Job for ChatJob {
 
     /// How the answer ended and how long it is.
     fn summary(&self, out: &Value) -> Value {
-        let choice = &out["choices"][0];
-        serde_json::json!({
-            "finish_reason": choice["finish_reason"],
-            "chars": choice["message"]["content"].as_str().map_or(0, str::len),
-        })
+        summary(out)
     }
 
     async fn run(&self, s: &Services, t: &Target) -> Result<Answer<Value>, ServeError> {
@@ -176,7 +182,7 @@ impl Job for ChatJob {
         contents(out)
     }
 
-    async fn shadow(&self, s: &Services, t: &Target) -> Result<Option<Value>, ServeError> {
+    async fn shadow(&self, s: &Services, t: &Target) -> Result<(Option<Value>, Value), ServeError> {
         shadow_answer(s, t, &self.body).await
     }
 }
@@ -223,10 +229,10 @@ impl Job for StreamJob {
         }))
     }
 
-    async fn shadow(&self, s: &Services, t: &Target) -> Result<Option<Value>, ServeError> {
-        shadow_answer(s, t, &self.body).await?;
+    async fn shadow(&self, s: &Services, t: &Target) -> Result<(Option<Value>, Value), ServeError> {
         // A stream's output is not compared.
-        Ok(None)
+        let (_, summary) = shadow_answer(s, t, &self.body).await?;
+        Ok((None, summary))
     }
 }
 

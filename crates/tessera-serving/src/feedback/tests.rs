@@ -178,6 +178,53 @@ async fn ids_far_apart_are_found_by_separate_bounded_reads() {
     assert!((r.rmse - ((0.25 + 4.0) / 2.0f64).sqrt()).abs() < 1e-12);
 }
 
+/// A shadow's record, keyed by the prediction it mirrored, made at `ms`.
+fn shadow_record(of: &str, ms: i64, version: &str, predicted: Value) -> NewEvent {
+    let (_, mut e) = record(ms, version, predicted);
+    e.entity = [("prediction_id".to_owned(), of.to_owned())].into();
+    e.properties.insert("tier".into(), json!("shadow"));
+    e.properties.insert("shadow_of".into(), json!(of));
+    e
+}
+
+/// Feedback on a prediction also judges its shadows' answers, as their
+/// own versions; the answer counts only the items sent. Alone (a keyed
+/// read) or in a group (a window read), shadows are found.
+#[tokio::test]
+async fn shadows_of_a_prediction_take_its_truth_under_their_versions() {
+    let f = fixture().await;
+    let a = tenant(&f, "a").await;
+    let now = f.now;
+    let (p1, e1) = record(now.millis() - 60_000, "1", json!("pos"));
+    let s1 = shadow_record(&p1, now.millis() - 59_990, "2", json!("neg"));
+    let (p2, e2) = record(now.millis() - 5_000, "1", json!("neg"));
+    let (p3, e3) = record(now.millis() - 4_900, "1", json!("pos"));
+    let s2 = shadow_record(&p2, now.millis() - 4_800, "2", json!("neg"));
+    let s3 = shadow_record(&p3, now.millis() - 4_700, "2", json!("neg"));
+    append(&f, &a, vec![e1, s1], 100).await;
+    append(&f, &a, vec![e2, e3, s2, s3], 400).await;
+    let fb = Feedback::new(Duration::from_secs(3600));
+    let items = [label(&p1, "pos"), label(&p2, "neg"), label(&p3, "neg")];
+    let got = fb.submit(&*f.log, &f.store, &a, &items, now).await.unwrap();
+    assert_eq!(got, [Status::Joined; 3]);
+    assert_eq!(fb.reads.get(), 2);
+    let groups = f.store.feedback_quality(&a, "sentiment", None, Timestamp::from_millis(0));
+    let q = tessera_core::feedback::quality(&groups.await.unwrap());
+    let accuracy: Vec<(&str, u64, f64)> = q
+        .iter()
+        .map(|v| {
+            let c = v.classification.as_ref().unwrap();
+            (v.version.as_str(), c.samples, c.accuracy)
+        })
+        .collect();
+    // Version 1 said pos, neg, pos (2 of 3 right); its shadow said neg
+    // each time (2 of 3 right, the other two).
+    assert_eq!(accuracy.len(), 2);
+    assert_eq!((accuracy[0].0, accuracy[0].1), ("1", 3));
+    assert_eq!((accuracy[1].0, accuracy[1].1), ("2", 3));
+    assert!((accuracy[0].2 - 2.0 / 3.0).abs() < 1e-12 && (accuracy[1].2 - 2.0 / 3.0).abs() < 1e-12);
+}
+
 #[test]
 fn prediction_ids_give_their_time() {
     let id = prediction_id_at(1_700_000_000_123);

@@ -91,15 +91,16 @@ pub trait Job: Send + Sync + 'static {
         Value::Null
     }
 
-    /// Runs the request on a shadow version; answers the compared part.
+    /// Runs the request on a shadow version; answers the compared part and
+    /// the summary its record keeps.
     fn shadow(
         &self,
         s: &Services,
         t: &Target,
-    ) -> impl Future<Output = Result<Option<Value>, ServeError>> + Send {
+    ) -> impl Future<Output = Result<(Option<Value>, Value), ServeError>> + Send {
         async move {
             let answer = self.run(s, t).await?;
-            Ok(self.compared(&answer.output))
+            Ok((self.compared(&answer.output), self.summary(&answer.output)))
         }
     }
 }
@@ -203,6 +204,12 @@ impl Call {
             p => p,
         };
         let pinned = pin.is_some();
+        // The version asked to answer, to record its failure if it fails.
+        let asked = primary.as_ref().ok().map(|t| Asked {
+            model: t.model.name.clone(),
+            tier: t.model.owner.as_str(),
+            version: t.version.clone(),
+        });
         let slot = CacheSlot::lookup(&s, &caller, &primary, &*job, policy).await;
         if let Some(hit) = slot.hit(&s) {
             admitted.settle(0, 0);
@@ -214,7 +221,19 @@ impl Call {
         let fallbacks = deployment.as_ref().map_or(&[][..], |d| d.fallbacks.as_slice());
         let timeout = deployment.as_ref().and_then(|d| d.timeout_ms).map(Duration::from_millis);
         let chain = Pipeline { s: &s, caller: &caller, job: &*job };
-        let ran = run(&chain, primary, fallbacks, timeout, slot.entry.clone()).await?;
+        let ran = match run(&chain, primary, fallbacks, timeout, slot.entry.clone()).await {
+            Ok(ran) => ran,
+            Err(e) => {
+                if e.is_fallbackable() {
+                    record_failure(&s, &caller, &res, &*job, asked.as_ref(), &e, opened);
+                }
+                return Err(e);
+            }
+        };
+        if matches!(ran, Ran::Stale(_) | Ran::Answered { source: Source::Fallback, .. }) {
+            let e = ServeError::Unavailable("the primary failed; another answer covered".into());
+            record_failure(&s, &caller, &res, &*job, asked.as_ref(), &e, opened);
+        }
         let (t, answer, model_time, source) = match ran {
             Ran::Stale(entry) => {
                 s.cache().served_stale();
@@ -238,8 +257,9 @@ impl Call {
             Source::Fallback | Source::Cache if slot.key.is_some() => CacheStatus::Miss,
             Source::Fallback | Source::Cache => CacheStatus::Bypass,
         };
+        let prediction_id = tessera_core::ids::new_prediction_id();
         if source == Source::Primary && !pinned {
-            shadow(&s, &caller, &res, &t, &job, &answer.output, model_time);
+            shadow(&s, &caller, &res, &t, &job, &answer.output, model_time, &prediction_id);
         }
         if let Some((p, c)) = answer.tokens {
             admitted.settle(p, c);
@@ -255,7 +275,7 @@ impl Call {
             cache,
             model_time,
             tokens: answer.tokens,
-            prediction_id: tessera_core::ids::new_prediction_id(),
+            prediction_id,
         };
         record(&s, &caller, &res, &*job, &meta, Some(&summary), opened);
         Ok(Outcome { reply: Reply::Fresh(answer.output), meta, admitted })
@@ -293,6 +313,57 @@ fn record<J: Job>(
         model_time: meta.model_time,
         cache: meta.cache.as_str(),
         at: tessera_core::time::Timestamp::now(),
+        shadow_of: None,
+        same_output: None,
+        error: None,
+    };
+    s.predictions().record(caller.ctx.tenant_id(), &p);
+}
+
+/// The version a request asked to answer, before the run loop.
+struct Asked {
+    model: String,
+    tier: &'static str,
+    version: VersionRef,
+}
+
+/// Records that the version asked to answer failed (a rollout's error
+/// rate counts these), when the tenant's sample takes the request.
+fn record_failure<J: Job>(
+    s: &Services,
+    caller: &Caller,
+    res: &Resolution,
+    job: &J,
+    asked: Option<&Asked>,
+    error: &ServeError,
+    opened: Instant,
+) {
+    static NONE: Value = Value::Null;
+    let Some(asked) = asked else { return };
+    let id = tessera_core::ids::new_prediction_id();
+    if !sampled(&id, res.tenant.tenant.prediction_sample_rate) {
+        return;
+    }
+    let mut message = error.to_string();
+    message.truncate(message.floor_char_boundary(200));
+    let p = Prediction {
+        id: &id,
+        model: &asked.model,
+        version: &asked.version,
+        tier: asked.tier,
+        route: job.cache_route(),
+        user: (!caller.user.is_empty()).then_some(caller.user.as_str()),
+        entity: job.entity(),
+        input_digest: None,
+        input: None,
+        output: Some(&NONE),
+        latency: opened.elapsed(),
+        model_time: Duration::ZERO,
+        cache: "bypass",
+        at: tessera_core::time::Timestamp::now(),
+        shadow_of: None,
+        same_output: None,
+        error: Some(&message),
     };
     s.predictions().record(caller.ctx.tenant_id(), &p);
 }
@@ -325,6 +396,9 @@ fn cached<O>(entry: Arc<Entry>, cache: CacheStatus, admitted: Admitted) -> Outco
 
 /// Mirrors the request to the deployment's shadow versions of the model
 /// that answered (local embedding models have one version: no shadows).
+/// Each shadow's answer (or failure) is recorded, tier `shadow`, keyed by
+/// the primary's prediction id, when the primary's record is sampled.
+#[allow(clippy::too_many_arguments)]
 fn shadow<J: Job>(
     s: &Services,
     caller: &Caller,
@@ -333,6 +407,7 @@ fn shadow<J: Job>(
     job: &Arc<J>,
     output: &J::Output,
     time: Duration,
+    prediction_id: &str,
 ) {
     let Some(d) = &t.deployment else { return };
     if matches!(t.backend, super::resolve::Backend::Embedding(_)) {
@@ -342,17 +417,96 @@ fn shadow<J: Job>(
     if versions.is_empty() {
         return;
     }
-    let primary = Primary { model: t.model.name.clone(), output: job.compared(output), time };
+    let compared = job.compared(output);
+    let primary = Primary { model: t.model.name.clone(), output: compared.clone(), time };
+    let keep = sampled(prediction_id, res.tenant.tenant.prediction_sample_rate);
+    let of = Arc::new(ShadowOf {
+        prediction_id: prediction_id.to_owned(),
+        model: t.model.name.clone(),
+        compared,
+        keep,
+    });
     let (s2, caller, res, job) = (s.clone(), caller.clone(), res.clone(), job.clone());
     mirror(s.shadows(), versions, primary, move |version| {
-        let (s, caller, res, job) = (s2.clone(), caller.clone(), res.clone(), job.clone());
+        let (s, caller, res, job, of) =
+            (s2.clone(), caller.clone(), res.clone(), job.clone(), of.clone());
         async move {
-            let mut t =
-                target(&s, &caller, &res, Some(&version.to_string()), Use::Evaluate).await?;
-            read_inputs(&s, &caller, &*job, &mut t).await?;
-            job.shadow(&s, &t).await
+            let started = Instant::now();
+            let answer = async {
+                let mut t =
+                    target(&s, &caller, &res, Some(&version.to_string()), Use::Evaluate).await?;
+                read_inputs(&s, &caller, &*job, &mut t).await?;
+                let answered = t.version.clone();
+                job.shadow(&s, &t).await.map(|a| (answered, a))
+            }
+            .await;
+            if of.keep {
+                record_shadow(&s, &caller, &*job, &of, version, &answer, started.elapsed());
+            }
+            answer.map(|(_, (compared, _))| compared)
         }
     });
+}
+
+/// What a shadow's record says of the answer it mirrored.
+struct ShadowOf {
+    prediction_id: String,
+    model: String,
+    compared: Option<Value>,
+    /// The primary's record was sampled: the shadow's is kept too.
+    keep: bool,
+}
+
+type ShadowAnswer = Result<(VersionRef, (Option<Value>, Value)), ServeError>;
+
+fn record_shadow<J: Job>(
+    s: &Services,
+    caller: &Caller,
+    job: &J,
+    of: &ShadowOf,
+    version: i64,
+    answer: &ShadowAnswer,
+    latency: Duration,
+) {
+    let id = tessera_core::ids::new_prediction_id();
+    let failed = VersionRef { model: of.model.clone(), version: version.to_string() };
+    let mut message = None;
+    static NONE: Value = Value::Null;
+    let (version, output, same) = match answer {
+        Ok((v, (compared, summary))) => {
+            let same = match (&of.compared, compared) {
+                (Some(p), Some(o)) => Some(p == o),
+                _ => None,
+            };
+            (v, Some(summary), same)
+        }
+        Err(e) => {
+            let mut m = e.to_string();
+            m.truncate(m.floor_char_boundary(200));
+            message = Some(m);
+            (&failed, Some(&NONE), None)
+        }
+    };
+    let p = Prediction {
+        id: &id,
+        model: &of.model,
+        version,
+        tier: "shadow",
+        route: job.cache_route(),
+        user: (!caller.user.is_empty()).then_some(caller.user.as_str()),
+        entity: job.entity(),
+        input_digest: None,
+        input: None,
+        output,
+        latency,
+        model_time: latency,
+        cache: "bypass",
+        at: tessera_core::time::Timestamp::now(),
+        shadow_of: Some(&of.prediction_id),
+        same_output: same,
+        error: message.as_deref(),
+    };
+    s.predictions().record(caller.ctx.tenant_id(), &p);
 }
 
 /// The run loop's view of the pipeline: fallbacks resolve for the same

@@ -511,13 +511,17 @@ pub async fn rollouts(store: &dyn MetadataStore) {
     );
 
     // A new rollout may start now; aborting it restores the baseline it saw.
-    let second = Rollout { id: new_rollout_id(), baseline: None, ..rollout.clone() }.start(t0);
+    let second = Rollout { id: new_rollout_id(), ..rollout.clone() }.start(t0);
     store.create_rollout(&a, &second, &actor()).await.unwrap();
     let r = store.get_rollout(&a, &second.rollout.id).await.unwrap();
     let abort = r.control("abort", t0).unwrap();
-    assert_eq!(abort.deployment, DeploymentChange::Delete);
+    assert!(matches!(abort.deployment, DeploymentChange::Put(_)));
     assert!(store.save_rollout(&a, &abort, None, &actor()).await.unwrap());
-    assert_eq!(store.get_deployment(view, &model).await.unwrap(), None);
+    let restored = store.get_deployment(view, &model).await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Deployment>(&restored).unwrap(),
+        serde_json::from_str::<Deployment>(baseline).unwrap()
+    );
     let actions: Vec<String> = store
         .list_audit(crate::AuditScope::Tenant(&a), crate::AuditQuery { since: None, limit: 1000 })
         .await
