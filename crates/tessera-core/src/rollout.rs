@@ -281,6 +281,9 @@ pub struct HistoryEntry {
     pub checks: Vec<CheckValue>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The replica whose controller wrote it (absent: a person's action).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 impl HistoryEntry {
@@ -428,7 +431,14 @@ impl Rollout {
         checks: Vec<CheckValue>,
         detail: Option<String>,
     ) -> HistoryEntry {
-        HistoryEntry { at, event: event.into(), step: self.current().label(), checks, detail }
+        HistoryEntry {
+            at,
+            event: event.into(),
+            step: self.current().label(),
+            checks,
+            detail,
+            by: None,
+        }
     }
 
     /// The write that starts the rollout at its first step.

@@ -37,8 +37,11 @@ use crate::inference::ServeError;
 use crate::inference::resolve::gate_refusal;
 use crate::predictions::{ERROR_TYPE, TYPE};
 
-/// How long a claimed rollout stays this replica's while it evaluates.
-const LEASE: Duration = Duration::from_secs(10);
+/// How long a claimed rollout stays this replica's while it evaluates
+/// (the write hands it back; a replica that dies holding it delays the
+/// next evaluation by at most this). Correctness does not rest on it: a
+/// write on a revision another replica moved on is refused.
+const LEASE: Duration = Duration::from_secs(3);
 /// How often the controller looks for due rollouts.
 const TICK: Duration = Duration::from_secs(1);
 /// Prediction records read per evaluation at most (a sample beyond).
@@ -107,7 +110,7 @@ impl Controller {
             let started = Instant::now();
             let ctx = sys.tenant(tenant);
             let id = r.id.clone();
-            let write = match measure(store, log, &ctx, &r, now).await {
+            let mut write = match measure(store, log, &ctx, &r, now).await {
                 Ok(checks) => r.evaluate(checks, now),
                 Err(e) => {
                     // Not the candidate's fault: logged, judged next time.
@@ -116,6 +119,13 @@ impl Controller {
                     errored(r, &e, now)
                 }
             };
+            // What this evaluation added, at its end, is signed by this replica.
+            for h in write.rollout.history.iter_mut().rev() {
+                if h.at != now || h.by.is_some() {
+                    break;
+                }
+                h.by = Some(self.owner.clone());
+            }
             let outcome = write.rollout.history.last().map_or("passed", |h| h.event.as_str());
             let outcome = outcome.to_owned();
             match store.save_rollout(&ctx, &write, Some(&self.owner), &controller_actor()).await {
@@ -150,6 +160,7 @@ fn errored(mut r: Rollout, e: &ServeError, now: Timestamp) -> RolloutWrite {
         step,
         checks: Vec::new(),
         detail: Some(format!("could not measure: {e}")),
+        by: None,
     });
     RolloutWrite {
         rollout: r,
@@ -165,6 +176,7 @@ fn controller_actor() -> AuditActor {
 
 /// The controller's loop on this replica, until shutdown.
 pub async fn run(s: crate::Services, sys: SystemCtx) {
+    tracing::info!(owner = %s.rollouts().owner(), "rollout controller started");
     let mut every = tokio::time::interval(TICK);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -39,6 +39,9 @@ pub enum Command {
     /// epoch, loss, ETA), then print its holdout metrics and its validation
     /// report. Exits non-zero when the job fails.
     Train(TrainArgs),
+    /// Roll a model version out step by step, watch it, or stop it.
+    #[command(subcommand)]
+    Rollouts(RolloutsCmd),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
     /// Drive HTTP load at a URL and report latency percentiles and status counts.
@@ -86,6 +89,89 @@ pub struct ClientArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutsCmd {
+    /// Start a rollout: the candidate takes the steps in turn while its
+    /// checks hold on its own traffic, and is rolled back by itself when
+    /// they fail too often. Prints the rollout; with --wait, follows it to
+    /// its end and exits non-zero unless it was promoted.
+    Start {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The model (one of your tenant's).
+        model: String,
+        /// The candidate: a version number or an alias.
+        #[arg(long)]
+        candidate: String,
+        /// Comma-separated steps: `shadow` first if at all, then weights in percent.
+        #[arg(long, default_value = "shadow,5,25,50,100")]
+        steps: String,
+        /// Traffic judged per evaluation (`30s`, `1m`, ...).
+        #[arg(long, default_value = "1m")]
+        interval: String,
+        /// Most failed answers over all answers.
+        #[arg(long)]
+        error_rate_max: Option<f64>,
+        /// Most 99th-percentile latency in ms.
+        #[arg(long)]
+        p99_ms_max: Option<f64>,
+        /// Least online accuracy (from feedback).
+        #[arg(long)]
+        accuracy_min: Option<f64>,
+        /// Most online mean absolute error (regressors, from feedback).
+        #[arg(long)]
+        mae_max: Option<f64>,
+        /// Labelled samples before accuracy or MAE is judged.
+        #[arg(long, default_value_t = 50)]
+        min_samples: u64,
+        /// Most drift of the candidate's predictions from the primary's.
+        #[arg(long)]
+        drift_max: Option<f64>,
+        /// Least share of shadow answers equal to the primary's.
+        #[arg(long)]
+        agreement_min: Option<f64>,
+        /// Failed evaluations in a row that roll back.
+        #[arg(long, default_value_t = 3)]
+        failures_before_rollback: u32,
+        /// Follow the rollout until it ends.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// A rollout's step, its last checks and its history.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The rollout id (`rol_...`).
+        id: String,
+    },
+    /// The tenant's rollouts, newest first.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only this model's.
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Stop evaluating a running rollout; its weights stay.
+    Pause {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+    },
+    /// Go on with a paused rollout.
+    Resume {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+    },
+    /// Stop a rollout and put the deployment from before it back.
+    Abort {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

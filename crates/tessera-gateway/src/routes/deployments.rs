@@ -82,10 +82,32 @@ async fn own_model(
     Ok((ctx, model))
 }
 
-/// Set a model's deployment: weighted versions, shadows, fallbacks, timeout.
+/// A rollout owns its model's deployment while it runs or is paused: a
+/// change by hand would be overwritten by its next step.
+async fn refuse_during_rollout(
+    s: &AppState,
+    ctx: &tessera_core::auth::TenantCtx,
+    model: &Model,
+) -> Result<(), ApiError> {
+    let rollouts = s.store().list_rollouts(ctx, Some(&model.id)).await?;
+    match rollouts.iter().find(|r| r.state.is_active()) {
+        Some(r) => Err(ApiError::Conflict(format!(
+            "rollout {} of {} is {}; abort it (POST /v1/rollouts/{}/abort) before changing the deployment",
+            r.id,
+            model.name,
+            r.state.as_str(),
+            r.id
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Set a model's deployment: weighted versions, shadows, fallbacks,
+/// timeout. While a rollout of the model is active, 409.
 #[utoipa::path(put, path = "/v1/deployments/{name}", tag = "deployments", request_body = Deployment,
     params(("name" = String, Path, description = "model name")),
-    responses((status = 200, body = Deployment), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Deployment), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub async fn tenant_put(
     State(s): State<AppState>,
     auth: Authed,
@@ -94,6 +116,7 @@ pub async fn tenant_put(
 ) -> Result<Json<Deployment>, ApiError> {
     // The model first: another tenant's model is a 404 whatever the body says.
     let (ctx, model) = own_model(&s, &auth, &name, Operation::ModelsWrite).await?;
+    refuse_during_rollout(&s, &ctx, &model).await?;
     let d: Deployment = read_json(&s, body).await?;
     validate(&s, ModelView::Tenant { ctx: &ctx, segment: None }, &model, &d).await?;
     let spec = serde_json::to_string(&d).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -118,15 +141,17 @@ pub async fn tenant_get(
 }
 
 /// Remove a model's deployment; it serves its latest version again.
+/// While a rollout of the model is active, 409.
 #[utoipa::path(delete, path = "/v1/deployments/{name}", tag = "deployments",
     params(("name" = String, Path, description = "model name")),
-    responses((status = 204, description = "removed"), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "removed"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn tenant_delete(
     State(s): State<AppState>,
     auth: Authed,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let (ctx, model) = own_model(&s, &auth, &name, Operation::ModelsWrite).await?;
+    refuse_during_rollout(&s, &ctx, &model).await?;
     s.store().delete_deployment(KeyOwner::Tenant(&ctx), &model, &auth.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

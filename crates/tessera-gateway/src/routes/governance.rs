@@ -30,7 +30,7 @@ use crate::state::AppState;
 const MAX_VALIDATION_ROWS: usize = 50_000;
 
 /// The tenant's own model `name` (another tenant's, or a shared one, is 404).
-async fn own_model(
+pub(crate) async fn own_model(
     s: &AppState,
     auth: &Authed,
     name: &str,

@@ -25,6 +25,7 @@ pub mod oip;
 mod oip_tensors;
 pub mod openapi;
 pub mod plans;
+pub mod rollouts;
 pub mod tenants;
 pub mod training_jobs;
 pub mod usage;
@@ -162,6 +163,12 @@ pub fn api_routes() -> ApiRoutes {
         .add(Post, "/v1/datasets/from-features", datasets::from_features)
         .add(Post, "/v1/datasets/from-feedback", feedback::to_dataset)
         .add(Post, "/v1/feedback", feedback::submit)
+        .add(Post, "/v1/rollouts", rollouts::create)
+        .add(Get, "/v1/rollouts", rollouts::list)
+        .add(Get, "/v1/rollouts/{id}", rollouts::get)
+        .add(Post, "/v1/rollouts/{id}/pause", rollouts::pause)
+        .add(Post, "/v1/rollouts/{id}/resume", rollouts::resume)
+        .add(Post, "/v1/rollouts/{id}/abort", rollouts::abort)
         .add(Patch, "/v1/datasets/{id}/schema", datasets::edit_schema)
         .add(Post, "/v1/features/online", features::online)
         .add(Post, "/v1/features/get-online-features", features::feast_online)

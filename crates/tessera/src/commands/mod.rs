@@ -6,6 +6,7 @@ mod events;
 mod features;
 mod keys;
 mod loadtest;
+mod rollouts;
 mod tenants;
 mod train;
 
@@ -19,6 +20,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(cmd) => audit::run(cmd).await,
         Command::Events(cmd) => events::run(cmd).await,
         Command::Features(cmd) => features::run(cmd).await,
+        Command::Rollouts(cmd) => rollouts::run(cmd).await,
         Command::Models(crate::cli::ModelsCmd::Fetch { cache_dir }) => {
             let cache = cache_dir.unwrap_or_else(tessera_engine::fetch::cache_dir);
             let result = tokio::task::spawn_blocking(move || {

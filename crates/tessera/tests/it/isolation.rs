@@ -21,6 +21,7 @@ struct Theirs<'a> {
     model: &'a str,
     dataset: &'a str,
     job: &'a str,
+    rollout: &'a str,
 }
 
 fn fill(path: &str, b: &Theirs<'_>) -> String {
@@ -42,6 +43,7 @@ fn fill(path: &str, b: &Theirs<'_>) -> String {
                 "features" => "views",
                 "datasets" => b.dataset,
                 "training-jobs" => b.job,
+                "rollouts" => b.rollout,
                 "aliases" => "champion",
                 "versions" => "1",
                 "{kind}" => "b_private",
@@ -146,6 +148,30 @@ async fn cross_tenant_walk(backend: Backend) {
     let job = s.api.call(Method::POST, "/v1/training-jobs", Some(&b_key), Some(job)).await;
     assert_eq!(job.status, StatusCode::ACCEPTED, "{job:?}");
     let b_job = job.body["id"].as_str().unwrap().to_owned();
+    // B's rollout of a second version of that model.
+    let done = |id: String| {
+        let (s, b_key) = (&s, &b_key);
+        async move {
+            for _ in 0..600 {
+                let j = s.api.get(&format!("/v1/training-jobs/{id}"), b_key).await.body;
+                if j["status"] == "succeeded" {
+                    return;
+                }
+                assert!(j["status"] != "failed", "{j}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("B's training job {id} did not finish");
+        }
+    };
+    done(b_job.clone()).await;
+    let again = json!({"dataset": b_dataset, "task": "regression", "label": "y", "features": ["x"], "model": "b-job-model"});
+    let again = s.api.call(Method::POST, "/v1/training-jobs", Some(&b_key), Some(again)).await;
+    done(again.body["id"].as_str().unwrap().to_owned()).await;
+    let rollout =
+        json!({"model": "b-job-model", "candidate": 2, "steps": [50, 100], "interval": "1h"});
+    let rollout = s.api.call(Method::POST, "/v1/rollouts", Some(&b_key), Some(rollout)).await;
+    assert_eq!(rollout.status, StatusCode::CREATED, "{rollout:?}");
+    let b_rollout = rollout.body["id"].as_str().unwrap().to_owned();
     let b_before = s.api.get("/v1/me", &b_key).await.body;
 
     let spec = s.api.get("/openapi.json", &a_key).await.body;
@@ -163,6 +189,7 @@ async fn cross_tenant_walk(backend: Backend) {
                 model: "b-private-model",
                 dataset: &b_dataset,
                 job: &b_job,
+                rollout: &b_rollout,
             };
             let url = fill(path, &theirs);
             if path.ends_with("/stream") {
@@ -233,6 +260,9 @@ async fn cross_tenant_walk(backend: Backend) {
         (models.status, models.body["data"].as_array().map(Vec::len)),
         (StatusCode::OK, Some(0))
     );
+    let r = s.api.get(&format!("/v1/rollouts/{b_rollout}"), &b_key).await;
+    assert_eq!((r.status, r.body["state"].as_str()), (StatusCode::OK, Some("running")), "{r:?}");
+    assert_eq!(r.body["history"].as_array().map(Vec::len), Some(1), "{r:?}");
     let et = s.api.get("/v1/event-types/b-private-type", &b_key).await;
     assert_eq!((et.status, &et.body["schema"]), (StatusCode::OK, &b_schema["schema"]), "{et:?}");
     // Guessing B's view name reaches nothing, and B's value is as it was.

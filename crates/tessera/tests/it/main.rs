@@ -27,6 +27,7 @@ mod models;
 mod openapi_fuzz;
 mod operations;
 mod remote;
+mod rollouts;
 mod scale_out;
 mod tensor_models;
 mod training;
