@@ -2,6 +2,7 @@
 //! authentication primitives that turn a bearer token into a tenant context,
 //! and the configuration schema. Nothing here does IO.
 
+pub mod alert;
 pub mod apikey;
 pub mod audit;
 pub mod auth;

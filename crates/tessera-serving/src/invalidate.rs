@@ -262,6 +262,75 @@ impl MetadataStore for InvalidatingStore {
         let r = self.inner.put_feature_def(ctx, def, actor).await;
         self.after(r, Change::Features(ctx.tenant_id()))
     }
+    async fn create_alert_rule(
+        &self,
+        owner: KeyOwner<'_>,
+        rule: &tessera_core::alert::AlertRule,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError> {
+        self.inner.create_alert_rule(owner, rule, actor).await
+    }
+    async fn list_alert_rules(
+        &self,
+        owner: KeyOwner<'_>,
+    ) -> Result<Vec<tessera_core::alert::AlertRule>, StoreError> {
+        self.inner.list_alert_rules(owner).await
+    }
+    async fn get_alert_rule(
+        &self,
+        owner: KeyOwner<'_>,
+        id: &str,
+    ) -> Result<tessera_core::alert::AlertRule, StoreError> {
+        self.inner.get_alert_rule(owner, id).await
+    }
+    async fn delete_alert_rule(
+        &self,
+        owner: KeyOwner<'_>,
+        id: &str,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError> {
+        self.inner.delete_alert_rule(owner, id, actor).await
+    }
+    async fn claim_alert_rules(
+        &self,
+        sys: &SystemCtx,
+        owner: &str,
+        now: tessera_core::time::Timestamp,
+        lease_ms: i64,
+    ) -> Result<Vec<tessera_core::alert::AlertRule>, StoreError> {
+        self.inner.claim_alert_rules(sys, owner, now, lease_ms).await
+    }
+    async fn save_alert_rule(
+        &self,
+        sys: &SystemCtx,
+        rule: &tessera_core::alert::AlertRule,
+        events: &[tessera_core::alert::AlertEvent],
+        owner: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner.save_alert_rule(sys, rule, events, owner).await
+    }
+    async fn append_alert_events(
+        &self,
+        sys: &SystemCtx,
+        rule: &tessera_core::alert::AlertRule,
+        events: &[tessera_core::alert::AlertEvent],
+    ) -> Result<(), StoreError> {
+        self.inner.append_alert_events(sys, rule, events).await
+    }
+    async fn list_alert_events(
+        &self,
+        owner: KeyOwner<'_>,
+        id: &str,
+        limit: u32,
+    ) -> Result<Vec<tessera_core::alert::AlertEvent>, StoreError> {
+        self.inner.list_alert_events(owner, id, limit).await
+    }
+    async fn firing_alerts(
+        &self,
+        sys: &SystemCtx,
+    ) -> Result<Vec<(Option<TenantId>, String, u64)>, StoreError> {
+        self.inner.firing_alerts(sys).await
+    }
     async fn create_rollout(
         &self,
         ctx: &TenantCtx,

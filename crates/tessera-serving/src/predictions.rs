@@ -62,6 +62,8 @@ pub struct Prediction<'a> {
     pub input_digest: Option<[u8; 32]>,
     /// The input text, kept only when the tenant opted in (`store_inputs`).
     pub input: Option<&'a str>,
+    /// Numeric input rows, kept only when the tenant opted in.
+    pub rows: Option<&'a Value>,
     /// The answer in bounded form: label and score, top-k, vector
     /// dimensions; `None` for an answer served from the cache.
     pub output: Option<&'a Value>,
@@ -95,6 +97,8 @@ struct Properties<'a> {
     input_digest: Option<[u8; 32]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     input: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rows: Option<&'a Value>,
     #[serde(serialize_with = "as_output")]
     output: Option<&'a Value>,
     latency_ms: f64,
@@ -182,6 +186,7 @@ impl Prediction<'_> {
             route: self.route,
             input_digest: self.input_digest,
             input: self.input,
+            rows: self.rows,
             output: self.output,
             latency_ms: self.latency.as_secs_f64() * 1e3,
             model_ms: self.model_time.as_secs_f64() * 1e3,
@@ -202,6 +207,19 @@ pub struct RecordInput {
     pub digest: Option<[u8; 32]>,
     /// The input text, on text routes.
     pub text: Option<String>,
+    /// Numeric input rows (the first [`MAX_ROWS`]), on tabular routes: kept,
+    /// like text, only when the tenant opted in; input drift reads them.
+    pub rows: Option<Value>,
+}
+
+/// Input rows a record keeps at most.
+pub const MAX_ROWS: usize = 8;
+
+/// The first [`MAX_ROWS`] rows of `rows` when each is an array of numbers.
+pub fn numeric_rows<'a>(rows: impl IntoIterator<Item = &'a Value>) -> Option<Value> {
+    let kept: Vec<Value> = rows.into_iter().take(MAX_ROWS).cloned().collect();
+    let numeric = |r: &Value| r.as_array().is_some_and(|v| v.iter().all(Value::is_number));
+    (!kept.is_empty() && kept.iter().all(numeric)).then_some(Value::Array(kept))
 }
 
 impl RecordInput {
@@ -222,7 +240,7 @@ impl RecordInput {
         let mut h = Hashing(sha2::Sha256::new());
         // Serializing plain data into a hasher cannot fail.
         let _ = serde_json::to_writer(&mut h, input);
-        Self { digest: Some(h.0.finalize().into()), text }
+        Self { digest: Some(h.0.finalize().into()), text, rows: None }
     }
 }
 
@@ -523,6 +541,7 @@ mod tests {
             entity: None,
             input_digest: None,
             input: None,
+            rows: None,
             output: None,
             latency: Duration::ZERO,
             model_time: Duration::ZERO,

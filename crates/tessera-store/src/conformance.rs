@@ -25,7 +25,7 @@ use crate::{
 
 mod tenant_data;
 pub use tenant_data::{
-    datasets, feature_definitions, feedback, governance, rollouts, training_jobs,
+    alerts, datasets, feature_definitions, feedback, governance, rollouts, training_jobs,
 };
 
 /// A fresh, empty store plus raw SQL access to its database (to tamper with it).
@@ -638,6 +638,12 @@ macro_rules! metadata_conformance {
         async fn conformance_governance() {
             if let Some(h) = $make {
                 $crate::conformance::governance(&*$crate::conformance::Harness::store(&h)).await
+            }
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_alerts() {
+            if let Some(h) = $make {
+                $crate::conformance::alerts(&*$crate::conformance::Harness::store(&h)).await
             }
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ mod error;
 mod metadata;
 mod migrate;
 pub mod postgres;
+mod sql_alerts;
 mod sql_common;
 mod sql_datasets;
 mod sql_features;

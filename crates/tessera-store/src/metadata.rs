@@ -298,6 +298,68 @@ pub trait MetadataStore: Send + Sync + 'static {
         owner: Option<&str>,
         actor: &AuditActor,
     ) -> Result<bool, StoreError>;
+    /// Stores a new alert rule of a tenant (or of the platform; audited).
+    async fn create_alert_rule(
+        &self,
+        owner: KeyOwner<'_>,
+        rule: &tessera_core::alert::AlertRule,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError>;
+    /// A tenant's rules, or the platform's (no tenant).
+    async fn list_alert_rules(
+        &self,
+        owner: KeyOwner<'_>,
+    ) -> Result<Vec<tessera_core::alert::AlertRule>, StoreError>;
+    async fn get_alert_rule(
+        &self,
+        owner: KeyOwner<'_>,
+        id: &str,
+    ) -> Result<tessera_core::alert::AlertRule, StoreError>;
+    /// Removes a rule and its events (audited).
+    async fn delete_alert_rule(
+        &self,
+        owner: KeyOwner<'_>,
+        id: &str,
+        actor: &AuditActor,
+    ) -> Result<(), StoreError>;
+    /// Takes the lease of every rule due at `now` whose lease is free (or
+    /// `owner`'s already), tenants' and the platform's.
+    async fn claim_alert_rules(
+        &self,
+        sys: &SystemCtx,
+        owner: &str,
+        now: Timestamp,
+        lease_ms: i64,
+    ) -> Result<Vec<tessera_core::alert::AlertRule>, StoreError>;
+    /// Writes an evaluated rule and the events it led to, if its revision
+    /// is the one read and `owner` holds its lease (handed back); `false`
+    /// when not.
+    async fn save_alert_rule(
+        &self,
+        sys: &SystemCtx,
+        rule: &tessera_core::alert::AlertRule,
+        events: &[tessera_core::alert::AlertEvent],
+        owner: &str,
+    ) -> Result<bool, StoreError>;
+    /// Adds events (deliveries) to a rule's history.
+    async fn append_alert_events(
+        &self,
+        sys: &SystemCtx,
+        rule: &tessera_core::alert::AlertRule,
+        events: &[tessera_core::alert::AlertEvent],
+    ) -> Result<(), StoreError>;
+    /// A rule's events, newest first.
+    async fn list_alert_events(
+        &self,
+        owner: KeyOwner<'_>,
+        id: &str,
+        limit: u32,
+    ) -> Result<Vec<tessera_core::alert::AlertEvent>, StoreError>;
+    /// Firing instances by tenant (none: platform rules) and severity.
+    async fn firing_alerts(
+        &self,
+        sys: &SystemCtx,
+    ) -> Result<Vec<(Option<TenantId>, String, u64)>, StoreError>;
     /// Queues a training job (audited).
     async fn create_training_job(
         &self,

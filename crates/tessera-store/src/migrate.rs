@@ -47,6 +47,7 @@ pub(crate) const COMMON: &[Migration] = &[
     },
     Migration { version: 23, name: "feedback", sql: include_str!("migrations/0023_feedback.sql") },
     Migration { version: 25, name: "rollouts", sql: include_str!("migrations/0025_rollouts.sql") },
+    Migration { version: 27, name: "alerts", sql: include_str!("migrations/0027_alerts.sql") },
 ];
 
 pub(crate) const POSTGRES_ONLY: &[Migration] = &[
@@ -105,6 +106,11 @@ pub(crate) const POSTGRES_ONLY: &[Migration] = &[
         version: 26,
         name: "pg_rollouts_rls",
         sql: include_str!("migrations/0026_pg_rollouts_rls.sql"),
+    },
+    Migration {
+        version: 28,
+        name: "pg_alerts_rls",
+        sql: include_str!("migrations/0028_pg_alerts_rls.sql"),
     },
 ];
 

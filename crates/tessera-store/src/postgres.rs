@@ -176,7 +176,7 @@ BEGIN
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO tessera_rls', current_schema());
 END $$;
-GRANT SELECT, INSERT, UPDATE, DELETE ON plans, tenants, api_keys, audit_head, models, model_versions, deployments, usage_records, prices, event_types, feature_defs, datasets, training_jobs, model_aliases, feedback, rollouts TO tessera_rls;
+GRANT SELECT, INSERT, UPDATE, DELETE ON plans, tenants, api_keys, audit_head, models, model_versions, deployments, usage_records, prices, event_types, feature_defs, datasets, training_jobs, model_aliases, feedback, rollouts, alert_rules, alert_events TO tessera_rls;
 GRANT SELECT, INSERT ON audit_log TO tessera_rls;
 "#;
 

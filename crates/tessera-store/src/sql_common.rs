@@ -49,6 +49,7 @@ macro_rules! sql_metadata_store {
         use tessera_core::training::{Job, JobSpec, JobStatus, Progress};
         use tessera_core::feedback::{JoinedFeedback, Predicted, QualityGroup, Truth};
         use tessera_core::rollout::{DeploymentChange, Rollout, RolloutWrite};
+        use tessera_core::alert::{AlertEvent, AlertRule};
         use crate::JobUpdate;
 
         type Tx = sqlx::Transaction<'static, $db>;
@@ -381,7 +382,7 @@ macro_rules! sql_metadata_store {
                     .execute(&mut *tx)
                     .await?;
                 // What only the tenant defined goes with it.
-                for table in ["event_types", "feature_defs", "datasets", "training_jobs", "model_aliases", "feedback", "rollouts"] {
+                for table in ["event_types", "feature_defs", "datasets", "training_jobs", "model_aliases", "feedback", "rollouts", "alert_rules", "alert_events"] {
                     sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE tenant_id = $1")))
                         .bind(id.as_str())
                         .execute(&mut *tx)
@@ -607,6 +608,42 @@ macro_rules! sql_metadata_store {
                 self.sql_delete_feature_def(ctx, kind, name, actor).await
             }
 
+            async fn create_alert_rule(&self, owner: KeyOwner<'_>, rule: &AlertRule, actor: &AuditActor) -> Result<(), StoreError> {
+                self.sql_create_alert_rule(owner, rule, actor).await
+            }
+
+            async fn list_alert_rules(&self, owner: KeyOwner<'_>) -> Result<Vec<AlertRule>, StoreError> {
+                self.sql_list_alert_rules(owner).await
+            }
+
+            async fn get_alert_rule(&self, owner: KeyOwner<'_>, id: &str) -> Result<AlertRule, StoreError> {
+                self.sql_get_alert_rule(owner, id).await
+            }
+
+            async fn delete_alert_rule(&self, owner: KeyOwner<'_>, id: &str, actor: &AuditActor) -> Result<(), StoreError> {
+                self.sql_delete_alert_rule(owner, id, actor).await
+            }
+
+            async fn claim_alert_rules(&self, sys: &SystemCtx, owner: &str, now: Timestamp, lease_ms: i64) -> Result<Vec<AlertRule>, StoreError> {
+                self.sql_claim_alert_rules(sys, owner, now, lease_ms).await
+            }
+
+            async fn save_alert_rule(&self, sys: &SystemCtx, rule: &AlertRule, events: &[AlertEvent], owner: &str) -> Result<bool, StoreError> {
+                self.sql_save_alert_rule(sys, rule, events, owner).await
+            }
+
+            async fn append_alert_events(&self, sys: &SystemCtx, rule: &AlertRule, events: &[AlertEvent]) -> Result<(), StoreError> {
+                self.sql_append_alert_events(sys, rule, events).await
+            }
+
+            async fn list_alert_events(&self, owner: KeyOwner<'_>, id: &str, limit: u32) -> Result<Vec<AlertEvent>, StoreError> {
+                self.sql_list_alert_events(owner, id, limit).await
+            }
+
+            async fn firing_alerts(&self, sys: &SystemCtx) -> Result<Vec<(Option<TenantId>, String, u64)>, StoreError> {
+                self.sql_firing_alerts(sys).await
+            }
+
             async fn create_rollout(&self, ctx: &TenantCtx, write: &RolloutWrite, actor: &AuditActor) -> Result<(), StoreError> {
                 self.sql_create_rollout(ctx, write, actor).await
             }
@@ -824,6 +861,7 @@ macro_rules! sql_metadata_store {
         crate::sql_datasets::sql_datasets_store!($store, $db);
         crate::sql_feedback::sql_feedback_store!($store, $db);
         crate::sql_rollouts::sql_rollouts_store!($store, $db);
+        crate::sql_alerts::sql_alerts_store!($store, $db);
         crate::sql_training::sql_training_store!($store, $db, $skip, $lock_of_t);
         crate::sql_registry::sql_registry_store!($store, $db, $lock);
         crate::sql_governance::sql_governance_store!($store, $db, $lock);

@@ -209,10 +209,22 @@ impl Job for PredictJob {
         self.entity.as_ref()
     }
 
-    fn record_input(&self, _keep_text: bool) -> RecordInput {
+    /// The input's digest; when the tenant keeps inputs, a single text
+    /// instance's text, or the first rows of numeric instances.
+    fn record_input(&self, keep_inputs: bool) -> RecordInput {
         match &self.entity {
             Some(e) => RecordInput::of(e, None),
-            None => RecordInput::of(&self.instances, None),
+            None => {
+                let text = match self.instances.as_slice() {
+                    [Value::String(t)] if keep_inputs => Some(t.clone()),
+                    _ => None,
+                };
+                let mut r = RecordInput::of(&self.instances, text);
+                if keep_inputs {
+                    r.rows = tessera_serving::predictions::numeric_rows(&self.instances);
+                }
+                r
+            }
         }
     }
 

@@ -9,6 +9,7 @@ pub mod chat;
 mod chat_sse;
 pub mod datasets;
 pub mod deployments;
+pub mod drift;
 pub mod embeddings;
 pub mod event_types;
 pub mod events;
@@ -195,6 +196,7 @@ pub fn api_routes() -> ApiRoutes {
         .add(Get, "/v1/models/{name}/versions/{version}/report", governance::report)
         .add(Post, "/v1/models/{name}/versions/{version}/validate", governance::validate)
         .add(Get, "/v1/models/{name}/quality", feedback::model_quality)
+        .add(Get, "/v1/models/{name}/drift", drift::model_drift)
         .add(Get, "/v1/models/{name}/aliases", governance::list_aliases)
         .add(Put, "/v1/models/{name}/aliases/{alias}", governance::put_alias)
         .add(Delete, "/v1/models/{name}/aliases/{alias}", governance::delete_alias)

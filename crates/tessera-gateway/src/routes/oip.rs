@@ -353,7 +353,7 @@ impl Job for OipJob {
 
     /// The input tensors' names, types and shapes, and the binary data (or
     /// the entity named instead).
-    fn record_input(&self, _keep_text: bool) -> RecordInput {
+    fn record_input(&self, keep_inputs: bool) -> RecordInput {
         use sha2::Digest as _;
         if let Some(e) = &self.entity {
             return RecordInput::of(e, None);
@@ -371,7 +371,27 @@ impl Job for OipJob {
                 .unwrap_or_default(),
         );
         h.update(&self.binary);
-        RecordInput { digest: Some(h.finalize().into()), text: None }
+        // A single 2-D input sent as JSON: its first rows, if kept.
+        let rows = match self.req.inputs.as_slice() {
+            [i] if keep_inputs && i.shape.len() == 2 && i.shape[1] > 0 => {
+                let flat: Vec<Value> = match &i.data {
+                    Some(Value::Array(d)) => d
+                        .iter()
+                        .flat_map(|v| match v {
+                            Value::Array(row) => row.clone(),
+                            other => vec![other.clone()],
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let width = usize::try_from(i.shape[1]).unwrap_or(usize::MAX);
+                let rows: Vec<Value> =
+                    flat.chunks(width).map(|r| Value::Array(r.to_vec())).collect();
+                tessera_serving::predictions::numeric_rows(&rows)
+            }
+            _ => None,
+        };
+        RecordInput { digest: Some(h.finalize().into()), text: None, rows }
     }
 
     /// The output tensors' names and shapes.

@@ -6,9 +6,9 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    audit, breakers, cache, chat, datasets, deployments, embeddings, event_types, events, features,
-    feedback, governance, health, keys, kserve, me, models, oip, plans, rollouts, tenants,
-    training_jobs, usage,
+    audit, breakers, cache, chat, datasets, deployments, drift, embeddings, event_types, events,
+    features, feedback, governance, health, keys, kserve, me, models, oip, plans, rollouts,
+    tenants, training_jobs, usage,
 };
 
 #[derive(OpenApi)]
@@ -30,6 +30,7 @@ use super::{
         event_types::list, event_types::put, event_types::get, event_types::delete,
         datasets::upload, datasets::list, datasets::get, datasets::preview, datasets::from_features, datasets::edit_schema,
         feedback::submit, feedback::model_quality, feedback::to_dataset,
+        drift::model_drift,
         rollouts::create, rollouts::list, rollouts::get, rollouts::pause, rollouts::resume, rollouts::abort,
         training_jobs::create, training_jobs::list, training_jobs::get, training_jobs::cancel, training_jobs::events, training_jobs::lineage,
         governance::report, governance::validate, governance::gate_override,

@@ -534,3 +534,87 @@ pub async fn rollouts(store: &dyn MetadataStore) {
         assert!(actions.iter().any(|a| a == want), "{want} in {actions:?}");
     }
 }
+
+/// Alert rules: a tenant's own and the platform's apart, claimed by one
+/// replica at a time, written on the revision read, events kept per rule.
+pub async fn alerts(store: &dyn MetadataStore) {
+    use tessera_core::alert::{AlertEvent, AlertRule, AlertSpec, new_alert_id, new_secret};
+    let (_, a) = tenant(store, "alr-a").await;
+    let (_, b) = tenant(store, "alr-b").await;
+    let t0 = Timestamp::from_millis(1_700_000_000_000);
+    let rule = |tenant: Option<&TenantCtx>, v: serde_json::Value| {
+        let spec: AlertSpec = serde_json::from_value(v).unwrap();
+        let secret = new_secret();
+        AlertRule {
+            id: new_alert_id(),
+            tenant_id: tenant.map(|t| t.tenant_id().clone()),
+            spec,
+            builtin: false,
+            instances: Default::default(),
+            last_evaluated_at: None,
+            next_evaluation_at: t0,
+            created_at: t0,
+            secret_hint: tessera_core::alert::hint(&secret),
+            secret,
+            revision: 0,
+        }
+    };
+    let mine = rule(
+        Some(&a),
+        serde_json::json!({"name": "slow", "metric": "latency_p99_ms", "model": "m",
+        "op": ">", "threshold": 200, "severity": "warning"}),
+    );
+    let platform = rule(
+        None,
+        serde_json::json!({"name": "budget", "metric": "budget_used",
+        "op": ">=", "threshold": 0.8, "severity": "critical"}),
+    );
+    store.create_alert_rule(KeyOwner::Tenant(&a), &mine, &actor()).await.unwrap();
+    store.create_alert_rule(KeyOwner::Platform(&sys()), &platform, &actor()).await.unwrap();
+    let listed = store.list_alert_rules(KeyOwner::Tenant(&a)).await.unwrap();
+    assert_eq!(listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [mine.id.as_str()]);
+    assert_eq!(listed[0].secret, mine.secret, "the secret is kept to sign with");
+    assert!(store.list_alert_rules(KeyOwner::Tenant(&b)).await.unwrap().is_empty());
+    let ours = store.list_alert_rules(KeyOwner::Platform(&sys())).await.unwrap();
+    assert_eq!(ours.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [platform.id.as_str()]);
+    for (owner, id) in [(KeyOwner::Tenant(&b), &mine.id), (KeyOwner::Tenant(&a), &platform.id)] {
+        assert!(matches!(store.get_alert_rule(owner, id).await, Err(StoreError::NotFound { .. })));
+    }
+    assert!(matches!(
+        store.delete_alert_rule(KeyOwner::Tenant(&b), &mine.id, &actor()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    let claimed = store.claim_alert_rules(&sys(), "r1", t0, 5000).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert!(store.claim_alert_rules(&sys(), "r2", t0, 5000).await.unwrap().is_empty());
+    let mut r = claimed.into_iter().find(|r| r.id == mine.id).unwrap();
+    r.next_evaluation_at = t0.plus_millis(10_000);
+    let fired = AlertEvent {
+        at: t0,
+        kind: "firing".into(),
+        subject: "m".into(),
+        value: Some(250.0),
+        detail: None,
+    };
+    assert!(!store.save_alert_rule(&sys(), &r, std::slice::from_ref(&fired), "r2").await.unwrap());
+    assert!(store.save_alert_rule(&sys(), &r, std::slice::from_ref(&fired), "r1").await.unwrap());
+    assert!(!store.save_alert_rule(&sys(), &r, &[], "r1").await.unwrap(), "a stale revision");
+    let delivered = AlertEvent { kind: "delivered".into(), ..fired.clone() };
+    store.append_alert_events(&sys(), &r, std::slice::from_ref(&delivered)).await.unwrap();
+    let events = store.list_alert_events(KeyOwner::Tenant(&a), &mine.id, 10).await.unwrap();
+    assert_eq!(events.len(), 2);
+    assert!(store.list_alert_events(KeyOwner::Tenant(&b), &mine.id, 10).await.unwrap().is_empty());
+    // Not due again before its next evaluation.
+    assert!(
+        store
+            .claim_alert_rules(&sys(), "r2", t0.plus_millis(6000), 5000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|x| x.id != mine.id)
+    );
+    assert!(store.firing_alerts(&sys()).await.unwrap().iter().all(|(_, _, n)| *n == 0));
+    store.delete_alert_rule(KeyOwner::Tenant(&a), &mine.id, &actor()).await.unwrap();
+    assert!(store.list_alert_rules(KeyOwner::Tenant(&a)).await.unwrap().is_empty());
+}

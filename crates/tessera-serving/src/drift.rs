@@ -1,0 +1,608 @@
+//! Drift (O3): a model version's inputs and predictions in a current
+//! window compared with a reference, column by column, by Evidently's
+//! default test for the column's type and the reference's size (or in
+//! NannyML's mode: the reference cut into chunks, an alert when the
+//! current value leaves the chunks' mean +- 3 standard deviations).
+//!
+//! The current side is the version's prediction records: the predicted
+//! labels or values always, the input rows when the tenant keeps inputs
+//! (`store_inputs`; tabular routes record the first rows of each request).
+//! The reference is the training dataset of the version (read through its
+//! job's spec, encoded by the same layout the artifact records), or the
+//! version's own records in a fixed time range.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use tessera_core::auth::TenantCtx;
+use tessera_core::model::{Model, ModelVersion};
+use tessera_core::time::Timestamp;
+use tessera_events::{Filter, Position, Topic};
+use tessera_store::ModelView;
+use tessera_training::drift::{self, Column, DriftMethod};
+use tessera_training::prepare::InputColumn;
+use utoipa::ToSchema;
+
+use crate::Services;
+use crate::inference::ServeError;
+use crate::predictions::TYPE;
+
+/// Records read for one side at most.
+const MAX_RECORDS: usize = 20_000;
+/// Reference rows used at most (a training set is sampled evenly beyond).
+const MAX_REFERENCE: usize = 20_000;
+/// Chunks the reference is cut into in NannyML's mode.
+const CHUNKS: usize = 10;
+/// Values on each side before a column is judged.
+const MIN_VALUES: usize = 10;
+
+/// What the reference is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reference {
+    /// The dataset the version was trained on.
+    Training,
+    /// The version's own predictions in `[from, to)`.
+    Window { from: Timestamp, to: Timestamp },
+}
+
+/// How a column's drift is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Evidently's default test per column and its threshold.
+    Evidently,
+    /// NannyML: the distance's reference chunks give the bounds.
+    Nannyml,
+}
+
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub version: Option<i64>,
+    pub window: Duration,
+    pub reference: Reference,
+    pub mode: Mode,
+}
+
+/// One column's verdict.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ColumnReport {
+    pub name: String,
+    /// `input` or `prediction`.
+    pub source: &'static str,
+    /// `numeric` or `categorical`.
+    pub kind: &'static str,
+    /// `ks`, `chi_square`, `z_test` (p-values), `wasserstein` (normalized),
+    /// `jensen_shannon` (distances).
+    pub method: &'static str,
+    /// `None` when either side has too few values to judge.
+    pub value: Option<f64>,
+    /// For p-values drift is `value <= threshold` (KS) or `<`; for
+    /// distances `value >=` (Evidently) or `>` the upper bound (NannyML).
+    pub threshold: Option<f64>,
+    pub drifted: Option<bool>,
+    pub reference_values: usize,
+    pub current_values: usize,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Side {
+    /// `training` (with `dataset`) or `window`.
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    /// Rows (records' input rows, or dataset rows) and predictions read.
+    pub rows: usize,
+    pub predictions: usize,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Summary {
+    pub columns: usize,
+    pub drifted_columns: usize,
+    pub share: f64,
+    /// The share at which the dataset drifts (Evidently's 0.5).
+    pub drift_share: f64,
+    pub drifted: bool,
+}
+
+/// `GET /v1/models/{name}/drift`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Report {
+    /// `model.drift`.
+    pub object: &'static str,
+    pub model: String,
+    pub version: Option<i64>,
+    pub mode: Mode,
+    pub reference: Side,
+    pub current: Side,
+    pub columns: Vec<ColumnReport>,
+    /// Over the columns that could be judged; absent when none could.
+    pub dataset_drift: Option<Summary>,
+    /// Why some columns are missing (inputs not kept, no records).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// What one side holds: input columns by name, and the predictions.
+#[derive(Default)]
+struct Sample {
+    columns: BTreeMap<String, Column>,
+    labels: Vec<String>,
+    values: Vec<f64>,
+    rows: usize,
+}
+
+impl Sample {
+    fn push(&mut self, name: &str, v: Cell) {
+        let col = self.columns.entry(name.to_owned()).or_insert_with(|| match v {
+            Cell::Number(_) => Column::Numeric(Vec::new()),
+            Cell::Category(_) => Column::Categorical(Vec::new()),
+        });
+        match (col, v) {
+            (Column::Numeric(c), Cell::Number(x)) => c.push(x),
+            (Column::Categorical(c), Cell::Category(x)) => c.push(x),
+            _ => {}
+        }
+    }
+
+    /// One encoded row, read back through the layout.
+    fn push_row(&mut self, layout: &[InputColumn], row: &[f64]) {
+        self.rows += 1;
+        if layout.is_empty() {
+            for (i, x) in row.iter().enumerate() {
+                self.push(&format!("features[{i}]"), Cell::Number(*x));
+            }
+            return;
+        }
+        let mut at = 0;
+        for col in layout {
+            match col {
+                InputColumn::Numeric { name } => {
+                    if let Some(x) = row.get(at) {
+                        self.push(name, Cell::Number(*x));
+                    }
+                    at += 1;
+                }
+                InputColumn::Categorical { name, categories } => {
+                    let block = row.get(at..at + categories.len()).unwrap_or_default();
+                    let hot = block.iter().position(|x| *x > 0.5);
+                    let category = hot.map_or("(other)".to_owned(), |i| categories[i].clone());
+                    self.push(name, Cell::Category(category));
+                    at += categories.len();
+                }
+            }
+        }
+    }
+
+    fn predicted(&mut self, v: &Value) {
+        match v {
+            Value::String(l) => self.labels.push(l.clone()),
+            Value::Number(n) => self.values.extend(n.as_f64()),
+            _ => {}
+        }
+    }
+}
+
+enum Cell {
+    Number(f64),
+    Category(String),
+}
+
+fn kind(c: &Column) -> &'static str {
+    match c {
+        Column::Numeric(_) => "numeric",
+        Column::Categorical(_) => "categorical",
+    }
+}
+
+fn len(c: &Column) -> usize {
+    match c {
+        Column::Numeric(v) => v.len(),
+        Column::Categorical(v) => v.len(),
+    }
+}
+
+fn method_name(m: DriftMethod) -> &'static str {
+    match m {
+        DriftMethod::KolmogorovSmirnov => "ks",
+        DriftMethod::ChiSquare => "chi_square",
+        DriftMethod::ProportionZ => "z_test",
+        DriftMethod::WassersteinNormalized => "wasserstein",
+        DriftMethod::JensenShannon => "jensen_shannon",
+    }
+}
+
+/// NannyML's distance for a column: Wasserstein (normalized) or
+/// Jensen-Shannon (base 2).
+fn distance(reference: &Column, current: &Column) -> Option<f64> {
+    match (reference, current) {
+        (Column::Numeric(r), Column::Numeric(c)) => drift::wasserstein_normalized(r, c).ok(),
+        (Column::Categorical(r), Column::Categorical(c)) => {
+            let aligned =
+                drift::align_counts(&drift::count_categories(r), &drift::count_categories(c));
+            drift::jensen_shannon(&aligned.reference, &aligned.current, Some(2.0)).ok()
+        }
+        _ => None,
+    }
+}
+
+fn slice(c: &Column, part: std::ops::Range<usize>) -> Column {
+    match c {
+        Column::Numeric(v) => Column::Numeric(v[part].to_vec()),
+        Column::Categorical(v) => Column::Categorical(v[part].to_vec()),
+    }
+}
+
+/// One column judged in `mode`.
+fn judge(
+    name: &str,
+    source: &'static str,
+    reference: &Column,
+    current: &Column,
+    mode: Mode,
+) -> ColumnReport {
+    let mut out = ColumnReport {
+        name: name.to_owned(),
+        source,
+        kind: kind(reference),
+        method: "",
+        value: None,
+        threshold: None,
+        drifted: None,
+        reference_values: len(reference),
+        current_values: len(current),
+    };
+    if out.reference_values < MIN_VALUES.max(CHUNKS) || out.current_values < MIN_VALUES {
+        out.method = match reference {
+            Column::Numeric(_) if mode == Mode::Nannyml => "wasserstein",
+            Column::Categorical(_) if mode == Mode::Nannyml => "jensen_shannon",
+            _ => "",
+        };
+        return out;
+    }
+    match mode {
+        Mode::Evidently => {
+            if let Ok(d) = drift::column_drift(reference, current) {
+                out.method = method_name(d.method);
+                out.value = Some(d.value);
+                out.threshold = Some(d.threshold);
+                out.drifted = Some(d.drifted);
+            }
+        }
+        Mode::Nannyml => {
+            out.method = match reference {
+                Column::Numeric(_) => "wasserstein",
+                Column::Categorical(_) => "jensen_shannon",
+            };
+            let n = out.reference_values;
+            let (size, longer) = (n / CHUNKS, n % CHUNKS);
+            let mut start = 0;
+            let mut chunk_values = Vec::with_capacity(CHUNKS);
+            for k in 0..CHUNKS {
+                let end = start + size + usize::from(k < longer);
+                chunk_values.extend(distance(reference, &slice(reference, start..end)));
+                start = end;
+            }
+            let bounds = drift::reference_bounds(&chunk_values, drift::NANNYML_STD_MULTIPLIER);
+            if let (Some(v), Ok(b)) = (distance(reference, current), bounds) {
+                out.value = Some(v);
+                out.threshold = Some(b.upper);
+                out.drifted = Some(b.exceeds_upper(v));
+            }
+        }
+    }
+    out
+}
+
+/// The artifact's input layout (empty when it records none).
+async fn layout(s: &Services, version: &ModelVersion) -> Vec<InputColumn> {
+    let Ok(bytes) = s.artifacts().get(&version.sha256).await else { return Vec::new() };
+    serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("inputs").cloned())
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default()
+}
+
+/// The model's records in `[from, to]`: by version, how many answered;
+/// and the sample of `version` (empty when `None`).
+async fn records(
+    s: &Services,
+    ctx: &TenantCtx,
+    model: &str,
+    version: Option<i64>,
+    layout: &[InputColumn],
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<(BTreeMap<i64, usize>, Sample), ServeError> {
+    let filter = Filter { event_type: Some(TYPE.into()), until: Some(to), ..Filter::default() };
+    let mut at = Position::Time(from);
+    let (mut by_version, mut sample, mut read) = (BTreeMap::new(), Sample::default(), 0);
+    loop {
+        let page = s
+            .events()
+            .read(ctx.tenant_id(), Topic::Predictions, at, &filter, 1000)
+            .await
+            .map_err(|e| ServeError::Unavailable(e.to_string()))?;
+        read += page.records.len();
+        for r in &page.records {
+            let p = &r.properties;
+            if p.get("model").and_then(Value::as_str) != Some(model)
+                || p.get("tier").and_then(Value::as_str) == Some("shadow")
+                || p.get("cache").and_then(Value::as_str) == Some("hit")
+            {
+                continue;
+            }
+            let Some(v) = p
+                .get("version")
+                .and_then(Value::as_str)
+                .and_then(|v| v.rsplit_once('@').map_or(v, |(_, n)| n).parse::<i64>().ok())
+            else {
+                continue;
+            };
+            *by_version.entry(v).or_insert(0) += 1;
+            if version != Some(v) {
+                continue;
+            }
+            let predicted =
+                p.get("output").and_then(|o| o.get("predicted")).and_then(Value::as_array);
+            for x in predicted.into_iter().flatten() {
+                sample.predicted(x);
+            }
+            for row in p.get("rows").and_then(Value::as_array).into_iter().flatten() {
+                let row: Vec<f64> =
+                    row.as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+                sample.push_row(layout, &row);
+            }
+        }
+        if page.end || read >= MAX_RECORDS {
+            break;
+        }
+        at = Position::Offset(page.next);
+    }
+    Ok((by_version, sample))
+}
+
+/// The training set of `version`, encoded as the model reads it.
+async fn training_sample(
+    s: &Services,
+    ctx: &TenantCtx,
+    model: &Model,
+    version: i64,
+) -> Result<(String, Sample), ServeError> {
+    let job = s.store().training_job_for_version(ctx, &model.name, version).await?;
+    let Some(job) = job else {
+        return Err(ServeError::Conflict(format!(
+            "version {version} of {} was not trained here, so it has no training set to compare with; \
+             give reference_from and reference_to (a time range of its own predictions)",
+            model.name
+        )));
+    };
+    let spec = &job.spec;
+    let (_, prepared) = crate::validation::read_dataset(
+        s,
+        ctx,
+        &spec.dataset,
+        &spec.label,
+        spec.text.as_deref(),
+        spec.features.as_deref(),
+        None,
+    )
+    .await
+    .map_err(|e| ServeError::Conflict(format!("the training set of version {version}: {e}")))?;
+    let mut sample = Sample::default();
+    let n = prepared.labels.len();
+    // Evenly spaced rows beyond the bound.
+    let step = n.div_ceil(MAX_REFERENCE).max(1);
+    if let Some(m) = &prepared.features {
+        for i in (0..m.rows).step_by(step) {
+            let row: Vec<f64> = m.row(i).iter().map(|x| f64::from(*x)).collect();
+            sample.push_row(&prepared.layout, &row);
+        }
+    }
+    let regression = spec.task == "regression";
+    for label in prepared.labels.iter().step_by(step) {
+        match label {
+            Value::Number(n) if regression => sample.values.extend(n.as_f64()),
+            Value::String(l) => sample.labels.push(l.clone()),
+            other => sample.labels.push(other.to_string()),
+        }
+    }
+    Ok((spec.dataset.clone(), sample))
+}
+
+/// The drift report of `model` (the tenant's own, or one it may use).
+pub async fn report(
+    s: &Services,
+    ctx: &TenantCtx,
+    view: ModelView<'_>,
+    model: &Model,
+    q: &Query,
+    now: Timestamp,
+) -> Result<Report, ServeError> {
+    let versions = s.store().list_model_versions(view, model).await?;
+    let since = now.plus_millis(-i64::try_from(q.window.as_millis()).unwrap_or(i64::MAX));
+    // The version asked for, else the one that answered most in the window.
+    let (by_version, _) = records(s, ctx, &model.name, None, &[], since, now).await?;
+    let version = q.version.or_else(|| by_version.iter().max_by_key(|(_, n)| **n).map(|(v, _)| *v));
+    let mut notes = Vec::new();
+    let Some(version) = version else {
+        notes.push(format!("no recorded predictions of {} in the window", model.name));
+        return Ok(Report {
+            object: "model.drift",
+            model: model.name.clone(),
+            version: None,
+            mode: q.mode,
+            reference: side("none", None, None, None, &Sample::default()),
+            current: side("window", None, Some(since), Some(now), &Sample::default()),
+            columns: Vec::new(),
+            dataset_drift: None,
+            notes,
+        });
+    };
+    let Some(v) = versions.iter().find(|v| v.version == version) else {
+        return Err(ServeError::invalid(
+            "version",
+            format!("model {} has no version {version}", model.name),
+        ));
+    };
+    let layout = layout(s, v).await;
+    let (_, current) = records(s, ctx, &model.name, Some(version), &layout, since, now).await?;
+    let (reference, ref_side) = match &q.reference {
+        Reference::Training => {
+            let (dataset, sample) = training_sample(s, ctx, model, version).await?;
+            let side = side("training", Some(dataset), None, None, &sample);
+            (sample, side)
+        }
+        Reference::Window { from, to } => {
+            let (_, sample) =
+                records(s, ctx, &model.name, Some(version), &layout, *from, *to).await?;
+            let side = side("window", None, Some(*from), Some(*to), &sample);
+            (sample, side)
+        }
+    };
+    let mut columns = Vec::new();
+    for (name, r) in &reference.columns {
+        match current.columns.get(name) {
+            Some(c) => columns.push(judge(name, "input", r, c, q.mode)),
+            None => columns.push(judge(name, "input", r, &empty_like(r), q.mode)),
+        }
+    }
+    if !reference.columns.is_empty() && current.rows == 0 {
+        notes.push(
+            "no input rows in the window: inputs are recorded only for tenants that keep them (store_inputs), on tabular routes"
+                .into(),
+        );
+    }
+    if reference.columns.is_empty() && layout.is_empty() && current.rows == 0 {
+        notes.push(
+            "input drift needs numeric input rows; this version's inputs are not tabular".into(),
+        );
+    }
+    if !reference.labels.is_empty() || !current.labels.is_empty() {
+        let (r, c) = (
+            Column::Categorical(reference.labels.clone()),
+            Column::Categorical(current.labels.clone()),
+        );
+        columns.push(judge("prediction", "prediction", &r, &c, q.mode));
+    } else if !reference.values.is_empty() || !current.values.is_empty() {
+        let (r, c) =
+            (Column::Numeric(reference.values.clone()), Column::Numeric(current.values.clone()));
+        columns.push(judge("prediction", "prediction", &r, &c, q.mode));
+    }
+    let judged: Vec<bool> = columns.iter().filter_map(|c| c.drifted).collect();
+    let dataset_drift = (!judged.is_empty()).then(|| {
+        let drifted = judged.iter().filter(|d| **d).count();
+        let share = drifted as f64 / judged.len() as f64;
+        Summary {
+            columns: judged.len(),
+            drifted_columns: drifted,
+            share,
+            drift_share: drift::DEFAULT_DRIFT_SHARE,
+            drifted: share >= drift::DEFAULT_DRIFT_SHARE,
+        }
+    });
+    Ok(Report {
+        object: "model.drift",
+        model: model.name.clone(),
+        version: Some(version),
+        mode: q.mode,
+        reference: ref_side,
+        current: side("window", None, Some(since), Some(now), &current),
+        columns,
+        dataset_drift,
+        notes,
+    })
+}
+
+fn empty_like(c: &Column) -> Column {
+    match c {
+        Column::Numeric(_) => Column::Numeric(Vec::new()),
+        Column::Categorical(_) => Column::Categorical(Vec::new()),
+    }
+}
+
+fn side(
+    kind: &'static str,
+    dataset: Option<String>,
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+    s: &Sample,
+) -> Side {
+    Side { kind, dataset, from, to, rows: s.rows, predictions: s.labels.len() + s.values.len() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numbers(v: impl IntoIterator<Item = f64>) -> Column {
+        Column::Numeric(v.into_iter().collect())
+    }
+
+    #[test]
+    fn rows_read_back_through_the_layout() {
+        let layout = vec![
+            InputColumn::Numeric { name: "age".into() },
+            InputColumn::Categorical {
+                name: "plan".into(),
+                categories: vec!["free".into(), "pro".into()],
+            },
+        ];
+        let mut s = Sample::default();
+        s.push_row(&layout, &[30.0, 0.0, 1.0]);
+        s.push_row(&layout, &[40.0, 0.0, 0.0]);
+        assert_eq!(s.rows, 2);
+        assert_eq!(s.columns["age"], numbers([30.0, 40.0]));
+        assert_eq!(s.columns["plan"], Column::Categorical(vec!["pro".into(), "(other)".into()]));
+        let mut raw = Sample::default();
+        raw.push_row(&[], &[1.0, 2.0]);
+        assert_eq!(raw.columns["features[1]"], numbers([2.0]));
+    }
+
+    #[test]
+    fn a_shifted_column_drifts_and_a_steady_one_does_not_in_both_modes() {
+        let steady: Vec<f64> = (0..2000).map(|i| f64::from(i % 100)).collect();
+        let reference = numbers(steady.iter().copied());
+        let same = numbers(steady.iter().copied().rev().take(500));
+        let shifted = numbers(steady.iter().map(|x| x + 40.0).take(500));
+        for mode in [Mode::Evidently, Mode::Nannyml] {
+            let calm = judge("x", "input", &reference, &same, mode);
+            let moved = judge("x", "input", &reference, &shifted, mode);
+            assert_eq!(
+                (calm.drifted, moved.drifted),
+                (Some(false), Some(true)),
+                "{mode:?}: {calm:?} {moved:?}"
+            );
+            assert_eq!(moved.method, "wasserstein", "2000 reference rows: a distance");
+        }
+        // A small reference: Evidently's KS p-value.
+        let small = numbers(steady.iter().copied().take(500));
+        let ks = judge("x", "input", &small, &shifted, Mode::Evidently);
+        assert_eq!((ks.method, ks.drifted), ("ks", Some(true)));
+        assert!(ks.value.unwrap() < 1e-6);
+        // Too few current values: no verdict.
+        let few = judge("x", "input", &reference, &numbers([1.0, 2.0]), Mode::Evidently);
+        assert_eq!((few.value, few.drifted), (None, None));
+    }
+
+    #[test]
+    fn label_shares_that_move_drift() {
+        let labels = |pos: usize, n: usize| {
+            Column::Categorical(
+                (0..n).map(|i| if i < pos { "pos" } else { "neg" }.to_owned()).collect(),
+            )
+        };
+        let reference = labels(500, 1000);
+        let calm =
+            judge("prediction", "prediction", &reference, &labels(100, 200), Mode::Evidently);
+        let moved =
+            judge("prediction", "prediction", &reference, &labels(180, 200), Mode::Evidently);
+        assert_eq!(calm.method, "z_test");
+        assert_eq!((calm.drifted, moved.drifted), (Some(false), Some(true)), "{calm:?} {moved:?}");
+    }
+}
