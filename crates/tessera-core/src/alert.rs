@@ -16,6 +16,7 @@ use crate::time::Timestamp;
 /// What a rule watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = AlertMetric)]
 pub enum Metric {
     /// The model's 99th-percentile latency over the window, in ms.
     LatencyP99Ms,
@@ -48,6 +49,7 @@ impl Metric {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = AlertOp)]
 pub enum Op {
     #[serde(rename = ">")]
     Above,
@@ -72,6 +74,7 @@ impl Op {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = AlertSeverity)]
 pub enum Severity {
     Info,
     Warning,
@@ -191,6 +194,7 @@ impl AlertSpec {
 /// Where one subject (a model, or a tenant for platform rules) stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = AlertStatus)]
 pub enum Status {
     Ok,
     /// The condition holds, not yet for `for`.
@@ -199,6 +203,7 @@ pub enum Status {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = AlertInstance)]
 pub struct Instance {
     pub status: Status,
     /// When the status began.
@@ -215,7 +220,6 @@ pub struct AlertRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub tenant_id: Option<crate::ids::TenantId>,
-    #[serde(flatten)]
     pub spec: AlertSpec,
     /// Built in (a platform rule the server keeps).
     #[serde(default)]

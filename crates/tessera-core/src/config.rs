@@ -41,6 +41,16 @@ pub struct RawConfig {
     pub breaker: RawBreaker,
     #[serde(default)]
     pub events: RawEvents,
+    #[serde(default)]
+    pub alerts: RawAlerts,
+}
+
+/// `[alerts]`: how often alert rules are evaluated.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    /// Milliseconds between evaluations of a rule (default 15000, at least 100).
+    pub eval_interval_ms: Option<u64>,
 }
 
 /// `[events]`: what the event log keeps and what one ingestion request may hold.
@@ -316,6 +326,8 @@ pub struct Config {
     pub engine: EngineConfig,
     pub breaker: BreakerSettings,
     pub events: EventsConfig,
+    /// How often each alert rule is evaluated.
+    pub alert_eval_interval: Duration,
 }
 
 /// Validated `[events]` settings.
@@ -585,6 +597,16 @@ impl Config {
             admin_key,
             breaker: BreakerSettings::from_raw(&raw.breaker)?,
             events: EventsConfig::from_raw(&raw.events)?,
+            alert_eval_interval: match raw.alerts.eval_interval_ms {
+                None => Duration::from_secs(15),
+                Some(ms) if (100..=3_600_000).contains(&ms) => Duration::from_millis(ms),
+                Some(ms) => {
+                    return Err(ValidationError::new(
+                        "alerts.eval_interval_ms",
+                        format!("alerts.eval_interval_ms is 100 to 3600000, got {ms}"),
+                    ));
+                }
+            },
             engine: EngineConfig::from_raw(raw.engine)?,
         })
     }

@@ -91,6 +91,7 @@ fn default_min_samples() -> u64 {
 /// out is not made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RolloutChecks)]
 pub struct Checks {
     /// Failed answers over all answers in the last interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -255,6 +256,7 @@ impl RolloutState {
 
 /// One check's value at an evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = RolloutCheckValue)]
 pub struct CheckValue {
     pub name: String,
     /// `None`: not enough data to judge.
@@ -270,6 +272,7 @@ pub struct CheckValue {
 
 /// One line of a rollout's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = RolloutHistoryEntry)]
 pub struct HistoryEntry {
     pub at: Timestamp,
     /// `started`, `advanced`, `passed`, `failed`, `waiting`, `rolled_back`,

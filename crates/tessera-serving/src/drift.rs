@@ -50,6 +50,7 @@ pub enum Reference {
 /// How a column's drift is judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = DriftMode)]
 pub enum Mode {
     /// Evidently's default test per column and its threshold.
     Evidently,
@@ -67,6 +68,7 @@ pub struct Query {
 
 /// One column's verdict.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = DriftColumn)]
 pub struct ColumnReport {
     pub name: String,
     /// `input` or `prediction`.
@@ -87,6 +89,7 @@ pub struct ColumnReport {
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = DriftSide)]
 pub struct Side {
     /// `training` (with `dataset`) or `window`.
     pub kind: &'static str,
@@ -100,6 +103,7 @@ pub struct Side {
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = DriftSummary)]
 pub struct Summary {
     pub columns: usize,
     pub drifted_columns: usize,
@@ -111,6 +115,7 @@ pub struct Summary {
 
 /// `GET /v1/models/{name}/drift`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = DriftReport)]
 pub struct Report {
     /// `model.drift`.
     pub object: &'static str,

@@ -11,12 +11,14 @@
 //! - `invalidate.rs`: the store decorator that announces changes to caches;
 //! - `event_schemas.rs`: tenants' event type schemas, compiled and read through;
 //! - `predictions.rs`: one prediction record per inference, off the request path;
+//! - `alerts.rs`: the alert controller and its signed webhook deliveries (O4);
 //! - `drift.rs`: a version's inputs and predictions against a reference (O3);
 //! - `feedback.rs`: ground truth joined to prediction records, and its counters;
 //! - `rollouts.rs`: starting, controlling and evaluating rollouts (the controller);
 //! - `training.rs`: the training job runner (claims jobs, fits, stores versions);
 //! - `redis_link.rs`: the shared Redis link; `tasks.rs`: background tasks.
 
+pub mod alerts;
 pub mod cache;
 pub mod drift;
 pub mod event_schemas;

@@ -318,11 +318,11 @@ pub async fn control(
     Err(ServeError::Unavailable(format!("rollout {id} kept changing; try again")))
 }
 
-/// What the candidate's and the primary's records in a window show.
+/// What a version's records in a window show.
 #[derive(Debug, Default)]
-struct Traffic {
-    answers: u64,
-    errors: u64,
+pub(crate) struct Traffic {
+    pub(crate) answers: u64,
+    pub(crate) errors: u64,
     latencies: Vec<f64>,
     same: u64,
     compared: u64,
@@ -331,7 +331,7 @@ struct Traffic {
 }
 
 impl Traffic {
-    fn add(&mut self, event_type: &str, p: &serde_json::Map<String, Value>) {
+    pub(crate) fn add(&mut self, event_type: &str, p: &serde_json::Map<String, Value>) {
         if event_type == ERROR_TYPE {
             self.errors += 1;
             return;
@@ -356,7 +356,7 @@ impl Traffic {
         }
     }
 
-    fn p99(&mut self) -> Option<f64> {
+    pub(crate) fn p99(&mut self) -> Option<f64> {
         if self.latencies.is_empty() {
             return None;
         }
@@ -364,6 +364,43 @@ impl Traffic {
         // Nearest rank.
         let rank = (0.99 * self.latencies.len() as f64).ceil() as usize;
         Some(self.latencies[rank.clamp(1, self.latencies.len()) - 1])
+    }
+}
+
+/// Calls `each(type, properties, version, shadow)` for the tenant's
+/// answer and failure records of `model` stored in `[from, to]` (at most
+/// [`MAX_RECORDS`]).
+pub(crate) async fn each_record(
+    log: &dyn EventLog,
+    tenant: &tessera_core::ids::TenantId,
+    model: &str,
+    from: Timestamp,
+    to: Timestamp,
+    mut each: impl FnMut(&str, &serde_json::Map<String, Value>, Option<i64>, bool),
+) -> Result<(), ServeError> {
+    let filter = Filter { until: Some(to), ..Filter::default() };
+    let mut at = Position::Time(from);
+    let mut read = 0;
+    loop {
+        let page = log
+            .read(tenant, Topic::Predictions, at, &filter, 1000)
+            .await
+            .map_err(|e| ServeError::Unavailable(e.to_string()))?;
+        read += page.records.len();
+        for rec in &page.records {
+            let p = &rec.properties;
+            if (rec.event_type != TYPE && rec.event_type != ERROR_TYPE)
+                || p.get("model").and_then(Value::as_str) != Some(model)
+            {
+                continue;
+            }
+            let shadow = p.get("tier").and_then(Value::as_str) == Some("shadow");
+            each(&rec.event_type, p, version_of(p), shadow);
+        }
+        if page.end || read >= MAX_RECORDS {
+            return Ok(());
+        }
+        at = Position::Offset(page.next);
     }
 }
 
@@ -394,36 +431,14 @@ pub async fn measure(
         }
     };
     let (mut cand, mut prim) = (Traffic::default(), Traffic::default());
-    let filter = Filter { until: Some(now), ..Filter::default() };
-    let mut from = Position::Time(r.evaluated_at);
-    let mut read = 0;
-    loop {
-        let page = log
-            .read(ctx.tenant_id(), Topic::Predictions, from, &filter, 1000)
-            .await
-            .map_err(|e| ServeError::Unavailable(e.to_string()))?;
-        read += page.records.len();
-        for rec in &page.records {
-            let p = &rec.properties;
-            if rec.event_type != TYPE && rec.event_type != ERROR_TYPE {
-                continue;
-            }
-            if p.get("model").and_then(Value::as_str) != Some(r.model.as_str()) {
-                continue;
-            }
-            let shadow = p.get("tier").and_then(Value::as_str) == Some("shadow");
-            let version = version_of(p);
-            if version == Some(r.candidate) && shadow == shadow_step {
-                cand.add(&rec.event_type, p);
-            } else if version.is_some() && version == primary && !shadow {
-                prim.add(&rec.event_type, p);
-            }
+    each_record(log, ctx.tenant_id(), &r.model, r.evaluated_at, now, |kind, p, version, shadow| {
+        if version == Some(r.candidate) && shadow == shadow_step {
+            cand.add(kind, p);
+        } else if version.is_some() && version == primary && !shadow {
+            prim.add(kind, p);
         }
-        if page.end || read >= MAX_RECORDS {
-            break;
-        }
-        from = Position::Offset(page.next);
-    }
+    })
+    .await?;
     let c = &r.checks;
     let attempts = cand.answers + cand.errors;
     let mut checks =

@@ -64,6 +64,8 @@ pub struct EventSettings {
     pub compact_every: Duration,
     /// How old a prediction may be and still take feedback.
     pub feedback_horizon: Duration,
+    /// How often each alert rule is evaluated.
+    pub alert_eval_interval: Duration,
 }
 
 impl Default for EventSettings {
@@ -72,6 +74,7 @@ impl Default for EventSettings {
             ingest: IngestLimits::default(),
             compact_every: Duration::from_secs(300),
             feedback_horizon: Duration::from_secs(7 * 86_400),
+            alert_eval_interval: Duration::from_secs(15),
         }
     }
 }
@@ -120,6 +123,7 @@ struct Inner {
     feature_catalogs: Arc<FeatureCatalogs>,
     trainer: Arc<crate::training::Trainer>,
     rollouts: Arc<crate::rollouts::Controller>,
+    alerts: Arc<crate::alerts::Alerts>,
     /// Every metric of the process (the edge's too), encoded on `GET /metrics`.
     metrics: Registry,
 }
@@ -179,6 +183,8 @@ impl Services {
         feedback.register(&mut metrics);
         let rollouts = Arc::new(crate::rollouts::Controller::default());
         rollouts.register(&mut metrics);
+        let alerts = Arc::new(crate::alerts::Alerts::new(cfg.events.alert_eval_interval));
+        alerts.register(&mut metrics);
         let consumers = Arc::new(ConsumerMetrics::default());
         metrics.register_collector(Box::new(consumers.clone()));
         start_compaction(&tasks, events.clone(), cfg.events.compact_every);
@@ -221,6 +227,7 @@ impl Services {
                 feature_catalogs,
                 trainer: Arc::default(),
                 rollouts,
+                alerts,
                 metrics,
             }),
         };
@@ -230,6 +237,9 @@ impl Services {
         let controller =
             crate::rollouts::run(services.clone(), tessera_core::auth::SystemCtx::bootstrap());
         services.inner.tasks.spawn_loop(controller);
+        let alerting =
+            crate::alerts::run(services.clone(), tessera_core::auth::SystemCtx::bootstrap());
+        services.inner.tasks.spawn_loop(alerting);
         match stream {
             Ok(c) => services.run_consumer(c),
             Err(e) => tracing::error!(error = %e, "the stream feature pipeline cannot start"),
@@ -332,6 +342,10 @@ impl Services {
     /// The rollout controller of this replica.
     pub fn rollouts(&self) -> &crate::rollouts::Controller {
         &self.inner.rollouts
+    }
+    /// The alert controller of this replica.
+    pub fn alerts(&self) -> &crate::alerts::Alerts {
+        &self.inner.alerts
     }
     /// The training job runner of this replica.
     pub fn trainer(&self) -> &crate::training::Trainer {

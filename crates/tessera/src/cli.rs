@@ -42,6 +42,12 @@ pub enum Command {
     /// Roll a model version out step by step, watch it, or stop it.
     #[command(subcommand)]
     Rollouts(RolloutsCmd),
+    /// Show how a model's inputs and predictions drift from its training set.
+    #[command(subcommand)]
+    Drift(DriftCmd),
+    /// List alert rules and what is firing.
+    #[command(subcommand)]
+    Alerts(AlertsCmd),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
     /// Drive HTTP load at a URL and report latency percentiles and status counts.
@@ -89,6 +95,45 @@ pub struct ClientArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DriftCmd {
+    /// Per column: the method, its value, the threshold and the verdict,
+    /// and the share of drifted columns. Exits 0 whether or not it drifts.
+    Show {
+        #[command(flatten)]
+        client: ClientArgs,
+        model: String,
+        /// The current window, ending now.
+        #[arg(long, default_value = "1h")]
+        window: String,
+        /// The version [default: the one that answered most in the window].
+        #[arg(long)]
+        version: Option<i64>,
+        /// Compare with the version's predictions from this time (RFC 3339)
+        /// instead of its training set; needs --reference-to.
+        #[arg(long)]
+        reference_from: Option<String>,
+        #[arg(long)]
+        reference_to: Option<String>,
+        /// `evidently` or `nannyml`.
+        #[arg(long, default_value = "evidently")]
+        mode: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCmd {
+    /// The tenant's rules (the platform's with a platform key and
+    /// --platform), firing instances first.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The platform's rules (a platform key).
+        #[arg(long)]
+        platform: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -74,6 +74,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     },
                     compact_every: cfg.events.compact_every,
                     feedback_horizon: cfg.events.feedback_horizon,
+                    alert_eval_interval: cfg.alert_eval_interval,
                 },
             },
         },

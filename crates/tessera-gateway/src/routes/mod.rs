@@ -2,6 +2,7 @@
 //! also records it, so a test can check that each one is described in the
 //! OpenAPI document (`openapi::ApiDoc`).
 
+pub mod alerts;
 pub mod audit;
 pub mod breakers;
 pub mod cache;
@@ -164,6 +165,14 @@ pub fn api_routes() -> ApiRoutes {
         .add(Post, "/v1/datasets/from-features", datasets::from_features)
         .add(Post, "/v1/datasets/from-feedback", feedback::to_dataset)
         .add(Post, "/v1/feedback", feedback::submit)
+        .add(Post, "/v1/alerts", alerts::create)
+        .add(Get, "/v1/alerts", alerts::list)
+        .add(Get, "/v1/alerts/{id}", alerts::get)
+        .add(Delete, "/v1/alerts/{id}", alerts::delete)
+        .add(Post, "/admin/v1/alerts", alerts::admin_create)
+        .add(Get, "/admin/v1/alerts", alerts::admin_list)
+        .add(Get, "/admin/v1/alerts/{id}", alerts::admin_get)
+        .add(Delete, "/admin/v1/alerts/{id}", alerts::admin_delete)
         .add(Post, "/v1/rollouts", rollouts::create)
         .add(Get, "/v1/rollouts", rollouts::list)
         .add(Get, "/v1/rollouts/{id}", rollouts::get)

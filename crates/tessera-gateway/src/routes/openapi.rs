@@ -6,8 +6,8 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    audit, breakers, cache, chat, datasets, deployments, drift, embeddings, event_types, events,
-    features, feedback, governance, health, keys, kserve, me, models, oip, plans, rollouts,
+    alerts, audit, breakers, cache, chat, datasets, deployments, drift, embeddings, event_types,
+    events, features, feedback, governance, health, keys, kserve, me, models, oip, plans, rollouts,
     tenants, training_jobs, usage,
 };
 
@@ -31,6 +31,8 @@ use super::{
         datasets::upload, datasets::list, datasets::get, datasets::preview, datasets::from_features, datasets::edit_schema,
         feedback::submit, feedback::model_quality, feedback::to_dataset,
         drift::model_drift,
+        alerts::create, alerts::list, alerts::get, alerts::delete,
+        alerts::admin_create, alerts::admin_list, alerts::admin_get, alerts::admin_delete,
         rollouts::create, rollouts::list, rollouts::get, rollouts::pause, rollouts::resume, rollouts::abort,
         training_jobs::create, training_jobs::list, training_jobs::get, training_jobs::cancel, training_jobs::events, training_jobs::lineage,
         governance::report, governance::validate, governance::gate_override,

@@ -11,7 +11,7 @@ use crate::Services;
 use crate::limits::{Admitted, Check, Dim};
 
 /// Budget share past which the tenant is alerted (the soft threshold).
-const BUDGET_SOFT: f64 = 0.8;
+pub const BUDGET_SOFT: f64 = 0.8;
 
 /// Admits a request to the resolved model `name` that is estimated to use
 /// `prompt` and `completion` tokens (zeros when the route does not count

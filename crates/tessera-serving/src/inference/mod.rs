@@ -21,7 +21,7 @@ pub mod resolve;
 pub mod run;
 pub mod shadow;
 
-pub use admission::{admit_events, estimate_tokens};
+pub use admission::{BUDGET_SOFT, admit_events, estimate_tokens};
 
 /// Most inputs (texts, instances) in one request (OpenAI's limit).
 pub const MAX_INPUTS: usize = 2048;

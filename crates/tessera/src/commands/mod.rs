@@ -1,5 +1,6 @@
 //! One module per command group; `run` dispatches.
 
+mod alerts;
 mod audit;
 mod connections;
 mod events;
@@ -21,6 +22,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(cmd) => events::run(cmd).await,
         Command::Features(cmd) => features::run(cmd).await,
         Command::Rollouts(cmd) => rollouts::run(cmd).await,
+        Command::Drift(cmd) => alerts::drift(cmd).await,
+        Command::Alerts(cmd) => alerts::run(cmd).await,
         Command::Models(crate::cli::ModelsCmd::Fetch { cache_dir }) => {
             let cache = cache_dir.unwrap_or_else(tessera_engine::fetch::cache_dir);
             let result = tokio::task::spawn_blocking(move || {

@@ -22,6 +22,7 @@ struct Theirs<'a> {
     dataset: &'a str,
     job: &'a str,
     rollout: &'a str,
+    alert: &'a str,
 }
 
 fn fill(path: &str, b: &Theirs<'_>) -> String {
@@ -44,6 +45,8 @@ fn fill(path: &str, b: &Theirs<'_>) -> String {
                 "datasets" => b.dataset,
                 "training-jobs" => b.job,
                 "rollouts" => b.rollout,
+                "alerts" if path.starts_with("/admin/") => "alr_notmine",
+                "alerts" => b.alert,
                 "aliases" => "champion",
                 "versions" => "1",
                 "{kind}" => "b_private",
@@ -172,6 +175,11 @@ async fn cross_tenant_walk(backend: Backend) {
     let rollout = s.api.call(Method::POST, "/v1/rollouts", Some(&b_key), Some(rollout)).await;
     assert_eq!(rollout.status, StatusCode::CREATED, "{rollout:?}");
     let b_rollout = rollout.body["id"].as_str().unwrap().to_owned();
+    // B's alert rule.
+    let rule = json!({"name": "b-budget", "metric": "budget_used", "op": ">=", "threshold": 0.5, "severity": "info"});
+    let rule = s.api.call(Method::POST, "/v1/alerts", Some(&b_key), Some(rule)).await;
+    assert_eq!(rule.status, StatusCode::CREATED, "{rule:?}");
+    let b_alert = rule.body["id"].as_str().unwrap().to_owned();
     let b_before = s.api.get("/v1/me", &b_key).await.body;
 
     let spec = s.api.get("/openapi.json", &a_key).await.body;
@@ -190,6 +198,7 @@ async fn cross_tenant_walk(backend: Backend) {
                 dataset: &b_dataset,
                 job: &b_job,
                 rollout: &b_rollout,
+                alert: &b_alert,
             };
             let url = fill(path, &theirs);
             if path.ends_with("/stream") {
@@ -263,6 +272,12 @@ async fn cross_tenant_walk(backend: Backend) {
     let r = s.api.get(&format!("/v1/rollouts/{b_rollout}"), &b_key).await;
     assert_eq!((r.status, r.body["state"].as_str()), (StatusCode::OK, Some("running")), "{r:?}");
     assert_eq!(r.body["history"].as_array().map(Vec::len), Some(1), "{r:?}");
+    let r = s.api.get(&format!("/v1/alerts/{b_alert}"), &b_key).await;
+    assert_eq!(
+        (r.status, r.body["spec"]["name"].as_str()),
+        (StatusCode::OK, Some("b-budget")),
+        "{r:?}"
+    );
     let et = s.api.get("/v1/event-types/b-private-type", &b_key).await;
     assert_eq!((et.status, &et.body["schema"]), (StatusCode::OK, &b_schema["schema"]), "{et:?}");
     // Guessing B's view name reaches nothing, and B's value is as it was.

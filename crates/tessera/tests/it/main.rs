@@ -24,6 +24,7 @@ mod jwks;
 mod limits;
 mod loadtest;
 mod models;
+mod monitoring;
 mod openapi_fuzz;
 mod operations;
 mod remote;

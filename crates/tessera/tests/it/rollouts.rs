@@ -18,10 +18,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// Points on [-1, 1]^2, the same every run.
-struct Points(u64);
+pub struct Points(pub u64);
 
 impl Points {
-    fn next(&mut self) -> f64 {
+    pub fn next(&mut self) -> f64 {
         self.0 =
             self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
@@ -29,7 +29,7 @@ impl Points {
 }
 
 /// The truth: `pos` right of the y axis.
-fn truth(x: f64, _y: f64) -> &'static str {
+pub fn truth(x: f64, _y: f64) -> &'static str {
     if x > 0.0 { "pos" } else { "neg" }
 }
 
@@ -40,7 +40,7 @@ fn skewed(x: f64, y: f64) -> &'static str {
 }
 
 /// Trains a version of `model` on 1,500 points labelled by `label`; its number.
-async fn train(
+pub async fn train(
     s: &Server,
     key: &str,
     model: &str,
