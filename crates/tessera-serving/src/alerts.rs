@@ -24,7 +24,8 @@ use tessera_core::alert::{AlertEvent, AlertRule, AlertSpec, Metric, Op, Severity
 use tessera_core::auth::{SystemCtx, TenantCtx};
 use tessera_core::ids::TenantId;
 use tessera_core::time::Timestamp;
-use tessera_store::{KeyOwner, ModelView, StoreError};
+use tessera_events::EventLog;
+use tessera_store::{KeyOwner, MetadataStore, ModelView, StoreError};
 
 use crate::Services;
 use crate::inference::ServeError;
@@ -171,12 +172,28 @@ async fn refresh_firing(s: &Services, sys: &SystemCtx) {
     }
 }
 
-/// Evaluates the rules due at `now` this replica can claim; how many it wrote.
-pub async fn tick(s: &Services, sys: &SystemCtx, now: Timestamp) -> Result<usize, StoreError> {
-    let a = s.alerts();
+/// What an evaluation reads: the store and the log, and the server's
+/// services when there is one (drift needs its artifacts and models;
+/// budgets read its tenant cache). A benchmark runs the controller on a
+/// store and a log alone.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    pub store: &'a dyn MetadataStore,
+    pub log: &'a dyn EventLog,
+    pub services: Option<&'a Services>,
+}
+
+/// Evaluates the rules due at `now` this replica can claim; how many it
+/// wrote and the transitions to notify.
+pub async fn evaluate_due(
+    src: Sources<'_>,
+    a: &Alerts,
+    sys: &SystemCtx,
+    now: Timestamp,
+) -> Result<(usize, Vec<(AlertRule, AlertEvent)>), StoreError> {
     let lease = i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
-    let due = s.store().claim_alert_rules(sys, &a.owner, now, lease).await?;
-    let mut written = 0;
+    let due = src.store.claim_alert_rules(sys, &a.owner, now, lease).await?;
+    let (mut written, mut notify) = (0, Vec::new());
     for mut rule in due {
         a.evaluations.inc();
         let timing = match rule.spec.validate() {
@@ -186,26 +203,37 @@ pub async fn tick(s: &Services, sys: &SystemCtx, now: Timestamp) -> Result<usize
                 continue;
             }
         };
-        let values = measure(s, sys, &rule, timing.window, now).await;
+        let values = measure(src, sys, &rule, timing.window, now).await;
         let events = rule.step(&values, timing.for_, now);
         rule.last_evaluated_at = Some(now);
         rule.next_evaluation_at =
             now.plus_millis(i64::try_from(a.every.as_millis()).unwrap_or(i64::MAX));
-        match s.store().save_alert_rule(sys, &rule, &events, &a.owner).await {
+        match src.store.save_alert_rule(sys, &rule, &events, &a.owner).await {
             Ok(true) => {
                 written += 1;
-                for e in &events {
-                    log_transition(&rule, e);
-                    if rule.spec.webhook_url.is_some() {
-                        let (s2, rule, e, sys) = (s.clone(), rule.clone(), e.clone(), sys.clone());
-                        s.tasks().spawn(async move { deliver(&s2, &sys, &rule, &e).await });
-                    }
+                for e in events {
+                    log_transition(&rule, &e);
+                    notify.push((rule.clone(), e));
                 }
             }
             Ok(false) => {}
             Err(e) => {
                 tracing::warn!(rule = %rule.id, error = %e, "could not write an alert rule's state")
             }
+        }
+    }
+    Ok((written, notify))
+}
+
+/// One controller pass on the server: evaluations, then each transition
+/// delivered in the background.
+pub async fn tick(s: &Services, sys: &SystemCtx, now: Timestamp) -> Result<usize, StoreError> {
+    let src = Sources { store: s.store(), log: &**s.events(), services: Some(s) };
+    let (written, notify) = evaluate_due(src, s.alerts(), sys, now).await?;
+    for (rule, e) in notify {
+        if rule.spec.webhook_url.is_some() {
+            let (s2, sys) = (s.clone(), sys.clone());
+            s.tasks().spawn(async move { deliver(&s2, &sys, &rule, &e).await });
         }
     }
     Ok(written)
@@ -226,7 +254,7 @@ fn log_transition(rule: &AlertRule, e: &AlertEvent) {
 
 /// Each subject's value now (`None`: no data).
 async fn measure(
-    s: &Services,
+    src: Sources<'_>,
     sys: &SystemCtx,
     rule: &AlertRule,
     window: Duration,
@@ -234,7 +262,7 @@ async fn measure(
 ) -> BTreeMap<String, Option<f64>> {
     let tenants: Vec<TenantId> = match &rule.tenant_id {
         Some(t) => vec![t.clone()],
-        None => match s.store().list_tenants(sys).await {
+        None => match src.store.list_tenants(sys).await {
             Ok(ts) => ts.into_iter().map(|t| t.id).collect(),
             Err(e) => {
                 tracing::warn!(rule = %rule.id, error = %e, "could not list tenants for a platform rule");
@@ -249,7 +277,7 @@ async fn measure(
             (Some(_), Some(m)) => m.clone(),
             _ => tenant.as_str().to_owned(),
         };
-        let value = match value(s, sys, &ctx, &rule.spec, window, now).await {
+        let value = match value(src, sys, &ctx, &rule.spec, window, now).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::debug!(rule = %rule.id, tenant = %tenant, error = %e, "no value for an alert rule");
@@ -263,7 +291,7 @@ async fn measure(
 
 /// The rule's metric for one tenant over `window` ending `now`.
 async fn value(
-    s: &Services,
+    src: Sources<'_>,
     sys: &SystemCtx,
     ctx: &TenantCtx,
     spec: &AlertSpec,
@@ -275,7 +303,7 @@ async fn value(
     match spec.metric {
         Metric::LatencyP99Ms | Metric::ErrorRate => {
             let mut t = Traffic::default();
-            each_record(&**s.events(), ctx.tenant_id(), model, since, now, |kind, p, _, shadow| {
+            each_record(src.log, ctx.tenant_id(), model, since, now, |kind, p, _, shadow| {
                 if !shadow {
                     t.add(kind, p);
                 }
@@ -291,7 +319,7 @@ async fn value(
             })
         }
         Metric::Accuracy => {
-            let groups = s.store().feedback_quality(ctx, model, None, since).await?;
+            let groups = src.store.feedback_quality(ctx, model, None, since).await?;
             let (mut right, mut n) = (0.0, 0u64);
             for v in tessera_core::feedback::quality(&groups) {
                 if let Some(c) = v.classification {
@@ -302,6 +330,7 @@ async fn value(
             Ok((n > 0 && n >= spec.min_samples).then(|| right / n as f64))
         }
         Metric::DriftShare => {
+            let Some(s) = src.services else { return Ok(None) };
             let info = s.tenants().get(s.store(), ctx).await?;
             let view = ModelView::Tenant { ctx, segment: info.tenant.segment.as_deref() };
             let m = s.store().resolve_model(view, model).await?;
@@ -315,12 +344,18 @@ async fn value(
             Ok(r.dataset_drift.map(|d| d.share))
         }
         Metric::BudgetUsed => {
-            let info = s.tenants().get(s.store(), ctx).await?;
-            let Some(budget) = info.plan.monthly_budget_usd.filter(|b| *b > 0.0) else {
+            let budget = match src.services {
+                Some(s) => s.tenants().get(s.store(), ctx).await?.plan.monthly_budget_usd,
+                None => {
+                    let t = src.store.get_tenant(ctx).await?;
+                    src.store.get_plan(&t.plan).await?.monthly_budget_usd
+                }
+            };
+            let Some(budget) = budget.filter(|b| *b > 0.0) else {
                 return Ok(None);
             };
             let month = now.month_start().millis();
-            let spent = s.store().spend_since(sys, ctx.tenant_id(), month).await?;
+            let spent = src.store.spend_since(sys, ctx.tenant_id(), month).await?;
             Ok(Some(spent as f64 / 1e6 / budget))
         }
     }
