@@ -29,12 +29,15 @@ pub enum Metric {
     DriftShare,
     /// Spend this month over the plan's monthly budget (per tenant).
     BudgetUsed,
+    /// Events of the tenant not yet processed by the stream feature
+    /// pipeline (consumer group `features`): handed out or pending.
+    ConsumerLag,
 }
 
 impl Metric {
     /// Whether the metric is about one model (`model` is required).
     pub fn per_model(self) -> bool {
-        !matches!(self, Metric::BudgetUsed)
+        !matches!(self, Metric::BudgetUsed | Metric::ConsumerLag)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +47,7 @@ impl Metric {
             Metric::Accuracy => "accuracy",
             Metric::DriftShare => "drift_share",
             Metric::BudgetUsed => "budget_used",
+            Metric::ConsumerLag => "consumer_lag",
         }
     }
 }

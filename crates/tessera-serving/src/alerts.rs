@@ -10,7 +10,7 @@
 //! to a bound; the outcome is added to the rule's events. Evaluation never
 //! waits for a delivery.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -172,6 +172,9 @@ async fn refresh_firing(s: &Services, sys: &SystemCtx) {
     }
 }
 
+/// Each tenant's traffic by model, per window start, read once per pass.
+type Windows = HashMap<(TenantId, i64), HashMap<String, Traffic>>;
+
 /// What an evaluation reads: the store and the log, and the server's
 /// services when there is one (drift needs its artifacts and models;
 /// budgets read its tenant cache). A benchmark runs the controller on a
@@ -194,6 +197,7 @@ pub async fn evaluate_due(
     let lease = i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
     let due = src.store.claim_alert_rules(sys, &a.owner, now, lease).await?;
     let (mut written, mut notify) = (0, Vec::new());
+    let mut windows = Windows::new();
     for mut rule in due {
         a.evaluations.inc();
         let timing = match rule.spec.validate() {
@@ -203,7 +207,7 @@ pub async fn evaluate_due(
                 continue;
             }
         };
-        let values = measure(src, sys, &rule, timing.window, now).await;
+        let values = measure(src, &mut windows, sys, &rule, timing.window, now).await;
         let events = rule.step(&values, timing.for_, now);
         rule.last_evaluated_at = Some(now);
         rule.next_evaluation_at =
@@ -255,6 +259,7 @@ fn log_transition(rule: &AlertRule, e: &AlertEvent) {
 /// Each subject's value now (`None`: no data).
 async fn measure(
     src: Sources<'_>,
+    windows: &mut Windows,
     sys: &SystemCtx,
     rule: &AlertRule,
     window: Duration,
@@ -277,7 +282,7 @@ async fn measure(
             (Some(_), Some(m)) => m.clone(),
             _ => tenant.as_str().to_owned(),
         };
-        let value = match value(src, sys, &ctx, &rule.spec, window, now).await {
+        let value = match value(src, windows, sys, &ctx, &rule.spec, window, now).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::debug!(rule = %rule.id, tenant = %tenant, error = %e, "no value for an alert rule");
@@ -292,6 +297,7 @@ async fn measure(
 /// The rule's metric for one tenant over `window` ending `now`.
 async fn value(
     src: Sources<'_>,
+    windows: &mut Windows,
     sys: &SystemCtx,
     ctx: &TenantCtx,
     spec: &AlertSpec,
@@ -302,13 +308,21 @@ async fn value(
     let model = spec.model.as_deref().unwrap_or_default();
     match spec.metric {
         Metric::LatencyP99Ms | Metric::ErrorRate => {
-            let mut t = Traffic::default();
-            each_record(src.log, ctx.tenant_id(), model, since, now, |kind, p, _, shadow| {
-                if !shadow {
-                    t.add(kind, p);
-                }
-            })
-            .await?;
+            // One read of the tenant's window serves all its rules of that window.
+            let key = (ctx.tenant_id().clone(), since.millis());
+            if !windows.contains_key(&key) {
+                let mut by_model: HashMap<String, Traffic> = HashMap::new();
+                each_record(src.log, ctx.tenant_id(), None, since, now, |kind, p, m, _, shadow| {
+                    if !shadow {
+                        by_model.entry(m.to_owned()).or_default().add(kind, p);
+                    }
+                })
+                .await?;
+                windows.insert(key.clone(), by_model);
+            }
+            let Some(t) = windows.get_mut(&key).and_then(|w| w.get_mut(model)) else {
+                return Ok(None);
+            };
             let attempts = t.answers + t.errors;
             if attempts == 0 || attempts < spec.min_samples {
                 return Ok(None);
@@ -342,6 +356,14 @@ async fn value(
             };
             let r = crate::drift::report(s, ctx, view, &m, &q, now).await?;
             Ok(r.dataset_drift.map(|d| d.share))
+        }
+        Metric::ConsumerLag => {
+            let lag = src
+                .log
+                .lag(crate::stream_features::GROUP, ctx.tenant_id(), tessera_events::Topic::Events)
+                .await
+                .map_err(|e| ServeError::Unavailable(e.to_string()))?;
+            Ok(Some(lag.total() as f64))
         }
         Metric::BudgetUsed => {
             let budget = match src.services {

@@ -37,6 +37,13 @@ const MAX_REFERENCE: usize = 20_000;
 const CHUNKS: usize = 10;
 /// Values on each side before a column is judged.
 const MIN_VALUES: usize = 10;
+/// Texts per side embedded for a text model's input drift, at most.
+const MAX_TEXTS: usize = 500;
+/// Evidently's `ratio` method for embeddings: a component drifts when its
+/// normalized Wasserstein distance reaches 0.1, the embeddings when more
+/// than 0.2 of the components do.
+const COMPONENT_THRESHOLD: f64 = 0.1;
+const RATIO_THRESHOLD: f64 = 0.2;
 
 /// What the reference is.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +146,8 @@ struct Sample {
     labels: Vec<String>,
     values: Vec<f64>,
     rows: usize,
+    /// Input texts (text models; recorded only when the tenant keeps inputs).
+    texts: Vec<String>,
 }
 
 impl Sample {
@@ -303,14 +312,68 @@ fn judge(
     out
 }
 
-/// The artifact's input layout (empty when it records none).
-async fn layout(s: &Services, version: &ModelVersion) -> Vec<InputColumn> {
-    let Ok(bytes) = s.artifacts().get(&version.sha256).await else { return Vec::new() };
-    serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .and_then(|v| v.get("inputs").cloned())
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default()
+/// The artifact's input layout (empty when it records none) and the
+/// embedding model a text head reads through.
+async fn layout(s: &Services, version: &ModelVersion) -> (Vec<InputColumn>, Option<String>) {
+    let Ok(bytes) = s.artifacts().get(&version.sha256).await else { return (Vec::new(), None) };
+    let head = serde_json::from_slice::<Value>(&bytes).unwrap_or_default();
+    let layout = head.get("inputs").cloned().and_then(|v| serde_json::from_value(v).ok());
+    let base = head.get("base_model").and_then(Value::as_str).map(str::to_owned);
+    (layout.unwrap_or_default(), base)
+}
+
+/// At most [`MAX_TEXTS`] of `texts`, evenly spaced.
+fn spread(texts: &[String]) -> Vec<String> {
+    let step = texts.len().div_ceil(MAX_TEXTS).max(1);
+    texts.iter().step_by(step).cloned().collect()
+}
+
+async fn embed(s: &Services, base: &str, texts: &[String]) -> Result<Vec<Vec<f32>>, ServeError> {
+    let engine = s
+        .models()
+        .get(base)
+        .await
+        .map_err(|e| ServeError::ModelNotReady(format!("base model {base:?}: {e}")))?;
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(64) {
+        let e = crate::inference::backend::embed(s.breakers(), &engine, chunk.to_vec()).await?;
+        out.extend(e.vectors);
+    }
+    Ok(out)
+}
+
+/// A text model's input drift: each embedding component compared by its
+/// normalized Wasserstein distance; the value is the share of components
+/// that drift (Evidently's `ratio` method).
+fn embedding_drift(reference: &[Vec<f32>], current: &[Vec<f32>]) -> ColumnReport {
+    let mut out = ColumnReport {
+        name: "embedding".into(),
+        source: "input",
+        kind: "embedding",
+        method: "embedding_ratio",
+        value: None,
+        threshold: Some(RATIO_THRESHOLD),
+        drifted: None,
+        reference_values: reference.len(),
+        current_values: current.len(),
+    };
+    let dims = reference.first().map_or(0, Vec::len);
+    if reference.len() < MIN_VALUES || current.len() < MIN_VALUES || dims == 0 {
+        return out;
+    }
+    let component = |rows: &[Vec<f32>], d: usize| -> Vec<f64> {
+        rows.iter().filter_map(|r| r.get(d)).map(|x| f64::from(*x)).collect()
+    };
+    let drifted = (0..dims)
+        .filter(|&d| {
+            drift::wasserstein_normalized(&component(reference, d), &component(current, d))
+                .is_ok_and(|w| w >= COMPONENT_THRESHOLD)
+        })
+        .count();
+    let share = drifted as f64 / dims as f64;
+    out.value = Some(share);
+    out.drifted = Some(share > RATIO_THRESHOLD);
+    out
 }
 
 /// The model's records in `[from, to]`: by version, how many answered;
@@ -357,6 +420,9 @@ async fn records(
                 p.get("output").and_then(|o| o.get("predicted")).and_then(Value::as_array);
             for x in predicted.into_iter().flatten() {
                 sample.predicted(x);
+            }
+            if let Some(t) = p.get("input").and_then(Value::as_str) {
+                sample.texts.push(t.to_owned());
             }
             for row in p.get("rows").and_then(Value::as_array).into_iter().flatten() {
                 let row: Vec<f64> =
@@ -409,6 +475,7 @@ async fn training_sample(
             sample.push_row(&prepared.layout, &row);
         }
     }
+    sample.texts = prepared.texts.iter().step_by(step).cloned().collect();
     let regression = spec.task == "regression";
     for label in prepared.labels.iter().step_by(step) {
         match label {
@@ -455,7 +522,8 @@ pub async fn report(
             format!("model {} has no version {version}", model.name),
         ));
     };
-    let layout = layout(s, v).await;
+    let (layout, base) = layout(s, v).await;
+    let base = base.or_else(|| model.base_model.clone());
     let (_, current) = records(s, ctx, &model.name, Some(version), &layout, since, now).await?;
     let (reference, ref_side) = match &q.reference {
         Reference::Training => {
@@ -483,10 +551,29 @@ pub async fn report(
                 .into(),
         );
     }
-    if reference.columns.is_empty() && layout.is_empty() && current.rows == 0 {
-        notes.push(
-            "input drift needs numeric input rows; this version's inputs are not tabular".into(),
-        );
+    match &base {
+        Some(base) if layout.is_empty() => {
+            let (r, c) = (spread(&reference.texts), spread(&current.texts));
+            if c.is_empty() {
+                notes.push(
+                    "no input texts in the window: texts are recorded only for tenants that keep inputs (store_inputs)"
+                        .into(),
+                );
+            }
+            if r.len() >= MIN_VALUES && c.len() >= MIN_VALUES {
+                let (r, c) = (embed(s, base, &r).await?, embed(s, base, &c).await?);
+                columns.push(embedding_drift(&r, &c));
+            } else {
+                columns.push(embedding_drift(&[], &[]));
+            }
+        }
+        _ if reference.columns.is_empty() && layout.is_empty() && current.rows == 0 => {
+            notes.push(
+                "input drift needs numeric input rows; this version's inputs are not tabular"
+                    .into(),
+            );
+        }
+        _ => {}
     }
     if !reference.labels.is_empty() || !current.labels.is_empty() {
         let (r, c) = (
@@ -593,6 +680,25 @@ mod tests {
         // Too few current values: no verdict.
         let few = judge("x", "input", &reference, &numbers([1.0, 2.0]), Mode::Evidently);
         assert_eq!((few.value, few.drifted), (None, None));
+    }
+
+    #[test]
+    fn embeddings_drift_by_the_share_of_components_that_move() {
+        // 40 rows of 10 components: the reference spread evenly; the
+        // current the same except components 0-3 pushed up (4 of 10).
+        let row = |i: usize, shift: f32, moved: usize| -> Vec<f32> {
+            (0..10).map(|d| (i % 20) as f32 / 20.0 + if d < moved { shift } else { 0.0 }).collect()
+        };
+        let reference: Vec<Vec<f32>> = (0..40).map(|i| row(i, 0.0, 0)).collect();
+        let same: Vec<Vec<f32>> = (0..40).map(|i| row(i + 7, 0.0, 0)).collect();
+        let moved: Vec<Vec<f32>> = (0..40).map(|i| row(i, 1.0, 4)).collect();
+        let calm = embedding_drift(&reference, &same);
+        assert_eq!((calm.value, calm.drifted), (Some(0.0), Some(false)), "{calm:?}");
+        let shifted = embedding_drift(&reference, &moved);
+        assert_eq!((shifted.value, shifted.drifted), (Some(0.4), Some(true)), "{shifted:?}");
+        let few = embedding_drift(&reference, &moved[..3]);
+        assert_eq!(few.drifted, None);
+        assert_eq!(spread(&vec!["t".to_owned(); 1200]).len(), 400);
     }
 
     #[test]

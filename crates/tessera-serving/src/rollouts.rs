@@ -367,16 +367,16 @@ impl Traffic {
     }
 }
 
-/// Calls `each(type, properties, version, shadow)` for the tenant's
-/// answer and failure records of `model` stored in `[from, to]` (at most
-/// [`MAX_RECORDS`]).
+/// Calls `each(type, properties, model, version, shadow)` for the
+/// tenant's answer and failure records (of `model`, or of every model)
+/// stored in `[from, to]` (at most [`MAX_RECORDS`]).
 pub(crate) async fn each_record(
     log: &dyn EventLog,
     tenant: &tessera_core::ids::TenantId,
-    model: &str,
+    model: Option<&str>,
     from: Timestamp,
     to: Timestamp,
-    mut each: impl FnMut(&str, &serde_json::Map<String, Value>, Option<i64>, bool),
+    mut each: impl FnMut(&str, &serde_json::Map<String, Value>, &str, Option<i64>, bool),
 ) -> Result<(), ServeError> {
     let filter = Filter { until: Some(to), ..Filter::default() };
     let mut at = Position::Time(from);
@@ -389,13 +389,14 @@ pub(crate) async fn each_record(
         read += page.records.len();
         for rec in &page.records {
             let p = &rec.properties;
+            let Some(m) = p.get("model").and_then(Value::as_str) else { continue };
             if (rec.event_type != TYPE && rec.event_type != ERROR_TYPE)
-                || p.get("model").and_then(Value::as_str) != Some(model)
+                || model.is_some_and(|want| want != m)
             {
                 continue;
             }
             let shadow = p.get("tier").and_then(Value::as_str) == Some("shadow");
-            each(&rec.event_type, p, version_of(p), shadow);
+            each(&rec.event_type, p, m, version_of(p), shadow);
         }
         if page.end || read >= MAX_RECORDS {
             return Ok(());
@@ -431,13 +432,20 @@ pub async fn measure(
         }
     };
     let (mut cand, mut prim) = (Traffic::default(), Traffic::default());
-    each_record(log, ctx.tenant_id(), &r.model, r.evaluated_at, now, |kind, p, version, shadow| {
-        if version == Some(r.candidate) && shadow == shadow_step {
-            cand.add(kind, p);
-        } else if version.is_some() && version == primary && !shadow {
-            prim.add(kind, p);
-        }
-    })
+    each_record(
+        log,
+        ctx.tenant_id(),
+        Some(&r.model),
+        r.evaluated_at,
+        now,
+        |kind, p, _, version, shadow| {
+            if version == Some(r.candidate) && shadow == shadow_step {
+                cand.add(kind, p);
+            } else if version.is_some() && version == primary && !shadow {
+                prim.add(kind, p);
+            }
+        },
+    )
     .await?;
     let c = &r.checks;
     let attempts = cand.answers + cand.errors;
