@@ -46,6 +46,17 @@ pub trait OfflineStore: Send + Sync + 'static {
         to: i64,
     ) -> Result<Vec<OfflineRow>, OnlineError>;
 
+    /// The view's rows of every key with `from <= event_ts <= to`, newest
+    /// first, at most `limit` (drift monitoring reads a window of them).
+    async fn scan_window(
+        &self,
+        tenant: &TenantId,
+        view: &str,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<OfflineRow>, OnlineError>;
+
     /// Removes the view's rows (it was deleted).
     async fn drop_view(&self, tenant: &TenantId, view: &str) -> Result<(), OnlineError>;
 }
@@ -245,6 +256,41 @@ macro_rules! sql_offline {
                 Ok(out)
             }
 
+            async fn scan_window(
+                &self,
+                tenant: &TenantId,
+                view: &str,
+                from: i64,
+                to: i64,
+                limit: usize,
+            ) -> Result<Vec<OfflineRow>, OnlineError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT key, event_ts, created, vals FROM ",
+                    $table,
+                    " WHERE tenant = $1 AND view = $2 AND event_ts >= $3 AND event_ts <= $4 \
+                     ORDER BY event_ts DESC LIMIT $5"
+                ))
+                .bind(tenant.as_str())
+                .bind(view)
+                .bind(from)
+                .bind(to)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+                rows.iter()
+                    .map(|r| {
+                        let vals: String = r.try_get("vals").map_err(err)?;
+                        Ok(OfflineRow {
+                            key: EntityKey(r.try_get("key").map_err(err)?),
+                            event_ts: r.try_get("event_ts").map_err(err)?,
+                            created: r.try_get("created").map_err(err)?,
+                            values: serde_json::from_str(&vals).map_err(err)?,
+                        })
+                    })
+                    .collect()
+            }
+
             async fn drop_view(&self, tenant: &TenantId, view: &str) -> Result<(), OnlineError> {
                 sqlx::query(concat!("DELETE FROM ", $table, " WHERE tenant = $1 AND view = $2"))
                     .bind(tenant.as_str())
@@ -380,6 +426,18 @@ mod tests {
             got.iter().map(|r| r.values["v"].clone()).collect::<Vec<_>>(),
             [json!(2), json!(4)]
         );
+        // Every key in a window, newest first, bounded.
+        let window = store.scan_window(&t, "v", 12, 20, 10).await.unwrap();
+        let mut at: Vec<i64> = window.iter().map(|r| r.event_ts).collect();
+        assert_eq!(at, [20, 20, 15]);
+        at = store
+            .scan_window(&t, "v", 0, 100, 2)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.event_ts)
+            .collect();
+        assert_eq!(at, [20, 20]);
         store.drop_view(&t, "v").await.unwrap();
         assert!(store.scan(&t, "v", &[key("a")], 0, 100).await.unwrap().is_empty());
         assert_eq!(

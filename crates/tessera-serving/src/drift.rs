@@ -586,18 +586,7 @@ pub async fn report(
             (Column::Numeric(reference.values.clone()), Column::Numeric(current.values.clone()));
         columns.push(judge("prediction", "prediction", &r, &c, q.mode));
     }
-    let judged: Vec<bool> = columns.iter().filter_map(|c| c.drifted).collect();
-    let dataset_drift = (!judged.is_empty()).then(|| {
-        let drifted = judged.iter().filter(|d| **d).count();
-        let share = drifted as f64 / judged.len() as f64;
-        Summary {
-            columns: judged.len(),
-            drifted_columns: drifted,
-            share,
-            drift_share: drift::DEFAULT_DRIFT_SHARE,
-            drifted: share >= drift::DEFAULT_DRIFT_SHARE,
-        }
-    });
+    let dataset_drift = summary(&columns);
     Ok(Report {
         object: "model.drift",
         model: model.name.clone(),
@@ -608,6 +597,118 @@ pub async fn report(
         columns,
         dataset_drift,
         notes,
+    })
+}
+
+/// `GET /v1/features/views/{name}/drift`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ViewDriftReport)]
+pub struct ViewReport {
+    /// `feature_view.drift`.
+    pub object: &'static str,
+    pub view: String,
+    pub mode: Mode,
+    pub reference: Side,
+    pub current: Side,
+    pub columns: Vec<ColumnReport>,
+    pub dataset_drift: Option<Summary>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A feature view's rows in `[from, to]` (by event time), as columns of its schema.
+async fn view_sample(
+    s: &Services,
+    ctx: &TenantCtx,
+    view: &str,
+    schema: &[tessera_core::features::Field],
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Sample, ServeError> {
+    use tessera_core::features::Dtype;
+    let rows = s
+        .feature_stores()
+        .offline
+        .scan_window(ctx.tenant_id(), view, from.millis(), to.millis(), MAX_REFERENCE)
+        .await
+        .map_err(|e| ServeError::Unavailable(e.to_string()))?;
+    let mut sample = Sample::default();
+    for r in &rows {
+        sample.rows += 1;
+        for f in schema {
+            let cell = match (f.dtype, r.values.get(&f.name)) {
+                (Dtype::Int64 | Dtype::Float64, Some(v)) => v.as_f64().map(Cell::Number),
+                (Dtype::String, Some(Value::String(t))) => Some(Cell::Category(t.clone())),
+                (Dtype::Bool, Some(Value::Bool(b))) => Some(Cell::Category(b.to_string())),
+                _ => None,
+            };
+            if let Some(c) = cell {
+                sample.push(&f.name, c);
+            }
+        }
+    }
+    Ok(sample)
+}
+
+/// The drift of a feature view's values: the rows written for the window
+/// against the window before it (or a fixed range), column by column.
+pub async fn view_report(
+    s: &Services,
+    ctx: &TenantCtx,
+    name: &str,
+    window: Duration,
+    reference: Option<(Timestamp, Timestamp)>,
+    mode: Mode,
+    now: Timestamp,
+) -> Result<ViewReport, ServeError> {
+    let catalog = s.feature_catalogs().get(s.store(), ctx).await?;
+    let Some(view) = catalog.views.get(name) else {
+        return Err(ServeError::NotFound(format!("feature view {name:?} not found")));
+    };
+    let schema = &view.spec.schema;
+    let span = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    let since = now.plus_millis(-span);
+    let (from, to) = reference.unwrap_or((since.plus_millis(-span), since.plus_millis(-1)));
+    let current = view_sample(s, ctx, name, schema, since, now).await?;
+    let past = view_sample(s, ctx, name, schema, from, to).await?;
+    let mut notes = Vec::new();
+    if past.rows == 0 {
+        notes.push("no rows in the reference range".into());
+    }
+    let columns: Vec<ColumnReport> = past
+        .columns
+        .iter()
+        .map(|(n, r)| match current.columns.get(n) {
+            Some(c) => judge(n, "feature", r, c, mode),
+            None => judge(n, "feature", r, &empty_like(r), mode),
+        })
+        .collect();
+    let dataset_drift = summary(&columns);
+    Ok(ViewReport {
+        object: "feature_view.drift",
+        view: name.to_owned(),
+        mode,
+        reference: side("window", None, Some(from), Some(to), &past),
+        current: side("window", None, Some(since), Some(now), &current),
+        columns,
+        dataset_drift,
+        notes,
+    })
+}
+
+/// The share of judged columns that drift, by Evidently's 0.5.
+fn summary(columns: &[ColumnReport]) -> Option<Summary> {
+    let judged: Vec<bool> = columns.iter().filter_map(|c| c.drifted).collect();
+    (!judged.is_empty()).then(|| {
+        let drifted = judged.iter().filter(|d| **d).count();
+        let share = drifted as f64 / judged.len() as f64;
+        Summary {
+            columns: judged.len(),
+            drifted_columns: drifted,
+            share,
+            drift_share: drift::DEFAULT_DRIFT_SHARE,
+            drifted: share >= drift::DEFAULT_DRIFT_SHARE,
+        }
     })
 }
 

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tessera_core::features::parse_duration;
 use tessera_core::role::Operation;
 use tessera_core::time::Timestamp;
-use tessera_serving::drift::{Mode, Query, Reference, Report};
+use tessera_serving::drift::{Mode, Query, Reference, Report, ViewReport};
 use tessera_store::ModelView;
 use utoipa::IntoParams;
 
@@ -71,6 +71,56 @@ fn query(p: DriftParams) -> Result<Query, ApiError> {
         }
     };
     Ok(Query { version: p.version, window, reference, mode })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ViewDriftParams {
+    /// The current window of rows (by event time), ending now: default "1h".
+    pub window: Option<String>,
+    /// With `reference_to`: the reference rows' range (RFC 3339); default
+    /// the window just before the current one.
+    pub reference_from: Option<Timestamp>,
+    pub reference_to: Option<Timestamp>,
+    /// `evidently` (default) or `nannyml`.
+    pub mode: Option<String>,
+}
+
+/// Drift of a feature view's values (its offline rows): each feature of its
+/// schema, the window against the one before it or a fixed range.
+#[utoipa::path(get, path = "/v1/features/views/{name}/drift", tag = "monitoring",
+    params(("name" = String, Path, description = "feature view name"), ViewDriftParams),
+    responses((status = 200, body = ViewReport), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn view_drift(
+    State(s): State<AppState>,
+    auth: Authed,
+    Path(name): Path<String>,
+    ApiQuery(p): ApiQuery<ViewDriftParams>,
+) -> Result<Json<ViewReport>, ApiError> {
+    let ctx = auth.tenant(Operation::FeaturesRead)?;
+    let q = query(DriftParams {
+        window: p.window,
+        version: None,
+        reference_from: p.reference_from,
+        reference_to: p.reference_to,
+        mode: p.mode,
+    })?;
+    let reference = match q.reference {
+        Reference::Window { from, to } => Some((from, to)),
+        Reference::Training => None,
+    };
+    let r = tessera_serving::drift::view_report(
+        &s,
+        &ctx,
+        &name,
+        q.window,
+        reference,
+        q.mode,
+        Timestamp::now(),
+    )
+    .await?;
+    Ok(Json(r))
 }
 
 /// Drift of a model version: each input column (when the tenant keeps

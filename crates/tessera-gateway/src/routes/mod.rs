@@ -206,6 +206,7 @@ pub fn api_routes() -> ApiRoutes {
         .add(Post, "/v1/models/{name}/versions/{version}/validate", governance::validate)
         .add(Get, "/v1/models/{name}/quality", feedback::model_quality)
         .add(Get, "/v1/models/{name}/drift", drift::model_drift)
+        .add(Get, "/v1/features/views/{name}/drift", drift::view_drift)
         .add(Get, "/v1/models/{name}/aliases", governance::list_aliases)
         .add(Put, "/v1/models/{name}/aliases/{alias}", governance::put_alias)
         .add(Delete, "/v1/models/{name}/aliases/{alias}", governance::delete_alias)

@@ -30,7 +30,7 @@ use super::{
         event_types::list, event_types::put, event_types::get, event_types::delete,
         datasets::upload, datasets::list, datasets::get, datasets::preview, datasets::from_features, datasets::edit_schema,
         feedback::submit, feedback::model_quality, feedback::to_dataset,
-        drift::model_drift,
+        drift::model_drift, drift::view_drift,
         alerts::create, alerts::list, alerts::get, alerts::delete,
         alerts::admin_create, alerts::admin_list, alerts::admin_get, alerts::admin_delete,
         rollouts::create, rollouts::list, rollouts::get, rollouts::pause, rollouts::resume, rollouts::abort,

@@ -49,7 +49,7 @@ fn fill(path: &str, b: &Theirs<'_>) -> String {
                 "alerts" => b.alert,
                 "aliases" => "champion",
                 "versions" => "1",
-                "{kind}" => "b_private",
+                "{kind}" | "views" => "b_private",
                 _ => b_tenant,
             });
         } else {

@@ -301,3 +301,65 @@ async fn drift_of_a_shifted_column_fires_an_alert_that_resolves_at_a_signed_webh
         .collect();
     assert_eq!(names, ["budget-soft", "budget-spent"], "{builtin:?}");
 }
+
+/// A feature view's rows: the last hour against the hour before; the
+/// shifted feature drifts, the steady one does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feature_views_shifted_feature_drifts_from_the_hour_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(Options::new(&Backend::Sqlite, dir.path())).await;
+    let (_, key, _) = s.tenant_with_key("acme", "developer").await;
+    let (_, owner, _) = s.tenant_with_key("shop", "tenant_admin").await;
+    for (path, body) in [
+        ("/v1/features/entities/customer", json!({"join_keys": ["customer_id"]})),
+        (
+            "/v1/features/views/stats",
+            json!({"entities": ["customer"], "source": {"push": {}},
+                   "schema": [{"name": "spend", "dtype": "float64"}, {"name": "tier", "dtype": "string"}]}),
+        ),
+    ] {
+        let r = s.api.call(Method::PUT, path, Some(&owner), Some(body)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    }
+    let now = tessera_core::time::Timestamp::now().millis();
+    let mut p = Points(3);
+    let mut push = |from_ms: i64, shift: f64| {
+        let (mut ids, mut ts, mut spend, mut tier) = (vec![], vec![], vec![], vec![]);
+        for i in 0..300 {
+            ids.push(format!("c{i}"));
+            ts.push(tessera_core::time::Timestamp::from_millis(from_ms + i * 10_000).to_rfc3339());
+            spend.push(50.0 + 20.0 * p.next() + shift);
+            tier.push(if p.next() > 0.0 { "gold" } else { "basic" });
+        }
+        json!({"push_source_name": "stats", "to": "offline",
+               "df": {"customer_id": ids, "event_timestamp": ts, "spend": spend, "tier": tier}})
+    };
+    let before = push(now - 7_000_000, 0.0);
+    let last = push(now - 3_500_000, 30.0);
+    for body in [before, last] {
+        let r = s.api.call(Method::POST, "/v1/features/push", Some(&owner), Some(body)).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    }
+    let r = s.api.get("/v1/features/views/stats/drift?window=1h", &owner).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let verdicts: Vec<(&str, &str, bool)> = r.body["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap(),
+                c["method"].as_str().unwrap(),
+                c["drifted"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(verdicts, [("spend", "ks", true), ("tier", "z_test", false)], "{:#}", r.body);
+    assert_eq!(
+        (r.body["reference"]["rows"].as_u64(), r.body["current"]["rows"].as_u64()),
+        (Some(300), Some(300))
+    );
+    // Another tenant's view of that name is not found.
+    let other = s.api.get("/v1/features/views/stats/drift", &key).await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND, "{other:?}");
+}
