@@ -29,6 +29,9 @@ pub enum Metric {
     DriftShare,
     /// Spend this month over the plan's monthly budget (per tenant).
     BudgetUsed,
+    /// Circuit breakers of the model's versions open on the evaluating
+    /// replica (each replica keeps its own breakers).
+    BreakerOpen,
     /// Events of the tenant not yet processed by the stream feature
     /// pipeline (consumer group `features`): handed out or pending.
     ConsumerLag,
@@ -48,6 +51,7 @@ impl Metric {
             Metric::DriftShare => "drift_share",
             Metric::BudgetUsed => "budget_used",
             Metric::ConsumerLag => "consumer_lag",
+            Metric::BreakerOpen => "breaker_open",
         }
     }
 }

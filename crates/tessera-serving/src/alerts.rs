@@ -357,6 +357,23 @@ async fn value(
             let r = crate::drift::report(s, ctx, view, &m, &q, now).await?;
             Ok(r.dataset_drift.map(|d| d.share))
         }
+        Metric::BreakerOpen => {
+            let Some(s) = src.services else { return Ok(None) };
+            let info = s.tenants().get(s.store(), ctx).await?;
+            let view = ModelView::Tenant { ctx, segment: info.tenant.segment.as_deref() };
+            let m = s.store().resolve_model(view, model).await?;
+            // Local versions' breakers are `<model id>@<version>`, remote
+            // ones end with `(<model id>)`.
+            let (local, remote) = (format!("{}@", m.id), format!("({})", m.id));
+            let open = s
+                .breakers()
+                .views()
+                .into_iter()
+                .filter(|b| b.backend.starts_with(&local) || b.backend.ends_with(&remote))
+                .filter(|b| b.state == tessera_core::breaker::BreakerState::Open)
+                .count();
+            Ok(Some(open as f64))
+        }
         Metric::ConsumerLag => {
             let lag = src
                 .log

@@ -186,6 +186,12 @@ async fn drift_of_a_shifted_column_fires_an_alert_that_resolves_at_a_signed_webh
     let r = s.api.call(Method::POST, "/v1/alerts", Some(&key), Some(down)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     let down_id = r.body["id"].as_str().unwrap().to_owned();
+    // Breakers are measured too (none is open here).
+    let breaker = json!({"name": "scorer-breaker", "metric": "breaker_open", "model": "scorer", "op": ">=",
+        "threshold": 1, "severity": "critical"});
+    let r = s.api.call(Method::POST, "/v1/alerts", Some(&key), Some(breaker)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let breaker_id = r.body["id"].as_str().unwrap().to_owned();
     // Another tenant reaches neither the rule nor the model.
     let (_, other, _) = s.tenant_with_key("globex", "developer").await;
     assert_eq!(s.api.get(&format!("/v1/alerts/{id}"), &other).await.status, StatusCode::NOT_FOUND);
@@ -280,6 +286,13 @@ async fn drift_of_a_shifted_column_fires_an_alert_that_resolves_at_a_signed_webh
         alerts["data"].as_array().unwrap().iter().find(|r| r["id"] == id.as_str()).unwrap().clone();
     assert_eq!(mine["instances"]["scorer"]["status"], "ok", "{mine}");
     assert!(mine.get("secret").is_none(), "the secret is shown once: {mine}");
+    let b =
+        alerts["data"].as_array().unwrap().iter().find(|r| r["id"] == breaker_id.as_str()).unwrap();
+    assert_eq!(
+        (b["instances"]["scorer"]["status"].as_str(), b["instances"]["scorer"]["value"].as_f64()),
+        (Some("ok"), Some(0.0)),
+        "{b}"
+    );
 
     // The rule whose webhook is down: retried, then its failure recorded.
     let events = events_until(&s, &key, &down_id, Duration::from_secs(40), |e| {
