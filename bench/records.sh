@@ -8,7 +8,7 @@
 #   (needs: release build of tessera and tessera-standin, hey)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-T=target/release
+T="${CARGO_TARGET_DIR:-target}/release"
 ADMIN=bench-admin-key-0123456789
 work=$(mktemp -d -p /var/tmp)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -304,7 +304,7 @@ fn record<J: Job>(
         version: &meta.version,
         tier: &meta.tier,
         route: job.cache_route(),
-        user: (!caller.user.is_empty()).then_some(caller.user.as_str()),
+        user: named_user(caller),
         entity: job.entity(),
         input_digest: input.digest,
         input: if tenant.store_inputs { input.text.as_deref() } else { None },
@@ -353,7 +353,7 @@ fn record_failure<J: Job>(
         version: &asked.version,
         tier: asked.tier,
         route: job.cache_route(),
-        user: (!caller.user.is_empty()).then_some(caller.user.as_str()),
+        user: named_user(caller),
         entity: job.entity(),
         input_digest: None,
         input: None,
@@ -368,6 +368,13 @@ fn record_failure<J: Job>(
         error: Some(&message),
     };
     s.predictions().record(caller.ctx.tenant_id(), &p);
+}
+
+/// The end user the caller named, for the record's `user` key (a
+/// subject's deletion finds its records by it); `None` when the request
+/// named none and the sticky split used its request id instead.
+fn named_user(caller: &Caller) -> Option<&str> {
+    (!caller.user.is_empty() && caller.user != caller.request_id).then_some(caller.user.as_str())
 }
 
 /// A cached answer's summary as its record keeps it (`None`: not known).
@@ -495,7 +502,7 @@ fn record_shadow<J: Job>(
         version,
         tier: "shadow",
         route: job.cache_route(),
-        user: (!caller.user.is_empty()).then_some(caller.user.as_str()),
+        user: named_user(caller),
         entity: job.entity(),
         input_digest: None,
         input: None,
