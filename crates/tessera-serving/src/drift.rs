@@ -39,11 +39,9 @@ const CHUNKS: usize = 10;
 const MIN_VALUES: usize = 10;
 /// Texts per side embedded for a text model's input drift, at most.
 const MAX_TEXTS: usize = 500;
-/// Evidently's `ratio` method for embeddings: a component drifts when its
-/// normalized Wasserstein distance reaches 0.1, the embeddings when more
-/// than 0.2 of the components do.
-const COMPONENT_THRESHOLD: f64 = 0.1;
-const RATIO_THRESHOLD: f64 = 0.2;
+/// The ROC AUC above which a domain classifier's telling reference and
+/// current embeddings apart is drift (Evidently's default, 0.55).
+const DOMAIN_AUC_THRESHOLD: f64 = 0.55;
 
 /// What the reference is.
 #[derive(Debug, Clone, PartialEq)]
@@ -342,17 +340,23 @@ async fn embed(s: &Services, base: &str, texts: &[String]) -> Result<Vec<Vec<f32
     Ok(out)
 }
 
-/// A text model's input drift: each embedding component compared by its
-/// normalized Wasserstein distance; the value is the share of components
-/// that drift (Evidently's `ratio` method).
+/// A vector and its side (0: reference, 1: current).
+type Labelled<'a> = (&'a [f32], usize);
+
+/// A text model's input drift by Evidently's default for embeddings (its
+/// `model` method): a classifier (logistic regression) learns to tell the
+/// reference's vectors from the current ones on one half of each, seeded;
+/// the value is its ROC AUC on the other half, and above 0.55 the inputs
+/// drift (0.5: it cannot tell them apart).
 fn embedding_drift(reference: &[Vec<f32>], current: &[Vec<f32>]) -> ColumnReport {
+    use tessera_training::linear::{Matrix, Settings, fit_classifier};
     let mut out = ColumnReport {
         name: "embedding".into(),
         source: "input",
         kind: "embedding",
-        method: "embedding_ratio",
+        method: "domain_classifier",
         value: None,
-        threshold: Some(RATIO_THRESHOLD),
+        threshold: Some(DOMAIN_AUC_THRESHOLD),
         drifted: None,
         reference_values: reference.len(),
         current_values: current.len(),
@@ -361,18 +365,39 @@ fn embedding_drift(reference: &[Vec<f32>], current: &[Vec<f32>]) -> ColumnReport
     if reference.len() < MIN_VALUES || current.len() < MIN_VALUES || dims == 0 {
         return out;
     }
-    let component = |rows: &[Vec<f32>], d: usize| -> Vec<f64> {
-        rows.iter().filter_map(|r| r.get(d)).map(|x| f64::from(*x)).collect()
+    // Each side split in halves by a seeded permutation: train and test
+    // hold both sides in their proportions.
+    let (mut train, mut test): (Vec<Labelled<'_>>, Vec<Labelled<'_>>) = (Vec::new(), Vec::new());
+    for (label, rows) in [(0usize, reference), (1, current)] {
+        let order = tessera_training::rng::Rng(42 + label as u64).permutation(rows.len());
+        for (n, &i) in order.iter().enumerate() {
+            let row = (rows[i].as_slice(), label);
+            if n % 2 == 0 { train.push(row) } else { test.push(row) }
+        }
+    }
+    let matrix = |rows: &[Labelled<'_>]| {
+        let data: Vec<f32> = rows.iter().flat_map(|(r, _)| r.iter().copied()).collect();
+        Matrix::new(rows.len(), dims, data)
     };
-    let drifted = (0..dims)
-        .filter(|&d| {
-            drift::wasserstein_normalized(&component(reference, d), &component(current, d))
-                .is_ok_and(|w| w >= COMPONENT_THRESHOLD)
+    let (xt, xs) = (matrix(&train), matrix(&test));
+    let (lt, ls): (Vec<usize>, Vec<usize>) =
+        (train.iter().map(|r| r.1).collect(), test.iter().map(|r| r.1).collect());
+    let settings = Settings { l2_grid: vec![0.1], max_epochs: 200, ..Settings::default() };
+    // The training half is its own validation set: the test half stays unseen.
+    let Ok(f) = fit_classifier(&xt, &lt, &xt, &lt, 2, &settings, &mut |_, _, _, _| true) else {
+        return out;
+    };
+    let scores: Vec<f32> = (0..xs.rows)
+        .map(|i| {
+            let z = |c: usize| {
+                f.bias[c] + f.weights[c].iter().zip(xs.row(i)).map(|(a, v)| a * v).sum::<f32>()
+            };
+            z(1) - z(0)
         })
-        .count();
-    let share = drifted as f64 / dims as f64;
-    out.value = Some(share);
-    out.drifted = Some(share > RATIO_THRESHOLD);
+        .collect();
+    let positive: Vec<bool> = ls.iter().map(|l| *l == 1).collect();
+    out.value = tessera_training::validate::roc_auc(&positive, &scores);
+    out.drifted = out.value.map(|auc| auc > DOMAIN_AUC_THRESHOLD);
     out
 }
 
@@ -784,21 +809,26 @@ mod tests {
     }
 
     #[test]
-    fn embeddings_drift_by_the_share_of_components_that_move() {
-        // 40 rows of 10 components: the reference spread evenly; the
-        // current the same except components 0-3 pushed up (4 of 10).
-        let row = |i: usize, shift: f32, moved: usize| -> Vec<f32> {
-            (0..10).map(|d| (i % 20) as f32 / 20.0 + if d < moved { shift } else { 0.0 }).collect()
+    fn embeddings_drift_when_a_classifier_tells_them_apart() {
+        // 200 rows of 8 components from a seeded generator; the shifted
+        // rows have components 0-1 moved by two standard deviations.
+        let mut rng = tessera_training::rng::Rng(7);
+        let mut rows = |n: usize, shift: f32| -> Vec<Vec<f32>> {
+            (0..n)
+                .map(|_| {
+                    (0..8).map(|d| rng.normal() as f32 + if d < 2 { shift } else { 0.0 }).collect()
+                })
+                .collect()
         };
-        let reference: Vec<Vec<f32>> = (0..40).map(|i| row(i, 0.0, 0)).collect();
-        let same: Vec<Vec<f32>> = (0..40).map(|i| row(i + 7, 0.0, 0)).collect();
-        let moved: Vec<Vec<f32>> = (0..40).map(|i| row(i, 1.0, 4)).collect();
+        let reference = rows(200, 0.0);
+        let (same, moved) = (rows(200, 0.0), rows(200, 2.0));
         let calm = embedding_drift(&reference, &same);
-        assert_eq!((calm.value, calm.drifted), (Some(0.0), Some(false)), "{calm:?}");
+        assert_eq!(calm.drifted, Some(false), "{calm:?}");
+        assert!((calm.value.unwrap() - 0.5).abs() < 0.1, "{calm:?}");
         let shifted = embedding_drift(&reference, &moved);
-        assert_eq!((shifted.value, shifted.drifted), (Some(0.4), Some(true)), "{shifted:?}");
-        let few = embedding_drift(&reference, &moved[..3]);
-        assert_eq!(few.drifted, None);
+        assert_eq!(shifted.drifted, Some(true), "{shifted:?}");
+        assert!(shifted.value.unwrap() > 0.9, "{shifted:?}");
+        assert_eq!(embedding_drift(&reference, &moved[..3]).drifted, None);
         assert_eq!(spread(&vec!["t".to_owned(); 1200]).len(), 400);
     }
 

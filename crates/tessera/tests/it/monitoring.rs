@@ -376,3 +376,122 @@ async fn a_feature_views_shifted_feature_drifts_from_the_hour_before() {
     let other = s.api.get("/v1/features/views/stats/drift", &key).await;
     assert_eq!(other.status, StatusCode::NOT_FOUND, "{other:?}");
 }
+
+/// A text model's inputs: the embeddings of kept input texts against its
+/// training texts, judged by a domain classifier. Held-out reviews like
+/// the training set do not drift; log lines do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_models_inputs_drift_by_their_embeddings() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        Options::new(&Backend::Sqlite, dir.path())
+            .env("TESSERA__ENGINE__LOAD_DEFAULT_MODEL", "true")
+            .env("TESSERA__ENGINE__LOAD_WAIT_MS", "120000"),
+    )
+    .await;
+    let (tenant, key, _) = s.tenant_with_key("acme", "developer").await;
+    let keep = s
+        .admin(
+            Method::PATCH,
+            &format!("/admin/v1/tenants/{tenant}"),
+            Some(json!({"store_inputs": true, "gate_thresholds": {"accuracy": 0.5}})),
+        )
+        .await;
+    assert_eq!(keep.status, StatusCode::OK, "{keep:?}");
+    let rows = common::data::sentiment();
+    // Every fourth of the first 1,200 reviews held out: the same mix of sites.
+    let train_rows: Vec<(String, i64)> = rows[..1200]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 4 != 0)
+        .map(|(_, r)| r.clone())
+        .collect();
+    let held_out: Vec<(String, i64)> = rows[..1200].iter().step_by(4).cloned().collect();
+    let r = s
+        .api
+        .http
+        .post(format!("{}/v1/datasets?name=reviews", s.url))
+        .bearer_auth(&key)
+        .header("content-type", "text/csv")
+        .body(common::data::to_csv(&["text", "label"], &train_rows))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let ds = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let spec = json!({"dataset": ds, "task": "classification", "label": "label", "text": "text", "model": "reviews"});
+    let job = s.api.call(Method::POST, "/v1/training-jobs", Some(&key), Some(spec)).await;
+    assert_eq!(job.status, StatusCode::ACCEPTED, "{job:?}");
+    let id = job.body["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let j = s.api.get(&format!("/v1/training-jobs/{id}"), &key).await.body;
+        if j["status"] == "succeeded" {
+            break;
+        }
+        assert!(j["status"] != "failed" && Instant::now() < deadline, "{j}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let send = |texts: Vec<String>| {
+        let (s, key) = (&s, &key);
+        async move {
+            for t in texts {
+                let r = s
+                    .api
+                    .call(
+                        Method::POST,
+                        "/v1/models/reviews:predict",
+                        Some(key),
+                        Some(json!({"instances": [t]})),
+                    )
+                    .await;
+                assert_eq!(r.status, StatusCode::OK, "{r:?}");
+            }
+        }
+    };
+    let embedding = |report: &Value| {
+        report["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "embedding")
+            .cloned()
+            .unwrap_or_default()
+    };
+    send(held_out.iter().map(|(t, _)| t.clone()).collect()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let calm = s.api.get("/v1/models/reviews/drift?window=15s", &key).await;
+    assert_eq!(calm.status, StatusCode::OK, "{calm:?}");
+    let e = embedding(&calm.body);
+    assert_eq!(
+        (e["method"].as_str(), e["drifted"].as_bool()),
+        (Some("domain_classifier"), Some(false)),
+        "{:#}",
+        calm.body
+    );
+    assert!(e["current_values"].as_u64().unwrap() >= 250, "{e}");
+    eprintln!(
+        "held-out reviews: domain classifier AUC {} (drift above {})",
+        e["value"], e["threshold"]
+    );
+    // A window later, log lines instead of reviews.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let logs: Vec<String> = (0..300)
+        .map(|i| {
+            format!(
+                "2026-12-04T03:{:02}:{:02}Z worker-{} GET /api/v2/orders/{} 200 {}ms cache=miss",
+                i % 60,
+                (i * 7) % 60,
+                i % 9,
+                10_000 + i * 37,
+                3 + i % 40
+            )
+        })
+        .collect();
+    send(logs).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let moved = s.api.get("/v1/models/reviews/drift?window=15s", &key).await.body;
+    let e = embedding(&moved);
+    assert_eq!(e["drifted"].as_bool(), Some(true), "{moved:#}");
+    eprintln!("log lines: domain classifier AUC {} (drift above {})", e["value"], e["threshold"]);
+}
