@@ -204,12 +204,6 @@ impl Call {
             p => p,
         };
         let pinned = pin.is_some();
-        // The version asked to answer, to record its failure if it fails.
-        let asked = primary.as_ref().ok().map(|t| Asked {
-            model: t.model.name.clone(),
-            tier: t.model.owner.as_str(),
-            version: t.version.clone(),
-        });
         let slot = CacheSlot::lookup(&s, &caller, &primary, &*job, policy).await;
         if let Some(hit) = slot.hit(&s) {
             admitted.settle(0, 0);
@@ -217,6 +211,12 @@ impl Call {
             record(&s, &caller, &res, &*job, &out.meta, entry_summary(&out), opened);
             return Ok(out);
         }
+        // The version asked to answer, to record its failure if it fails.
+        let asked = primary.as_ref().ok().map(|t| Asked {
+            model: t.model.name.clone(),
+            tier: t.model.owner.as_str(),
+            version: t.version.clone(),
+        });
         let deployment = res.deployment.clone();
         let fallbacks = deployment.as_ref().map_or(&[][..], |d| d.fallbacks.as_slice());
         let timeout = deployment.as_ref().and_then(|d| d.timeout_ms).map(Duration::from_millis);

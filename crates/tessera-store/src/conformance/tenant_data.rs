@@ -191,6 +191,9 @@ pub async fn training_jobs(store: &dyn MetadataStore) {
     assert_eq!(store.list_training_jobs(&a).await.unwrap().len(), 3);
     // The plan's bound: b's second job waits until its first is done.
     let b1 = store.create_training_job(&b, &spec, &actor()).await.unwrap();
+    // Jobs queue by creation time (ms), then id: two made in one millisecond
+    // would be ordered by their random ids.
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     let b2 = store.create_training_job(&b, &spec, &actor()).await.unwrap();
     let (_, first) = store.claim_training_job(&sys(), "replica-1").await.unwrap().unwrap();
     assert_eq!(first.id, b1.id);
