@@ -132,18 +132,22 @@ fn builtin(now: Timestamp) -> Vec<AlertRule> {
     ]
 }
 
-/// The controller's loop on this replica, until shutdown.
-pub async fn run(s: Services, sys: SystemCtx) {
+/// Creates the built-in platform rules that are missing (at start-up,
+/// before the server listens, like the default plans).
+pub async fn ensure_builtin(store: &dyn MetadataStore, sys: &SystemCtx) -> Result<(), StoreError> {
     let actor =
         tessera_core::audit::AuditActor { key_id: Some("system:alerts".into()), request_id: None };
     for rule in builtin(Timestamp::now()) {
-        match s.store().create_alert_rule(KeyOwner::Platform(&sys), &rule, &actor).await {
+        match store.create_alert_rule(KeyOwner::Platform(sys), &rule, &actor).await {
             Ok(()) | Err(StoreError::Conflict(_)) => {}
-            Err(e) => {
-                tracing::warn!(rule = %rule.id, error = %e, "could not create a built-in alert rule")
-            }
+            Err(e) => return Err(e),
         }
     }
+    Ok(())
+}
+
+/// The controller's loop on this replica, until shutdown.
+pub async fn run(s: Services, sys: SystemCtx) {
     let mut every = tokio::time::interval(TICK);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut counted = std::time::Instant::now();

@@ -38,6 +38,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open metadata store {}", cfg.database.display()))?;
     let sys = SystemCtx::bootstrap();
     store.ensure_default_plans(&sys).await.context("cannot create default plans")?;
+    tessera_serving::alerts::ensure_builtin(&*store, &sys)
+        .await
+        .context("cannot create the built-in alert rules")?;
     if cfg.admin_key.is_none() {
         bootstrap_admin_key(&*store, &sys, &cfg.data_dir).await?;
     }
