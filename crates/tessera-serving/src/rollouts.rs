@@ -187,10 +187,6 @@ pub async fn run(s: crate::Services, sys: SystemCtx) {
     }
 }
 
-fn store_error(e: StoreError) -> ServeError {
-    ServeError::from(e)
-}
-
 /// Starts a rollout of `model` (the tenant's own): the candidate must
 /// exist and have passed its gate (or been let through by an admin); the
 /// deployment it starts from has one target, which becomes the primary (or,
@@ -209,8 +205,8 @@ pub async fn start(
         return Err(ServeError::NotFound(format!("model {} not found", model.name)));
     }
     let view = ModelView::Tenant { ctx, segment: None };
-    let versions = store.list_model_versions(view, model).await.map_err(store_error)?;
-    let aliases = store.list_aliases(view, model).await.map_err(store_error)?;
+    let versions = store.list_model_versions(view, model).await?;
+    let aliases = store.list_aliases(view, model).await?;
     let alias = |a: &str| aliases.iter().find(|x| x.alias == a).map(|x| x.version);
     let candidate = spec.candidate.resolve(alias).ok_or_else(|| {
         ServeError::invalid(
@@ -235,7 +231,7 @@ pub async fn start(
             )));
         }
     }
-    let baseline = store.get_deployment(view, model).await.map_err(store_error)?;
+    let baseline = store.get_deployment(view, model).await?;
     let primary = match baseline.as_deref().map(serde_json::from_str::<Deployment>) {
         Some(Ok(d)) => match d.targets.as_slice() {
             [only] => only.version.clone(),
@@ -295,7 +291,7 @@ pub async fn start(
         revision: 1,
     };
     let write = rollout.start(now);
-    store.create_rollout(ctx, &write, actor).await.map_err(store_error)?;
+    store.create_rollout(ctx, &write, actor).await?;
     Ok(write.rollout)
 }
 
@@ -309,10 +305,10 @@ pub async fn control(
     actor: &AuditActor,
 ) -> Result<Rollout, ServeError> {
     for _ in 0..5 {
-        let r = store.get_rollout(ctx, id).await.map_err(store_error)?;
+        let r = store.get_rollout(ctx, id).await?;
         let write = r.control(action, Timestamp::now()).map_err(ServeError::Conflict)?;
-        if store.save_rollout(ctx, &write, None, actor).await.map_err(store_error)? {
-            return store.get_rollout(ctx, id).await.map_err(store_error);
+        if store.save_rollout(ctx, &write, None, actor).await? {
+            return store.get_rollout(ctx, id).await.map_err(ServeError::from);
         }
     }
     Err(ServeError::Unavailable(format!("rollout {id} kept changing; try again")))
@@ -426,8 +422,8 @@ pub async fn measure(
         VersionSel::Number(v) => Some(*v),
         VersionSel::Alias(a) => {
             let view = ModelView::Tenant { ctx, segment: None };
-            let model = store.resolve_model(view, &r.model).await.map_err(store_error)?;
-            let aliases = store.list_aliases(view, &model).await.map_err(store_error)?;
+            let model = store.resolve_model(view, &r.model).await?;
+            let aliases = store.list_aliases(view, &model).await?;
             aliases.iter().find(|x| &x.alias == a).map(|x| x.version)
         }
     };
@@ -465,10 +461,8 @@ pub async fn measure(
     }
     if c.accuracy_min.is_some() || c.mae_max.is_some() {
         let version = r.candidate.to_string();
-        let groups = store
-            .feedback_quality(ctx, &r.model, Some(&version), r.step_started_at)
-            .await
-            .map_err(store_error)?;
+        let groups =
+            store.feedback_quality(ctx, &r.model, Some(&version), r.step_started_at).await?;
         let q = tessera_core::feedback::quality(&groups);
         let q = q.iter().find(|v| v.version == version);
         if let Some(min) = c.accuracy_min {

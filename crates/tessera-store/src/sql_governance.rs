@@ -6,6 +6,33 @@
 
 macro_rules! sql_governance_store {
     ($store:ty, $db:ty, $lock:literal) => {
+        /// Points `alias` of a model at `version` and audits it, inside the
+        /// caller's transaction (a rollout's promotion writes it too).
+        async fn put_alias_in_tx(
+            tx: &mut Tx,
+            model_id: &str,
+            tenant: Option<&TenantId>,
+            alias: &str,
+            version: i64,
+            actor: &AuditActor,
+        ) -> Result<Alias, StoreError> {
+            let a = Alias { alias: alias.to_owned(), version, updated_at: Timestamp::now(), updated_by: actor.key_id.clone() };
+            sqlx::query(
+                "INSERT INTO model_aliases (model_id, alias, tenant_id, version, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (model_id, alias) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            )
+            .bind(model_id)
+            .bind(alias)
+            .bind(tenant.map(|t| t.as_str()))
+            .bind(version)
+            .bind(a.updated_at.millis())
+            .bind(&a.updated_by)
+            .execute(&mut **tx)
+            .await?;
+            append_audit(tx, tenant, "model_alias.put", &format!("{model_id}@{alias}={version}"), actor).await?;
+            Ok(a)
+        }
+
         fn alias_from_row(r: &DbRow) -> Result<Alias, StoreError> {
             Ok(Alias {
                 alias: r.try_get("alias")?,
@@ -126,20 +153,7 @@ macro_rules! sql_governance_store {
                 if exists.is_none() {
                     return Err(StoreError::not_found("model version", &format!("{}@{version}", model.name)));
                 }
-                let a = Alias { alias: alias.to_owned(), version, updated_at: Timestamp::now(), updated_by: actor.key_id.clone() };
-                sqlx::query(
-                    "INSERT INTO model_aliases (model_id, alias, tenant_id, version, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (model_id, alias) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-                )
-                .bind(&model.id)
-                .bind(alias)
-                .bind(tenant.map(|t| t.as_str()))
-                .bind(version)
-                .bind(a.updated_at.millis())
-                .bind(&a.updated_by)
-                .execute(&mut *tx)
-                .await?;
-                append_audit(&mut tx, tenant, "model_alias.put", &format!("{}@{alias}={version}", model.id), actor).await?;
+                let a = put_alias_in_tx(&mut tx, &model.id, tenant, alias, version, actor).await?;
                 tx.commit().await?;
                 Ok(a)
             }

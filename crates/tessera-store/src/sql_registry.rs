@@ -5,6 +5,28 @@
 
 macro_rules! sql_registry_store {
     ($store:ty, $db:ty, $lock:literal) => {
+        /// Sets a model's deployment and audits it, inside the caller's
+        /// transaction (a rollout step writes it with its own state).
+        async fn put_deployment_in_tx(
+            tx: &mut Tx,
+            model_id: &str,
+            tenant: Option<&TenantId>,
+            spec: &str,
+            actor: &AuditActor,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO deployments (model_id, tenant_id, spec, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (model_id) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
+            )
+            .bind(model_id)
+            .bind(tenant.map(|t| t.as_str()))
+            .bind(spec)
+            .bind(Timestamp::now().millis())
+            .execute(&mut **tx)
+            .await?;
+            append_audit(tx, tenant, "deployment.put", model_id, actor).await
+        }
+
         impl $store {
             pub(crate) async fn sql_create_model(
                 &self,
@@ -212,17 +234,7 @@ macro_rules! sql_registry_store {
                     return Err(StoreError::not_found("model", &model.name));
                 }
                 let mut tx = self.begin(tx_scope, true).await?;
-                sqlx::query(
-                    "INSERT INTO deployments (model_id, tenant_id, spec, updated_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (model_id) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
-                )
-                .bind(&model.id)
-                .bind(tenant.map(|t| t.as_str()))
-                .bind(spec)
-                .bind(Timestamp::now().millis())
-                .execute(&mut *tx)
-                .await?;
-                append_audit(&mut tx, tenant, "deployment.put", &model.id, actor).await?;
+                put_deployment_in_tx(&mut tx, &model.id, tenant, spec, actor).await?;
                 tx.commit().await?;
                 Ok(())
             }

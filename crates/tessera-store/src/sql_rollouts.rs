@@ -30,38 +30,12 @@ macro_rules! sql_rollouts_store {
             actor: &AuditActor,
         ) -> Result<(), StoreError> {
             let r = &write.rollout;
-            let now = Timestamp::now().millis();
-            match &write.deployment {
-                DeploymentChange::Keep => {}
-                DeploymentChange::Put(d) => {
-                    sqlx::query(
-                        "INSERT INTO deployments (model_id, tenant_id, spec, updated_at) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (model_id) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
-                    )
-                    .bind(&r.model_id)
-                    .bind(tenant.as_str())
-                    .bind(to_json(d)?)
-                    .bind(now)
-                    .execute(&mut **tx)
-                    .await?;
-                    append_audit(tx, Some(tenant), "deployment.put", &r.model_id, actor).await?;
-                }
+            if let DeploymentChange::Put(d) = &write.deployment {
+                put_deployment_in_tx(tx, &r.model_id, Some(tenant), &to_json(d)?, actor).await?;
             }
             if write.promote {
-                sqlx::query(
-                    "INSERT INTO model_aliases (model_id, alias, tenant_id, version, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (model_id, alias) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-                )
-                .bind(&r.model_id)
-                .bind(tessera_core::rollout::CHAMPION)
-                .bind(tenant.as_str())
-                .bind(r.candidate)
-                .bind(now)
-                .bind(&actor.key_id)
-                .execute(&mut **tx)
-                .await?;
-                let target = format!("{}@{}={}", r.model_id, tessera_core::rollout::CHAMPION, r.candidate);
-                append_audit(tx, Some(tenant), "model_alias.put", &target, actor).await?;
+                let champion = tessera_core::rollout::CHAMPION;
+                put_alias_in_tx(tx, &r.model_id, Some(tenant), champion, r.candidate, actor).await?;
             }
             let target = format!("{} {} step {}", r.id, r.model, r.current().label());
             for action in &write.audit {
