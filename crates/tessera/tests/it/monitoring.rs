@@ -422,16 +422,9 @@ async fn a_text_models_inputs_drift_by_their_embeddings() {
     let spec = json!({"dataset": ds, "task": "classification", "label": "label", "text": "text", "model": "reviews"});
     let job = s.api.call(Method::POST, "/v1/training-jobs", Some(&key), Some(spec)).await;
     assert_eq!(job.status, StatusCode::ACCEPTED, "{job:?}");
-    let id = job.body["id"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let j = s.api.get(&format!("/v1/training-jobs/{id}"), &key).await.body;
-        if j["status"] == "succeeded" {
-            break;
-        }
-        assert!(j["status"] != "failed" && Instant::now() < deadline, "{j}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let id = job.body["id"].as_str().unwrap();
+    let (j, _) = crate::training::wait(&s, &key, id, Duration::from_secs(600)).await;
+    assert_eq!(j["status"], "succeeded", "{j}");
     let send = |texts: Vec<String>| {
         let (s, key) = (&s, &key);
         async move {

@@ -69,17 +69,11 @@ pub async fn train(
         "features": ["x", "y"], "model": model, "seed": seed});
     let r = s.api.call(Method::POST, "/v1/training-jobs", Some(key), Some(spec)).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
-    let id = r.body["id"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let j = s.api.get(&format!("/v1/training-jobs/{id}"), key).await.body;
-        if j["status"] == "succeeded" {
-            assert_eq!(j["metrics"]["report"]["passed"], true, "the gate: {j}");
-            return j["version"].as_i64().unwrap();
-        }
-        assert!(j["status"] != "failed" && Instant::now() < deadline, "{j}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let id = r.body["id"].as_str().unwrap();
+    let (j, _) = crate::training::wait(s, key, id, Duration::from_secs(300)).await;
+    assert_eq!(j["status"], "succeeded", "{j}");
+    assert_eq!(j["metrics"]["report"]["passed"], true, "the gate: {j}");
+    j["version"].as_i64().unwrap()
 }
 
 /// Where the simulated traffic's points come from.

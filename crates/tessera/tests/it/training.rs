@@ -33,7 +33,7 @@ async fn start(s: &Server, key: &str, spec: Value) -> common::Resp {
 }
 
 /// Polls the job until it is finished; the phases it went through.
-async fn wait(s: &Server, key: &str, id: &str, within: Duration) -> (Value, Vec<String>) {
+pub async fn wait(s: &Server, key: &str, id: &str, within: Duration) -> (Value, Vec<String>) {
     let deadline = Instant::now() + within;
     let mut phases = Vec::new();
     loop {
